@@ -1,0 +1,71 @@
+"""The one error hierarchy of meshplane.
+
+Every error a user can cause maps to one of the App Mesh API's modeled exceptions, with the
+HTTP status the API model gives it.  The REST layer turns these into ``x-amzn-errortype``
+responses; the CLI prints their message.  Raised by every layer, caught at the edges.
+"""
+
+from __future__ import annotations
+
+
+class MeshplaneError(Exception):
+    """Base of all meshplane errors. ``code`` is the App Mesh error type name."""
+
+    code = "InternalServerErrorException"
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequestError(MeshplaneError):
+    code = "BadRequestException"
+    status = 400
+
+
+class NotFoundError(MeshplaneError):
+    code = "NotFoundException"
+    status = 404
+
+
+class ConflictError(MeshplaneError):
+    code = "ConflictException"
+    status = 409
+
+
+class ResourceInUseError(MeshplaneError):
+    code = "ResourceInUseException"
+    status = 409
+
+
+class LimitExceededError(MeshplaneError):
+    code = "LimitExceededException"
+    status = 400
+
+
+class TooManyTagsError(MeshplaneError):
+    code = "TooManyTagsException"
+    status = 400
+
+
+class ForbiddenError(MeshplaneError):
+    code = "ForbiddenException"
+    status = 403
+
+
+class UnauthorizedError(MeshplaneError):
+    """No or invalid credentials (App Mesh reports these as ForbiddenException too)."""
+
+    code = "ForbiddenException"
+    status = 401
+
+
+class TooManyRequestsError(MeshplaneError):
+    code = "TooManyRequestsException"
+    status = 429
+
+
+class ServiceUnavailableError(MeshplaneError):
+    code = "ServiceUnavailableException"
+    status = 503
