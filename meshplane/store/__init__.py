@@ -1,0 +1,35 @@
+"""Durable storage of mesh resources, with a revisioned change feed.
+
+``open_store(url_or_dir)`` builds the backend; callers code against ``Store``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from meshplane.store.base import Reader, Store, Transaction
+from meshplane.store.records import Change, ChangeOp, Namespace, Record, StoredManifest, Tag
+from meshplane.store.sql import SqlStore
+
+__all__ = [
+    "Change",
+    "ChangeOp",
+    "Namespace",
+    "Reader",
+    "Record",
+    "SqlStore",
+    "Store",
+    "StoredManifest",
+    "Tag",
+    "Transaction",
+    "open_store",
+]
+
+
+def open_store(*, data_dir: Path | None = None, url: str | None = None) -> SqlStore:
+    """Open the store at a SQLAlchemy ``url``, or the embedded SQLite in ``data_dir``."""
+    if url:
+        return SqlStore(url)
+    if data_dir is None:
+        raise ValueError("open_store needs a data directory or a database URL")
+    return SqlStore.open(data_dir)

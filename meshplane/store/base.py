@@ -1,0 +1,97 @@
+"""The store seam: what every backend (SQLite now, PostgreSQL later) must provide.
+
+Callers (the service layer, manifest apply, the xDS control loop) see only these Protocols.
+Reads happen on the store directly; every write happens inside ``store.write()``, a unit of
+work that commits atomically, advances the store revision once per changed resource and
+appends to the change feed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+from meshplane.model.kinds import Kind, ResourceKey
+from meshplane.store.records import Change, Namespace, Record, StoredManifest, Tag
+
+
+class Reader(Protocol):
+    """Read operations shared by the store and its transactions."""
+
+    def get(self, key: ResourceKey) -> Record | None: ...
+
+    def list(
+        self,
+        kind: Kind,
+        mesh: str | None = None,
+        parent: str | None = None,
+        *,
+        after: str | None = None,
+        limit: int | None = None,
+    ) -> list[Record]:
+        """Records of ``kind`` (in ``mesh``/``parent`` if given), ordered by name, names > after."""
+        ...
+
+    def mesh_records(self, mesh: str) -> list[Record]:
+        """Every record of a mesh, the mesh itself included."""
+        ...
+
+    def namespaces(self) -> list[Namespace]: ...
+
+    def manifests(self) -> list[StoredManifest]: ...
+
+
+class Transaction(Reader, Protocol):
+    """A unit of work; reads see its own writes. Commits when the ``with`` block ends cleanly."""
+
+    def create(
+        self,
+        key: ResourceKey,
+        spec: Mapping[str, Any],
+        *,
+        mesh_owner: str,
+        resource_owner: str,
+        tags: Sequence[Tag] = (),
+    ) -> Record: ...
+
+    def update(self, key: ResourceKey, spec: Mapping[str, Any]) -> Record: ...
+
+    def set_tags(self, key: ResourceKey, tags: Sequence[Tag]) -> Record: ...
+
+    def delete(self, key: ResourceKey) -> Record: ...
+
+    def client_token(self, token: str) -> tuple[str, Any] | None:
+        """The (request fingerprint, stored answer) recorded for an idempotency token."""
+        ...
+
+    def remember_client_token(self, token: str, fingerprint: str, answer: Any) -> None: ...
+
+    def put_namespace(self, namespace: Namespace) -> None: ...
+
+    def put_manifest(self, kind: str, namespace: str, name: str, body: Any, source: str) -> None: ...
+
+    def delete_manifest(self, kind: str, namespace: str, name: str) -> None: ...
+
+
+class Store(Reader, Protocol):
+    """A durable resource store with a revisioned change feed."""
+
+    @property
+    def revision(self) -> int:
+        """The revision of the last committed change (0 for an empty store)."""
+        ...
+
+    def write(self) -> AbstractContextManager[Transaction]: ...
+
+    def changes_since(self, revision: int, limit: int = 10_000) -> list[Change]: ...
+
+    async def wait_for_revision(self, revision: int, timeout: float | None = None) -> int:
+        """Wait until the store revision exceeds ``revision``; return the current revision."""
+        ...
+
+    def close(self) -> None: ...
+
+
+ManifestKey = tuple[str, str, str]
+NamespaceLabels = Mapping[str, Mapping[str, str]]
