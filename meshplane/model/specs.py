@@ -72,7 +72,7 @@ def format_errors(exc: ValidationError, root: str) -> str:
     """One human line per problem, ``<path>: <message>``, joined with '; '."""
     lines: list[str] = []
     errors = exc.errors(include_url=False, include_input=True)
-    failed_items = {tuple(e["loc"][:-1]) for e in errors if e["loc"]}
+    failed_items = {tuple(e["loc"][:n]) for e in errors for n in range(len(e["loc"]))}
     for error in errors:
         loc = tuple(error["loc"])
         if error["type"] == "too_short" and loc in failed_items:
