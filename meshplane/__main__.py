@@ -1,0 +1,5 @@
+"""``python -m meshplane`` runs the CLI."""
+
+from meshplane.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""The App Mesh REST API and meshplane's own HTTP endpoints (ASGI)."""

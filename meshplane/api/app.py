@@ -1,0 +1,67 @@
+"""The ASGI application: the App Mesh REST API plus meshplane's own endpoints.
+
+Built by ``meshplane.server`` (``build_app``); routes:
+- ``/v20190125/...``: the App Mesh API (``meshplane.api.appmesh``)
+- ``/meshplane/v1/...``: manifests, namespaces, proxies (``meshplane.api.extensions``)
+- ``/openapi.json``, ``/healthz``, ``/metrics``
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from meshplane.api.appmesh import AppMeshApi, error_response, json_response
+from meshplane.api.extensions import ExtensionsApi
+from meshplane.api.openapi import openapi_document
+from meshplane.errors import NotFoundError
+from meshplane.service.resources import Caller, ResourceService
+
+log = logging.getLogger(__name__)
+
+ProxyStatusSource = Callable[[], list[dict[str, Any]]]
+
+
+def build_app(
+    service: ResourceService,
+    caller: Caller,
+    *,
+    registry: CollectorRegistry | None = None,
+    proxies: ProxyStatusSource | None = None,
+    lifespan: Any = None,
+) -> Starlette:
+    appmesh = AppMeshApi(service, caller)
+    extensions = ExtensionsApi(service, caller, proxies=proxies)
+    document = openapi_document()
+
+    async def openapi(_: Request) -> Response:
+        return json_response(document)
+
+    async def healthz(_: Request) -> Response:
+        return json_response({"status": "ok", "revision": service.store.revision})
+
+    async def metrics(_: Request) -> Response:
+        data = generate_latest(registry) if registry is not None else b""
+        return Response(data, media_type=CONTENT_TYPE_LATEST)
+
+    async def not_found(request: Request) -> Response:
+        return error_response(NotFoundError(f"nothing at {request.url.path}"))
+
+    methods = ["GET", "PUT", "POST", "DELETE", "PATCH", "HEAD"]
+    routes: list[BaseRoute] = [
+        Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/v20190125/{rest:path}", appmesh.handle, methods=methods),
+        *extensions.routes(),
+        Route("/{rest:path}", not_found, methods=methods),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)

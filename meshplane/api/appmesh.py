@@ -1,0 +1,172 @@
+"""The App Mesh 2019-01-25 REST API, wire-compatible with botocore's rest-json client.
+
+``AppMeshApi.handle`` decodes one request (URI labels, query, JSON body), calls the matching
+``ResourceService`` operation in a worker thread and encodes the answer — the bare ``*Data``
+payload, or an error with the ``x-amzn-errortype`` header and a ``{"message"}`` body.
+Mounted by ``meshplane.api.app``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from meshplane.errors import BadRequestError, MeshplaneError, NotFoundError
+from meshplane.model.kinds import Kind, ResourceKey
+from meshplane.service import inputs
+from meshplane.service.resources import Caller, ResourceService
+
+from .routing import Action, Operation, allowed_methods, match
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 1024 * 1024
+
+
+def json_response(payload: Any, status: int = 200) -> Response:
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def error_response(error: MeshplaneError) -> Response:
+    response = json_response({"message": error.message}, error.status)
+    response.headers["x-amzn-errortype"] = f"{error.code}:"
+    return response
+
+
+async def read_json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        raise BadRequestError(f"request body: larger than {MAX_BODY} bytes")
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequestError(f"request body: not valid JSON ({exc})") from None
+    if not isinstance(body, dict):
+        raise BadRequestError("request body: must be a JSON object")
+    return body
+
+
+def _only(body: Mapping[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise BadRequestError(
+            f"{unknown[0]}: unknown member (expected one of {', '.join(sorted(allowed))})"
+        )
+
+
+def _key(op: Operation, labels: Mapping[str, str], body: Mapping[str, Any]) -> ResourceKey:
+    """The resource key of a Create/Describe/Update/Delete, names validated."""
+    kind = op.kind
+    assert kind is not None
+    mesh_field = "meshName"
+    source = body if (op.action is Action.CREATE and kind is Kind.MESH) else labels
+    mesh = inputs.resource_name(source.get(mesh_field), mesh_field)
+    if kind is Kind.MESH:
+        return ResourceKey(kind, mesh, mesh)
+    parent = ""
+    if kind.parent is not None:
+        parent = inputs.resource_name(labels.get(kind.parent.name_field), kind.parent.name_field)
+    name_source = body if op.action is Action.CREATE else labels
+    check = inputs.service_name if kind is Kind.VIRTUAL_SERVICE else inputs.resource_name
+    name = check(name_source.get(kind.name_field), kind.name_field)
+    return ResourceKey(kind, mesh, name, parent)
+
+
+class AppMeshApi:
+    """Dispatches App Mesh REST requests to a ``ResourceService``."""
+
+    def __init__(self, service: ResourceService, caller: Caller) -> None:
+        self.service = service
+        self.caller = caller
+
+    async def handle(self, request: Request) -> Response:
+        raw_path = request.scope.get("raw_path") or request.url.path.encode()
+        path = raw_path.decode("latin-1").split("?", 1)[0]
+        try:
+            found = match(request.method, path)
+            if found is None:
+                methods = allowed_methods(path)
+                if methods:
+                    response = error_response(
+                        BadRequestError(f"{request.method} is not allowed here; use {methods}")
+                    )
+                    response.status_code = 405
+                    return response
+                raise NotFoundError(f"no App Mesh operation at {request.method} {path}")
+            op, labels = found
+            body = await read_json_body(request) if request.method == "PUT" else {}
+            query = dict(request.query_params)
+            answer = await run_in_threadpool(self._call, op, labels, query, body)
+            return json_response(answer)
+        except MeshplaneError as error:
+            return error_response(error)
+        except Exception:  # the edge: never a stack trace to the caller
+            log.exception("internal error in %s %s", request.method, path)
+            return error_response(MeshplaneError("internal error; see the server log"))
+
+    def _call(
+        self,
+        op: Operation,
+        labels: Mapping[str, str],
+        query: Mapping[str, str],
+        body: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        service = self.service
+        owner = query.get("meshOwner")
+        kind = op.kind
+        if op.action is Action.TAG:
+            _only(body, {"tags"})
+            if "tags" not in body:
+                raise BadRequestError("tags: is required")
+            return service.tag(query.get("resourceArn"), body["tags"])
+        if op.action is Action.UNTAG:
+            _only(body, {"tagKeys"})
+            return service.untag(query.get("resourceArn"), body.get("tagKeys"))
+        if op.action is Action.LIST_TAGS:
+            return service.list_tags(
+                query.get("resourceArn"), limit=query.get("limit"), next_token=query.get("nextToken")
+            )
+        assert kind is not None
+        if op.action is Action.LIST:
+            mesh = None if kind is Kind.MESH else inputs.resource_name(labels["meshName"], "meshName")
+            parent = None
+            if kind.parent is not None:
+                field = kind.parent.name_field
+                parent = inputs.resource_name(labels[field], field)
+            return service.list(
+                kind,
+                mesh=mesh,
+                parent=parent,
+                limit=query.get("limit"),
+                next_token=query.get("nextToken"),
+                mesh_owner=owner,
+            )
+        key = _key(op, labels, body)
+        if op.action is Action.CREATE:
+            _only(body, {"meshName" if kind is Kind.MESH else kind.name_field, "spec", "tags",
+                         "clientToken"})
+            return service.create(
+                key,
+                body.get("spec"),
+                caller=self.caller,
+                tags=body.get("tags"),
+                client_token=body.get("clientToken"),
+                mesh_owner=owner,
+            )
+        if op.action is Action.UPDATE:
+            _only(body, {"spec", "clientToken"})
+            return service.update(
+                key, body.get("spec"), client_token=body.get("clientToken"), mesh_owner=owner
+            )
+        if op.action is Action.DELETE:
+            return service.delete(key, mesh_owner=owner)
+        return service.describe(key, mesh_owner=owner)

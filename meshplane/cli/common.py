@@ -1,0 +1,92 @@
+"""Shared plumbing of the CLI commands: the server option, running the async client, errors.
+
+Used by every command module of ``meshplane.cli``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar
+
+import click
+
+from meshplane.cli import output
+from meshplane.client import Client, ServerUnreachable, connect
+from meshplane.errors import MeshplaneError
+from meshplane.server.settings import DEFAULT_API_PORT, DEFAULT_HOST
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+DEFAULT_SERVER = f"http://{DEFAULT_HOST}:{DEFAULT_API_PORT}"
+
+
+def server_url(ctx: click.Context) -> str:
+    obj = ctx.find_root().obj or {}
+    url = obj.get("server") or os.environ.get("MESHPLANE_SERVER") or DEFAULT_SERVER
+    return str(url).rstrip("/")
+
+
+def run_client(ctx: click.Context, work: Callable[[Client], Awaitable[T]]) -> T:
+    """Run ``work`` against the server; turn meshplane errors into messages and exit codes."""
+
+    async def main() -> T:
+        async with connect(server_url(ctx)) as client:
+            return await work(client)
+
+    try:
+        return asyncio.run(main())
+    except ServerUnreachable as error:
+        raise output.fail(error.message, output.EXIT_UNREACHABLE) from None
+    except MeshplaneError as error:
+        raise output.fail(f"{error.message} ({error.code})") from None
+
+
+def output_option(*choices: str) -> Callable[[Callable[P, T]], Callable[P, T]]:
+    return click.option(
+        "-o",
+        "--output",
+        "fmt",
+        type=click.Choice(choices),
+        default=choices[0],
+        show_default=True,
+        help="Output format: a table for people, json or yaml for scripts.",
+    )
+
+
+def read_sources(paths: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(source, text) for -f arguments: files, directories (recursively) and '-' (stdin)."""
+    result: list[tuple[str, str]] = []
+    for path in paths:
+        if path == "-":
+            result.append(("-", click.get_text_stream("stdin").read()))
+        elif os.path.isdir(path):
+            found = []
+            for root, _dirs, files in os.walk(path):
+                found += [
+                    os.path.join(root, f) for f in files if f.endswith((".yaml", ".yml", ".json"))
+                ]
+            if not found:
+                raise output.fail(f"{path}: no .yaml, .yml or .json files in this directory")
+            for file in sorted(found):
+                result.append((file, _read(file)))
+        else:
+            result.append((path, _read(path)))
+    return result
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise output.fail(f"{path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise output.fail(f"{path}: not UTF-8 text") from None
+
+
+def pass_context(f: Callable[..., Any]) -> Callable[..., Any]:
+    return functools.wraps(f)(click.pass_context(f))

@@ -1,0 +1,115 @@
+"""The ``meshplane`` command: the group, ``serve``, and the registration of every command.
+
+Entry point ``meshplane.cli.main:main`` (pyproject ``[project.scripts]``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import click
+
+from meshplane import __version__
+from meshplane.cli import output
+from meshplane.cli.common import DEFAULT_SERVER
+from meshplane.cli.manifest_commands import apply, diff, label
+from meshplane.cli.resource_commands import delete, describe, get
+from meshplane.errors import MeshplaneError
+from meshplane.server.settings import DEFAULT_API_PORT, DEFAULT_XDS_PORT, Settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="meshplane")
+@click.option(
+    "--server",
+    metavar="URL",
+    help=f"The meshplane server to talk to [env MESHPLANE_SERVER; default {DEFAULT_SERVER}].",
+)
+@click.pass_context
+def cli(ctx: click.Context, server: str | None) -> None:
+    """meshplane: the AWS App Mesh API, manifests and Envoy conventions, self-hosted.
+
+    \b
+    Examples:
+      meshplane serve                                  # control plane with embedded SQLite
+      meshplane apply -f mesh.yaml                     # App Mesh Kubernetes manifests
+      meshplane get virtualnodes --mesh webapp
+      aws appmesh list-meshes --endpoint-url http://127.0.0.1:8765
+
+    Exit codes: 0 success, 1 the server refused the request, 2 usage error,
+    3 no server reachable, 4 `diff` found differences.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["server"] = server
+
+
+@cli.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Where the embedded SQLite "
+              "database lives [env MESHPLANE_DATA_DIR; default ~/.local/share/meshplane].")
+@click.option("--database-url", metavar="URL", help="A SQLAlchemy database URL instead of the "
+              "embedded store [env MESHPLANE_DATABASE_URL].")
+@click.option("--host", help="Address the API and xDS ports bind [env MESHPLANE_HOST; "
+              "default 127.0.0.1].")
+@click.option("--api-port", type=click.IntRange(1, 65535),
+              help=f"REST API port [env MESHPLANE_API_PORT; default {DEFAULT_API_PORT}].")
+@click.option("--xds-port", type=click.IntRange(1, 65535),
+              help=f"xDS (gRPC ADS) port [env MESHPLANE_XDS_PORT; default {DEFAULT_XDS_PORT}].")
+@click.option("--region", help="Region in ARNs [env MESHPLANE_REGION; default us-east-1].")
+@click.option("--account-id", help="Account ID in ARNs and owners [env MESHPLANE_ACCOUNT_ID; "
+              "default 000000000000].")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              help="Log level [env MESHPLANE_LOG_LEVEL; default info].")
+def serve(
+    data_dir: Path | None,
+    database_url: str | None,
+    host: str | None,
+    api_port: int | None,
+    xds_port: int | None,
+    region: str | None,
+    account_id: str | None,
+    log_level: str | None,
+) -> None:
+    """Run the control plane: the App Mesh REST API and the xDS server, in one process.
+
+    Stops cleanly on SIGTERM or Ctrl-C.
+
+    \b
+    Examples:
+      meshplane serve
+      meshplane serve --data-dir /var/lib/meshplane --api-port 8765 --xds-port 18000
+      MESHPLANE_HOST=0.0.0.0 meshplane serve
+    """
+    from meshplane.server.run import serve as run_server
+
+    settings = Settings.load(
+        data_dir=data_dir,
+        database_url=database_url,
+        host=host,
+        api_port=api_port,
+        xds_port=xds_port,
+        region=region,
+        account_id=account_id,
+        log_level=log_level,
+    )
+    if len(settings.account_id) != 12 or not settings.account_id.isdigit():
+        raise output.fail(f"--account-id: {settings.account_id!r} is not a 12-digit account ID",
+                          output.EXIT_USAGE)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        asyncio.run(run_server(settings))
+    except MeshplaneError as error:
+        raise output.fail(error.message) from None
+    except KeyboardInterrupt:
+        pass
+
+
+for command in (apply, diff, get, describe, delete, label):
+    cli.add_command(command)
+
+
+def main() -> None:
+    cli(prog_name="meshplane")

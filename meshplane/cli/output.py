@@ -1,0 +1,60 @@
+"""How the CLI prints: rich tables and messages for people, JSON/YAML for scripts.
+
+Used by every command module of ``meshplane.cli``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import click
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+FORMATS = ("table", "wide", "json", "yaml")
+
+# exit codes (documented in the README)
+EXIT_OK = 0
+EXIT_ERROR = 1  # the server refused the request (bad input, not found, conflict, in use)
+EXIT_USAGE = 2  # click's own usage errors
+EXIT_UNREACHABLE = 3  # no server at --server
+EXIT_DIFF = 4  # `diff`: there are differences (like `kubectl diff`'s 1, kept distinct)
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def dump(data: Any, fmt: str) -> None:
+    if fmt == "json":
+        sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    else:
+        sys.stdout.write(yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
+
+
+def table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    grid = Table(box=None, header_style="bold", pad_edge=False, show_edge=False)
+    for column in columns:
+        grid.add_column(column, overflow="fold")
+    for row in rows:
+        grid.add_row(*("" if cell is None else str(cell) for cell in row))
+    out.print(grid)
+
+
+def age(epoch: float | None) -> str:
+    if not epoch:
+        return "-"
+    seconds = max(0, int(time.time() - epoch))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def fail(message: str, code: int = EXIT_ERROR) -> click.exceptions.Exit:
+    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    return click.exceptions.Exit(code)

@@ -1,0 +1,163 @@
+"""An asyncio HTTP client for a meshplane server: the App Mesh API and ``/meshplane/v1``.
+
+The CLI's only way to talk to the server (it runs these coroutines with ``asyncio.run``).
+Errors come back as the same ``meshplane.errors`` classes the server raised, by their
+``x-amzn-errortype``; a server that cannot be reached raises ``ServerUnreachable``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from meshplane import errors
+from meshplane.model.kinds import Kind, ResourceKey
+
+_ERRORS: dict[str, type[errors.MeshplaneError]] = {
+    cls.code: cls
+    for cls in (
+        errors.BadRequestError,
+        errors.NotFoundError,
+        errors.ConflictError,
+        errors.LimitExceededError,
+        errors.TooManyTagsError,
+        errors.ForbiddenError,
+        errors.TooManyRequestsError,
+        errors.ServiceUnavailableError,
+    )
+}
+_ERRORS["ResourceInUseException"] = errors.ResourceInUseError
+
+
+class ServerUnreachable(errors.MeshplaneError):
+    code = "ServerUnreachable"
+
+
+def _path(key_or_kind: ResourceKey | Kind, mesh: str = "", parent: str = "") -> str:
+    if isinstance(key_or_kind, ResourceKey):
+        kind, mesh, parent = key_or_kind.kind, key_or_kind.mesh, key_or_kind.parent
+    else:
+        kind = key_or_kind
+    if kind is Kind.MESH:
+        base = "/v20190125/meshes"
+    elif kind.parent is not None:
+        base = f"/v20190125/meshes/{quote(mesh, safe='')}/{kind.parent.value}/{quote(parent, safe='')}/{kind.plural}"
+    else:
+        base = f"/v20190125/meshes/{quote(mesh, safe='')}/{kind.plural}"
+    if isinstance(key_or_kind, ResourceKey):
+        return f"{base}/{quote(key_or_kind.name, safe='')}"
+    return base
+
+
+class Client:
+    """Calls one meshplane server."""
+
+    def __init__(self, http: httpx.AsyncClient, server: str) -> None:
+        self._http = http
+        self.server = server
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+    ) -> Any:
+        try:
+            response = await self._http.request(method, path, json=json, params=params)
+        except httpx.TransportError as exc:
+            raise ServerUnreachable(
+                f"cannot reach the meshplane server at {self.server} ({exc.__class__.__name__}); "
+                "start it with 'meshplane serve' or point --server / MESHPLANE_SERVER at it"
+            ) from None
+        if response.status_code >= 400:
+            code = response.headers.get("x-amzn-errortype", "").split(":", 1)[0]
+            try:
+                message = response.json().get("message", response.text)
+            except ValueError:
+                message = response.text or response.reason_phrase
+            raise _ERRORS.get(code, errors.MeshplaneError)(message)
+        return response.json()
+
+    # App Mesh API -----------------------------------------------------------------------
+
+    async def describe(self, key: ResourceKey) -> dict[str, Any]:
+        result: dict[str, Any] = await self._request("GET", _path(key))
+        return result
+
+    async def list(self, kind: Kind, mesh: str = "", parent: str = "") -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            params = {"limit": "100", **({"nextToken": token} if token else {})}
+            page = await self._request("GET", _path(kind, mesh, parent), params=params)
+            items += page[kind.plural]
+            token = page.get("nextToken")
+            if not token:
+                return items
+
+    async def list_all(self, kind: Kind) -> list[dict[str, Any]]:
+        """Every resource of a kind across all meshes (and routers/gateways)."""
+        meshes = await self.list(Kind.MESH)
+        if kind is Kind.MESH:
+            return meshes
+        result: list[dict[str, Any]] = []
+        for mesh in meshes:
+            name = mesh["meshName"]
+            if kind.parent is None:
+                result += await self.list(kind, name)
+                continue
+            for parent in await self.list(kind.parent, name):
+                result += await self.list(kind, name, parent[kind.parent.name_field])
+        return result
+
+    async def delete(self, key: ResourceKey) -> dict[str, Any]:
+        result: dict[str, Any] = await self._request("DELETE", _path(key))
+        return result
+
+    # meshplane API ----------------------------------------------------------------------
+
+    async def apply(
+        self, documents: list[tuple[str, str]], *, dry_run: bool = False, delete: bool = False
+    ) -> dict[str, Any]:
+        body = {
+            "documents": [{"source": s, "text": t} for s, t in documents],
+            "dryRun": dry_run,
+        }
+        result: dict[str, Any] = await self._request(
+            "POST", "/meshplane/v1/delete" if delete else "/meshplane/v1/apply", json=body
+        )
+        return result
+
+    async def label_namespace(self, name: str, labels: Mapping[str, str | None]) -> dict[str, Any]:
+        result: dict[str, Any] = await self._request(
+            "PUT", f"/meshplane/v1/namespaces/{quote(name, safe='')}", json={"labels": labels}
+        )
+        return result
+
+    async def namespaces(self) -> list[dict[str, Any]]:
+        result = await self._request("GET", "/meshplane/v1/namespaces")
+        return list(result["namespaces"])
+
+    async def manifests(self) -> list[dict[str, Any]]:
+        result = await self._request("GET", "/meshplane/v1/manifests")
+        return list(result["manifests"])
+
+    async def proxies(self) -> list[dict[str, Any]]:
+        result = await self._request("GET", "/meshplane/v1/proxies")
+        return list(result["proxies"])
+
+    async def health(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._request("GET", "/healthz")
+        return result
+
+
+@asynccontextmanager
+async def connect(server: str, *, timeout: float = 30.0) -> AsyncIterator[Client]:
+    async with httpx.AsyncClient(base_url=server, timeout=timeout) as http:
+        yield Client(http, server)

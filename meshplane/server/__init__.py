@@ -1,0 +1,1 @@
+"""The running control plane: settings and the wiring of every component."""

@@ -1,0 +1,116 @@
+"""``meshplane serve``: wires settings, store, services, the REST API and the xDS server.
+
+The one place where components are built and connected (nothing happens at import time).
+The API (uvicorn) and the xDS server (grpc.aio) share one asyncio event loop; SIGTERM and
+SIGINT stop both cleanly.  Called by the CLI.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import uvicorn
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+
+from meshplane.api.app import build_app
+from meshplane.errors import MeshplaneError
+from meshplane.server.settings import Settings
+from meshplane.service.arns import Partition
+from meshplane.service.resources import Caller, ResourceService
+from meshplane.store import SqlStore, open_store
+
+log = logging.getLogger("meshplane")
+
+
+class DataDirLocked(MeshplaneError):
+    """Another meshplane server already uses this data directory."""
+
+
+def lock_data_dir(data_dir: Path) -> IO[str]:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    handle = (data_dir / "meshplane.lock").open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise DataDirLocked(
+            f"data directory {data_dir} is in use by another meshplane server"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+class Application:
+    """Every long-lived component of a running control plane."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock: IO[str] | None = None
+        if settings.store.database_url is None:
+            self._lock = lock_data_dir(settings.store.data_dir)
+        self.store: SqlStore = open_store(
+            data_dir=settings.store.data_dir, url=settings.store.database_url
+        )
+        self.partition = Partition(settings.region, settings.account_id)
+        self.caller = Caller(settings.account_id)
+        self.service = ResourceService(self.store, self.partition)
+        self.registry = CollectorRegistry()
+        self.startup: list[Callable[[], Any]] = []
+        self.shutdown: list[Callable[[], Any]] = []
+        self.app: Starlette = build_app(
+            self.service,
+            self.caller,
+            registry=self.registry,
+            proxies=self.proxy_status,
+            lifespan=self._lifespan,
+        )
+
+    def proxy_status(self) -> list[dict[str, Any]]:
+        return []
+
+    @asynccontextmanager
+    async def _lifespan(self, _: Starlette) -> AsyncIterator[None]:
+        for hook in self.startup:
+            await hook()
+        log.info(
+            "meshplane API on http://%s:%d (data: %s)",
+            self.settings.api.host,
+            self.settings.api.port,
+            self.settings.store.database_url or self.settings.store.data_dir,
+        )
+        try:
+            yield
+        finally:
+            for hook in reversed(self.shutdown):
+                await hook()
+
+    def close(self) -> None:
+        self.store.close()
+        if self._lock is not None:
+            self._lock.close()
+
+
+async def serve(settings: Settings) -> None:
+    application = Application(settings)
+    try:
+        config = uvicorn.Config(
+            application.app,
+            host=settings.api.host,
+            port=settings.api.port,
+            log_level=settings.log_level,
+            access_log=False,
+            lifespan="on",
+        )
+        await uvicorn.Server(config).serve()
+    finally:
+        application.close()

@@ -1,0 +1,1 @@
+"""Operations on the resource model: validation, cross-resource rules, idempotency, apply."""

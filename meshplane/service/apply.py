@@ -1,0 +1,245 @@
+"""``meshplane apply`` / ``delete -f`` / ``diff`` on the server: manifests to App Mesh resources.
+
+The server keeps every applied manifest.  Applying new documents recomputes the App Mesh
+resources of the whole manifest world (``meshplane.manifests.translate``) and reconciles the
+store with it in ONE transaction: resources are created or updated in dependency order, and
+resources that a manifest no longer produces are deleted in reverse order.  Any error rolls
+the whole apply back; a dry run (``diff``) does all the work and then rolls back.
+Called by ``meshplane.api.extensions``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from meshplane.errors import MeshplaneError
+from meshplane.manifests import Manifest, Translation, translate
+from meshplane.model.kinds import Kind, ResourceKey
+from meshplane.service.resources import Caller, canonical_spec, create_in, delete_in, update_in
+from meshplane.store.base import Store, Transaction
+from meshplane.store.records import Namespace, StoredManifest
+
+_DELETE_ORDER = [
+    Kind.GATEWAY_ROUTE,
+    Kind.VIRTUAL_GATEWAY,
+    Kind.VIRTUAL_SERVICE,
+    Kind.ROUTE,
+    Kind.VIRTUAL_ROUTER,
+    Kind.VIRTUAL_NODE,
+    Kind.MESH,
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """One change apply made (or, in a dry run, would make)."""
+
+    op: str  # created | configured | unchanged | deleted
+    key: ResourceKey
+    origin: str
+    before: Mapping[str, Any] | None = None
+    after: Mapping[str, Any] | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "op": self.op,
+            "kind": self.key.kind.value,
+            "mesh": self.key.mesh,
+            "parent": self.key.parent or None,
+            "name": self.key.name,
+            "origin": self.origin,
+            "before": self.before,
+            "after": self.after,
+        }
+
+
+@dataclass(slots=True)
+class Outcome:
+    actions: list[Action] = field(default_factory=list)
+    namespaces: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    dry_run: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "dryRun": self.dry_run,
+            "actions": [a.as_json() for a in self.actions],
+            "namespaces": self.namespaces,
+            "skipped": self.skipped,
+        }
+
+
+class _DryRun(Exception):
+    """Raised at the end of a dry run to roll the transaction back."""
+
+
+def _stored_manifest(stored: StoredManifest) -> Manifest:
+    body = stored.body
+    return Manifest(
+        source=stored.source,
+        index=0,
+        api_version=str(body.get("apiVersion", "")),
+        kind=stored.kind,
+        name=stored.name,
+        namespace=stored.namespace or None,
+        body=body,
+    )
+
+
+def _labels(body: Mapping[str, Any]) -> dict[str, str]:
+    labels = (body.get("metadata") or {}).get("labels") or {}
+    return {str(k): str(v) for k, v in labels.items()}
+
+
+class ManifestService:
+    """Applies and deletes Kubernetes manifests against the store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def apply(self, manifests: Sequence[Manifest], *, caller: Caller, dry_run: bool) -> Outcome:
+        return self._run(manifests, caller=caller, dry_run=dry_run, remove=False)
+
+    def delete(self, manifests: Sequence[Manifest], *, caller: Caller, dry_run: bool) -> Outcome:
+        return self._run(manifests, caller=caller, dry_run=dry_run, remove=True)
+
+    def label_namespace(
+        self, name: str, labels: Mapping[str, str | None], *, caller: Caller
+    ) -> Outcome:
+        """Set (or with a None value, remove) labels of a namespace, creating it if needed,
+        and move the namespace's applied resources to the mesh its labels now select."""
+        return self._run([], caller=caller, dry_run=False, remove=False, relabel=(name, labels))
+
+    def _run(
+        self,
+        manifests: Sequence[Manifest],
+        *,
+        caller: Caller,
+        dry_run: bool,
+        remove: bool,
+        relabel: tuple[str, Mapping[str, str | None]] | None = None,
+    ) -> Outcome:
+        outcome = Outcome(dry_run=dry_run)
+        try:
+            with self.store.write() as tx:
+                before = {ns.name: dict(ns.labels) for ns in tx.namespaces()}
+                if relabel is not None:
+                    name, changes = relabel
+                    current = {ns.name: dict(ns.labels) for ns in tx.namespaces()}.get(name, {})
+                    for key, value in changes.items():
+                        if value is None:
+                            current.pop(key, None)
+                        else:
+                            current[key] = value
+                    outcome.namespaces.append({"name": name, "labels": current, "op": "labeled"})
+                    tx.put_namespace(Namespace(name, current))
+                self._reconcile(tx, manifests, caller, outcome, remove, before)
+                if dry_run:
+                    raise _DryRun
+        except _DryRun:
+            pass
+        return outcome
+
+    def _reconcile(
+        self,
+        tx: Transaction,
+        manifests: Sequence[Manifest],
+        caller: Caller,
+        outcome: Outcome,
+        remove: bool,
+        old_labels: dict[str, dict[str, str]],
+    ) -> None:
+        stored = [_stored_manifest(m) for m in tx.manifests()]
+        labels = {ns.name: dict(ns.labels) for ns in tx.namespaces()}
+        world = {m.identity: m for m in stored}
+        for manifest in manifests:
+            if manifest.group == "" and manifest.kind == "Namespace":
+                if not remove:
+                    new = _labels(manifest.body)
+                    op = "unchanged" if labels.get(manifest.name) == new else "configured"
+                    if manifest.name not in labels:
+                        op = "created"
+                    labels[manifest.name] = new
+                    outcome.namespaces.append({"name": manifest.name, "labels": new, "op": op})
+                continue
+            if remove:
+                world.pop(manifest.identity, None)
+            else:
+                world[manifest.identity] = manifest
+        new_world = list(world.values())
+        new = translate(new_world, namespaces=labels)
+        try:
+            old = translate(stored, namespaces=old_labels)
+            old_keys = set(old.owners)
+        except MeshplaneError:
+            old_keys = set()
+        for manifest, reason in new.skipped:
+            if manifest in manifests:
+                outcome.skipped.append({"manifest": manifest.ref(), "reason": reason})
+        self._write(tx, new, old_keys, caller, outcome)
+        current = {ns.name: dict(ns.labels) for ns in tx.namespaces()}
+        for name, ns_labels in labels.items():
+            if current.get(name) != ns_labels:
+                tx.put_namespace(Namespace(name, ns_labels))
+        self._store_manifests(tx, stored, new_world, new)
+
+    def _write(
+        self,
+        tx: Transaction,
+        new: Translation,
+        old_keys: set[ResourceKey],
+        caller: Caller,
+        outcome: Outcome,
+    ) -> None:
+        wanted = {d.key for d in new.resources}
+        for desired in new.resources:
+            origin = desired.origin.ref()
+            try:
+                spec = canonical_spec(desired.key.kind, desired.spec)
+                current = tx.get(desired.key)
+                if current is None:
+                    create_in(tx, desired.key, spec, caller=caller)
+                    outcome.actions.append(Action("created", desired.key, origin, None, spec))
+                elif dict(current.spec) != spec:
+                    update_in(tx, desired.key, spec)
+                    outcome.actions.append(
+                        Action("configured", desired.key, origin, dict(current.spec), spec)
+                    )
+                else:
+                    outcome.actions.append(Action("unchanged", desired.key, origin, spec, spec))
+            except MeshplaneError as error:
+                raise type(error)(f"{origin}: {error.message}") from None
+        gone = sorted(old_keys - wanted, key=lambda k: (_DELETE_ORDER.index(k.kind), k))
+        for key in gone:
+            current = tx.get(key)
+            if current is None:
+                continue
+            try:
+                delete_in(tx, key)
+            except MeshplaneError as error:
+                raise type(error)(f"deleting {key}: {error.message}") from None
+            outcome.actions.append(Action("deleted", key, "", dict(current.spec), None))
+
+    @staticmethod
+    def _store_manifests(
+        tx: Transaction,
+        stored: Sequence[Manifest],
+        world: Sequence[Manifest],
+        translation: Translation,
+    ) -> None:
+        skipped = {m.identity for m, _ in translation.skipped}
+        keep = {m.identity: m for m in world if m.identity not in skipped}
+        for manifest in stored:
+            if manifest.identity not in keep:
+                tx.delete_manifest(manifest.kind, manifest.namespace or "", manifest.name)
+        before = {m.identity: m for m in stored}
+        for identity, manifest in keep.items():
+            previous = before.get(identity)
+            if previous is not None and dict(previous.body) == dict(manifest.body):
+                continue
+            tx.put_manifest(
+                manifest.kind, manifest.namespace or "", manifest.name, dict(manifest.body),
+                manifest.source,
+            )

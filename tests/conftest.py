@@ -1,0 +1,62 @@
+"""Shared fixtures: a real meshplane server per test module, boto3 clients, the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.server import MeshplaneServer
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshplaneServer]:
+    srv = MeshplaneServer(tmp_path_factory.mktemp("meshplane") / "data").start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def appmesh(server: MeshplaneServer) -> Any:
+    return server.boto3()
+
+
+class Cli:
+    def __init__(self, server: MeshplaneServer) -> None:
+        self.server = server
+
+    def __call__(self, *args: str, input: str | None = None, check: bool = True
+                 ) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "MESHPLANE_SERVER": self.server.url, "COLUMNS": "200",
+               "NO_COLOR": "1"}
+        result = subprocess.run(
+            [sys.executable, "-m", "meshplane", *args],
+            input=input, capture_output=True, text=True, env=env, timeout=120,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"meshplane {' '.join(args)} exited {result.returncode}\n"
+                f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+            )
+        return result
+
+
+@pytest.fixture(scope="module")
+def cli(server: MeshplaneServer) -> Cli:
+    return Cli(server)
+
+
+@pytest.fixture
+def fresh_server(tmp_path: Path) -> Iterator[MeshplaneServer]:
+    srv = MeshplaneServer(tmp_path / "data").start()
+    try:
+        yield srv
+    finally:
+        srv.stop()

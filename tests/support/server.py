@@ -1,0 +1,87 @@
+"""A real ``meshplane serve`` process for tests: free ports, its own data directory,
+waits until healthy, stops with SIGTERM (and is killed if it does not stop).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class MeshplaneServer:
+    def __init__(self, data_dir: Path, *, env: dict[str, str] | None = None,
+                 extra_args: list[str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.api_port = free_port()
+        self.xds_port = free_port()
+        self.url = f"http://127.0.0.1:{self.api_port}"
+        self.env = env or {}
+        self.extra_args = extra_args or []
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = data_dir.parent / f"meshplane-{self.api_port}.log"
+
+    def start(self, timeout: float = 30.0) -> MeshplaneServer:
+        env = {**os.environ, **self.env}
+        env.pop("MESHPLANE_SERVER", None)
+        self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "meshplane", "serve", "--data-dir", str(self.data_dir),
+             "--api-port", str(self.api_port), "--xds-port", str(self.xds_port),
+             *self.extra_args],
+            stdout=self._log, stderr=subprocess.STDOUT, env=env,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"meshplane serve exited early:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"meshplane serve did not become healthy:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        code = self.process.returncode
+        self.process = None
+        self._log.close()
+        return code
+
+    def boto3(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "appmesh",
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id="x",
+            aws_secret_access_key="x",
+        )
