@@ -37,7 +37,7 @@ class Kind(StrEnum):
         return f"{self.value}s" if self is not Kind.MESH else "meshes"
 
     @property
-    def title(self) -> str:
+    def title(self) -> str:  # type: ignore[override]
         """The kind as App Mesh operation names spell it, e.g. ``VirtualNode``."""
         return self.value[0].upper() + self.value[1:]
 
@@ -60,7 +60,8 @@ class ResourceKey:
             return f"mesh/{self.mesh}"
         parent_kind = self.kind.parent
         if parent_kind is not None:
-            return f"mesh/{self.mesh}/{parent_kind.value}/{self.parent}/{self.kind.value}/{self.name}"
+            parent = f"{parent_kind.value}/{self.parent}"
+            return f"mesh/{self.mesh}/{parent}/{self.kind.value}/{self.name}"
         return f"mesh/{self.mesh}/{self.kind.value}/{self.name}"
 
     def __str__(self) -> str:
