@@ -1,0 +1,32 @@
+"""Kubernetes manifests of the App Mesh controller (``appmesh.k8s.aws/v1beta2``) as App Mesh
+resources.
+
+``load_paths``/``parse_documents`` read YAML or JSON documents into ``Manifest`` values;
+``translate`` turns the whole set into ``DesiredResource`` values (App Mesh keys and API
+specs) the way the App Mesh controller would, or raises ``ManifestError`` naming the file,
+document, object and field of every problem.  Pure apart from reading the given files.
+
+Used by the server's apply endpoint and the CLI (``meshplane apply -f``, ``meshplane diff``).
+"""
+
+from meshplane.manifests.documents import Manifest, load_paths, parse_documents
+from meshplane.manifests.errors import ManifestError
+from meshplane.manifests.translate import (
+    SUPPORTED_VERSION,
+    DesiredResource,
+    Translation,
+    default_aws_name,
+    translate,
+)
+
+__all__ = [
+    "SUPPORTED_VERSION",
+    "DesiredResource",
+    "Manifest",
+    "ManifestError",
+    "Translation",
+    "default_aws_name",
+    "load_paths",
+    "parse_documents",
+    "translate",
+]

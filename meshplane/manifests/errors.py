@@ -1,0 +1,59 @@
+"""The error a bad manifest raises, and how field paths are spelled in its message.
+
+Every problem names where it is: ``<file>#<doc> <Kind> <namespace>/<name>: <field path>:
+<message>``.  One ``ManifestError`` may carry several such problems (one per line), so that
+``meshplane apply -f dir/`` reports everything wrong at once.  Raised by every module of
+``meshplane.manifests``; caught by the apply endpoint and the CLI like any other
+``BadRequestError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from meshplane.errors import BadRequestError
+
+Path = tuple[str | int, ...]
+"""A field path: member names and list indexes, e.g. ``("spec", "listeners", 0, "tls")``."""
+
+
+class ManifestError(BadRequestError):
+    """One or more problems in the given manifests; ``problems`` holds one line each."""
+
+    def __init__(self, problems: str | Sequence[str]) -> None:
+        lines = (problems,) if isinstance(problems, str) else tuple(problems)
+        super().__init__("\n".join(lines))
+        self.problems: tuple[str, ...] = lines
+
+    @classmethod
+    def combine(cls, errors: Iterable[ManifestError]) -> ManifestError:
+        """All problems of ``errors`` in one error, duplicates dropped, order kept."""
+        seen: dict[str, None] = {}
+        for error in errors:
+            for line in error.problems:
+                seen.setdefault(line, None)
+        return cls(list(seen))
+
+
+def format_path(path: Path) -> str:
+    """``("spec", "routes", 0, "name")`` -> ``spec.routes[0].name``."""
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else part
+    return text
+
+
+class FieldProblem(Exception):
+    """A problem at a field of the manifest being translated; the caller adds which manifest.
+
+    Internal to ``meshplane.manifests``: every public function turns it into a
+    ``ManifestError`` with ``Manifest.error`` before it leaves the package.
+    """
+
+    def __init__(self, path: Path, message: str) -> None:
+        super().__init__(f"{format_path(path)}: {message}")
+        self.path = path
+        self.message = message
