@@ -45,7 +45,8 @@ def _path(key_or_kind: ResourceKey | Kind, mesh: str = "", parent: str = "") -> 
     if kind is Kind.MESH:
         base = "/v20190125/meshes"
     elif kind.parent is not None:
-        base = f"/v20190125/meshes/{quote(mesh, safe='')}/{kind.parent.value}/{quote(parent, safe='')}/{kind.plural}"
+        parent_part = f"{kind.parent.value}/{quote(parent, safe='')}"
+        base = f"/v20190125/meshes/{quote(mesh, safe='')}/{parent_part}/{kind.plural}"
     else:
         base = f"/v20190125/meshes/{quote(mesh, safe='')}/{kind.plural}"
     if isinstance(key_or_kind, ResourceKey):
@@ -90,7 +91,9 @@ class Client:
         result: dict[str, Any] = await self._request("GET", _path(key))
         return result
 
-    async def list(self, kind: Kind, mesh: str = "", parent: str = "") -> list[dict[str, Any]]:
+    async def list_resources(
+        self, kind: Kind, mesh: str = "", parent: str = ""
+    ) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         token: str | None = None
         while True:
@@ -103,17 +106,17 @@ class Client:
 
     async def list_all(self, kind: Kind) -> list[dict[str, Any]]:
         """Every resource of a kind across all meshes (and routers/gateways)."""
-        meshes = await self.list(Kind.MESH)
+        meshes = await self.list_resources(Kind.MESH)
         if kind is Kind.MESH:
             return meshes
         result: list[dict[str, Any]] = []
         for mesh in meshes:
             name = mesh["meshName"]
             if kind.parent is None:
-                result += await self.list(kind, name)
+                result += await self.list_resources(kind, name)
                 continue
-            for parent in await self.list(kind.parent, name):
-                result += await self.list(kind, name, parent[kind.parent.name_field])
+            for parent in await self.list_resources(kind.parent, name):
+                result += await self.list_resources(kind, name, parent[kind.parent.name_field])
         return result
 
     async def delete(self, key: ResourceKey) -> dict[str, Any]:

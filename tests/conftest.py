@@ -32,13 +32,17 @@ class Cli:
     def __init__(self, server: MeshplaneServer) -> None:
         self.server = server
 
-    def __call__(self, *args: str, input: str | None = None, check: bool = True
-                 ) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "MESHPLANE_SERVER": self.server.url, "COLUMNS": "200",
-               "NO_COLOR": "1"}
+    def __call__(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "MESHPLANE_SERVER": self.server.url, "COLUMNS": "200", "NO_COLOR": "1"}
         result = subprocess.run(
             [sys.executable, "-m", "meshplane", *args],
-            input=input, capture_output=True, text=True, env=env, timeout=120,
+            input=input,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
         )
         if check and result.returncode != 0:
             raise AssertionError(

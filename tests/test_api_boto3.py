@@ -61,14 +61,17 @@ def test_mesh_lifecycle(appmesh: Any) -> None:
     described = appmesh.describe_mesh(meshName=name)["mesh"]
     assert described == created
 
-    updated = appmesh.update_mesh(
-        meshName=name, spec={"egressFilter": {"type": "ALLOW_ALL"}}
-    )["mesh"]
+    updated = appmesh.update_mesh(meshName=name, spec={"egressFilter": {"type": "ALLOW_ALL"}})[
+        "mesh"
+    ]
     assert updated["metadata"]["version"] == 2
     assert updated["spec"]["egressFilter"]["type"] == "ALLOW_ALL"
     assert updated["metadata"]["lastUpdatedAt"] >= updated["metadata"]["createdAt"]
 
-    names = [m["meshName"] for m in appmesh.get_paginator("list_meshes").paginate().build_full_result()["meshes"]]
+    names = [
+        m["meshName"]
+        for m in appmesh.get_paginator("list_meshes").paginate().build_full_result()["meshes"]
+    ]
     assert name in names
 
     deleted = appmesh.delete_mesh(meshName=name)["mesh"]
@@ -84,10 +87,13 @@ def test_every_kind_crud(appmesh: Any, mesh: str) -> None:
     )["virtualNode"]
     assert node["virtualNodeName"] == "blue"
     assert node["metadata"]["arn"].endswith(f":mesh/{mesh}/virtualNode/blue")
-    appmesh.create_virtual_node(meshName=mesh, virtualNodeName="green", spec=node_spec("green.local"))
+    appmesh.create_virtual_node(
+        meshName=mesh, virtualNodeName="green", spec=node_spec("green.local")
+    )
 
     router = appmesh.create_virtual_router(
-        meshName=mesh, virtualRouterName="router",
+        meshName=mesh,
+        virtualRouterName="router",
         spec={"listeners": [{"portMapping": {"port": 8080, "protocol": "http"}}]},
     )["virtualRouter"]
     assert router["metadata"]["arn"].endswith(f":mesh/{mesh}/virtualRouter/router")
@@ -95,9 +101,12 @@ def test_every_kind_crud(appmesh: Any, mesh: str) -> None:
     route_spec = {
         "httpRoute": {
             "match": {"prefix": "/"},
-            "action": {"weightedTargets": [
-                {"virtualNode": "blue", "weight": 90}, {"virtualNode": "green", "weight": 10}
-            ]},
+            "action": {
+                "weightedTargets": [
+                    {"virtualNode": "blue", "weight": 90},
+                    {"virtualNode": "green", "weight": 10},
+                ]
+            },
         }
     }
     route = appmesh.create_route(
@@ -108,56 +117,149 @@ def test_every_kind_crud(appmesh: Any, mesh: str) -> None:
     assert route["spec"]["httpRoute"] == route_spec["httpRoute"]
 
     service = appmesh.create_virtual_service(
-        meshName=mesh, virtualServiceName="app.local",
+        meshName=mesh,
+        virtualServiceName="app.local",
         spec={"provider": {"virtualRouter": {"virtualRouterName": "router"}}},
     )["virtualService"]
     assert service["virtualServiceName"] == "app.local"
 
     gateway = appmesh.create_virtual_gateway(
-        meshName=mesh, virtualGatewayName="gw",
+        meshName=mesh,
+        virtualGatewayName="gw",
         spec={"listeners": [{"portMapping": {"port": 8088, "protocol": "http"}}]},
     )["virtualGateway"]
     assert gateway["metadata"]["arn"].endswith(f":mesh/{mesh}/virtualGateway/gw")
     gateway_route = appmesh.create_gateway_route(
-        meshName=mesh, virtualGatewayName="gw", gatewayRouteName="gr",
-        spec={"httpRoute": {"match": {"prefix": "/"},
-                            "action": {"target": {"virtualService": {
-                                "virtualServiceName": "app.local"}}}}},
+        meshName=mesh,
+        virtualGatewayName="gw",
+        gatewayRouteName="gr",
+        spec={
+            "httpRoute": {
+                "match": {"prefix": "/"},
+                "action": {"target": {"virtualService": {"virtualServiceName": "app.local"}}},
+            }
+        },
     )["gatewayRoute"]
     assert gateway_route["metadata"]["arn"].endswith(
-        f":mesh/{mesh}/virtualGateway/gw/gatewayRoute/gr")
+        f":mesh/{mesh}/virtualGateway/gw/gatewayRoute/gr"
+    )
 
     # describe each
-    assert appmesh.describe_virtual_node(meshName=mesh, virtualNodeName="blue")["virtualNode"] == node
-    assert appmesh.describe_virtual_router(meshName=mesh, virtualRouterName="router")["virtualRouter"] == router
-    assert appmesh.describe_route(meshName=mesh, virtualRouterName="router", routeName="r1")["route"] == route
-    assert appmesh.describe_virtual_service(meshName=mesh, virtualServiceName="app.local")["virtualService"] == service
-    assert appmesh.describe_virtual_gateway(meshName=mesh, virtualGatewayName="gw")["virtualGateway"] == gateway
-    assert appmesh.describe_gateway_route(meshName=mesh, virtualGatewayName="gw", gatewayRouteName="gr")["gatewayRoute"] == gateway_route
+    assert (
+        appmesh.describe_virtual_node(meshName=mesh, virtualNodeName="blue")["virtualNode"] == node
+    )
+    assert (
+        appmesh.describe_virtual_router(meshName=mesh, virtualRouterName="router")["virtualRouter"]
+        == router
+    )
+    assert (
+        appmesh.describe_route(meshName=mesh, virtualRouterName="router", routeName="r1")["route"]
+        == route
+    )
+    assert (
+        appmesh.describe_virtual_service(meshName=mesh, virtualServiceName="app.local")[
+            "virtualService"
+        ]
+        == service
+    )
+    assert (
+        appmesh.describe_virtual_gateway(meshName=mesh, virtualGatewayName="gw")["virtualGateway"]
+        == gateway
+    )
+    assert (
+        appmesh.describe_gateway_route(
+            meshName=mesh, virtualGatewayName="gw", gatewayRouteName="gr"
+        )["gatewayRoute"]
+        == gateway_route
+    )
 
     # list each (Ref shapes)
     nodes = appmesh.list_virtual_nodes(meshName=mesh)["virtualNodes"]
     assert sorted(n["virtualNodeName"] for n in nodes) == ["blue", "green"]
     ref = next(n for n in nodes if n["virtualNodeName"] == "blue")
-    assert set(ref) == {"arn", "createdAt", "lastUpdatedAt", "meshName", "meshOwner",
-                        "resourceOwner", "version", "virtualNodeName"}
-    assert [r["routeName"] for r in appmesh.list_routes(meshName=mesh, virtualRouterName="router")["routes"]] == ["r1"]
-    assert [s["virtualServiceName"] for s in appmesh.list_virtual_services(meshName=mesh)["virtualServices"]] == ["app.local"]
-    assert [r["virtualRouterName"] for r in appmesh.list_virtual_routers(meshName=mesh)["virtualRouters"]] == ["router"]
-    assert [g["virtualGatewayName"] for g in appmesh.list_virtual_gateways(meshName=mesh)["virtualGateways"]] == ["gw"]
-    assert [g["gatewayRouteName"] for g in appmesh.list_gateway_routes(meshName=mesh, virtualGatewayName="gw")["gatewayRoutes"]] == ["gr"]
+    assert set(ref) == {
+        "arn",
+        "createdAt",
+        "lastUpdatedAt",
+        "meshName",
+        "meshOwner",
+        "resourceOwner",
+        "version",
+        "virtualNodeName",
+    }
+    assert [
+        r["routeName"]
+        for r in appmesh.list_routes(meshName=mesh, virtualRouterName="router")["routes"]
+    ] == ["r1"]
+    assert [
+        s["virtualServiceName"]
+        for s in appmesh.list_virtual_services(meshName=mesh)["virtualServices"]
+    ] == ["app.local"]
+    assert [
+        r["virtualRouterName"]
+        for r in appmesh.list_virtual_routers(meshName=mesh)["virtualRouters"]
+    ] == ["router"]
+    assert [
+        g["virtualGatewayName"]
+        for g in appmesh.list_virtual_gateways(meshName=mesh)["virtualGateways"]
+    ] == ["gw"]
+    assert [
+        g["gatewayRouteName"]
+        for g in appmesh.list_gateway_routes(meshName=mesh, virtualGatewayName="gw")[
+            "gatewayRoutes"
+        ]
+    ] == ["gr"]
 
     # update each
     route_spec["httpRoute"]["action"]["weightedTargets"][0]["weight"] = 50
     route_spec["httpRoute"]["action"]["weightedTargets"][1]["weight"] = 50
-    updated = appmesh.update_route(meshName=mesh, virtualRouterName="router", routeName="r1", spec=route_spec)["route"]
+    updated = appmesh.update_route(
+        meshName=mesh, virtualRouterName="router", routeName="r1", spec=route_spec
+    )["route"]
     assert updated["metadata"]["version"] == 2
     assert updated["metadata"]["uid"] == route["metadata"]["uid"]
-    assert appmesh.update_virtual_node(meshName=mesh, virtualNodeName="blue", spec=node_spec("blue2.local"))["virtualNode"]["spec"]["serviceDiscovery"]["dns"]["hostname"] == "blue2.local"
-    assert appmesh.update_virtual_router(meshName=mesh, virtualRouterName="router", spec={"listeners": [HTTP_LISTENER]})["virtualRouter"]["metadata"]["version"] == 2
-    assert appmesh.update_virtual_service(meshName=mesh, virtualServiceName="app.local", spec={"provider": {"virtualNode": {"virtualNodeName": "green"}}})["virtualService"]["metadata"]["version"] == 2
-    assert appmesh.update_virtual_gateway(meshName=mesh, virtualGatewayName="gw", spec={"listeners": [{"portMapping": {"port": 9090, "protocol": "http"}}]})["virtualGateway"]["metadata"]["version"] == 2
-    assert appmesh.update_gateway_route(meshName=mesh, virtualGatewayName="gw", gatewayRouteName="gr", spec={"httpRoute": {"match": {"prefix": "/v2/"}, "action": {"target": {"virtualService": {"virtualServiceName": "app.local"}}}}})["gatewayRoute"]["metadata"]["version"] == 2
+    assert (
+        appmesh.update_virtual_node(
+            meshName=mesh, virtualNodeName="blue", spec=node_spec("blue2.local")
+        )["virtualNode"]["spec"]["serviceDiscovery"]["dns"]["hostname"]
+        == "blue2.local"
+    )
+    assert (
+        appmesh.update_virtual_router(
+            meshName=mesh, virtualRouterName="router", spec={"listeners": [HTTP_LISTENER]}
+        )["virtualRouter"]["metadata"]["version"]
+        == 2
+    )
+    assert (
+        appmesh.update_virtual_service(
+            meshName=mesh,
+            virtualServiceName="app.local",
+            spec={"provider": {"virtualNode": {"virtualNodeName": "green"}}},
+        )["virtualService"]["metadata"]["version"]
+        == 2
+    )
+    assert (
+        appmesh.update_virtual_gateway(
+            meshName=mesh,
+            virtualGatewayName="gw",
+            spec={"listeners": [{"portMapping": {"port": 9090, "protocol": "http"}}]},
+        )["virtualGateway"]["metadata"]["version"]
+        == 2
+    )
+    assert (
+        appmesh.update_gateway_route(
+            meshName=mesh,
+            virtualGatewayName="gw",
+            gatewayRouteName="gr",
+            spec={
+                "httpRoute": {
+                    "match": {"prefix": "/v2/"},
+                    "action": {"target": {"virtualService": {"virtualServiceName": "app.local"}}},
+                }
+            },
+        )["gatewayRoute"]["metadata"]["version"]
+        == 2
+    )
 
     # in-use rules, then deletes in dependency order
     in_use = [
@@ -166,7 +268,9 @@ def test_every_kind_crud(appmesh: Any, mesh: str) -> None:
         lambda: appmesh.delete_virtual_node(meshName=mesh, virtualNodeName="blue"),  # route target
         lambda: appmesh.delete_virtual_router(meshName=mesh, virtualRouterName="router"),  # routes
         lambda: appmesh.delete_virtual_gateway(meshName=mesh, virtualGatewayName="gw"),  # gw routes
-        lambda: appmesh.delete_virtual_service(meshName=mesh, virtualServiceName="app.local"),  # gr target
+        lambda: appmesh.delete_virtual_service(
+            meshName=mesh, virtualServiceName="app.local"
+        ),  # gr target
     ]
     for attempt in in_use:
         with pytest.raises(ClientError) as exc:
@@ -175,13 +279,43 @@ def test_every_kind_crud(appmesh: Any, mesh: str) -> None:
         assert (code, status) == ("ResourceInUseException", 409), message
         assert "in use" in message or "not empty" in message
 
-    assert appmesh.delete_gateway_route(meshName=mesh, virtualGatewayName="gw", gatewayRouteName="gr")["gatewayRoute"]["status"]["status"] == "DELETED"
-    assert appmesh.delete_virtual_gateway(meshName=mesh, virtualGatewayName="gw")["virtualGateway"]["status"]["status"] == "DELETED"
-    assert appmesh.delete_virtual_service(meshName=mesh, virtualServiceName="app.local")["virtualService"]["status"]["status"] == "DELETED"
-    assert appmesh.delete_route(meshName=mesh, virtualRouterName="router", routeName="r1")["route"]["status"]["status"] == "DELETED"
-    assert appmesh.delete_virtual_router(meshName=mesh, virtualRouterName="router")["virtualRouter"]["status"]["status"] == "DELETED"
+    assert (
+        appmesh.delete_gateway_route(meshName=mesh, virtualGatewayName="gw", gatewayRouteName="gr")[
+            "gatewayRoute"
+        ]["status"]["status"]
+        == "DELETED"
+    )
+    assert (
+        appmesh.delete_virtual_gateway(meshName=mesh, virtualGatewayName="gw")["virtualGateway"][
+            "status"
+        ]["status"]
+        == "DELETED"
+    )
+    assert (
+        appmesh.delete_virtual_service(meshName=mesh, virtualServiceName="app.local")[
+            "virtualService"
+        ]["status"]["status"]
+        == "DELETED"
+    )
+    assert (
+        appmesh.delete_route(meshName=mesh, virtualRouterName="router", routeName="r1")["route"][
+            "status"
+        ]["status"]
+        == "DELETED"
+    )
+    assert (
+        appmesh.delete_virtual_router(meshName=mesh, virtualRouterName="router")["virtualRouter"][
+            "status"
+        ]["status"]
+        == "DELETED"
+    )
     for name in ("blue", "green"):
-        assert appmesh.delete_virtual_node(meshName=mesh, virtualNodeName=name)["virtualNode"]["status"]["status"] == "DELETED"
+        assert (
+            appmesh.delete_virtual_node(meshName=mesh, virtualNodeName=name)["virtualNode"][
+                "status"
+            ]["status"]
+            == "DELETED"
+        )
     appmesh.delete_mesh(meshName=mesh)
 
 
@@ -193,15 +327,23 @@ def test_not_found_paths(appmesh: Any, mesh: str) -> None:
         lambda: appmesh.describe_virtual_router(meshName=mesh, virtualRouterName="nope"),
         lambda: appmesh.describe_route(meshName=mesh, virtualRouterName="nope", routeName="r"),
         lambda: appmesh.describe_virtual_gateway(meshName=mesh, virtualGatewayName="nope"),
-        lambda: appmesh.describe_gateway_route(meshName=mesh, virtualGatewayName="nope", gatewayRouteName="r"),
+        lambda: appmesh.describe_gateway_route(
+            meshName=mesh, virtualGatewayName="nope", gatewayRouteName="r"
+        ),
         lambda: appmesh.list_virtual_nodes(meshName="no-such-mesh"),
         lambda: appmesh.list_routes(meshName=mesh, virtualRouterName="nope"),
         lambda: appmesh.create_virtual_node(meshName="no-such-mesh", virtualNodeName="n", spec={}),
         lambda: appmesh.update_virtual_node(meshName=mesh, virtualNodeName="nope", spec={}),
         lambda: appmesh.delete_virtual_node(meshName=mesh, virtualNodeName="nope"),
         lambda: appmesh.delete_mesh(meshName="no-such-mesh"),
-        lambda: appmesh.create_virtual_service(meshName=mesh, virtualServiceName="s", spec={"provider": {"virtualNode": {"virtualNodeName": "missing"}}}),
-        lambda: appmesh.describe_virtual_node(meshName=mesh, virtualNodeName="n", meshOwner="123456789012"),
+        lambda: appmesh.create_virtual_service(
+            meshName=mesh,
+            virtualServiceName="s",
+            spec={"provider": {"virtualNode": {"virtualNodeName": "missing"}}},
+        ),
+        lambda: appmesh.describe_virtual_node(
+            meshName=mesh, virtualNodeName="n", meshOwner="123456789012"
+        ),
     ]
     for call in calls:
         with pytest.raises(ClientError) as exc:
@@ -213,13 +355,40 @@ def test_not_found_paths(appmesh: Any, mesh: str) -> None:
 
 def test_bad_requests_name_the_field(appmesh: Any, mesh: str) -> None:
     cases = [
-        (lambda: appmesh.create_virtual_node(meshName=mesh, virtualNodeName="n", spec={"listeners": [{"portMapping": {"port": 70000, "protocol": "http"}}], "serviceDiscovery": {"dns": {"hostname": "x"}}}), "spec.listeners[0].portMapping.port"),
-        (lambda: appmesh.create_virtual_node(meshName=mesh, virtualNodeName="n", spec={"listeners": [HTTP_LISTENER]}), "erviceDiscovery"),
-        (lambda: appmesh.create_virtual_router(meshName=mesh, virtualRouterName="r", spec={"listeners": [{"portMapping": {"port": 80, "protocol": "udp"}}]}), "protocol"),
+        (
+            lambda: appmesh.create_virtual_node(
+                meshName=mesh,
+                virtualNodeName="n",
+                spec={
+                    "listeners": [{"portMapping": {"port": 70000, "protocol": "http"}}],
+                    "serviceDiscovery": {"dns": {"hostname": "x"}},
+                },
+            ),
+            "spec.listeners[0].portMapping.port",
+        ),
+        (
+            lambda: appmesh.create_virtual_node(
+                meshName=mesh, virtualNodeName="n", spec={"listeners": [HTTP_LISTENER]}
+            ),
+            "erviceDiscovery",
+        ),
+        (
+            lambda: appmesh.create_virtual_router(
+                meshName=mesh,
+                virtualRouterName="r",
+                spec={"listeners": [{"portMapping": {"port": 80, "protocol": "udp"}}]},
+            ),
+            "protocol",
+        ),
         (lambda: appmesh.create_mesh(meshName="x" * 256), "meshName"),
         (lambda: appmesh.list_meshes(limit=101), "limit"),
         (lambda: appmesh.list_meshes(nextToken="garbage!"), "nextToken"),
-        (lambda: appmesh.describe_virtual_node(meshName=mesh, virtualNodeName="n", meshOwner="12"), "meshOwner"),
+        (
+            lambda: appmesh.describe_virtual_node(
+                meshName=mesh, virtualNodeName="n", meshOwner="12"
+            ),
+            "meshOwner",
+        ),
         (lambda: appmesh.tag_resource(resourceArn="arn:aws:s3:::bucket", tags=[]), "resourceArn"),
     ]
     for call, field in cases:
@@ -235,15 +404,35 @@ def test_bad_requests_name_the_field(appmesh: Any, mesh: str) -> None:
 
 def test_route_protocol_must_match_router(appmesh: Any, mesh: str) -> None:
     appmesh.create_virtual_node(meshName=mesh, virtualNodeName="n", spec=node_spec("n.local"))
-    appmesh.create_virtual_router(meshName=mesh, virtualRouterName="r", spec={"listeners": [HTTP_LISTENER]})
+    appmesh.create_virtual_router(
+        meshName=mesh, virtualRouterName="r", spec={"listeners": [HTTP_LISTENER]}
+    )
     with pytest.raises(ClientError) as exc:
-        appmesh.create_route(meshName=mesh, virtualRouterName="r", routeName="g", spec={
-            "grpcRoute": {"match": {"serviceName": "svc"}, "action": {"weightedTargets": [{"virtualNode": "n", "weight": 1}]}}})
-    code, status, message = error_of(exc)
+        appmesh.create_route(
+            meshName=mesh,
+            virtualRouterName="r",
+            routeName="g",
+            spec={
+                "grpcRoute": {
+                    "match": {"serviceName": "svc"},
+                    "action": {"weightedTargets": [{"virtualNode": "n", "weight": 1}]},
+                }
+            },
+        )
+    code, _status, message = error_of(exc)
     assert code == "BadRequestException" and "grpc" in message and "http" in message
     with pytest.raises(ClientError) as exc:
-        appmesh.create_route(meshName=mesh, virtualRouterName="r", routeName="missing", spec={
-            "httpRoute": {"match": {"prefix": "/"}, "action": {"weightedTargets": [{"virtualNode": "ghost", "weight": 1}]}}})
+        appmesh.create_route(
+            meshName=mesh,
+            virtualRouterName="r",
+            routeName="missing",
+            spec={
+                "httpRoute": {
+                    "match": {"prefix": "/"},
+                    "action": {"weightedTargets": [{"virtualNode": "ghost", "weight": 1}]},
+                }
+            },
+        )
     assert error_of(exc)[0] == "NotFoundException"
     assert appmesh.list_routes(meshName=mesh, virtualRouterName="r")["routes"] == []
 
@@ -255,18 +444,28 @@ def test_conflicts_and_idempotency(appmesh: Any, mesh: str) -> None:
 
     token = str(uuid.uuid4())
     spec = node_spec("a.local")
-    first = appmesh.create_virtual_node(meshName=mesh, virtualNodeName="a", spec=spec, clientToken=token)
-    again = appmesh.create_virtual_node(meshName=mesh, virtualNodeName="a", spec=spec, clientToken=token)
+    first = appmesh.create_virtual_node(
+        meshName=mesh, virtualNodeName="a", spec=spec, clientToken=token
+    )
+    again = appmesh.create_virtual_node(
+        meshName=mesh, virtualNodeName="a", spec=spec, clientToken=token
+    )
     assert first["virtualNode"] == again["virtualNode"]
     with pytest.raises(ClientError) as exc:
-        appmesh.create_virtual_node(meshName=mesh, virtualNodeName="a", spec=node_spec("b.local"), clientToken=token)
+        appmesh.create_virtual_node(
+            meshName=mesh, virtualNodeName="a", spec=node_spec("b.local"), clientToken=token
+        )
     code, status, message = error_of(exc)
     assert (code, status) == ("ConflictException", 409)
     assert "clientToken" in message
 
     update_token = str(uuid.uuid4())
-    u1 = appmesh.update_virtual_node(meshName=mesh, virtualNodeName="a", spec=node_spec("c.local"), clientToken=update_token)
-    u2 = appmesh.update_virtual_node(meshName=mesh, virtualNodeName="a", spec=node_spec("c.local"), clientToken=update_token)
+    u1 = appmesh.update_virtual_node(
+        meshName=mesh, virtualNodeName="a", spec=node_spec("c.local"), clientToken=update_token
+    )
+    u2 = appmesh.update_virtual_node(
+        meshName=mesh, virtualNodeName="a", spec=node_spec("c.local"), clientToken=update_token
+    )
     assert u1["virtualNode"]["metadata"]["version"] == u2["virtualNode"]["metadata"]["version"] == 2
 
 
@@ -276,7 +475,8 @@ def test_pagination(appmesh: Any, mesh: str) -> None:
     page = appmesh.list_virtual_nodes(meshName=mesh, limit=10)
     assert len(page["virtualNodes"]) == 10 and page["nextToken"]
     pages = appmesh.get_paginator("list_virtual_nodes").paginate(
-        meshName=mesh, PaginationConfig={"PageSize": 7})
+        meshName=mesh, PaginationConfig={"PageSize": 7}
+    )
     names = [n["virtualNodeName"] for p in pages for n in p["virtualNodes"]]
     assert names == [f"n{i:02d}" for i in range(25)]
     last = appmesh.list_virtual_nodes(meshName=mesh, limit=25)
@@ -285,36 +485,63 @@ def test_pagination(appmesh: Any, mesh: str) -> None:
 
 def test_tags(appmesh: Any, mesh: str) -> None:
     arn = appmesh.describe_mesh(meshName=mesh)["mesh"]["metadata"]["arn"]
-    appmesh.tag_resource(resourceArn=arn, tags=[{"key": "a", "value": "1"}, {"key": "b", "value": "2"}])
+    appmesh.tag_resource(
+        resourceArn=arn, tags=[{"key": "a", "value": "1"}, {"key": "b", "value": "2"}]
+    )
     appmesh.tag_resource(resourceArn=arn, tags=[{"key": "a", "value": "3"}])
     tags = appmesh.list_tags_for_resource(resourceArn=arn)["tags"]
     assert tags == [{"key": "a", "value": "3"}, {"key": "b", "value": "2"}]
     appmesh.untag_resource(resourceArn=arn, tagKeys=["a"])
     assert appmesh.list_tags_for_resource(resourceArn=arn)["tags"] == [{"key": "b", "value": "2"}]
 
-    appmesh.tag_resource(resourceArn=arn, tags=[{"key": f"k{i:02d}", "value": "v"} for i in range(40)])
-    paged = appmesh.get_paginator("list_tags_for_resource").paginate(
-        resourceArn=arn, PaginationConfig={"PageSize": 15}).build_full_result()["tags"]
+    appmesh.tag_resource(
+        resourceArn=arn, tags=[{"key": f"k{i:02d}", "value": "v"} for i in range(40)]
+    )
+    paged = (
+        appmesh.get_paginator("list_tags_for_resource")
+        .paginate(resourceArn=arn, PaginationConfig={"PageSize": 15})
+        .build_full_result()["tags"]
+    )
     assert len(paged) == 41
     with pytest.raises(ClientError) as exc:
-        appmesh.tag_resource(resourceArn=arn, tags=[{"key": f"x{i}", "value": "v"} for i in range(10)])
+        appmesh.tag_resource(
+            resourceArn=arn, tags=[{"key": f"x{i}", "value": "v"} for i in range(10)]
+        )
     assert error_of(exc)[:2] == ("TooManyTagsException", 400)
-    assert len(appmesh.get_paginator("list_tags_for_resource").paginate(resourceArn=arn).build_full_result()["tags"]) == 41
+    assert (
+        len(
+            appmesh.get_paginator("list_tags_for_resource")
+            .paginate(resourceArn=arn)
+            .build_full_result()["tags"]
+        )
+        == 41
+    )
 
-    node = appmesh.create_virtual_node(meshName=mesh, virtualNodeName="tagged", spec={},
-                                       tags=[{"key": "team", "value": "x"}])["virtualNode"]
-    assert appmesh.list_tags_for_resource(resourceArn=node["metadata"]["arn"])["tags"] == [{"key": "team", "value": "x"}]
+    node = appmesh.create_virtual_node(
+        meshName=mesh, virtualNodeName="tagged", spec={}, tags=[{"key": "team", "value": "x"}]
+    )["virtualNode"]
+    assert appmesh.list_tags_for_resource(resourceArn=node["metadata"]["arn"])["tags"] == [
+        {"key": "team", "value": "x"}
+    ]
     with pytest.raises(ClientError) as exc:
-        appmesh.list_tags_for_resource(resourceArn=f"arn:aws:appmesh:us-east-1:{ACCOUNT}:mesh/{mesh}/virtualNode/ghost")
+        appmesh.list_tags_for_resource(
+            resourceArn=f"arn:aws:appmesh:us-east-1:{ACCOUNT}:mesh/{mesh}/virtualNode/ghost"
+        )
     assert error_of(exc)[0] == "NotFoundException"
     with pytest.raises(ClientError) as exc:
-        appmesh.create_virtual_node(meshName=mesh, virtualNodeName="toomany", spec={},
-                                    tags=[{"key": f"k{i}", "value": "v"} for i in range(51)])
+        appmesh.create_virtual_node(
+            meshName=mesh,
+            virtualNodeName="toomany",
+            spec={},
+            tags=[{"key": f"k{i}", "value": "v"} for i in range(51)],
+        )
     assert error_of(exc)[0] == "TooManyTagsException"
 
 
 def test_mesh_owner_matches(appmesh: Any, mesh: str) -> None:
-    node = appmesh.create_virtual_node(meshName=mesh, virtualNodeName="owned", spec={}, meshOwner=ACCOUNT)
+    node = appmesh.create_virtual_node(
+        meshName=mesh, virtualNodeName="owned", spec={}, meshOwner=ACCOUNT
+    )
     assert node["virtualNode"]["metadata"]["meshOwner"] == ACCOUNT
     assert appmesh.list_virtual_nodes(meshName=mesh, meshOwner=ACCOUNT)["virtualNodes"]
 
@@ -326,4 +553,6 @@ def test_openapi_document(server: Any) -> None:
     operations = {op["operationId"] for path in document["paths"].values() for op in path.values()}
     assert len(operations) == 38
     assert "CreateRoute" in operations and "ListTagsForResource" in operations
-    assert "/v20190125/meshes/{meshName}/virtualRouter/{virtualRouterName}/routes" in document["paths"]
+    assert (
+        "/v20190125/meshes/{meshName}/virtualRouter/{virtualRouterName}/routes" in document["paths"]
+    )

@@ -133,11 +133,15 @@ class AppMeshApi:
             return service.untag(query.get("resourceArn"), body.get("tagKeys"))
         if op.action is Action.LIST_TAGS:
             return service.list_tags(
-                query.get("resourceArn"), limit=query.get("limit"), next_token=query.get("nextToken")
+                query.get("resourceArn"),
+                limit=query.get("limit"),
+                next_token=query.get("nextToken"),
             )
         assert kind is not None
         if op.action is Action.LIST:
-            mesh = None if kind is Kind.MESH else inputs.resource_name(labels["meshName"], "meshName")
+            mesh = (
+                None if kind is Kind.MESH else inputs.resource_name(labels["meshName"], "meshName")
+            )
             parent = None
             if kind.parent is not None:
                 field = kind.parent.name_field
@@ -152,8 +156,15 @@ class AppMeshApi:
             )
         key = _key(op, labels, body)
         if op.action is Action.CREATE:
-            _only(body, {"meshName" if kind is Kind.MESH else kind.name_field, "spec", "tags",
-                         "clientToken"})
+            _only(
+                body,
+                {
+                    "meshName" if kind is Kind.MESH else kind.name_field,
+                    "spec",
+                    "tags",
+                    "clientToken",
+                },
+            )
             return service.create(
                 key,
                 body.get("spec"),

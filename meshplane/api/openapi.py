@@ -7,8 +7,9 @@ clients, and by the fuzz tests (schemathesis) to generate requests.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from meshplane import __version__
@@ -34,7 +35,9 @@ def _schema_ref(name: str) -> dict[str, Any]:
 
 
 def _components() -> dict[str, Any]:
-    models = [(model, "validation") for model in SPEC_TYPES.values()]
+    models: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [
+        (model, "validation") for model in SPEC_TYPES.values()
+    ]
     _, top = models_json_schema(models, ref_template=_REF)
     schemas: dict[str, Any] = dict(top.get("$defs", {}))
     schemas["TagList"] = {
@@ -94,13 +97,20 @@ def _parameters(op: Operation) -> list[dict[str, Any]]:
             )
     if op.kind is not None and op.kind is not Kind.MESH:
         params.append(
-            {"name": "meshOwner", "in": "query", "schema": {"type": "string", "pattern": r"^\d{12}$"}}
+            {
+                "name": "meshOwner",
+                "in": "query",
+                "schema": {"type": "string", "pattern": r"^\d{12}$"},
+            }
         )
     if op.action in (Action.LIST, Action.LIST_TAGS):
         maximum = 50 if op.action is Action.LIST_TAGS else 100
         params += [
-            {"name": "limit", "in": "query",
-             "schema": {"type": "integer", "minimum": 1, "maximum": maximum}},
+            {
+                "name": "limit",
+                "in": "query",
+                "schema": {"type": "integer", "minimum": 1, "maximum": maximum},
+            },
             {"name": "nextToken", "in": "query", "schema": {"type": "string"}},
         ]
     if op.action in (Action.TAG, Action.UNTAG, Action.LIST_TAGS):
@@ -130,8 +140,12 @@ def _body(op: Operation) -> dict[str, Any] | None:
             required.append(name)
     else:
         return None
-    schema = {"type": "object", "properties": props, "required": required,
-              "additionalProperties": False}
+    schema = {
+        "type": "object",
+        "properties": props,
+        "required": required,
+        "additionalProperties": False,
+    }
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 

@@ -59,8 +59,13 @@ def _operations() -> Iterator[Operation]:
     for kind in Kind:
         title = kind.title
         yield Operation(f"Create{title}", "PUT", _collection(kind), Action.CREATE, kind)
-        yield Operation(f"List{title}s" if kind is not Kind.MESH else "ListMeshes", "GET",
-                        _collection(kind), Action.LIST, kind)
+        yield Operation(
+            f"List{title}s" if kind is not Kind.MESH else "ListMeshes",
+            "GET",
+            _collection(kind),
+            Action.LIST,
+            kind,
+        )
         yield Operation(f"Describe{title}", "GET", _item(kind), Action.DESCRIBE, kind)
         yield Operation(f"Update{title}", "PUT", _item(kind), Action.UPDATE, kind)
         yield Operation(f"Delete{title}", "DELETE", _item(kind), Action.DELETE, kind)

@@ -6,10 +6,10 @@ Used by every command module of ``meshplane.cli``.
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
+import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 import click
 
@@ -46,7 +46,7 @@ def run_client(ctx: click.Context, work: Callable[[Client], Awaitable[T]]) -> T:
 
 
 def output_option(*choices: str) -> Callable[[Callable[P, T]], Callable[P, T]]:
-    return click.option(
+    option: Callable[[Callable[P, T]], Callable[P, T]] = click.option(
         "-o",
         "--output",
         "fmt",
@@ -55,6 +55,7 @@ def output_option(*choices: str) -> Callable[[Callable[P, T]], Callable[P, T]]:
         show_default=True,
         help="Output format: a table for people, json or yaml for scripts.",
     )
+    return option
 
 
 def read_sources(paths: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -62,7 +63,7 @@ def read_sources(paths: tuple[str, ...]) -> list[tuple[str, str]]:
     result: list[tuple[str, str]] = []
     for path in paths:
         if path == "-":
-            result.append(("-", click.get_text_stream("stdin").read()))
+            result.append(("-", sys.stdin.read()))
         elif os.path.isdir(path):
             found = []
             for root, _dirs, files in os.walk(path):
@@ -86,7 +87,3 @@ def _read(path: str) -> str:
         raise output.fail(f"{path}: cannot read ({exc.strerror})") from None
     except UnicodeDecodeError:
         raise output.fail(f"{path}: not UTF-8 text") from None
-
-
-def pass_context(f: Callable[..., Any]) -> Callable[..., Any]:
-    return functools.wraps(f)(click.pass_context(f))

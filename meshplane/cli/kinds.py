@@ -22,8 +22,10 @@ for _kind, _short in (
     for _name in (_kind.value, _kind.plural, _short):
         _ALIASES[_name.lower()] = _kind
 
-KIND_HELP = "mesh, virtualnode (vn), virtualservice (vs), virtualrouter (vr), route (rt), " \
+KIND_HELP = (
+    "mesh, virtualnode (vn), virtualservice (vs), virtualrouter (vr), route (rt), "
     "virtualgateway (vg), gatewayroute (gr)"
+)
 
 # the Kubernetes kind of each App Mesh kind (routes live inside VirtualRouter manifests)
 K8S_KINDS = {
@@ -37,10 +39,12 @@ K8S_KINDS = {
 }
 
 
-class KindParam(click.ParamType):
+class KindParam(click.ParamType):  # type: ignore[type-arg]
     name = "KIND"
 
-    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> Kind:
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> Kind:
         if isinstance(value, Kind):
             return value
         kind = _ALIASES.get(str(value).lower().replace("-", "").replace("_", ""))

@@ -46,21 +46,40 @@ def cli(ctx: click.Context, server: str | None) -> None:
 
 
 @cli.command()
-@click.option("--data-dir", type=click.Path(path_type=Path), help="Where the embedded SQLite "
-              "database lives [env MESHPLANE_DATA_DIR; default ~/.local/share/meshplane].")
-@click.option("--database-url", metavar="URL", help="A SQLAlchemy database URL instead of the "
-              "embedded store [env MESHPLANE_DATABASE_URL].")
-@click.option("--host", help="Address the API and xDS ports bind [env MESHPLANE_HOST; "
-              "default 127.0.0.1].")
-@click.option("--api-port", type=click.IntRange(1, 65535),
-              help=f"REST API port [env MESHPLANE_API_PORT; default {DEFAULT_API_PORT}].")
-@click.option("--xds-port", type=click.IntRange(1, 65535),
-              help=f"xDS (gRPC ADS) port [env MESHPLANE_XDS_PORT; default {DEFAULT_XDS_PORT}].")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    help="Where the embedded SQLite "
+    "database lives [env MESHPLANE_DATA_DIR; default ~/.local/share/meshplane].",
+)
+@click.option(
+    "--database-url",
+    metavar="URL",
+    help="A SQLAlchemy database URL instead of the embedded store [env MESHPLANE_DATABASE_URL].",
+)
+@click.option(
+    "--host", help="Address the API and xDS ports bind [env MESHPLANE_HOST; default 127.0.0.1]."
+)
+@click.option(
+    "--api-port",
+    type=click.IntRange(1, 65535),
+    help=f"REST API port [env MESHPLANE_API_PORT; default {DEFAULT_API_PORT}].",
+)
+@click.option(
+    "--xds-port",
+    type=click.IntRange(1, 65535),
+    help=f"xDS (gRPC ADS) port [env MESHPLANE_XDS_PORT; default {DEFAULT_XDS_PORT}].",
+)
 @click.option("--region", help="Region in ARNs [env MESHPLANE_REGION; default us-east-1].")
-@click.option("--account-id", help="Account ID in ARNs and owners [env MESHPLANE_ACCOUNT_ID; "
-              "default 000000000000].")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
-              help="Log level [env MESHPLANE_LOG_LEVEL; default info].")
+@click.option(
+    "--account-id",
+    help="Account ID in ARNs and owners [env MESHPLANE_ACCOUNT_ID; default 000000000000].",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    help="Log level [env MESHPLANE_LOG_LEVEL; default info].",
+)
 def serve(
     data_dir: Path | None,
     database_url: str | None,
@@ -94,8 +113,9 @@ def serve(
         log_level=log_level,
     )
     if len(settings.account_id) != 12 or not settings.account_id.isdigit():
-        raise output.fail(f"--account-id: {settings.account_id!r} is not a 12-digit account ID",
-                          output.EXIT_USAGE)
+        raise output.fail(
+            f"--account-id: {settings.account_id!r} is not a 12-digit account ID", output.EXIT_USAGE
+        )
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -97,10 +97,16 @@ def diff(ctx: click.Context, paths: tuple[str, ...], fmt: str) -> None:
     else:
         for action in changed:
             name = _resource_name(action)
-            before = yaml.safe_dump(action["before"], sort_keys=True).splitlines(True) \
-                if action["before"] is not None else []
-            after = yaml.safe_dump(action["after"], sort_keys=True).splitlines(True) \
-                if action["after"] is not None else []
+            before = (
+                yaml.safe_dump(action["before"], sort_keys=True).splitlines(True)
+                if action["before"] is not None
+                else []
+            )
+            after = (
+                yaml.safe_dump(action["after"], sort_keys=True).splitlines(True)
+                if action["after"] is not None
+                else []
+            )
             for line in difflib.unified_diff(before, after, f"a/{name}", f"b/{name}"):
                 style = "green" if line.startswith("+") else "red" if line.startswith("-") else ""
                 output.out.print(line.rstrip("\n"), style=style, highlight=False, markup=False)

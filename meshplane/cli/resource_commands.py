@@ -15,7 +15,7 @@ import click
 
 from meshplane.cli import output
 from meshplane.cli.common import output_option, run_client
-from meshplane.cli.kinds import K8S_KINDS, KIND_HELP, KindParam
+from meshplane.cli.kinds import K8S_KINDS, KindParam
 from meshplane.cli.manifest_commands import delete_manifests
 from meshplane.client import Client
 from meshplane.errors import BadRequestError, NotFoundError
@@ -88,28 +88,38 @@ def get(
         if namespace or all_namespaces:
             pairs = await _k8s_view(client, kind)
             pairs = [
-                (m, k) for m, k in pairs
+                (m, k)
+                for m, k in pairs
                 if all_namespaces or (m.namespace or "") == (namespace or "")
                 if name is None or m.name == name or k.name == name
             ]
             datas = []
             rows = []
-            for manifest, key in sorted(pairs, key=lambda p: (p[0].namespace or "", p[0].name, p[1])):
+            for manifest, key in sorted(
+                pairs, key=lambda p: (p[0].namespace or "", p[0].name, p[1])
+            ):
                 try:
                     data = await client.describe(key)
                 except NotFoundError:
                     data = None
                 datas.append(data or {"missing": str(key)})
                 meta = (data or {}).get("metadata", {})
-                row = [manifest.namespace or "", manifest.name, key.name, key.mesh]
+                row: list[Any] = [manifest.namespace or "", manifest.name, key.name, key.mesh]
                 if kind.parent is not None:
                     row.append(key.parent)
                 row += [meta.get("version", "-"), output.age(meta.get("createdAt"))]
                 if fmt == "wide":
                     row.append(meta.get("arn", "(not found)"))
                 rows.append(row)
-            columns = ["NAMESPACE", "NAME", "ARN NAME", "MESH", *_parent_column(kind),
-                       "VERSION", "AGE"]
+            columns = [
+                "NAMESPACE",
+                "NAME",
+                "ARN NAME",
+                "MESH",
+                *_parent_column(kind),
+                "VERSION",
+                "AGE",
+            ]
             if name is not None and not rows:
                 where = f"namespace {namespace}" if namespace else "any namespace"
                 raise NotFoundError(f"{K8S_KINDS[kind]} {name!r} not found in {where}")
@@ -117,10 +127,10 @@ def get(
         if mesh is not None and kind is not Kind.MESH:
             if kind.parent is not None:
                 items = []
-                for parent in await client.list(kind.parent, mesh):
-                    items += await client.list(kind, mesh, parent[kind.parent.name_field])
+                for parent in await client.list_resources(kind.parent, mesh):
+                    items += await client.list_resources(kind, mesh, parent[kind.parent.name_field])
             else:
-                items = await client.list(kind, mesh)
+                items = await client.list_resources(kind, mesh)
         else:
             items = await client.list_all(kind)
             if mesh is not None:
@@ -134,11 +144,16 @@ def get(
         rows = []
         for key, data in zip(keys, datas, strict=True):
             meta = data["metadata"]
-            row: list[Any] = [] if kind is Kind.MESH else [key.mesh]
+            row = [] if kind is Kind.MESH else [key.mesh]
             if kind.parent is not None:
                 row.append(key.parent)
-            row += [key.name, _summary(kind, data["spec"]), meta["version"],
-                    data["status"]["status"], output.age(meta["createdAt"])]
+            row += [
+                key.name,
+                _summary(kind, data["spec"]),
+                meta["version"],
+                data["status"]["status"],
+                output.age(meta["createdAt"]),
+            ]
             if fmt == "wide":
                 row.append(meta["arn"])
             rows.append(row)
@@ -172,13 +187,19 @@ def _summary(kind: Kind, spec: dict[str, Any]) -> str:
         return str((spec.get("egressFilter") or {}).get("type", "DROP_ALL"))
     if kind in (Kind.VIRTUAL_NODE, Kind.VIRTUAL_ROUTER, Kind.VIRTUAL_GATEWAY):
         listeners = spec.get("listeners") or []
-        return ",".join(
-            f"{lst['portMapping']['protocol']}:{lst['portMapping']['port']}" for lst in listeners
-        ) or "-"
+        return (
+            ",".join(
+                f"{lst['portMapping']['protocol']}:{lst['portMapping']['port']}"
+                for lst in listeners
+            )
+            or "-"
+        )
     if kind is Kind.VIRTUAL_SERVICE:
         provider = spec.get("provider") or {}
-        for ptype, field in (("virtualNode", "virtualNodeName"),
-                             ("virtualRouter", "virtualRouterName")):
+        for ptype, field in (
+            ("virtualNode", "virtualNodeName"),
+            ("virtualRouter", "virtualRouterName"),
+        ):
             if ptype in provider:
                 return f"{ptype}/{provider[ptype][field]}"
         return "-"
@@ -193,21 +214,29 @@ def _summary(kind: Kind, spec: dict[str, Any]) -> str:
 
 
 async def _resolve(
-    client: Client, kind: Kind, name: str, mesh: str | None, namespace: str | None,
+    client: Client,
+    kind: Kind,
+    name: str,
+    mesh: str | None,
+    namespace: str | None,
     parent: str | None,
 ) -> ResourceKey:
     if namespace is not None:
         for manifest, key in await _k8s_view(client, kind):
-            if (manifest.namespace or "") == namespace and (manifest.name == name or key.name == name):
-                if kind is not Kind.ROUTE or key.name == name:
-                    return key
+            if (
+                (manifest.namespace or "") == namespace
+                and (manifest.name == name or key.name == name)
+                and (kind is not Kind.ROUTE or key.name == name)
+            ):
+                return key
         raise NotFoundError(f"{K8S_KINDS[kind]} {name!r} not found in namespace {namespace}")
     if kind is Kind.MESH:
         return ResourceKey(Kind.MESH, name, name)
     if mesh is not None and (kind.parent is None or parent is not None):
         return ResourceKey(kind, mesh, name, parent or "")
     candidates = [
-        _key_of(i, kind) for i in await client.list_all(kind)
+        _key_of(i, kind)
+        for i in await client.list_all(kind)
         if (mesh is None or i["meshName"] == mesh)
     ]
     found = [k for k in candidates if k.name == name and (parent is None or k.parent == parent)]
@@ -230,8 +259,13 @@ async def _resolve(
 @output_option("yaml", "json")
 @click.pass_context
 def describe(
-    ctx: click.Context, kind: Kind, name: str, mesh: str | None, parent: str | None,
-    namespace: str | None, fmt: str,
+    ctx: click.Context,
+    kind: Kind,
+    name: str,
+    mesh: str | None,
+    parent: str | None,
+    namespace: str | None,
+    fmt: str,
 ) -> None:
     """Show one resource in full: names, metadata (ARN, version, times), spec and status.
 
@@ -253,7 +287,11 @@ def describe(
 @click.argument("kind", type=KindParam(), required=False, metavar="[KIND]")
 @click.argument("names", nargs=-1)
 @click.option(
-    "-f", "--filename", "paths", multiple=True, metavar="FILE|DIR|-",
+    "-f",
+    "--filename",
+    "paths",
+    multiple=True,
+    metavar="FILE|DIR|-",
     help="Delete what these manifests created (and forget the manifests).",
 )
 @click.option("--mesh", "-m", help="The mesh of NAMES.")
@@ -263,8 +301,15 @@ def describe(
 @output_option("table", "json", "yaml")
 @click.pass_context
 def delete(
-    ctx: click.Context, kind: Kind | None, names: Sequence[str], paths: tuple[str, ...],
-    mesh: str | None, parent: str | None, namespace: str | None, dry_run: bool, fmt: str,
+    ctx: click.Context,
+    kind: Kind | None,
+    names: Sequence[str],
+    paths: tuple[str, ...],
+    mesh: str | None,
+    parent: str | None,
+    namespace: str | None,
+    dry_run: bool,
+    fmt: str,
 ) -> None:
     """Delete resources by name, or everything some manifests created (-f).
 

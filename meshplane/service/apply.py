@@ -169,21 +169,21 @@ class ManifestService:
             else:
                 world[manifest.identity] = manifest
         new_world = list(world.values())
-        new = translate(new_world, namespaces=labels)
+        translation = translate(new_world, namespaces=labels)
         try:
             old = translate(stored, namespaces=old_labels)
             old_keys = set(old.owners)
         except MeshplaneError:
             old_keys = set()
-        for manifest, reason in new.skipped:
+        for manifest, reason in translation.skipped:
             if manifest in manifests:
                 outcome.skipped.append({"manifest": manifest.ref(), "reason": reason})
-        self._write(tx, new, old_keys, caller, outcome)
+        self._write(tx, translation, old_keys, caller, outcome)
         current = {ns.name: dict(ns.labels) for ns in tx.namespaces()}
         for name, ns_labels in labels.items():
             if current.get(name) != ns_labels:
                 tx.put_namespace(Namespace(name, ns_labels))
-        self._store_manifests(tx, stored, new_world, new)
+        self._store_manifests(tx, stored, new_world, translation)
 
     def _write(
         self,
@@ -240,6 +240,9 @@ class ManifestService:
             if previous is not None and dict(previous.body) == dict(manifest.body):
                 continue
             tx.put_manifest(
-                manifest.kind, manifest.namespace or "", manifest.name, dict(manifest.body),
+                manifest.kind,
+                manifest.namespace or "",
+                manifest.name,
+                dict(manifest.body),
                 manifest.source,
             )

@@ -65,9 +65,7 @@ def create_in(
     else:
         owner = check_mesh(tx, key.mesh, mesh_owner).mesh_owner
     rules.check_references(tx, key, spec)
-    return tx.create(
-        key, spec, mesh_owner=owner, resource_owner=caller.account_id, tags=tags or []
-    )
+    return tx.create(key, spec, mesh_owner=owner, resource_owner=caller.account_id, tags=tags or [])
 
 
 def update_in(
@@ -126,9 +124,7 @@ class ResourceService:
             replay = self._replay(tx, token, fingerprint)
             if replay is not None:
                 return replay
-            record = create_in(
-                tx, key, canonical, caller=caller, mesh_owner=owner, tags=tag_list
-            )
+            record = create_in(tx, key, canonical, caller=caller, mesh_owner=owner, tags=tag_list)
             answer = self._data(record)
             if token is not None:
                 tx.remember_client_token(token, fingerprint, answer)
@@ -193,7 +189,7 @@ class ResourceService:
             check_mesh(self.store, mesh, owner)
         if parent is not None and mesh is not None and kind.parent is not None:
             _existing(self.store, ResourceKey(kind.parent, mesh, parent))
-        records = self.store.list(kind, mesh, parent, after=after, limit=count + 1)
+        records = self.store.list_kind(kind, mesh, parent, after=after, limit=count + 1)
         more = len(records) > count
         records = records[:count]
         return {

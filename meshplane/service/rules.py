@@ -24,7 +24,9 @@ ROUTE_PROTOCOLS = {
 
 def _require(reader: Reader, key: ResourceKey, field: str) -> None:
     if reader.get(key) is None:
-        raise NotFoundError(f"{field}: {key.kind.title} {key.name!r} not found in mesh {key.mesh!r}")
+        raise NotFoundError(
+            f"{field}: {key.kind.title} {key.name!r} not found in mesh {key.mesh!r}"
+        )
 
 
 def route_targets(spec: Mapping[str, Any]) -> Iterator[str]:
@@ -65,7 +67,10 @@ def _route_fits(route_spec: Mapping[str, Any], listeners: list[Any], router: str
         if port is not None:
             match = [m for m in mappings if m["port"] == port]
             if not match:
-                return f"spec.{route_type}.match.port: virtual router {router!r} has no listener on port {port}"
+                return (
+                    f"spec.{route_type}.match.port: virtual router {router!r} "
+                    f"has no listener on port {port}"
+                )
             if match[0]["protocol"] != protocol:
                 return (
                     f"spec.{route_type}: the listener on port {port} of virtual router {router!r} "
@@ -81,8 +86,8 @@ def _route_fits(route_spec: Mapping[str, Any], listeners: list[Any], router: str
             return f"spec.{route_type}: virtual router {router!r} has no listener"
         if mappings[0]["protocol"] != protocol:
             return (
-                f"spec.{route_type}: a {route_type} needs a {protocol} listener, but virtual router "
-                f"{router!r} listens with {mappings[0]['protocol']}"
+                f"spec.{route_type}: a {route_type} needs a {protocol} listener, but virtual "
+                f"router {router!r} listens with {mappings[0]['protocol']}"
             )
     return None
 
@@ -111,16 +116,16 @@ def check_references(reader: Reader, key: ResourceKey, spec: Mapping[str, Any]) 
     elif key.kind is Kind.GATEWAY_ROUTE:
         if reader.get(ResourceKey(Kind.VIRTUAL_GATEWAY, mesh, key.parent)) is None:
             raise NotFoundError(f"virtualGatewayName: virtual gateway {key.parent!r} not found")
-        target = gateway_route_target(spec)
-        if target is not None:
+        service_name = gateway_route_target(spec)
+        if service_name is not None:
             _require(
                 reader,
-                ResourceKey(Kind.VIRTUAL_SERVICE, mesh, target),
+                ResourceKey(Kind.VIRTUAL_SERVICE, mesh, service_name),
                 "spec.action.target.virtualService.virtualServiceName",
             )
     elif key.kind is Kind.VIRTUAL_ROUTER:
         listeners = list(spec.get("listeners", []))
-        for route in reader.list(Kind.ROUTE, mesh, key.name):
+        for route in reader.list_kind(Kind.ROUTE, mesh, key.name):
             problem = _route_fits(route.spec, listeners, key.name)
             if problem:
                 raise BadRequestError(
@@ -141,21 +146,22 @@ def check_deletable(reader: Reader, key: ResourceKey) -> None:
         return
     users: list[str] = []
     if key.kind in (Kind.VIRTUAL_NODE, Kind.VIRTUAL_ROUTER):
-        for service in reader.list(Kind.VIRTUAL_SERVICE, mesh):
+        for service in reader.list_kind(Kind.VIRTUAL_SERVICE, mesh):
             if provider(service.spec) == (key.kind, key.name):
                 users.append(f"virtual service {service.key.name!r} (provider)")
     if key.kind is Kind.VIRTUAL_NODE:
-        for route in reader.list(Kind.ROUTE, mesh):
+        for route in reader.list_kind(Kind.ROUTE, mesh):
             if key.name in set(route_targets(route.spec)):
                 users.append(f"route {route.key.parent}/{route.key.name} (weighted target)")
     if key.kind is Kind.VIRTUAL_ROUTER:
-        users += [f"route {r.key.name!r}" for r in reader.list(Kind.ROUTE, mesh, key.name)]
+        users += [f"route {r.key.name!r}" for r in reader.list_kind(Kind.ROUTE, mesh, key.name)]
     if key.kind is Kind.VIRTUAL_GATEWAY:
         users += [
-            f"gateway route {r.key.name!r}" for r in reader.list(Kind.GATEWAY_ROUTE, mesh, key.name)
+            f"gateway route {r.key.name!r}"
+            for r in reader.list_kind(Kind.GATEWAY_ROUTE, mesh, key.name)
         ]
     if key.kind is Kind.VIRTUAL_SERVICE:
-        for route in reader.list(Kind.GATEWAY_ROUTE, mesh):
+        for route in reader.list_kind(Kind.GATEWAY_ROUTE, mesh):
             if gateway_route_target(route.spec) == key.name:
                 users.append(f"gateway route {route.key.parent}/{route.key.name} (target)")
     if users:

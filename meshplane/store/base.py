@@ -21,7 +21,7 @@ class Reader(Protocol):
 
     def get(self, key: ResourceKey) -> Record | None: ...
 
-    def list(
+    def list_kind(
         self,
         kind: Kind,
         mesh: str | None = None,
@@ -69,7 +69,9 @@ class Transaction(Reader, Protocol):
 
     def put_namespace(self, namespace: Namespace) -> None: ...
 
-    def put_manifest(self, kind: str, namespace: str, name: str, body: Any, source: str) -> None: ...
+    def put_manifest(
+        self, kind: str, namespace: str, name: str, body: Any, source: str
+    ) -> None: ...
 
     def delete_manifest(self, kind: str, namespace: str, name: str) -> None: ...
 

@@ -132,7 +132,7 @@ class _Reads:
         row = self._conn.execute(sa.select(resources).where(_key_clause(key))).first()
         return _record(row) if row is not None else None
 
-    def list(
+    def list_kind(
         self,
         kind: Kind,
         mesh: str | None = None,
@@ -345,8 +345,9 @@ class SqlStore:
         self._waiters_lock = threading.Lock()
         with self._engine.connect() as conn:
             self._revision = int(
-                conn.execute(sa.select(sa.func.coalesce(sa.func.max(changes.c.revision), 0)))
-                .scalar_one()
+                conn.execute(
+                    sa.select(sa.func.coalesce(sa.func.max(changes.c.revision), 0))
+                ).scalar_one()
             )
 
     @classmethod
@@ -371,7 +372,7 @@ class SqlStore:
         with self._read() as reads:
             return reads.get(key)
 
-    def list(
+    def list_kind(
         self,
         kind: Kind,
         mesh: str | None = None,
@@ -381,7 +382,7 @@ class SqlStore:
         limit: int | None = None,
     ) -> list[Record]:
         with self._read() as reads:
-            return reads.list(kind, mesh, parent, after=after, limit=limit)
+            return reads.list_kind(kind, mesh, parent, after=after, limit=limit)
 
     def mesh_records(self, mesh: str) -> list[Record]:
         with self._read() as reads:

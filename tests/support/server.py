@@ -23,8 +23,13 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class MeshplaneServer:
-    def __init__(self, data_dir: Path, *, env: dict[str, str] | None = None,
-                 extra_args: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        env: dict[str, str] | None = None,
+        extra_args: list[str] | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.api_port = free_port()
         self.xds_port = free_port()
@@ -39,10 +44,22 @@ class MeshplaneServer:
         env.pop("MESHPLANE_SERVER", None)
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "meshplane", "serve", "--data-dir", str(self.data_dir),
-             "--api-port", str(self.api_port), "--xds-port", str(self.xds_port),
-             *self.extra_args],
-            stdout=self._log, stderr=subprocess.STDOUT, env=env,
+            [
+                sys.executable,
+                "-m",
+                "meshplane",
+                "serve",
+                "--data-dir",
+                str(self.data_dir),
+                "--api-port",
+                str(self.api_port),
+                "--xds-port",
+                str(self.xds_port),
+                *self.extra_args,
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
