@@ -1,0 +1,294 @@
+"""The Envoy bootstrap of a meshplane proxy (sidecar or gateway), App Mesh style.
+
+:func:`build_bootstrap` turns :class:`BootstrapOptions` into the JSON-able bootstrap for Envoy
+1.40: node id ``mesh/<mesh>/virtualNode/<name>`` (the ``APPMESH_RESOURCE_ARN`` form, or the full
+ARN), node cluster (default: the node id), ADS over gRPC (state of the world or delta) to a
+static ``xds_cluster`` at the control plane, LDS/CDS over ADS, the admin listener, a runtime
+with an admin layer, App Mesh-style stats tags and a downstream connection limit.
+
+The translation layer reads the workload's facts from ``node.metadata.meshplane``:
+``workload_address``, ``app_port`` (or null) and ``egress_port``.
+
+:meth:`BootstrapOptions.from_env` reads the App Mesh variables (``APPMESH_RESOURCE_ARN``,
+``APPMESH_XDS_ENDPOINT``, ``ENVOY_ADMIN_ACCESS_PORT``, ``ENVOY_LOG_LEVEL``,
+``ENVOY_CONCURRENCY``, ...) so existing task definitions keep working.
+
+Called by :mod:`meshplane.proxy.runner`, the ``meshplane envoy`` CLI command and tests.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from meshplane.errors import BadRequestError
+from meshplane.model.kinds import Kind
+
+ApiType = Literal["GRPC", "DELTA_GRPC"]
+
+_PROXY_KINDS = (Kind.VIRTUAL_NODE.value, Kind.VIRTUAL_GATEWAY.value)
+
+
+class BootstrapError(BadRequestError):
+    """Options that cannot make a working bootstrap."""
+
+
+@dataclass(frozen=True, slots=True)
+class XdsTls:
+    """Client TLS to the control plane (files on disk)."""
+
+    ca_file: str
+    cert_file: str = ""
+    key_file: str = ""
+    server_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BootstrapOptions:
+    """Everything that varies between proxies' bootstraps."""
+
+    resource: str
+    """``mesh/<mesh>/virtualNode/<name>``, ``.../virtualGateway/<name>`` or the full ARN."""
+    xds_host: str = "127.0.0.1"
+    xds_port: int = 15000
+    api_type: ApiType = "GRPC"
+    node_cluster: str = ""
+    """Defaults to the node id, like App Mesh."""
+    admin_address: str = "127.0.0.1"
+    admin_port: int = 9901
+    log_level: str = "info"
+    concurrency: int | None = None
+    workload_address: str = "127.0.0.1"
+    app_port: int | None = None
+    egress_port: int = 15001
+    initial_fetch_timeout: float = 0.0
+    """Seconds Envoy waits for the first LDS/CDS response (0: wait for ever, as App Mesh)."""
+    max_downstream_connections: int = 50_000
+    stats_tags: bool = False
+    """Add ``appmesh.mesh`` and ``appmesh.virtual_node``/``virtual_gateway`` stats tags."""
+    xds_token: str | None = None
+    """Sent as ``authorization: Bearer <token>`` metadata on the ADS stream."""
+    xds_tls: XdsTls | None = None
+    extra_metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def node_id(self) -> str:
+        """The node id: the resource as given (ARN or ``mesh/...`` path)."""
+        return self.resource
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> BootstrapOptions:
+        """Options from App Mesh's environment variables, then ``overrides``."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        resource = (
+            env.get("APPMESH_RESOURCE_ARN")
+            or env.get("APPMESH_RESOURCE_NAME")
+            or env.get("APPMESH_VIRTUAL_NODE_NAME")
+        )
+        if resource:
+            values["resource"] = resource
+        cluster = env.get("APPMESH_RESOURCE_CLUSTER") or env.get("APPMESH_VIRTUAL_NODE_CLUSTER")
+        if cluster:
+            values["node_cluster"] = cluster
+        endpoint = env.get("APPMESH_XDS_ENDPOINT")
+        if endpoint:
+            host, _, port = endpoint.rpartition(":")
+            if not host or not port.isdigit():
+                raise BootstrapError(f"APPMESH_XDS_ENDPOINT {endpoint!r} is not <host>:<port>")
+            values["xds_host"], values["xds_port"] = host.strip("[]"), int(port)
+        if env.get("ENVOY_ADMIN_ACCESS_PORT"):
+            values["admin_port"] = _int(env, "ENVOY_ADMIN_ACCESS_PORT")
+        if env.get("ENVOY_LOG_LEVEL"):
+            values["log_level"] = env["ENVOY_LOG_LEVEL"].lower()
+        if env.get("ENVOY_CONCURRENCY"):
+            values["concurrency"] = _int(env, "ENVOY_CONCURRENCY")
+        if env.get("ENVOY_INITIAL_FETCH_TIMEOUT"):
+            values["initial_fetch_timeout"] = float(env["ENVOY_INITIAL_FETCH_TIMEOUT"])
+        if env.get("ENABLE_ENVOY_STATS_TAGS") == "1":
+            values["stats_tags"] = True
+        if env.get("MESHPLANE_XDS_TOKEN"):
+            values["xds_token"] = env["MESHPLANE_XDS_TOKEN"]
+        values.update(overrides)
+        if "resource" not in values:
+            raise BootstrapError(
+                "no proxy resource: set APPMESH_RESOURCE_ARN to mesh/<mesh>/virtualNode/<name>"
+            )
+        return replace(cls(resource=values.pop("resource")), **values)
+
+
+def _int(env: Mapping[str, str], name: str) -> int:
+    try:
+        return int(env[name])
+    except ValueError:
+        raise BootstrapError(f"{name} must be an integer, not {env[name]!r}") from None
+
+
+def split_resource(resource: str) -> tuple[str, str, str]:
+    """``(mesh, kind, name)`` of ``mesh/<mesh>/<kind>/<name>`` or its ARN (App Mesh's parser)."""
+    path = resource.split(":", 5)[5] if resource.startswith("arn:") else resource
+    parts = path.split("/")
+    if len(parts) != 4 or parts[0] != "mesh" or parts[2] not in _PROXY_KINDS:
+        raise BootstrapError(
+            f"{resource!r} is not mesh/<mesh>/virtualNode/<name>, "
+            "mesh/<mesh>/virtualGateway/<name> or the ARN of one"
+        )
+    return parts[1].partition("@")[0], parts[2], parts[3]
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.3f}s"
+
+
+def build_bootstrap(options: BootstrapOptions) -> dict[str, Any]:
+    """The Envoy bootstrap (a JSON-able dict) for ``options``."""
+    mesh, kind, name = split_resource(options.resource)
+    config_source = {
+        "ads": {},
+        "resource_api_version": "V3",
+        "initial_fetch_timeout": _duration(options.initial_fetch_timeout),
+    }
+    grpc_service: dict[str, Any] = {"envoy_grpc": {"cluster_name": "xds_cluster"}}
+    if options.xds_token:
+        grpc_service["initial_metadata"] = [
+            {"key": "authorization", "value": f"Bearer {options.xds_token}"}
+        ]
+    metadata = {
+        "meshplane": {
+            "workload_address": options.workload_address,
+            "app_port": options.app_port,
+            "egress_port": options.egress_port,
+            "resource": options.resource,
+            **dict(options.extra_metadata),
+        }
+    }
+    bootstrap: dict[str, Any] = {
+        "node": {
+            "id": options.node_id,
+            "cluster": options.node_cluster or options.node_id,
+            "metadata": metadata,
+        },
+        "dynamic_resources": {
+            "ads_config": {
+                "api_type": options.api_type,
+                "transport_api_version": "V3",
+                "grpc_services": [grpc_service],
+                "set_node_on_first_message_only": True,
+            },
+            "lds_config": config_source,
+            "cds_config": config_source,
+        },
+        "static_resources": {"clusters": [_xds_cluster(options)]},
+        "admin": {
+            "address": {
+                "socket_address": {
+                    "address": options.admin_address,
+                    "port_value": options.admin_port,
+                }
+            },
+        },
+        "layered_runtime": {
+            "layers": [
+                {"name": "static", "static_layer": {}},
+                {"name": "admin", "admin_layer": {}},
+            ]
+        },
+        "overload_manager": {
+            "resource_monitors": [
+                {
+                    "name": "envoy.resource_monitors.global_downstream_max_connections",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.resource_monitors."
+                        "downstream_connections.v3.DownstreamConnectionsConfig",
+                        "max_active_downstream_connections": options.max_downstream_connections,
+                    },
+                }
+            ]
+        },
+    }
+    if options.stats_tags:
+        bootstrap["stats_config"] = {
+            "stats_tags": [
+                {"tag_name": "appmesh.mesh", "fixed_value": mesh},
+                {
+                    "tag_name": "appmesh.virtual_node"
+                    if kind == Kind.VIRTUAL_NODE.value
+                    else "appmesh.virtual_gateway",
+                    "fixed_value": name,
+                },
+            ]
+        }
+    return bootstrap
+
+
+def _xds_cluster(options: BootstrapOptions) -> dict[str, Any]:
+    cluster: dict[str, Any] = {
+        "name": "xds_cluster",
+        "type": "STRICT_DNS" if not _is_ip(options.xds_host) else "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": "xds_cluster",
+            "endpoints": [
+                {
+                    "lb_endpoints": [
+                        {
+                            "endpoint": {
+                                "address": {
+                                    "socket_address": {
+                                        "address": options.xds_host,
+                                        "port_value": options.xds_port,
+                                    }
+                                }
+                            }
+                        }
+                    ]
+                }
+            ],
+        },
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/"
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {
+                    "http2_protocol_options": {
+                        "connection_keepalive": {"interval": "10s", "timeout": "20s"}
+                    }
+                },
+            }
+        },
+    }
+    if options.xds_tls is not None:
+        cluster["transport_socket"] = _tls_socket(options.xds_tls)
+    return cluster
+
+
+def _tls_socket(tls: XdsTls) -> dict[str, Any]:
+    common: dict[str, Any] = {
+        "validation_context": {"trusted_ca": {"filename": tls.ca_file}},
+        "alpn_protocols": ["h2"],
+    }
+    if tls.cert_file:
+        common["tls_certificates"] = [
+            {
+                "certificate_chain": {"filename": tls.cert_file},
+                "private_key": {"filename": tls.key_file},
+            }
+        ]
+    context: dict[str, Any] = {
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+        "common_tls_context": common,
+    }
+    if tls.server_name:
+        context["sni"] = tls.server_name
+    return {"name": "envoy.transport_sockets.tls", "typed_config": context}
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,55 @@
+"""The seams between the ADS server and the rest of the control plane.
+
+- :class:`SnapshotProducer`: told when a proxy stream opens and closes, so the control loop can
+  compute and publish (``SnapshotCache.set_snapshot``) a snapshot for a proxy the first time it
+  shows up.  Until a snapshot exists the stream simply waits.
+- :data:`Authorizer`: checks that a stream may act as the identity it claims (bearer token in
+  the gRPC metadata, or the peer certificate once mTLS to the control plane exists).
+- :class:`ProxyConnection`: what the server knows about a newly connected proxy, including the
+  ``node.metadata`` the bootstrap wrote (workload address, app port, egress port).
+
+Implemented by the control loop (later) and by tests; called by :mod:`meshplane.xds.server`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from meshplane.xds.identity import ProxyIdentity
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyConnection:
+    """One ADS stream of one proxy, as its producer sees it."""
+
+    stream_id: int
+    node_id: str
+    identity: ProxyIdentity
+    cluster: str
+    peer: str
+    connected_since: datetime
+    kind: str
+    """``sotw`` or ``delta``."""
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    """``node.metadata`` as plain JSON-like data (``metadata["meshplane"]["app_port"]`` ...)."""
+    user_agent: str = ""
+
+
+class SnapshotProducer(Protocol):
+    """Computes snapshots on demand.  Both methods must not raise (errors are logged)."""
+
+    async def proxy_connected(self, proxy: ProxyConnection) -> None:
+        """A stream opened; publish a snapshot for ``proxy.identity`` if there is none."""
+
+    async def proxy_disconnected(self, proxy: ProxyConnection) -> None:
+        """A stream closed (other streams of the same identity may remain)."""
+
+
+Metadata = Sequence[tuple[str, str | bytes]]
+
+Authorizer = Callable[[ProxyIdentity, Metadata, bytes | None], Awaitable[None] | None]
+"""``authorize(identity, invocation metadata, peer certificate PEM or None)``: return (or
+await) None to allow; raise :class:`PermissionError` to refuse with ``PERMISSION_DENIED``."""

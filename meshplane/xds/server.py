@@ -1,0 +1,250 @@
+"""The ADS gRPC server: wires the snapshot cache, the producer and the protocol handlers.
+
+:class:`XdsServer` serves ``envoy.service.discovery.v3.AggregatedDiscoveryService`` (both
+``StreamAggregatedResources`` and ``DeltaAggregatedResources``) with ``grpc.aio`` in the
+caller's event loop.  Per stream:
+
+1. The first request must carry ``node``; its id is parsed into a :class:`ProxyIdentity`
+   (``INVALID_ARGUMENT`` if it names no virtual node/gateway) and, if an authorizer is set,
+   authorized (``PERMISSION_DENIED`` when it raises :class:`PermissionError`).  Later requests
+   need not repeat ``node``.
+2. The stream watches its node key in the cache, tells the producer it connected, and from then
+   on reacts to requests and snapshot changes: it applies requests to its state
+   (:mod:`meshplane.xds.sotw` / :mod:`meshplane.xds.delta`) and sends what
+   :meth:`meshplane.xds.stream.Stream.outgoing` decides.  Without a snapshot it waits.
+3. On close it unwatches and tells the producer.
+
+Created by the control-plane wiring (server start-up) and by tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from prometheus_client import CollectorRegistry
+
+from meshplane.xds import delta, sotw
+from meshplane.xds._proto import json_format
+from meshplane.xds.cache import SnapshotCache
+from meshplane.xds.identity import InvalidNodeIdError, parse_node_id
+from meshplane.xds.metrics import XdsMetrics
+from meshplane.xds.producer import Authorizer, ProxyConnection, SnapshotProducer
+from meshplane.xds.status import ProxyStatus
+from meshplane.xds.stream import Builder, Stream
+
+log = logging.getLogger(__name__)
+
+_EOF = object()
+_WAKE = object()
+
+
+class XdsServer:
+    """An ADS server for the snapshots in ``cache``."""
+
+    def __init__(
+        self,
+        cache: SnapshotCache,
+        producer: SnapshotProducer | None = None,
+        registry: CollectorRegistry | None = None,
+        *,
+        authorize: Authorizer | None = None,
+        nack_backoff: float = 1.0,
+        nack_backoff_max: float = 30.0,
+        credentials: grpc.ServerCredentials | None = None,
+    ) -> None:
+        self.cache = cache
+        self.producer = producer
+        self.metrics = XdsMetrics(registry if registry is not None else CollectorRegistry())
+        self.authorize = authorize
+        self.nack_backoff = nack_backoff
+        self.nack_backoff_max = nack_backoff_max
+        self.credentials = credentials
+        self._server: grpc.aio.Server | None = None
+        self._streams: dict[int, Stream] = {}
+        self._ids = itertools.count(1)
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        """Start serving on ``host:port`` (0 picks a free port); return the bound port."""
+        server = grpc.aio.server(
+            options=[
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            ]
+        )
+        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(_Servicer(self), server)
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        if self.credentials is not None:
+            bound = server.add_secure_port(address, self.credentials)
+        else:
+            bound = server.add_insecure_port(address)
+        await server.start()
+        self._server = server
+        return int(bound)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop serving; open streams are cancelled after ``grace`` seconds."""
+        server, self._server = self._server, None
+        if server is not None:
+            await server.stop(grace)
+
+    def proxies(self) -> list[ProxyStatus]:
+        """One status record per open stream, oldest first."""
+        return [stream.status() for _, stream in sorted(self._streams.items())]
+
+    # -- one stream ---------------------------------------------------------------------
+
+    async def serve(
+        self, kind: str, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
+    ) -> None:
+        """Run one ADS stream until the client goes away."""
+        handle: Callable[[Stream, Any, Any], None] = sotw.handle if kind == "sotw" else delta.handle
+        build: Builder = sotw.build if kind == "sotw" else delta.build
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        reader = asyncio.create_task(_read(requests, queue))
+        stream: Stream | None = None
+        connection: ProxyConnection | None = None
+        unwatch: Callable[[], None] | None = None
+        timer: asyncio.TimerHandle | None = None
+        try:
+            first = await queue.get()
+            if first is _EOF or isinstance(first, BaseException):
+                return
+            stream, connection = await self._open(kind, first, context)
+
+            def wake() -> None:
+                loop.call_soon_threadsafe(queue.put_nowait, _WAKE)
+
+            unwatch = self.cache.watch(stream.identity, wake)
+            self._streams[stream.stream_id] = stream
+            self.metrics.connected.inc()
+            await self._notify("proxy_connected", connection)
+            items: list[object] = [first]
+            while True:
+                while not queue.empty():
+                    items.append(queue.get_nowait())
+                snapshot = self.cache.get(stream.identity)
+                for item in items:
+                    if item is _EOF:
+                        return
+                    if isinstance(item, BaseException):
+                        raise item
+                    if item is not _WAKE:
+                        handle(stream, item, snapshot)
+                for _, response in stream.outgoing(snapshot, build):
+                    await context.write(response)
+                if timer is not None:
+                    timer.cancel()
+                    timer = None
+                if stream.next_wake is not None:
+                    timer = loop.call_at(_loop_time(loop, stream), queue.put_nowait, _WAKE)
+                items = [await queue.get()]
+        finally:
+            if timer is not None:
+                timer.cancel()
+            reader.cancel()
+            if unwatch is not None:
+                unwatch()
+            if stream is not None and self._streams.pop(stream.stream_id, None) is not None:
+                self.metrics.connected.dec()
+            if connection is not None:
+                await self._notify("proxy_disconnected", connection)
+
+    async def _open(
+        self, kind: str, first: Any, context: grpc.aio.ServicerContext
+    ) -> tuple[Stream, ProxyConnection]:
+        node = first.node
+        if not node.id:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "the first request has no node id"
+            )
+        try:
+            identity = parse_node_id(node.id)
+        except InvalidNodeIdError as error:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, error.message)
+        if self.authorize is not None:
+            try:
+                metadata = context.invocation_metadata() or ()
+                result = self.authorize(identity, metadata, _peer_cert(context))
+                if inspect.isawaitable(result):
+                    await result
+            except PermissionError as error:
+                await context.abort(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"{identity} may not stream aggregated resources: {error}",
+                )
+        stream = Stream(
+            stream_id=next(self._ids),
+            kind=kind,
+            node_id=node.id,
+            identity=identity,
+            peer=context.peer() or "",
+            metrics=self.metrics,
+            nack_backoff=self.nack_backoff,
+            nack_backoff_max=self.nack_backoff_max,
+        )
+        connection = ProxyConnection(
+            stream_id=stream.stream_id,
+            node_id=node.id,
+            identity=identity,
+            cluster=node.cluster,
+            peer=stream.peer,
+            connected_since=stream.connected_since,
+            kind=kind,
+            metadata=json_format.MessageToDict(node.metadata),
+            user_agent=f"{node.user_agent_name}/{node.user_agent_build_version.version}",
+        )
+        return stream, connection
+
+    async def _notify(self, method: str, connection: ProxyConnection) -> None:
+        if self.producer is None:
+            return
+        try:
+            await getattr(self.producer, method)(connection)
+        except Exception:
+            log.exception("snapshot producer %s(%s) failed", method, connection.identity)
+
+
+class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignore[misc]
+    def __init__(self, server: XdsServer) -> None:
+        self._server = server
+
+    async def StreamAggregatedResources(
+        self, request_iterator: AsyncIterator[discovery_pb2.DiscoveryRequest], context: Any
+    ) -> None:
+        await self._server.serve("sotw", request_iterator, context)
+
+    async def DeltaAggregatedResources(
+        self, request_iterator: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest], context: Any
+    ) -> None:
+        await self._server.serve("delta", request_iterator, context)
+
+
+async def _read(requests: AsyncIterator[Any], queue: asyncio.Queue[object]) -> None:
+    try:
+        async for request in requests:
+            queue.put_nowait(request)
+    except asyncio.CancelledError:
+        raise
+    except Exception as error:  # the client went away mid-read
+        log.debug("ADS stream read ended: %s", error)
+    finally:
+        queue.put_nowait(_EOF)
+
+
+def _loop_time(loop: asyncio.AbstractEventLoop, stream: Stream) -> float:
+    assert stream.next_wake is not None
+    return loop.time() + max(0.0, stream.next_wake - stream.clock())
+
+
+def _peer_cert(context: grpc.aio.ServicerContext) -> bytes | None:
+    certs = (context.auth_context() or {}).get("x509_pem_cert")
+    return certs[0] if certs else None

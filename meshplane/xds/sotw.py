@@ -1,0 +1,119 @@
+"""State-of-the-world ADS (``StreamAggregatedResources``): requests in, responses out.
+
+Request handling, per ``type_url``:
+
+- A request whose ``response_nonce`` is not the last nonce sent for its type is stale and
+  ignored entirely.
+- A request answering the in-flight response is its ACK, or its NACK when it carries
+  ``error_detail`` (``version_info`` is then the last *accepted* version, so it is not used).
+- ``resource_names`` replaces the subscription: empty means wildcard until the client has ever
+  named resources ("legacy wildcard"), ``*`` means wildcard.  Names the client dropped are
+  forgotten.
+- The first request for a type that carries a ``version_info`` (Envoy reconnecting) is matched
+  against the snapshot: if the content hash is equal, the client already has everything and
+  nothing is sent; otherwise the client's state is *unknown* and planned ungated.
+
+Responses carry the full content of the type (all subscribed names for EDS/RDS/SDS), a version
+that is the hash of that content, and a fresh nonce.  Nothing is sent when the content equals
+what the client has acked, except the first answer to a wildcard request (so Envoy finishes its
+initial fetch even with no listeners).
+
+Called by :mod:`meshplane.xds.server`.
+"""
+
+from __future__ import annotations
+
+from envoy.service.discovery.v3 import discovery_pb2
+
+from meshplane.xds import types
+from meshplane.xds.resource import Resource
+from meshplane.xds.snapshot import Snapshot, content_version
+from meshplane.xds.stream import Draft, Stream, TypeState
+
+
+def handle(
+    stream: Stream, request: discovery_pb2.DiscoveryRequest, snapshot: Snapshot | None
+) -> None:
+    """Apply one request to the stream's state."""
+    type_url = request.type_url
+    state = stream.state(type_url)
+    nonce = request.response_nonce
+    if stream.is_stale(state, nonce):
+        return
+    if nonce:
+        error = request.error_detail.message if request.HasField("error_detail") else None
+        if request.HasField("error_detail") and not error:
+            error = f"rejected (gRPC status {request.error_detail.code}, no message)"
+        stream.settle(type_url, nonce, error)
+    first = not state.requested
+    state.requested = True
+    _subscribe(state, list(request.resource_names))
+    if first and not nonce and request.version_info:
+        _match_reconnect(type_url, state, request.version_info, snapshot)
+    elif not nonce and not first:
+        state.answered = False  # a fresh request for the type: answer it again
+
+
+def _subscribe(state: TypeState, names: list[str]) -> None:
+    if names:
+        state.ever_named = True
+    wanted = set(names)
+    state.wildcard = "*" in wanted or (not wanted and not state.ever_named)
+    wanted.discard("*")
+    state.names = wanted
+    if not state.wildcard:
+        for name in [n for n in state.acked if n not in wanted]:
+            del state.acked[name]
+            state.held.pop(name, None)
+
+
+def _match_reconnect(
+    type_url: str, state: TypeState, version: str, snapshot: Snapshot | None
+) -> None:
+    if snapshot is not None:
+        current = snapshot.get(type_url)
+        content = {n: current[n] for n in state.subscribed(current) if n in current}
+        if content_version(content.values()) == version:
+            state.acked = {n: r.version for n, r in content.items()}
+            state.held = dict(content)
+            state.acked_version = state.sent_version = version
+            state.answered = True
+            return
+    state.unknown = True
+
+
+def build(
+    type_url: str, state: TypeState, desired: dict[str, Resource | None], snapshot: Snapshot
+) -> Draft | None:
+    """The response to send for ``type_url``, or None when the client is up to date."""
+    content: dict[str, Resource] = {}
+    for name, resource in desired.items():
+        chosen = resource if resource is not None else state.held.get(name)
+        if chosen is not None:
+            content[name] = chosen
+    if type_url in types.FULL_STATE or state.wildcard:
+        changed = {n: r.version for n, r in content.items()} != state.acked
+    else:
+        changed = any(state.acked.get(n) != r.version for n, r in content.items())
+    changed = changed or bool(state.force & content.keys())
+    must_answer = not state.answered and (
+        bool(content) or state.wildcard or type_url in types.FULL_STATE
+    )
+    if not changed and not must_answer:
+        return None
+    version = content_version(content.values())
+    resources = [content[name].as_any() for name in sorted(content)]
+
+    def make(nonce: str) -> discovery_pb2.DiscoveryResponse:
+        return discovery_pb2.DiscoveryResponse(
+            version_info=version, resources=resources, type_url=type_url, nonce=nonce
+        )
+
+    return Draft(
+        version=version,
+        fingerprint=version,
+        content=content,
+        removed=frozenset(),
+        make=make,
+        full=True,
+    )
