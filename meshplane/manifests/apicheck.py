@@ -10,14 +10,13 @@ Called by ``meshplane.manifests.translate``.
 
 from __future__ import annotations
 
-import importlib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from meshplane.errors import BadRequestError
 from meshplane.manifests.errors import Path
-from meshplane.model.kinds import Kind
+from meshplane.model import Kind, parse_spec
 
 _PATH = r"spec(?:\.[A-Za-z0-9_]+|\[\d+\])*"
 _PROBLEM_START = re.compile(rf"(?:^|(?<=; )|(?<=\n))({_PATH}): ")
@@ -26,22 +25,11 @@ _PART = re.compile(r"\.?([A-Za-z0-9_]+)|\[(\d+)\]")
 
 def api_problems(kind: Kind, spec: Mapping[str, Any]) -> list[tuple[Path, str]]:
     """What the App Mesh model finds wrong with ``spec``; empty when it is valid."""
-    parse = _parse_spec()
-    if parse is None:
-        return []
     try:
-        parse(kind, spec)
+        parse_spec(kind, spec)
     except BadRequestError as error:
         return split_problems(error.message)
     return []
-
-
-def _parse_spec() -> Callable[[Kind, Mapping[str, Any]], object] | None:
-    # The model's parse_spec is being written alongside this package; until it exists the
-    # produced specs are checked by the CRD schema and webhook rules only.
-    model = importlib.import_module("meshplane.model")
-    parse: Callable[[Kind, Mapping[str, Any]], object] | None = getattr(model, "parse_spec", None)
-    return parse
 
 
 def split_problems(message: str) -> list[tuple[Path, str]]:

@@ -298,7 +298,7 @@ class _Translator:
             errors = []
             for api_path, message in problems:
                 crd_path = conversion.crd_path(api_path)
-                if crd_path != api_path:
+                if _renamed(conversion, api_path):
                     message = f"{message} (App Mesh API field {format_path(api_path)})"
                 errors.append(manifest.error(crd_path, message))
             raise ManifestError.combine(errors)
@@ -310,6 +310,15 @@ class _Translator:
                 "give one of them another spec.awsName",
             )
         self.resources[key] = DesiredResource(key, conversion.value, manifest, owner)
+
+
+def _renamed(conversion: Conversion, api_path: tuple[str | int, ...]) -> bool:
+    """Whether a member on ``api_path`` is spelled differently in the CRD."""
+    return any(
+        isinstance(api_path[n - 1], str)
+        and conversion.crd_path(api_path[:n])[-1] != api_path[n - 1]
+        for n in range(2, len(api_path) + 1)
+    )
 
 
 def _latest(manifests: Sequence[Manifest]) -> list[Manifest]:
