@@ -17,6 +17,8 @@ from meshplane.cli.common import output_option, read_sources, run_client
 
 
 def _resource_name(action: dict[str, Any]) -> str:
+    if action["kind"] == "mesh":
+        return f"mesh/{action['name']}"
     parent = f"{action['parent']}/" if action.get("parent") else ""
     return f"{action['kind']}/{action['mesh']}/{parent}{action['name']}"
 

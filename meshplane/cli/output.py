@@ -25,8 +25,9 @@ EXIT_USAGE = 2  # click's own usage errors
 EXIT_UNREACHABLE = 3  # no server at --server
 EXIT_DIFF = 4  # `diff`: there are differences (like `kubectl diff`'s 1, kept distinct)
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+# Piped output is not folded at 80 columns: scripts and logs get whole lines.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 400)
+err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 400)
 
 
 def dump(data: Any, fmt: str) -> None:
