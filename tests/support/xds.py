@@ -4,11 +4,18 @@
 chain: listener -> HCM (RDS over ADS) -> route configuration -> EDS cluster -> endpoints.
 ``simple_snapshot`` puts one such chain together.
 
+``AdsClient`` plays Envoy on a real gRPC stream for the in-process (tier 2) tests.
+
 Used by the xDS in-process and real-Envoy tests.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from typing import Any
+
+import grpc
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import address_pb2, config_source_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
@@ -19,9 +26,10 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
 from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
+from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
 
-from meshplane.xds import Snapshot
+from meshplane.xds import Snapshot, types
 
 
 def _ads() -> config_source_pb2.ConfigSource:
@@ -151,3 +159,133 @@ def simple_snapshot(
             route_config(route, cluster),
         ]
     )
+
+
+class AdsClient:
+    """A scripted ADS client (plays Envoy) over a real gRPC channel, for in-process tests.
+
+    Responses are collected by a background task; :meth:`recv` waits for the next one and
+    :meth:`quiet` asserts none arrives for a while.
+    """
+
+    def __init__(
+        self, target: str, *, delta: bool = False, metadata: tuple[tuple[str, str], ...] = ()
+    ) -> None:
+        self.channel = grpc.aio.insecure_channel(target)
+        stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(self.channel)
+        method = stub.DeltaAggregatedResources if delta else stub.StreamAggregatedResources
+        self.call = method(metadata=metadata or None)
+        self.responses: asyncio.Queue[Any] = asyncio.Queue()
+        self.received: list[Any] = []
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        while True:
+            response = await self.call.read()
+            if response is grpc.aio.EOF:
+                return
+            self.received.append(response)
+            self.responses.put_nowait(response)
+
+    async def send(self, request: Any) -> None:
+        await self.call.write(request)
+
+    async def recv(self, timeout: float = 5.0) -> Any:
+        getter = asyncio.ensure_future(self.responses.get())
+        done, _ = await asyncio.wait(
+            {getter, self._reader}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        if getter in done:
+            return getter.result()
+        getter.cancel()
+        if self._reader in done:
+            self._reader.result()  # raises the RPC error
+            raise AssertionError("stream ended")
+        raise AssertionError(f"no response within {timeout}s")
+
+    async def quiet(self, seconds: float = 0.5) -> None:
+        """Assert that no response arrives within ``seconds``."""
+        try:
+            response = await asyncio.wait_for(self.responses.get(), seconds)
+        except TimeoutError:
+            return
+        raise AssertionError(f"unexpected response: {response}")
+
+    async def close(self) -> None:
+        self.call.cancel()
+        self._reader.cancel()
+        with contextlib.suppress(BaseException):
+            await self._reader
+        await self.channel.close()
+
+
+def request(
+    type_url: str,
+    names: list[str] | tuple[str, ...] = (),
+    *,
+    version: str = "",
+    nonce: str = "",
+    node: str | None = None,
+    error: str | None = None,
+) -> discovery_pb2.DiscoveryRequest:
+    """A state-of-the-world request (with ``node`` only when given)."""
+    req = discovery_pb2.DiscoveryRequest(
+        type_url=type_url, resource_names=list(names), version_info=version, response_nonce=nonce
+    )
+    if node is not None:
+        req.node.id = node
+    if error is not None:
+        req.error_detail.code = 3
+        req.error_detail.message = error
+    return req
+
+
+def ack(response: Any, names: list[str] | tuple[str, ...] = ()) -> discovery_pb2.DiscoveryRequest:
+    """The ACK of a state-of-the-world response."""
+    return request(response.type_url, names, version=response.version_info, nonce=response.nonce)
+
+
+def delta_request(
+    type_url: str,
+    subscribe: list[str] | tuple[str, ...] = (),
+    unsubscribe: list[str] | tuple[str, ...] = (),
+    *,
+    nonce: str = "",
+    node: str | None = None,
+    error: str | None = None,
+    initial: dict[str, str] | None = None,
+) -> discovery_pb2.DeltaDiscoveryRequest:
+    req = discovery_pb2.DeltaDiscoveryRequest(
+        type_url=type_url,
+        resource_names_subscribe=list(subscribe),
+        resource_names_unsubscribe=list(unsubscribe),
+        response_nonce=nonce,
+        initial_resource_versions=initial or {},
+    )
+    if node is not None:
+        req.node.id = node
+    if error is not None:
+        req.error_detail.code = 3
+        req.error_detail.message = error
+    return req
+
+
+def names_of(response: Any) -> list[str]:
+    """Names of the resources in a SotW or delta response."""
+    if isinstance(response, discovery_pb2.DeltaDiscoveryResponse):
+        return sorted(r.name for r in response.resources)
+    out = []
+    for packed in response.resources:
+        message = _MESSAGES[packed.type_url]()
+        packed.Unpack(message)
+        out.append(message.cluster_name if packed.type_url == types.ENDPOINT else message.name)
+    return sorted(out)
+
+
+_MESSAGES: dict[str, Any] = {
+    types.CLUSTER: cluster_pb2.Cluster,
+    types.ENDPOINT: endpoint_pb2.ClusterLoadAssignment,
+    types.LISTENER: listener_pb2.Listener,
+    types.ROUTE: route_pb2.RouteConfiguration,
+    types.SECRET: secret_pb2.Secret,
+}
