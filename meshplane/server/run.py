@@ -7,11 +7,13 @@ SIGINT stop both cleanly.  Called by the CLI.
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+import signal
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -100,6 +102,22 @@ class Application:
             self._lock.close()
 
 
+class _Server(uvicorn.Server):
+    """uvicorn, but SIGTERM/SIGINT end ``serve()`` normally (exit code 0) instead of being
+    re-raised after shutdown, so that the store closes and the process exits cleanly."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+
 async def serve(settings: Settings) -> None:
     application = Application(settings)
     try:
@@ -111,6 +129,6 @@ async def serve(settings: Settings) -> None:
             access_log=False,
             lifespan="on",
         )
-        await uvicorn.Server(config).serve()
+        await _Server(config).serve()
     finally:
         application.close()

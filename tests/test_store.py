@@ -1,0 +1,148 @@
+"""The embedded SQLite store: durability across a server restart, atomic units of work,
+concurrent writers that lose no update, and the awaitable change feed."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from meshplane.errors import ConflictError
+from meshplane.model.kinds import Kind, ResourceKey
+from meshplane.store import ChangeOp, SqlStore, open_store
+from tests.support.server import MeshplaneServer
+
+OWNER = "000000000000"
+MESH = ResourceKey(Kind.MESH, "m", "m")
+
+
+def node(name: str) -> ResourceKey:
+    return ResourceKey(Kind.VIRTUAL_NODE, "m", name)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Any:
+    s = open_store(data_dir=tmp_path)
+    yield s
+    s.close()
+
+
+def test_sqlite_runs_in_wal_mode_with_full_sync(store: SqlStore) -> None:
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+
+
+def test_versions_revisions_and_change_feed(store: SqlStore) -> None:
+    with store.write() as tx:
+        tx.create(MESH, {}, mesh_owner=OWNER, resource_owner=OWNER)
+        created = tx.create(node("a"), {"x": 1}, mesh_owner=OWNER, resource_owner=OWNER)
+    assert created.version == 1
+    with store.write() as tx:
+        updated = tx.update(node("a"), {"x": 2})
+    assert updated.version == 2
+    assert updated.uid == created.uid
+    assert updated.created_at == created.created_at
+    with store.write() as tx:
+        tx.delete(node("a"))
+    assert store.revision == 4
+    feed = store.changes_since(0)
+    assert [(c.revision, c.op, c.key) for c in feed] == [
+        (1, ChangeOp.CREATE, MESH),
+        (2, ChangeOp.CREATE, node("a")),
+        (3, ChangeOp.UPDATE, node("a")),
+        (4, ChangeOp.DELETE, node("a")),
+    ]
+    assert store.changes_since(3) == feed[3:]
+
+
+def test_failed_unit_of_work_changes_nothing(store: SqlStore) -> None:
+    with store.write() as tx:
+        tx.create(MESH, {}, mesh_owner=OWNER, resource_owner=OWNER)
+    with pytest.raises(ConflictError), store.write() as tx:
+        tx.create(node("a"), {}, mesh_owner=OWNER, resource_owner=OWNER)
+        tx.create(MESH, {}, mesh_owner=OWNER, resource_owner=OWNER)  # conflict: all rolls back
+    assert store.get(node("a")) is None
+    assert store.revision == 1
+    assert len(store.changes_since(0)) == 1
+
+
+def test_concurrent_writers_lose_no_update(tmp_path: Path) -> None:
+    stores = [open_store(data_dir=tmp_path) for _ in range(2)]  # two engines, one database
+    with stores[0].write() as tx:
+        tx.create(MESH, {}, mesh_owner=OWNER, resource_owner=OWNER)
+        tx.create(node("counter"), {"n": 0}, mesh_owner=OWNER, resource_owner=OWNER)
+
+    def bump(s: SqlStore) -> None:
+        for _ in range(50):
+            with s.write() as tx:
+                current = tx.get(node("counter"))
+                assert current is not None
+                tx.update(node("counter"), {"n": current.spec["n"] + 1})
+
+    threads = [threading.Thread(target=bump, args=(stores[i % 2],)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    final = stores[0].get(node("counter"))
+    assert final is not None
+    assert final.spec["n"] == 200
+    assert final.version == 201
+    revisions = [c.revision for c in stores[1].changes_since(0)]
+    assert revisions == list(range(1, 203))  # no gaps, no duplicates
+    for s in stores:
+        s.close()
+
+
+async def test_wait_for_revision_wakes_on_commit(store: SqlStore) -> None:
+    waiter = asyncio.create_task(store.wait_for_revision(0, timeout=30))
+    await asyncio.sleep(0)
+    assert not waiter.done()
+
+    def write() -> None:
+        with store.write() as tx:
+            tx.create(MESH, {}, mesh_owner=OWNER, resource_owner=OWNER)
+
+    await asyncio.to_thread(write)
+    assert await asyncio.wait_for(waiter, 10) == 1
+    assert await store.wait_for_revision(0, timeout=0.01) == 1  # already past: returns at once
+    assert await store.wait_for_revision(1, timeout=0.05) == 1  # nothing new: times out
+
+
+def test_restart_loses_nothing(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    first = MeshplaneServer(data).start()
+    client = first.boto3()
+    client.create_mesh(meshName="durable", tags=[{"key": "k", "value": "v"}])
+    client.create_virtual_node(meshName="durable", virtualNodeName="n", spec={})
+    client.update_virtual_node(meshName="durable", virtualNodeName="n",
+                               spec={"backends": [{"virtualService": {"virtualServiceName": "s"}}]})
+    before = client.describe_virtual_node(meshName="durable", virtualNodeName="n")["virtualNode"]
+    assert first.stop() == 0  # SIGTERM: clean exit
+
+    second = MeshplaneServer(data)
+    second.api_port, second.url = first.api_port, first.url
+    second.start()
+    try:
+        client = second.boto3()
+        after = client.describe_virtual_node(meshName="durable", virtualNodeName="n")["virtualNode"]
+        assert after == before
+        arn = client.describe_mesh(meshName="durable")["mesh"]["metadata"]["arn"]
+        assert client.list_tags_for_resource(resourceArn=arn)["tags"] == [{"key": "k", "value": "v"}]
+    finally:
+        second.stop()
+
+
+def test_second_server_on_same_data_dir_is_refused(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    first = MeshplaneServer(data).start()
+    try:
+        second = MeshplaneServer(data)
+        with pytest.raises(RuntimeError, match="in use by another meshplane server"):
+            second.start(timeout=20)
+    finally:
+        first.stop()
