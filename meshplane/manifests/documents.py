@@ -149,9 +149,10 @@ def _documents(text: str, source: str) -> Iterator[tuple[int, object]]:
             raise ManifestError(f"{source}#0: document is nested too deeply") from None
         except ValueError:
             pass  # not JSON after all (maybe YAML flow style): read it as YAML
-    loader = _Loader(text)
     index = 0
+    loader: _Loader | None = None
     try:
+        loader = _Loader(text)
         while loader.check_data():  # type: ignore[no-untyped-call]
             document = loader.get_data()
             yield index, document
@@ -161,12 +162,19 @@ def _documents(text: str, source: str) -> Iterator[tuple[int, object]]:
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = error.problem or error.context or "malformed"
         raise ManifestError(f"{source}#{index}: invalid YAML{at}: {problem}") from None
+    except yaml.reader.ReaderError as error:
+        raise ManifestError(
+            f"{source}#{index}: invalid YAML: character #x{error.character:x} at offset "
+            f"{error.position}: {error.reason}"
+        ) from None
     except yaml.YAMLError as error:
-        raise ManifestError(f"{source}#{index}: invalid YAML: {error}") from None
+        detail = " ".join(str(error).split())
+        raise ManifestError(f"{source}#{index}: invalid YAML: {detail}") from None
     except RecursionError:
         raise ManifestError(f"{source}#{index}: document is nested too deeply") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
