@@ -1,0 +1,28 @@
+"""Translation: an App Mesh mesh and one proxy's identity -> that proxy's Envoy resources.
+
+Pure functions, no I/O: :func:`translate_proxy` takes a :class:`MeshView` (the mesh's specs,
+indexed), a :class:`ProxyTarget` (which virtual node or gateway the proxy runs as) and
+:class:`ProxyOptions` (where it binds, from the bootstrap's node metadata) and returns
+:class:`ProxyResources`: real Envoy v3 protobuf messages, named the App Mesh way
+(:mod:`~meshplane.translate.names`).  The modules are split by output: ``listeners``,
+``routes`` (with ``matches``), ``clusters``, ``endpoints``, ``secrets``; ``plan`` resolves a
+node's backends first; ``gateway`` is the virtual gateway seam.
+
+Used by the xDS control loop (``meshplane.xds``) and by tests.
+"""
+
+from meshplane.translate.options import InvalidProxyOptionsError, ProxyOptions, ProxyTarget
+from meshplane.translate.proxy import ProxyResources, translate_proxy
+from meshplane.translate.view import MeshView, NamedGatewayRoute, NamedRoute, dependency_key
+
+__all__ = [
+    "InvalidProxyOptionsError",
+    "MeshView",
+    "NamedGatewayRoute",
+    "NamedRoute",
+    "ProxyOptions",
+    "ProxyResources",
+    "ProxyTarget",
+    "dependency_key",
+    "translate_proxy",
+]

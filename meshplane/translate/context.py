@@ -1,0 +1,80 @@
+"""The state of one proxy's translation: its inputs, what it read, what went wrong.
+
+:class:`Context` wraps the :class:`~meshplane.translate.view.MeshView` lookups so that every
+resource a translation reads (or looks for and does not find) lands in ``inputs``; the
+control loop re-translates a proxy only when one of its inputs changes.  ``problems``
+collects what the translation had to leave out (a missing backend, a dropped route target,
+a port already taken), phrased for ``proxy-status``.  Mutable, and private to one
+:func:`~meshplane.translate.translate_proxy` call.
+
+Created by :mod:`meshplane.translate.proxy`; read by the planning and output modules.
+"""
+
+from __future__ import annotations
+
+from meshplane.model import (
+    Kind,
+    MeshSpec,
+    ResourceKey,
+    VirtualGatewaySpec,
+    VirtualNodeSpec,
+    VirtualRouterSpec,
+    VirtualServiceSpec,
+)
+from meshplane.translate.options import ProxyOptions, ProxyTarget
+from meshplane.translate.view import MeshView, NamedGatewayRoute, NamedRoute
+
+
+class Context:
+    """One translation in progress (see the module docstring)."""
+
+    __slots__ = ("inputs", "mesh", "mesh_spec", "options", "problems", "target", "view")
+
+    def __init__(
+        self, view: MeshView, target: ProxyTarget, options: ProxyOptions, mesh_spec: MeshSpec
+    ) -> None:
+        self.view = view
+        self.target = target
+        self.options = options
+        self.mesh = view.mesh
+        self.mesh_spec = mesh_spec
+        self.inputs: set[ResourceKey] = {view.key(Kind.MESH, view.mesh)}
+        self.problems: list[str] = []
+
+    def problem(self, message: str) -> None:
+        if message not in self.problems:
+            self.problems.append(message)
+
+    def _read(self, kind: Kind, name: str) -> ResourceKey:
+        key = self.view.key(kind, name)
+        self.inputs.add(key)
+        error = self.view.error(key)
+        if error is not None:
+            self.problem(f"{kind.title} {name!r} is ignored, its stored spec is invalid: {error}")
+        return key
+
+    def node(self, name: str) -> VirtualNodeSpec | None:
+        self._read(Kind.VIRTUAL_NODE, name)
+        return self.view.node(name)
+
+    def service(self, name: str) -> VirtualServiceSpec | None:
+        self._read(Kind.VIRTUAL_SERVICE, name)
+        return self.view.service(name)
+
+    def router(self, name: str) -> VirtualRouterSpec | None:
+        self._read(Kind.VIRTUAL_ROUTER, name)
+        return self.view.router(name)
+
+    def routes(self, router: str) -> tuple[NamedRoute, ...]:
+        """A router's routes; recorded as a read of the router (see ``dependency_key``)."""
+        self._read(Kind.VIRTUAL_ROUTER, router)
+        return self.view.routes(router)
+
+    def gateway(self, name: str) -> VirtualGatewaySpec | None:
+        self._read(Kind.VIRTUAL_GATEWAY, name)
+        return self.view.gateway(name)
+
+    def gateway_routes(self, gateway: str) -> tuple[NamedGatewayRoute, ...]:
+        """A gateway's routes; recorded as a read of the gateway."""
+        self._read(Kind.VIRTUAL_GATEWAY, gateway)
+        return self.view.gateway_routes(gateway)

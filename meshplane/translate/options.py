@@ -1,0 +1,140 @@
+"""Who a proxy is and where it binds: the per-proxy inputs of the translation.
+
+:class:`ProxyTarget` names the mesh resource a proxy runs as (a virtual node sidecar or a
+virtual gateway); it mirrors the xDS layer's identity so that translation does not depend on
+:mod:`meshplane.xds`.  :class:`ProxyOptions` holds the workload facts the bootstrap writes into
+``node.metadata["meshplane"]`` (see :mod:`meshplane.proxy.bootstrap`): the address the sidecar
+binds for ingress, where the local application listens, and the egress address and port.
+:meth:`ProxyOptions.from_node_metadata` validates that mapping and fills the defaults.
+
+Built by the xDS control loop (from the stream's node) and by tests; read by
+:func:`meshplane.translate.translate_proxy`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from meshplane.errors import BadRequestError
+from meshplane.model import Kind
+
+METADATA_KEY = "meshplane"
+
+
+class InvalidProxyOptionsError(BadRequestError):
+    """``node.metadata["meshplane"]`` holds a value the translation cannot use."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyTarget:
+    """The mesh resource a proxy runs as: ``kind`` is VIRTUAL_NODE or VIRTUAL_GATEWAY."""
+
+    mesh: str
+    kind: Kind
+    name: str
+
+    def __str__(self) -> str:
+        return f"mesh/{self.mesh}/{self.kind.value}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyOptions:
+    """Where one proxy binds and forwards; every field has the single-host default."""
+
+    address: str = "127.0.0.1"
+    """The workload address: ingress listeners bind ``address:<listener port>``."""
+    app_port: int | None = None
+    """The local application's port; None means the listener's own port."""
+    app_address: str = "127.0.0.1"
+    """Where the local application listens (the ingress clusters' endpoint)."""
+    egress_address: str = "127.0.0.1"
+    """The egress listeners bind here: HTTP on ``egress_port``, TCP backends on their ports."""
+    egress_port: int = 15001
+    tcp_egress_ports: Mapping[str, int] = field(default_factory=dict, hash=False)
+    """Local port of a TCP backend, by ``"<service>:<provider port>"`` or ``"<service>"``
+    (the latter for the service's first TCP port); by default the provider's port."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tcp_egress_ports", MappingProxyType(dict(self.tcp_egress_ports)))
+
+    def local_app_port(self, listener_port: int) -> int:
+        """The application port behind a virtual node listener."""
+        return self.app_port if self.app_port is not None else listener_port
+
+    def tcp_egress_port(self, service: str, provider_port: int, first: bool) -> int:
+        """The local port of a TCP backend's listener (see ``tcp_egress_ports``)."""
+        port = self.tcp_egress_ports.get(f"{service}:{provider_port}")
+        if port is None and first:
+            port = self.tcp_egress_ports.get(service)
+        return provider_port if port is None else port
+
+    @classmethod
+    def from_node_metadata(cls, metadata: Mapping[str, Any] | None) -> ProxyOptions:
+        """Options from Envoy's ``node.metadata`` (as plain JSON-like data).
+
+        Reads ``metadata["meshplane"]``: ``address`` (or the bootstrap's ``workload_address``),
+        ``app_port`` (null: the listener port), ``app_address``, ``egress_address``,
+        ``egress_port`` and ``tcp_egress_ports``.  Missing or null values take the defaults;
+        numbers may arrive as floats (protobuf ``Struct``).  Raises
+        :class:`InvalidProxyOptionsError` naming the offending key.
+        """
+        section = (metadata or {}).get(METADATA_KEY)
+        if section is None:
+            return cls()
+        if not isinstance(section, Mapping):
+            raise InvalidProxyOptionsError(f"node.metadata.{METADATA_KEY}: must be an object")
+        default = cls()
+        address = section.get("address")
+        if address is None:
+            address = section.get("workload_address")
+        app_port = section.get("app_port")
+        ports = section.get("tcp_egress_ports")
+        if ports is not None and not isinstance(ports, Mapping):
+            raise InvalidProxyOptionsError(_where("tcp_egress_ports", "must be an object"))
+        return cls(
+            address=_ip("address", address, default.address),
+            app_port=None if app_port is None else _port("app_port", app_port),
+            app_address=_ip("app_address", section.get("app_address"), default.app_address),
+            egress_address=_ip(
+                "egress_address", section.get("egress_address"), default.egress_address
+            ),
+            egress_port=_port("egress_port", section.get("egress_port", default.egress_port)),
+            tcp_egress_ports={
+                str(name): _port(f"tcp_egress_ports.{name}", port)
+                for name, port in (ports or {}).items()
+            },
+        )
+
+
+def _where(key: str, message: str) -> str:
+    return f"node.metadata.{METADATA_KEY}.{key}: {message}"
+
+
+def _ip(key: str, value: object, default: str) -> str:
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise InvalidProxyOptionsError(_where(key, "must be an IP address string"))
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise InvalidProxyOptionsError(_where(key, f"{value!r} is not an IP address")) from None
+
+
+def _port(key: str, value: object) -> int:
+    port: int | None = None
+    if isinstance(value, bool):
+        port = None
+    elif isinstance(value, int):
+        port = value
+    elif (isinstance(value, float) and value.is_integer()) or (
+        isinstance(value, str) and value.strip().isdigit()
+    ):
+        port = int(value)
+    if port is None or not 1 <= port <= 65535:
+        raise InvalidProxyOptionsError(_where(key, f"must be a port 1..65535 (got {value!r})"))
+    return port

@@ -1,0 +1,154 @@
+"""The entry point: one proxy's Envoy resources from a mesh view.
+
+:func:`translate_proxy` builds everything a sidecar (or, later, a gateway) needs, as real
+protobuf messages, in :class:`ProxyResources`.  A proxy whose mesh or resource is unknown
+gets empty resources and waits; a translation never raises for a mesh the API accepted.
+What had to be left out is in ``problems``, and ``inputs`` lists every resource the
+translation read or looked for (routes counted as their router, see
+:func:`~meshplane.translate.view.dependency_key`), so the control loop re-translates a
+proxy only when one of them changes.
+
+A virtual node gets its ingress listeners, route tables and application clusters, the
+egress HTTP listener and route table, one TCP listener per TCP backend port, and the
+clusters (and Cloud Map assignments) of the providers its declared backends resolve to —
+nothing else, so its size does not depend on the size of the mesh.  Listeners that would
+bind an address and port already taken are left out.
+
+Called by the xDS control loop, the CLI's config preview and tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.endpoint.v3 import endpoint_pb2
+from envoy.config.listener.v3 import listener_pb2
+from envoy.config.route.v3 import route_pb2
+from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
+from google.protobuf import message  # type: ignore[import-untyped]
+
+from meshplane.model import Kind, ResourceKey
+from meshplane.translate import clusters, endpoints, listeners, routes, secrets
+from meshplane.translate.access_logs import access_logs
+from meshplane.translate.context import Context
+from meshplane.translate.gateway import GatewayParts, translate_gateway
+from meshplane.translate.options import ProxyOptions, ProxyTarget
+from meshplane.translate.plan import plan_egress
+from meshplane.translate.view import MeshView
+
+_WILDCARDS = ("0.0.0.0", "::")
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyResources:
+    """The Envoy resources of one proxy.  Treat the messages as read-only."""
+
+    clusters: tuple[cluster_pb2.Cluster, ...] = ()
+    endpoints: tuple[endpoint_pb2.ClusterLoadAssignment, ...] = ()
+    listeners: tuple[listener_pb2.Listener, ...] = ()
+    routes: tuple[route_pb2.RouteConfiguration, ...] = ()
+    secrets: tuple[secret_pb2.Secret, ...] = ()
+    inputs: frozenset[ResourceKey] = field(default=frozenset())
+    """Every resource key the translation read or looked for."""
+    problems: tuple[str, ...] = ()
+    """What was left out and why, for proxy-status."""
+
+    def all(self) -> tuple[message.Message, ...]:
+        """Every resource, in make-before-break order: clusters, endpoints, listeners,
+        routes, secrets (go-control-plane's response order)."""
+        return (*self.clusters, *self.endpoints, *self.listeners, *self.routes, *self.secrets)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.clusters or self.endpoints or self.listeners or self.routes
+                    or self.secrets)
+
+
+def translate_proxy(
+    view: MeshView, target: ProxyTarget, options: ProxyOptions | None = None
+) -> ProxyResources:
+    """The resources of the proxy running as ``target`` (empty when it is unknown)."""
+    options = options or ProxyOptions()
+    mesh_key = ResourceKey(Kind.MESH, target.mesh, target.mesh)
+    mesh_spec = view.mesh_spec if target.mesh == view.mesh else None
+    if mesh_spec is None:
+        return ProxyResources(inputs=frozenset({mesh_key}),
+                              problems=(f"mesh {target.mesh!r} does not exist",))
+    ctx = Context(view, target, options, mesh_spec)
+    if target.kind is Kind.VIRTUAL_NODE:
+        return _translate_node(ctx)
+    if target.kind is Kind.VIRTUAL_GATEWAY:
+        return _wrap(ctx, translate_gateway(ctx))
+    ctx.problem(f"a proxy cannot run as a {target.kind.title}")
+    return _wrap(ctx, GatewayParts())
+
+
+def _translate_node(ctx: Context) -> ProxyResources:
+    name = ctx.target.name
+    node = ctx.node(name)
+    if node is None:
+        ctx.problem(f"virtual node {name!r} does not exist")
+        return _wrap(ctx, GatewayParts())
+    logs = access_logs(node.logging)
+    plan = plan_egress(ctx, node)
+    out_clusters = [clusters.ingress_cluster(ctx, lst) for lst in node.listeners or ()]
+    out_routes: list[route_pb2.RouteConfiguration] = []
+    out_listeners: list[listener_pb2.Listener] = []
+    for listener in node.listeners or ():
+        out_listeners.append(listeners.ingress_listener(ctx, listener, logs))
+        if listener.portMapping.protocol != "tcp":
+            out_routes.append(routes.ingress_route_config(ctx, listener))
+    out_listeners.append(listeners.egress_http_listener(ctx, logs))
+    out_routes.append(routes.egress_route_config(ctx, plan))
+    for backend in plan.tcp:
+        port = ctx.options.tcp_egress_port(backend.service, backend.port, backend.first)
+        tcp = listeners.egress_tcp_listener(ctx, port, backend.targets, backend.idle, logs)
+        if tcp is None:
+            ctx.problem(f"tcp backend {backend.service!r} port {backend.port} has no target")
+        else:
+            out_listeners.append(tcp)
+    for provider in plan.providers:
+        cluster = clusters.egress_cluster(ctx, provider)
+        if cluster is not None:
+            out_clusters.append(cluster)
+    if ctx.mesh_spec.egressFilter.type == "ALLOW_ALL":
+        out_clusters.append(clusters.allow_all_cluster(ctx))
+    for problem in secrets.tls_problems(node):
+        ctx.problem(problem)
+    return _wrap(ctx, GatewayParts(
+        clusters=tuple(out_clusters),
+        endpoints=tuple(endpoints.cloud_map_assignments(plan.providers)),
+        listeners=_bindable(ctx, out_listeners),
+        routes=tuple(out_routes),
+        secrets=tuple(secrets.node_secrets(node)),
+    ))
+
+
+def _bindable(
+    ctx: Context, candidates: list[listener_pb2.Listener]
+) -> tuple[listener_pb2.Listener, ...]:
+    """The listeners in order, leaving out any whose address and port are already bound."""
+    kept: list[listener_pb2.Listener] = []
+    bound: dict[int, set[str]] = {}
+    for listener in candidates:
+        address, port = listeners.listener_address(listener)
+        taken = bound.setdefault(port, set())
+        if address in taken or (taken and (address in _WILDCARDS or taken & set(_WILDCARDS))):
+            ctx.problem(f"listener {listener.name!r} is left out: {address}:{port} is taken")
+            continue
+        taken.add(address)
+        kept.append(listener)
+    return tuple(kept)
+
+
+def _wrap(ctx: Context, parts: GatewayParts) -> ProxyResources:
+    return ProxyResources(
+        clusters=parts.clusters,
+        endpoints=parts.endpoints,
+        listeners=parts.listeners,
+        routes=parts.routes,
+        secrets=parts.secrets,
+        inputs=frozenset(ctx.inputs),
+        problems=tuple(ctx.problems),
+    )
