@@ -238,3 +238,25 @@ async def test_envoy_survives_control_plane_restart(api_type: str) -> None:
         # and the new server drives it
         r.cache.set_snapshot(NODE, r.snapshot("svc-b"))
         await wait_served_by(r, client, "svc-b")
+
+
+@pytest.mark.parametrize("api_type", ["GRPC", "DELTA_GRPC"])
+async def test_updated_cluster_warms_with_unchanged_endpoints(api_type: str) -> None:
+    """An updated EDS cluster warms again and needs its ClusterLoadAssignment again."""
+    async with rig(api_type) as r, httpx.AsyncClient(timeout=5) as client:
+        r.cache.set_snapshot(NODE, r.snapshot("svc-a"))
+        await wait_served_by(r, client, "svc-a")
+        cluster = build.eds_cluster("svc-a", connect_timeout=2.5)
+        updated = [
+            res for res in _resources(r.snapshot("svc-a")) if getattr(res, "name", "") != "svc-a"
+        ]
+        r.cache.set_snapshot(NODE, Snapshot([*updated, cluster]))
+
+        async def warmed() -> bool:
+            dump = await r.envoy.config_dump("dynamic_active_clusters")
+            [active] = [c for c in dump["configs"] if c["cluster"]["name"] == "svc-a"]
+            warming = await r.envoy.config_dump("dynamic_warming_clusters")
+            return active["cluster"]["connect_timeout"] == "2.500s" and not warming.get("configs")
+
+        await r.envoy.wait_for(warmed, what="the updated cluster to warm")
+        assert await fetch(client, r.url) == "svc-a"

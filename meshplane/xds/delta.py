@@ -75,12 +75,14 @@ def build(
     type_url: str, state: TypeState, desired: dict[str, Resource | None], snapshot: Snapshot
 ) -> Draft | None:
     """The incremental response to send for ``type_url``, or None when nothing changed."""
-    content = {
-        name: resource
-        for name, resource in desired.items()
-        if resource is not None
-        and (state.acked.get(name) != resource.version or name in state.force)
-    }
+    content: dict[str, Resource] = {}
+    for name, resource in desired.items():
+        if resource is None:  # keep the client's version; resend it only when forced
+            held = state.held.get(name)
+            if name in state.force and held is not None:
+                content[name] = held
+        elif state.acked.get(name) != resource.version or name in state.force:
+            content[name] = resource
     if state.wildcard or type_url in types.FULL_STATE:
         removed = {name for name in state.acked if name not in desired}
     else:

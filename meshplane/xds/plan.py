@@ -11,15 +11,17 @@ resources we sent it, what is in flight), :func:`plan` returns, per type, the de
 client already has.  The protocol handlers (SotW, delta) turn that into responses.
 
 A cluster *c* is **ready** when the client has acked *c* and the ClusterLoadAssignment and
-secrets it references (those that exist in S).
+secrets it references (those that exist in S).  (Envoy itself holds back a CDS ACK until every
+cluster of the update is warm, which makes that ACK a reliable signal.)
 
 - **CDS** (wildcard): every cluster of S, plus every cluster the client has that is no longer in
   S but is still referenced by a listener or route configuration the client has acked, has in
   flight, or may have partially applied from a NACKed response.  Old clusters are removed only
   after nothing the client holds points at them.
-- **EDS** (named): the subscribed ClusterLoadAssignments of S.  A CLA update is held back while
-  the cluster using it has a newer version in S that the client has not acked yet (and that was
-  not rejected): the CLA follows its cluster.  Subscribed names missing from S are kept.
+- **EDS** (named): the subscribed ClusterLoadAssignments of S; subscribed names missing from S
+  are kept.  The CLA follows its cluster: Envoy subscribes to it only after it has the cluster,
+  and keeps it until the cluster is gone.  (An *updated* EDS cluster warms again and needs its
+  CLA again even if unchanged; :mod:`meshplane.xds.stream` forces that resend.)
 - **LDS** (wildcard): a listener of S is sent when every cluster it references, directly or
   through the route configurations of S it names, is ready.  Otherwise the client keeps the
   version it has (or does not get the listener yet).  Listeners not in S are removed.
@@ -154,24 +156,9 @@ class _Planner:
             if resource is None:
                 if name in view.acked:
                     desired[name] = None
-            elif name in view.acked and not view.unknown and self._cluster_pending(name):
-                desired[name] = None
             else:
                 desired[name] = resource
         return desired
-
-    def _cluster_pending(self, endpoint: str) -> bool:
-        """A cluster using ``endpoint`` has a version in S the client has not acked yet."""
-        cds = self.views[types.CLUSTER]
-        clusters = self.s.get(types.CLUSTER)
-        for user in self.s.users((types.ENDPOINT, endpoint)):
-            cluster = clusters.get(user)
-            if cluster is None or cds.acked.get(user) == cluster.version:
-                continue
-            rejected = cds.rejected.get(user)
-            if rejected is None or rejected.version != cluster.version:
-                return True
-        return False
 
     def listeners(self) -> Desired:
         view = self.views[types.LISTENER]

@@ -6,6 +6,8 @@ Request handling, per ``type_url``:
   ignored entirely.
 - A request answering the in-flight response is its ACK, or its NACK when it carries
   ``error_detail`` (``version_info`` is then the last *accepted* version, so it is not used).
+- Any other request (fresh, or current nonce but nothing in flight) that does not drop names
+  is the client asking again: it is answered with the current state even if unchanged.
 - ``resource_names`` replaces the subscription: empty means wildcard until the client has ever
   named resources ("legacy wildcard"), ``*`` means wildcard.  Names the client dropped are
   forgotten.
@@ -40,18 +42,23 @@ def handle(
     nonce = request.response_nonce
     if stream.is_stale(state, nonce):
         return
-    if nonce:
+    answers = state.pending is not None and state.pending.nonce == nonce
+    if answers:
         error = request.error_detail.message if request.HasField("error_detail") else None
         if request.HasField("error_detail") and not error:
             error = f"rejected (gRPC status {request.error_detail.code}, no message)"
         stream.settle(type_url, nonce, error)
     first = not state.requested
     state.requested = True
+    before = set(state.names)
     _subscribe(state, list(request.resource_names))
     if first and not nonce and request.version_info:
         _match_reconnect(type_url, state, request.version_info, snapshot)
-    elif not nonce and not first:
-        state.answered = False  # a fresh request for the type: answer it again
+    elif not answers and not first and before <= state.names:
+        # Not an ACK/NACK and nothing dropped: the client asks again (e.g. an updated cluster
+        # re-watching its endpoints).  Answer with the current state, even if unchanged.
+        state.answered = False
+        state.force.update(state.names & state.acked.keys())
 
 
 def _subscribe(state: TypeState, names: list[str]) -> None:

@@ -154,7 +154,6 @@ class Stream:
         self.metrics.nacked(type_url)
 
     def _accept(self, type_url: str, state: TypeState, draft: Draft) -> None:
-        previous = dict(state.acked)
         if draft.full:
             state.acked, state.held = {}, {}
         for name in draft.removed:
@@ -165,14 +164,6 @@ class Stream:
             state.held[name] = resource
         state.absent_reported.difference_update(draft.content)
         state.absent_reported.update(n for n in draft.removed if n in state.names)
-        if type_url == types.CLUSTER and types.ENDPOINT in self.types:
-            # An updated EDS cluster warms again and needs its ClusterLoadAssignment again,
-            # even if the endpoints did not change.
-            eds = self.types[types.ENDPOINT]
-            for name, resource in draft.content.items():
-                old = previous.get(name)
-                if old is not None and old != resource.version:
-                    eds.force.update(resource.refs_of(types.ENDPOINT))
 
     # -- sending ------------------------------------------------------------------------
 
@@ -202,6 +193,8 @@ class Stream:
             state.force.difference_update(draft.content)
             state.sent_version, state.sent_at = draft.version, datetime.now(UTC)
             self.metrics.pushed(type_url)
+            if type_url == types.CLUSTER:
+                self._refresh_endpoints(state, draft)
             log.debug(
                 "stream %d push %s version %s nonce %s: %s%s",
                 self.stream_id,
@@ -213,6 +206,21 @@ class Stream:
             )
             out.append((type_url, draft.make(nonce)))
         return out
+
+    def _refresh_endpoints(self, clusters: TypeState, draft: Draft) -> None:
+        """Make the ClusterLoadAssignments of updated EDS clusters in ``draft`` go out again.
+
+        An updated cluster warms from scratch and needs its CLA even if it did not change; Envoy
+        does not ask for it in delta, and holds the CDS ACK until the cluster is warm.  The EDS
+        response is planned right after the CDS one, so Envoy applies it to the new cluster.
+        """
+        eds = self.types.get(types.ENDPOINT)
+        if eds is None:
+            return
+        for name, resource in draft.content.items():
+            old = clusters.acked.get(name)
+            if old is not None and old != resource.version:
+                eds.force.update(n for n in resource.refs_of(types.ENDPOINT) if n in eds.acked)
 
     # -- status -------------------------------------------------------------------------
 
