@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meshplane.manifests import ManifestError, load_paths, parse_documents, translate
+from meshplane.manifests import Manifest, ManifestError, load_paths, parse_documents, translate
 from meshplane.manifests.crds import SPECS
 from meshplane.manifests.schema import ListOf, Node, Obj
 
@@ -72,7 +72,7 @@ NAMESPACES = st.dictionaries(
     max_size=4,
 )
 SETTINGS = settings(
-    max_examples=int(os.environ.get("MESHPLANE_FUZZ_EXAMPLES", "300")),
+    max_examples=int(os.environ.get("MESHPLANE_FUZZ_EXAMPLES", "200")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
@@ -189,3 +189,35 @@ def test_the_order_of_documents_does_not_change_the_result(bodies: list[Any]) ->
     assert [(r.key, r.spec) for r in translation.resources] == [
         (r.key, r.spec) for r in EXPECTED.resources
     ]
+
+
+@SETTINGS
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["appmesh.k8s.aws/v1beta2", "v1", "appmesh.k8s.aws/v1beta1"]),
+            st.sampled_from([*SPECS, "Namespace", "Route"]),
+            st.sampled_from(["a", "b"]),
+            st.sampled_from([None, "green", "gateway-ns"]),
+            st.dictionaries(KEYS, VALUES, max_size=5),
+        ),
+        max_size=6,
+    ),
+    NAMESPACES,
+)
+def test_manifests_built_directly_only_raise_manifest_error(
+    documents: list[tuple[str, str, str, str | None, dict[str, Any]]],
+    namespaces: dict[str, dict[str, str]],
+) -> None:
+    """The server rebuilds stored manifests itself; odd bodies still give ManifestError."""
+    manifests = [
+        Manifest("fuzz.yaml", index, api_version, kind, name, namespace, body)
+        for index, (api_version, kind, name, namespace, body) in enumerate(documents)
+    ]
+    problems: tuple[str, ...] | None = None
+    try:
+        translate(manifests, namespaces=namespaces)
+    except ManifestError as error:
+        problems = error.problems
+    if problems is not None:
+        assert all(line.startswith("fuzz.yaml") and "\n" not in line for line in problems)

@@ -935,3 +935,21 @@ spec: {meshServiceDiscovery: {ipPreference: IPv5}}
         "'IPv6_PREFERRED', 'IPv4_PREFERRED', 'IPv4_ONLY', 'IPv6_ONLY' (got 'IPv5') "
         "(App Mesh API field spec.serviceDiscovery.ipPreference)"
     )
+
+
+def test_names_follow_kubernetes_rules() -> None:
+    assert error(MESH, obj("VirtualService", "Cart")) == (
+        "test.yaml#1 VirtualService front/Cart: metadata.name: 'Cart' is not a valid name: at "
+        "most 253 lowercase letters, digits, '-' or '.', starting and ending with a letter or digit"
+    )
+    assert error(MESH, obj("VirtualService", "cart", namespace="a.b")) == (
+        "test.yaml#1 VirtualService a.b/cart: metadata.namespace: 'a.b' is not a valid name: at "
+        "most 63 lowercase letters, digits or '-', starting and ending with a letter or digit"
+    )
+
+
+def test_odd_field_names_are_quoted_and_kept_on_one_line() -> None:
+    document = obj("VirtualService", "cart", spec='{"new\\nline": 1}')
+    assert error(MESH, document) == (
+        'test.yaml#1 VirtualService front/cart: spec["new\\nline"]: unknown field'
+    )

@@ -9,6 +9,8 @@ Every problem names where it is: ``<file>#<doc> <Kind> <namespace>/<name>: <fiel
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable, Sequence
 
 from meshplane.errors import BadRequestError
@@ -21,7 +23,8 @@ class ManifestError(BadRequestError):
     """One or more problems in the given manifests; ``problems`` holds one line each."""
 
     def __init__(self, problems: str | Sequence[str]) -> None:
-        lines = (problems,) if isinstance(problems, str) else tuple(problems)
+        given = (problems,) if isinstance(problems, str) else tuple(problems)
+        lines = tuple(_one_line(line) for line in given)
         super().__init__("\n".join(lines))
         self.problems: tuple[str, ...] = lines
 
@@ -36,14 +39,27 @@ class ManifestError(BadRequestError):
 
 
 def format_path(path: Path) -> str:
-    """``("spec", "routes", 0, "name")`` -> ``spec.routes[0].name``."""
+    """``("spec", "routes", 0, "name")`` -> ``spec.routes[0].name``; odd keys as ``["a b"]``."""
     text = ""
     for part in path:
         if isinstance(part, int):
             text += f"[{part}]"
+        elif not _PLAIN_KEY.match(part):
+            text += f"[{json.dumps(part)}]"
         else:
             text += f".{part}" if text else part
     return text
+
+
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_./-]+$")
+
+
+def _one_line(text: str) -> str:
+    """``text`` with control characters (line breaks included) escaped."""
+    return "".join(
+        char if char.isprintable() or char == " " else char.encode("unicode_escape").decode()
+        for char in text
+    )
 
 
 class FieldProblem(Exception):

@@ -12,6 +12,7 @@ Called by the server's apply endpoint and the CLI (``meshplane apply``/``diff``)
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -178,6 +179,7 @@ class _Translator:
             for name in manifest.body:
                 if name not in _TOP_LEVEL:
                     raise FieldProblem((name,), "unknown field")
+            _check_names(manifest)
             self.labels_of(manifest)
             spec = manifest.body.get("spec")
             spec = {} if spec is None else spec
@@ -187,6 +189,8 @@ class _Translator:
                 check(spec, manifest)
             self.objects.append((manifest, spec))
         elif manifest.api_version == "v1" and manifest.kind == "Namespace":
+            if not _DNS_LABEL.match(manifest.name):
+                raise FieldProblem(("metadata", "name"), f"{manifest.name!r} {_DNS_LABEL_RULE}")
             labels = self.labels_of(manifest)
             self.labels[manifest.name] = {**self.labels.get(manifest.name, {}), **labels}
         else:
@@ -195,7 +199,8 @@ class _Translator:
 
     @staticmethod
     def labels_of(manifest: Manifest) -> dict[str, str]:
-        labels = manifest.body["metadata"].get("labels")
+        metadata = manifest.body.get("metadata")
+        labels = metadata.get("labels") if isinstance(metadata, dict) else None
         return {} if labels is None else parse_labels(labels, ("metadata", "labels"))
 
     def meshes(self) -> list[MeshRecord]:
@@ -310,6 +315,28 @@ class _Translator:
                 "give one of them another spec.awsName",
             )
         self.resources[key] = DesiredResource(key, conversion.value, manifest, owner)
+
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_LABEL_RULE = (
+    "is not a valid name: at most 63 lowercase letters, digits or '-', starting and ending "
+    "with a letter or digit"
+)
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def _check_names(manifest: Manifest) -> None:
+    """Kubernetes' rules for object names (DNS subdomains) and namespaces (DNS labels)."""
+    name = manifest.name
+    if len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
+        raise FieldProblem(
+            ("metadata", "name"),
+            f"{name!r} is not a valid name: at most 253 lowercase letters, digits, '-' or '.', "
+            "starting and ending with a letter or digit",
+        )
+    namespace = manifest.namespace
+    if namespace is not None and not _DNS_LABEL.match(namespace):
+        raise FieldProblem(("metadata", "namespace"), f"{namespace!r} {_DNS_LABEL_RULE}")
 
 
 def _renamed(conversion: Conversion, api_path: tuple[str | int, ...]) -> bool:
