@@ -32,7 +32,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
-from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tls_pb2
+from envoy.extensions.transport_sockets.tls.v3 import secret_pb2, tls_pb2
 
 from meshplane.errors import BadRequestError
 from meshplane.xds import types
@@ -125,7 +125,7 @@ def _cluster_refs(cluster: cluster_pb2.Cluster) -> Iterator[Ref]:
             yield from _tls_refs(context.common_tls_context)
 
 
-def _tls_refs(context: common_pb2.CommonTlsContext) -> Iterator[Ref]:
+def _tls_refs(context: tls_pb2.CommonTlsContext) -> Iterator[Ref]:
     configs = list(context.tls_certificate_sds_secret_configs)
     if context.HasField("validation_context_sds_secret_config"):
         configs.append(context.validation_context_sds_secret_config)
