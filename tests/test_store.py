@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -37,17 +38,19 @@ def test_sqlite_runs_in_wal_mode_with_full_sync(store: SqlStore) -> None:
 
 
 def test_versions_revisions_and_change_feed(store: SqlStore) -> None:
-    with store.write() as tx:
+    def create(tx: Any) -> Any:
         tx.create(MESH, {}, mesh_owner=OWNER, resource_owner=OWNER)
-        created = tx.create(node("a"), {"x": 1}, mesh_owner=OWNER, resource_owner=OWNER)
+        return tx.create(node("a"), {"x": 1}, mesh_owner=OWNER, resource_owner=OWNER)
+
+    created = store.transact(create)
     assert created.version == 1
-    with store.write() as tx:
-        updated = tx.update(node("a"), {"x": 2})
+    updated = store.transact(lambda tx: tx.update(node("a"), {"x": 2}))
     assert updated.version == 2
     assert updated.uid == created.uid
     assert updated.created_at == created.created_at
-    with store.write() as tx:
-        tx.delete(node("a"))
+    assert store.get(node("a")) == updated
+    store.transact(lambda tx: tx.delete(node("a")))
+    assert store.get(node("a")) is None
     assert store.revision == 4
     feed = store.changes_since(0)
     assert [(c.revision, c.op, c.key) for c in feed] == [
@@ -60,42 +63,62 @@ def test_versions_revisions_and_change_feed(store: SqlStore) -> None:
 
 
 def test_failed_unit_of_work_changes_nothing(store: SqlStore) -> None:
-    with store.write() as tx:
-        tx.create(MESH, {}, mesh_owner=OWNER, resource_owner=OWNER)
-    with pytest.raises(ConflictError), store.write() as tx:
+    store.transact(lambda tx: tx.create(MESH, {}, mesh_owner=OWNER, resource_owner=OWNER))
+
+    def half(tx: Any) -> None:
         tx.create(node("a"), {}, mesh_owner=OWNER, resource_owner=OWNER)
         tx.create(MESH, {}, mesh_owner=OWNER, resource_owner=OWNER)  # conflict: all rolls back
+
+    with pytest.raises(ConflictError):
+        store.transact(half)
     assert store.get(node("a")) is None
     assert store.revision == 1
     assert len(store.changes_since(0)) == 1
 
 
-def test_concurrent_writers_lose_no_update(tmp_path: Path) -> None:
-    stores = [open_store(data_dir=tmp_path) for _ in range(2)]  # two engines, one database
-    with stores[0].write() as tx:
+def test_concurrent_writers_lose_no_update_and_share_commits(store: SqlStore) -> None:
+    def setup(tx: Any) -> None:
         tx.create(MESH, {}, mesh_owner=OWNER, resource_owner=OWNER)
         tx.create(node("counter"), {"n": 0}, mesh_owner=OWNER, resource_owner=OWNER)
 
-    def bump(s: SqlStore) -> None:
-        for _ in range(50):
-            with s.write() as tx:
-                current = tx.get(node("counter"))
-                assert current is not None
-                tx.update(node("counter"), {"n": current.spec["n"] + 1})
+    store.transact(setup)
 
-    threads = [threading.Thread(target=bump, args=(stores[i % 2],)) for i in range(4)]
+    def increment(tx: Any) -> None:
+        current = tx.get(node("counter"))
+        tx.update(node("counter"), {"n": current.spec["n"] + 1})
+
+    def failing(tx: Any) -> None:
+        tx.create(node(f"doomed-{uuid.uuid4()}"), {}, mesh_owner=OWNER, resource_owner=OWNER)
+        raise ValueError("this unit of work fails; its neighbours in the batch must not")
+
+    errors: list[BaseException] = []
+
+    def bump() -> None:
+        for i in range(50):
+            store.transact(increment)
+            if i % 10 == 0:
+                try:
+                    store.transact(failing)
+                except ValueError as error:
+                    errors.append(error)
+
+    threads = [threading.Thread(target=bump) for _ in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    final = stores[0].get(node("counter"))
+    final = store.get(node("counter"))
     assert final is not None
-    assert final.spec["n"] == 200
-    assert final.version == 201
-    revisions = [c.revision for c in stores[1].changes_since(0)]
-    assert revisions == list(range(1, 203))  # no gaps, no duplicates
-    for s in stores:
-        s.close()
+    assert final.spec["n"] == 400
+    assert final.version == 401
+    assert len(errors) == 40
+    assert [r.key.name for r in store.list_kind(Kind.VIRTUAL_NODE, "m")] == ["counter"]
+    revisions = [c.revision for c in store.changes_since(0)]
+    assert revisions == list(range(1, 403))  # no gaps, no duplicates
+    store.close()
+    reopened = open_store(url=str(store.engine.url))
+    assert reopened.get(node("counter")) == final  # what was answered was on disk
+    reopened.close()
 
 
 async def test_wait_for_revision_wakes_on_commit(store: SqlStore) -> None:
@@ -104,8 +127,7 @@ async def test_wait_for_revision_wakes_on_commit(store: SqlStore) -> None:
     assert not waiter.done()
 
     def write() -> None:
-        with store.write() as tx:
-            tx.create(MESH, {}, mesh_owner=OWNER, resource_owner=OWNER)
+        store.transact(lambda tx: tx.create(MESH, {}, mesh_owner=OWNER, resource_owner=OWNER))
 
     await asyncio.to_thread(write)
     assert await asyncio.wait_for(waiter, 10) == 1
@@ -119,8 +141,11 @@ def test_restart_loses_nothing(tmp_path: Path) -> None:
     client = first.boto3()
     client.create_mesh(meshName="durable", tags=[{"key": "k", "value": "v"}])
     client.create_virtual_node(meshName="durable", virtualNodeName="n", spec={})
-    client.update_virtual_node(meshName="durable", virtualNodeName="n",
-                               spec={"backends": [{"virtualService": {"virtualServiceName": "s"}}]})
+    client.update_virtual_node(
+        meshName="durable",
+        virtualNodeName="n",
+        spec={"backends": [{"virtualService": {"virtualServiceName": "s"}}]},
+    )
     before = client.describe_virtual_node(meshName="durable", virtualNodeName="n")["virtualNode"]
     assert first.stop() == 0  # SIGTERM: clean exit
 
@@ -132,7 +157,9 @@ def test_restart_loses_nothing(tmp_path: Path) -> None:
         after = client.describe_virtual_node(meshName="durable", virtualNodeName="n")["virtualNode"]
         assert after == before
         arn = client.describe_mesh(meshName="durable")["mesh"]["metadata"]["arn"]
-        assert client.list_tags_for_resource(resourceArn=arn)["tags"] == [{"key": "k", "value": "v"}]
+        assert client.list_tags_for_resource(resourceArn=arn)["tags"] == [
+            {"key": "k", "value": "v"}
+        ]
     finally:
         second.stop()
 

@@ -27,6 +27,7 @@ from .routing import Action, Operation, allowed_methods, match
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024
+_READS = frozenset({Action.DESCRIBE, Action.LIST, Action.LIST_TAGS})
 
 
 def json_response(payload: Any, status: int = 200) -> Response:
@@ -105,7 +106,10 @@ class AppMeshApi:
             op, labels = found
             body = await read_json_body(request) if request.method == "PUT" else {}
             query = dict(request.query_params)
-            answer = await run_in_threadpool(self._call, op, labels, query, body)
+            if op.action in _READS:  # served from the store's in-memory read model
+                answer = self._call(op, labels, query, body)
+            else:  # writes wait for their group commit in a worker thread
+                answer = await run_in_threadpool(self._call, op, labels, query, body)
             return json_response(answer)
         except MeshplaneError as error:
             return error_response(error)

@@ -10,6 +10,7 @@ Called by ``meshplane.api.extensions``.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -122,24 +123,25 @@ class ManifestService:
         relabel: tuple[str, Mapping[str, str | None]] | None = None,
     ) -> Outcome:
         outcome = Outcome(dry_run=dry_run)
-        try:
-            with self.store.write() as tx:
-                before = {ns.name: dict(ns.labels) for ns in tx.namespaces()}
-                if relabel is not None:
-                    name, changes = relabel
-                    current = {ns.name: dict(ns.labels) for ns in tx.namespaces()}.get(name, {})
-                    for key, value in changes.items():
-                        if value is None:
-                            current.pop(key, None)
-                        else:
-                            current[key] = value
-                    outcome.namespaces.append({"name": name, "labels": current, "op": "labeled"})
-                    tx.put_namespace(Namespace(name, current))
-                self._reconcile(tx, manifests, caller, outcome, remove, before)
-                if dry_run:
-                    raise _DryRun
-        except _DryRun:
-            pass
+
+        def work(tx: Transaction) -> None:
+            before = {ns.name: dict(ns.labels) for ns in tx.namespaces()}
+            if relabel is not None:
+                name, changes = relabel
+                current = {ns.name: dict(ns.labels) for ns in tx.namespaces()}.get(name, {})
+                for key, value in changes.items():
+                    if value is None:
+                        current.pop(key, None)
+                    else:
+                        current[key] = value
+                outcome.namespaces.append({"name": name, "labels": current, "op": "labeled"})
+                tx.put_namespace(Namespace(name, current))
+            self._reconcile(tx, manifests, caller, outcome, remove, before)
+            if dry_run:
+                raise _DryRun
+
+        with contextlib.suppress(_DryRun):
+            self.store.transact(work)
         return outcome
 
     def _reconcile(

@@ -120,7 +120,8 @@ class ResourceService:
         tag_list = inputs.tags(tags)
         canonical = canonical_spec(key.kind, spec)
         fingerprint = _fingerprint("create", key, canonical, [(t.key, t.value) for t in tag_list])
-        with self.store.write() as tx:
+
+        def work(tx: Transaction) -> dict[str, Any]:
             replay = self._replay(tx, token, fingerprint)
             if replay is not None:
                 return replay
@@ -130,6 +131,8 @@ class ResourceService:
                 tx.remember_client_token(token, fingerprint, answer)
             return answer
 
+        return self.store.transact(work)
+
     def update(
         self, key: ResourceKey, spec: Any, *, client_token: Any = None, mesh_owner: Any = None
     ) -> dict[str, Any]:
@@ -137,7 +140,8 @@ class ResourceService:
         token = inputs.client_token(client_token)
         canonical = canonical_spec(key.kind, spec)
         fingerprint = _fingerprint("update", key, canonical)
-        with self.store.write() as tx:
+
+        def work(tx: Transaction) -> dict[str, Any]:
             replay = self._replay(tx, token, fingerprint)
             if replay is not None:
                 return replay
@@ -145,6 +149,8 @@ class ResourceService:
             if token is not None:
                 tx.remember_client_token(token, fingerprint, answer)
             return answer
+
+        return self.store.transact(work)
 
     @staticmethod
     def _replay(tx: Transaction, token: str | None, fingerprint: str) -> dict[str, Any] | None:
@@ -163,8 +169,7 @@ class ResourceService:
 
     def delete(self, key: ResourceKey, *, mesh_owner: Any = None) -> dict[str, Any]:
         owner = inputs.account_id(mesh_owner)
-        with self.store.write() as tx:
-            return self._data(delete_in(tx, key, mesh_owner=owner))
+        return self.store.transact(lambda tx: self._data(delete_in(tx, key, mesh_owner=owner)))
 
     def describe(self, key: ResourceKey, *, mesh_owner: Any = None) -> dict[str, Any]:
         owner = inputs.account_id(mesh_owner)
@@ -189,6 +194,8 @@ class ResourceService:
             check_mesh(self.store, mesh, owner)
         if parent is not None and mesh is not None and kind.parent is not None:
             _existing(self.store, ResourceKey(kind.parent, mesh, parent))
+        if mesh is not None and kind.parent is None:
+            parent = ""  # one group: served in name order without sorting
         records = self.store.list_kind(kind, mesh, parent, after=after, limit=count + 1)
         more = len(records) > count
         records = records[:count]
@@ -202,21 +209,27 @@ class ResourceService:
     def tag(self, arn: Any, tags: Any) -> dict[str, Any]:
         key = parse_arn(arn if isinstance(arn, str) else "")
         new_tags = inputs.tags(tags)
-        with self.store.write() as tx:
+
+        def work(tx: Transaction) -> dict[str, Any]:
             record = _existing(tx, key)
             merged = {t.key: t for t in record.tags}
             merged.update({t.key: t for t in new_tags})
             inputs.tags([{"key": t.key, "value": t.value} for t in merged.values()])
             tx.set_tags(key, list(merged.values()))
-        return {}
+            return {}
+
+        return self.store.transact(work)
 
     def untag(self, arn: Any, tag_keys: Any) -> dict[str, Any]:
         key = parse_arn(arn if isinstance(arn, str) else "")
         drop = set(inputs.tag_keys(tag_keys))
-        with self.store.write() as tx:
+
+        def work(tx: Transaction) -> dict[str, Any]:
             record = _existing(tx, key)
             tx.set_tags(key, [t for t in record.tags if t.key not in drop])
-        return {}
+            return {}
+
+        return self.store.transact(work)
 
     def list_tags(self, arn: Any, *, limit: Any = None, next_token: Any = None) -> dict[str, Any]:
         key = parse_arn(arn if isinstance(arn, str) else "")

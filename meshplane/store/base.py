@@ -1,19 +1,21 @@
 """The store seam: what every backend (SQLite now, PostgreSQL later) must provide.
 
 Callers (the service layer, manifest apply, the xDS control loop) see only these Protocols.
-Reads happen on the store directly; every write happens inside ``store.write()``, a unit of
-work that commits atomically, advances the store revision once per changed resource and
-appends to the change feed.
+Reads happen on the store directly; every write happens inside ``store.transact(work)``: the
+store calls ``work(tx)`` with a Transaction, commits atomically (or, if ``work`` raises, keeps
+nothing of it and re-raises), advances the store revision once per changed resource, appends
+to the change feed, and returns ``work``'s result once the change is durable.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
 from meshplane.model.kinds import Kind, ResourceKey
 from meshplane.store.records import Change, Namespace, Record, StoredManifest, Tag
+
+T = TypeVar("T")
 
 
 class Reader(Protocol):
@@ -84,7 +86,7 @@ class Store(Reader, Protocol):
         """The revision of the last committed change (0 for an empty store)."""
         ...
 
-    def write(self) -> AbstractContextManager[Transaction]: ...
+    def transact(self, work: Callable[[Transaction], T]) -> T: ...
 
     def changes_since(self, revision: int, limit: int = 10_000) -> list[Change]: ...
 

@@ -1,0 +1,99 @@
+"""The SQL schema of the store and its prepared statements.
+
+Used by ``meshplane.store.sql``; portable SQLAlchemy Core (SQLite today, PostgreSQL later).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+resources = sa.Table(
+    "resources",
+    metadata,
+    sa.Column("kind", sa.String(32), primary_key=True),
+    sa.Column("mesh", sa.String(255), primary_key=True),
+    sa.Column("parent", sa.String(255), primary_key=True),
+    sa.Column("name", sa.String(512), primary_key=True),
+    sa.Column("uid", sa.String(64), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("mesh_owner", sa.String(12), nullable=False),
+    sa.Column("resource_owner", sa.String(12), nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("spec", sa.Text, nullable=False),
+    sa.Column("tags", sa.Text, nullable=False),
+)
+
+changes = sa.Table(
+    "changes",
+    metadata,
+    sa.Column("revision", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("op", sa.String(8), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("mesh", sa.String(255), nullable=False),
+    sa.Column("parent", sa.String(255), nullable=False),
+    sa.Column("name", sa.String(512), nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+)
+
+client_tokens = sa.Table(
+    "client_tokens",
+    metadata,
+    sa.Column("token", sa.String(64), primary_key=True),
+    sa.Column("fingerprint", sa.String(128), nullable=False),
+    sa.Column("answer", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+namespaces = sa.Table(
+    "namespaces",
+    metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("labels", sa.Text, nullable=False),
+)
+
+manifests = sa.Table(
+    "manifests",
+    metadata,
+    sa.Column("kind", sa.String(64), primary_key=True),
+    sa.Column("namespace", sa.String(255), primary_key=True),
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+)
+
+_KEY = sa.and_(
+    resources.c.kind == sa.bindparam("k_kind"),
+    resources.c.mesh == sa.bindparam("k_mesh"),
+    resources.c.parent == sa.bindparam("k_parent"),
+    resources.c.name == sa.bindparam("k_name"),
+)
+
+INSERT_RESOURCE = resources.insert()
+UPDATE_RESOURCE = (
+    resources.update()
+    .where(_KEY)
+    .values(
+        spec=sa.bindparam("p_spec"),
+        version=sa.bindparam("p_version"),
+        updated_at=sa.bindparam("p_updated_at"),
+        revision=sa.bindparam("p_revision"),
+        tags=sa.bindparam("p_tags"),
+    )
+)
+DELETE_RESOURCE = resources.delete().where(_KEY)
+INSERT_CHANGE = changes.insert()
+INSERT_TOKEN = client_tokens.insert()
+DELETE_TOKEN = client_tokens.delete().where(client_tokens.c.token == sa.bindparam("token"))
+INSERT_NAMESPACE = namespaces.insert()
+DELETE_NAMESPACE = namespaces.delete().where(namespaces.c.name == sa.bindparam("name"))
+INSERT_MANIFEST = manifests.insert()
+DELETE_MANIFEST = manifests.delete().where(
+    manifests.c.kind == sa.bindparam("kind"),
+    manifests.c.namespace == sa.bindparam("namespace"),
+    manifests.c.name == sa.bindparam("name"),
+)
