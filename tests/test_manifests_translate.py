@@ -953,3 +953,15 @@ def test_odd_field_names_are_quoted_and_kept_on_one_line() -> None:
     assert error(MESH, document) == (
         'test.yaml#1 VirtualService front/cart: spec["new\\nline"]: unknown field'
     )
+
+
+def test_app_mesh_names_have_at_most_255_characters() -> None:
+    long_name = "n" * 250
+    assert error(MESH, obj("VirtualNode", long_name)) == (
+        f"test.yaml#1 VirtualNode front/{long_name}: metadata.name: the App Mesh name "
+        f"'{long_name}_front' must have 1 to 255 characters; set a shorter spec.awsName"
+    )
+    routes = f"[{{name: '{'r' * 256}', tcpRoute: {{action: {{weightedTargets: [{{virtualNodeARN: '{ARN}/virtualNode/x', weight: 1}}]}}}}}}]"
+    assert error(MESH, router(routes), namespaces={"consumer": {"mesh": "shop"}}).startswith(
+        "test.yaml#1 VirtualRouter consumer/app-router: spec.routes[0].name: the App Mesh name"
+    )

@@ -53,6 +53,7 @@ _ORDER = [
     Kind.VIRTUAL_GATEWAY,
     Kind.GATEWAY_ROUTE,
 ]
+_MAX_NAME = 255
 _TOP_LEVEL = ("apiVersion", "kind", "metadata", "spec", "status")
 _WEBHOOKS: dict[str, Callable[[Mapping[str, Any], Manifest], None]] = {
     "VirtualNode": lambda spec, m: webhooks.check_virtual_node(spec, m.namespace or "default"),
@@ -290,11 +291,22 @@ class _Translator:
                 where = ("spec", "routes", number)
                 conversion = convert(crds.ROUTE, route, where, ("spec",), resolve)
                 key = ResourceKey(Kind.ROUTE, mesh, route["name"], member.aws_name)
-                self.add(key, conversion, manifest, member.mesh.owner)
+                self.add(key, conversion, manifest, member.mesh.owner, (*where, "name"))
 
     def add(
-        self, key: ResourceKey, conversion: Conversion, manifest: Manifest, owner: str | None
+        self,
+        key: ResourceKey,
+        conversion: Conversion,
+        manifest: Manifest,
+        owner: str | None,
+        name_path: tuple[str | int, ...] | None = None,
     ) -> None:
+        if key.kind is not Kind.VIRTUAL_SERVICE and not 1 <= len(key.name) <= _MAX_NAME:
+            path = name_path or _name_path(manifest)
+            hint = "; set a shorter spec.awsName" if path[0] == "metadata" else ""
+            raise FieldProblem(
+                path, f"the App Mesh name {key.name!r} must have 1 to {_MAX_NAME} characters{hint}"
+            )
         self.warnings.extend(
             manifest.error(path, message).message for path, message in conversion.warnings
         )
@@ -337,6 +349,14 @@ def _check_names(manifest: Manifest) -> None:
     namespace = manifest.namespace
     if namespace is not None and not _DNS_LABEL.match(namespace):
         raise FieldProblem(("metadata", "namespace"), f"{namespace!r} {_DNS_LABEL_RULE}")
+
+
+def _name_path(manifest: Manifest) -> tuple[str, str]:
+    """Where the App Mesh name of ``manifest`` comes from."""
+    spec = manifest.body.get("spec")
+    if isinstance(spec, dict) and spec.get("awsName"):
+        return ("spec", "awsName")
+    return ("metadata", "name")
 
 
 def _renamed(conversion: Conversion, api_path: tuple[str | int, ...]) -> bool:
