@@ -15,6 +15,7 @@ from meshplane import __version__
 from meshplane.cli import output
 from meshplane.cli.common import DEFAULT_SERVER
 from meshplane.cli.manifest_commands import apply, diff, label
+from meshplane.cli.proxy_commands import envoy, proxy_config, proxy_log, proxy_status
 from meshplane.cli.resource_commands import delete, describe, get
 from meshplane.errors import MeshplaneError
 from meshplane.server.settings import DEFAULT_API_PORT, DEFAULT_XDS_PORT, Settings
@@ -127,7 +128,18 @@ def serve(
         pass
 
 
-for command in (apply, diff, get, describe, delete, label):
+for command in (
+    apply,
+    diff,
+    get,
+    describe,
+    delete,
+    label,
+    envoy,
+    proxy_status,
+    proxy_config,
+    proxy_log,
+):
     cli.add_command(command)
 
 

@@ -34,6 +34,8 @@ def _print_outcome(outcome: dict[str, Any], *, verb_suffix: str = "") -> None:
             f"{_resource_name(action)} [{style}]{action['op']}{verb_suffix}[/]{origin}",
             highlight=False,
         )
+    for warning in outcome.get("warnings", []):
+        output.err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     for skipped in outcome["skipped"]:
         output.out.print(
             f"[dim]{skipped['manifest']} skipped: {skipped['reason']}[/]", highlight=False

@@ -56,6 +56,14 @@ def age(epoch: float | None) -> str:
     return f"{seconds}s"
 
 
+def age_iso(value: str | None) -> str:
+    if not value:
+        return "-"
+    from datetime import datetime
+
+    return age(datetime.fromisoformat(value).timestamp())
+
+
 def fail(message: str, code: int = EXIT_ERROR) -> click.exceptions.Exit:
     err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
     return click.exceptions.Exit(code)

@@ -22,11 +22,14 @@ from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 
 from meshplane.api.app import build_app
+from meshplane.control import ControlLoop
+from meshplane.server.status import proxy_status_json
 from meshplane.errors import MeshplaneError
 from meshplane.server.settings import Settings
 from meshplane.service.arns import Partition
 from meshplane.service.resources import Caller, ResourceService
 from meshplane.store import SqlStore, open_store
+from meshplane.xds import SnapshotCache, XdsServer
 
 log = logging.getLogger("meshplane")
 
@@ -67,8 +70,12 @@ class Application:
         self.caller = Caller(settings.account_id)
         self.service = ResourceService(self.store, self.partition)
         self.registry = CollectorRegistry()
-        self.startup: list[Callable[[], Any]] = []
-        self.shutdown: list[Callable[[], Any]] = []
+        self.cache = SnapshotCache()
+        self.control = ControlLoop(self.store, self.cache, registry=self.registry)
+        self.xds = XdsServer(self.cache, self.control, self.registry)
+        self.xds_port = settings.xds.port
+        self.startup: list[Callable[[], Any]] = [self._start_xds, self.control.start]
+        self.shutdown: list[Callable[[], Any]] = [self._stop_xds, self.control.stop]
         self.app: Starlette = build_app(
             self.service,
             self.caller,
@@ -77,8 +84,26 @@ class Application:
             lifespan=self._lifespan,
         )
 
+    async def _start_xds(self) -> None:
+        self.xds_port = await self.xds.start(self.settings.xds.host, self.settings.xds.port)
+        log.info("meshplane xDS (ADS) on %s:%d", self.settings.xds.host, self.xds_port)
+
+    async def _stop_xds(self) -> None:
+        await self.xds.stop(grace=1.0)
+
     def proxy_status(self) -> list[dict[str, Any]]:
-        return []
+        result = []
+        for status in self.xds.proxies():
+            connection = self.control.connections.get(status.stream_id)
+            metadata = connection.metadata.get("meshplane", {}) if connection else {}
+            result.append(
+                proxy_status_json(
+                    status,
+                    admin=metadata.get("admin") if isinstance(metadata, dict) else None,
+                    problems=self.control.problems(status.stream_id),
+                )
+            )
+        return result
 
     @asynccontextmanager
     async def _lifespan(self, _: Starlette) -> AsyncIterator[None]:

