@@ -11,6 +11,7 @@ the ADS server sends nothing for them.  Built and started by ``meshplane.server`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterable
@@ -156,10 +157,8 @@ class ControlLoop:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
 
     async def _follow(self) -> None:

@@ -23,9 +23,9 @@ from starlette.applications import Starlette
 
 from meshplane.api.app import build_app
 from meshplane.control import ControlLoop
-from meshplane.server.status import proxy_status_json
 from meshplane.errors import MeshplaneError
 from meshplane.server.settings import Settings
+from meshplane.server.status import proxy_status_json
 from meshplane.service.arns import Partition
 from meshplane.service.resources import Caller, ResourceService
 from meshplane.store import SqlStore, open_store
