@@ -7,7 +7,7 @@
   returns an :class:`EnvoyProcess` that knows its admin address (Envoy writes it to
   ``admin-address.txt``, so an admin port of 0 works) and always cleans up.
 - :func:`run_envoy`: the foreground form for ``meshplane envoy``: forwards SIGTERM/SIGINT to
-  Envoy and returns its exit code.
+  Envoy, returns its exit code, and (on Linux) Envoy gets SIGTERM if the runner itself dies.
 
 Called by the CLI and by the test support in ``tests/support/envoy.py``.
 """
@@ -15,6 +15,7 @@ Called by the CLI and by the test support in ``tests/support/envoy.py``.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -189,10 +190,17 @@ def start_envoy(options: EnvoyOptions) -> EnvoyProcess:
     return EnvoyProcess(popen, run_dir, owned, log_path)
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the runner dies, so Envoy is never orphaned (Linux)."""
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def run_envoy(options: EnvoyOptions) -> int:
     """Run Envoy in the foreground, forwarding SIGTERM/SIGINT; return its exit code."""
     command, run_dir, owned = prepare(options)
-    popen = subprocess.Popen(command)
+    popen = subprocess.Popen(command, preexec_fn=_die_with_parent)
 
     def forward(signum: int, frame: FrameType | None) -> None:
         if popen.poll() is None:
