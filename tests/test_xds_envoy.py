@@ -260,3 +260,16 @@ async def test_updated_cluster_warms_with_unchanged_endpoints(api_type: str) -> 
 
         await r.envoy.wait_for(warmed, what="the updated cluster to warm")
         assert await fetch(client, r.url) == "svc-a"
+
+
+@pytest.mark.parametrize("api_type", ["GRPC", "DELTA_GRPC"])
+async def test_ready_means_the_listeners_serve(api_type: str) -> None:
+    """The first LDS answer waits for the clusters, so Envoy is not LIVE without listeners."""
+    async with rig(api_type) as r, httpx.AsyncClient(timeout=5) as client:
+        assert not await r.envoy.ready()
+        r.cache.set_snapshot(NODE, r.snapshot("svc-a"))
+        await r.envoy.wait_for(r.envoy.ready, what="Envoy to be ready")
+        assert await fetch(client, r.url) == "svc-a"
+        # one LDS answer: the listener, not an empty one first
+        assert r.pushes(types.LISTENER) == 1
+        assert (await r.envoy.stats())["listener_manager.lds.update_success"] == 1

@@ -281,3 +281,16 @@ async def test_authorizer_can_refuse(cache: SnapshotCache) -> None:
         await bad.close()
         await good.close()
         await server.stop(0)
+
+
+async def test_reconnect_with_unknown_versions_sends_full_state_ungated(
+    cache: SnapshotCache, client: AdsClient
+) -> None:
+    """An Envoy that kept config from an earlier control plane (versions we cannot map) gets the
+    full state at once: gating it could omit, and so delete, listeners it is serving with."""
+    cache.set_snapshot(NODE, chain())
+    await client.send(request(types.CLUSTER, version="from-before", node=NODE))
+    await client.send(request(types.LISTENER, version="from-before"))
+    first, second = await client.recv(), await client.recv()
+    assert (first.type_url, names_of(first)) == (types.CLUSTER, ["c1"])
+    assert (second.type_url, names_of(second)) == (types.LISTENER, ["lds_ingress"])

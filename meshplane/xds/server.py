@@ -101,7 +101,7 @@ class XdsServer:
 
     # -- one stream ---------------------------------------------------------------------
 
-    async def serve(
+    async def _serve(
         self, kind: str, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
     ) -> None:
         """Run one ADS stream until the client goes away."""
@@ -220,12 +220,12 @@ class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignor
     async def StreamAggregatedResources(
         self, request_iterator: AsyncIterator[discovery_pb2.DiscoveryRequest], context: Any
     ) -> None:
-        await self._server.serve("sotw", request_iterator, context)
+        await self._server._serve("sotw", request_iterator, context)
 
     async def DeltaAggregatedResources(
         self, request_iterator: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest], context: Any
     ) -> None:
-        await self._server.serve("delta", request_iterator, context)
+        await self._server._serve("delta", request_iterator, context)
 
 
 async def _read(requests: AsyncIterator[Any], queue: asyncio.Queue[object]) -> None:

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import MappingProxyType
 
 from meshplane.xds import types
 from meshplane.xds._proto import Message
@@ -179,6 +180,8 @@ class Stream:
             state = self.types.get(type_url)
             if state is None or not state.requested or state.pending is not None:
                 continue
+            if self._first_answer_incomplete(type_url, state, desired[type_url], snapshot):
+                continue
             draft = build(type_url, state, desired[type_url], snapshot)
             if draft is None or draft.fingerprint == state.rejected_fingerprint:
                 continue
@@ -207,6 +210,23 @@ class Stream:
             out.append((type_url, draft.make(nonce)))
         return out
 
+    def _first_answer_incomplete(
+        self, type_url: str, state: TypeState, desired: dict[str, Resource | None], s: Snapshot
+    ) -> bool:
+        """Defer the first LDS answer while listeners of S still wait for their clusters.
+
+        Envoy becomes ready (``/ready``, LIVE) once its first LDS answer has warmed; answering
+        with the listeners held back would make it ready without them.  If a cluster, endpoint
+        or secret was rejected, waiting could be for ever, so the partial answer goes out.
+        """
+        if state.answered or type_url != types.LISTENER or not (s.get(type_url).keys() - desired):
+            return False
+        return not any(
+            self.types[t].rejected
+            for t in (types.CLUSTER, types.ENDPOINT, types.SECRET)
+            if t in self.types
+        )
+
     def _refresh_endpoints(self, clusters: TypeState, draft: Draft) -> None:
         """Make the ClusterLoadAssignments of updated EDS clusters in ``draft`` go out again.
 
@@ -225,19 +245,21 @@ class Stream:
     # -- status -------------------------------------------------------------------------
 
     def status(self) -> ProxyStatus:
-        type_statuses: Mapping[str, TypeStatus] = {
-            url: TypeStatus(
-                type_url=url,
-                sent_version=s.sent_version,
-                sent_at=s.sent_at,
-                acked_version=s.acked_version,
-                acked_at=s.acked_at,
-                last_nack=s.last_nack,
-                in_flight=s.pending is not None,
-                resources=len(s.acked),
-            )
-            for url, s in self.types.items()
-        }
+        type_statuses: Mapping[str, TypeStatus] = MappingProxyType(
+            {
+                url: TypeStatus(
+                    type_url=url,
+                    sent_version=s.sent_version,
+                    sent_at=s.sent_at,
+                    acked_version=s.acked_version,
+                    acked_at=s.acked_at,
+                    last_nack=s.last_nack,
+                    in_flight=s.pending is not None,
+                    resources=len(s.acked),
+                )
+                for url, s in self.types.items()
+            }
+        )
         return ProxyStatus(
             stream_id=self.stream_id,
             node_id=self.node_id,
