@@ -130,18 +130,22 @@ async def test_removed_cluster_after_route_moves(cache: SnapshotCache, client: A
 
 
 async def test_subscription_honoured_on_stale_nonce(
-    cache: SnapshotCache, client: AdsClient
+    cache: SnapshotCache, client: AdsClient, served: tuple[XdsServer, str]
 ) -> None:
     cache.set_snapshot(NODE, chain())
-    await converge(client)
+    old = (await converge(client))[types.ENDPOINT]
     cache.set_snapshot(NODE, chain(port=9090))
     eds = await client.recv()
     # stale nonce: not an ACK, but the new subscription counts
-    await client.send(delta_request(types.SECRET, ["cert"], nonce="stale"))
-    await client.send(delta_request(types.ENDPOINT, nonce="1-2"))
-    absent = await client.recv()
-    assert absent.type_url == types.SECRET and list(absent.removed_resources) == ["cert"]
+    await client.send(delta_request(types.ENDPOINT, ["cert-endpoints"], nonce=old.nonce))
+    await client.quiet(0.3)
+    [status] = served[0].proxies()
+    assert status.types[types.ENDPOINT].in_flight
     await client.send(delta_request(types.ENDPOINT, nonce=eds.nonce))
+    absent = await client.recv()
+    assert absent.type_url == types.ENDPOINT
+    assert list(absent.removed_resources) == ["cert-endpoints"]
+    await client.send(delta_request(types.ENDPOINT, nonce=absent.nonce))
     await client.quiet(0.3)
 
 

@@ -150,16 +150,24 @@ async def test_nack_is_recorded_and_not_resent(
     await client.quiet(0.3)
 
 
-async def test_stale_nonce_is_ignored(cache: SnapshotCache, client: AdsClient) -> None:
+async def test_stale_nonce_is_ignored(
+    cache: SnapshotCache, client: AdsClient, server: XdsServer
+) -> None:
     cache.set_snapshot(NODE, chain())
-    await converge(client)
+    old = (await converge(client))[types.ENDPOINT]
     cache.set_snapshot(NODE, chain(port=9090))
     eds = await client.recv()
-    # a request answering an older response (stale nonce) neither ACKs nor resubscribes
-    await client.send(request(types.ENDPOINT, ["c1", "other"], version="x", nonce="1-1"))
+    # a request answering an older response (stale nonce) is neither an ACK nor a NACK
+    stale = request(types.ENDPOINT, ["c1"], version=old.version_info, nonce=old.nonce, error="x")
+    await client.send(stale)
     await client.quiet(0.3)
+    [status] = server.proxies()
+    assert status.types[types.ENDPOINT].in_flight
+    assert status.types[types.ENDPOINT].last_nack is None
     await client.send(ack(eds, ["c1"]))
     await client.quiet(0.3)
+    [status] = server.proxies()
+    assert status.types[types.ENDPOINT].synced
 
 
 async def test_named_resource_sent_when_it_appears(cache: SnapshotCache, client: AdsClient) -> None:
@@ -181,13 +189,13 @@ async def test_new_cluster_is_acked_before_routes_use_it(
     cache: SnapshotCache, client: AdsClient
 ) -> None:
     cache.set_snapshot(NODE, chain())
-    await converge(client)
+    eds_nonce = (await converge(client))[types.ENDPOINT].nonce
     cache.set_snapshot(NODE, chain("c2"))
     cds = await client.recv()
     assert cds.type_url == types.CLUSTER
     assert names_of(cds) == ["c1", "c2"]  # c1 kept: the acked route still uses it
     await client.quiet(0.3)  # no RDS before the new cluster is acked and warm
-    await client.send(request(types.ENDPOINT, ["c1", "c2"], version="v", nonce="1-2"))
+    await client.send(request(types.ENDPOINT, ["c1", "c2"], version="v", nonce=eds_nonce))
     await client.send(ack(cds))
     eds = await client.recv()
     assert eds.type_url == types.ENDPOINT and names_of(eds) == ["c1", "c2"]

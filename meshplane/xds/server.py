@@ -23,6 +23,7 @@ import asyncio
 import inspect
 import itertools
 import logging
+import secrets
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -69,6 +70,9 @@ class XdsServer:
         self._server: grpc.aio.Server | None = None
         self._streams: dict[int, Stream] = {}
         self._ids = itertools.count(1)
+        # nonces differ between server instances, so a reconnecting client's are never current
+        self._nonce_prefix = secrets.token_hex(3) + "-"
+        self.port: int | None = None
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """Start serving on ``host:port`` (0 picks a free port); return the bound port."""
@@ -87,7 +91,8 @@ class XdsServer:
             bound = server.add_insecure_port(address)
         await server.start()
         self._server = server
-        return int(bound)
+        self.port = int(bound)
+        return self.port
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop serving; open streams are cancelled after ``grace`` seconds."""
@@ -190,6 +195,7 @@ class XdsServer:
             metrics=self.metrics,
             nack_backoff=self.nack_backoff,
             nack_backoff_max=self.nack_backoff_max,
+            nonce_prefix=self._nonce_prefix,
         )
         connection = ProxyConnection(
             stream_id=stream.stream_id,

@@ -94,6 +94,7 @@ class Stream:
         nack_backoff: float,
         nack_backoff_max: float,
         clock: Callable[[], float] = time.monotonic,
+        nonce_prefix: str = "",
     ) -> None:
         self.stream_id = stream_id
         self.kind = kind
@@ -108,6 +109,7 @@ class Stream:
         self.types: dict[str, TypeState] = {}
         self.next_wake: float | None = None
         self._nonces = itertools.count(1)
+        self._nonce_prefix = f"{nonce_prefix}{stream_id}-"
 
     def state(self, type_url: str) -> TypeState:
         state = self.types.get(type_url)
@@ -188,7 +190,7 @@ class Stream:
             if state.hold_until > now:
                 self.next_wake = min(self.next_wake or state.hold_until, state.hold_until)
                 continue
-            nonce = f"{self.stream_id}-{next(self._nonces)}"
+            nonce = f"{self._nonce_prefix}{next(self._nonces)}"
             state.pending = Pending(nonce=nonce, draft=draft, sent_at=now)
             state.in_flight = dict(draft.content)
             state.last_nonce = nonce
