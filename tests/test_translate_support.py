@@ -317,6 +317,30 @@ def by_name(messages: Iterable[Any]) -> dict[str, Any]:
     return {m.name if hasattr(m, "name") and m.name else m.cluster_name: m for m in messages}
 
 
+# --- reading resources back -----------------------------------------------------------------
+
+
+def http_manager(listener: Any) -> Any:
+    """The HTTP connection manager of a listener's only filter chain."""
+    manager = hcm_pb2.HttpConnectionManager()
+    assert listener.filter_chains[0].filters[0].typed_config.Unpack(manager)
+    return manager
+
+
+def tcp_proxy(listener: Any) -> Any:
+    from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
+
+    proxy = tcp_proxy_pb2.TcpProxy()
+    assert listener.filter_chains[0].filters[0].typed_config.Unpack(proxy)
+    return proxy
+
+
+def virtual_host(resources: ProxyResources, name: str, port: int = 15001) -> Any:
+    config = by_name(resources.routes)[f"rds_egress_http_{port}"]
+    hosts = {v.name: v for v in config.virtual_hosts}
+    return hosts[name]
+
+
 # --- tests of the builders -----------------------------------------------------------------
 
 

@@ -113,7 +113,12 @@ def egress_cluster(ctx: Context, provider: Provider) -> cluster_pb2.Cluster | No
         cluster.dns_lookup_family = family
     listener = provider.listener
     if listener.healthCheck is not None:
-        cluster.health_checks.append(health_check(listener.healthCheck))
+        policy = listener.healthCheck
+        if policy.protocol == "grpc" and provider.protocol not in ("http2", "grpc"):
+            ctx.problem(f"virtual node {provider.node!r} port {provider.port}: a gRPC health"
+                        f" check needs an http2 or grpc listener, a TCP check is used instead")
+            policy = policy.model_copy(update={"protocol": "tcp"})
+        cluster.health_checks.append(health_check(policy))
     if listener.outlierDetection is not None:
         cluster.outlier_detection.CopyFrom(outlier_detection(listener.outlierDetection))
     return cluster

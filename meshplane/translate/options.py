@@ -92,6 +92,7 @@ class ProxyOptions:
         if address is None:
             address = section.get("workload_address")
         app_port = section.get("app_port")
+        egress_port = section.get("egress_port")
         ports = section.get("tcp_egress_ports")
         if ports is not None and not isinstance(ports, Mapping):
             raise InvalidProxyOptionsError(_where("tcp_egress_ports", "must be an object"))
@@ -102,7 +103,8 @@ class ProxyOptions:
             egress_address=_ip(
                 "egress_address", section.get("egress_address"), default.egress_address
             ),
-            egress_port=_port("egress_port", section.get("egress_port", default.egress_port)),
+            egress_port=default.egress_port if egress_port is None
+            else _port("egress_port", egress_port),
             tcp_egress_ports={
                 str(name): _port(f"tcp_egress_ports.{name}", port)
                 for name, port in (ports or {}).items()

@@ -1,7 +1,7 @@
 """Small protobuf builders shared by the output modules.
 
 Packing into ``Any``, App Mesh durations to ``google.protobuf.Duration`` (clamped to what
-protobuf and Envoy accept), clamped ``UInt32Value``s, socket addresses, the ADS config
+Envoy accepts: about 292 years), clamped ``UInt32Value``s, socket addresses, the ADS config
 source, upstream HTTP protocol options by App Mesh protocol, and circuit breakers.
 
 Used by :mod:`~meshplane.translate.listeners`, :mod:`~meshplane.translate.routes`,
@@ -20,7 +20,8 @@ from meshplane.model.common import Duration
 UINT32_MAX = 2**32 - 1
 APP_MESH_UNLIMITED = 2**31 - 1
 """App Mesh's client-side circuit breaker thresholds (2147483647: effectively off)."""
-_MAX_SECONDS = 315_576_000_000
+_MAX_SECONDS = (2**63 - 1) // 10**9 - 1
+"""Longest duration, in seconds: Envoy turns some durations into int64 nanoseconds."""
 UPSTREAM_HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
 
@@ -32,14 +33,14 @@ def pack(msg: message.Message) -> any_pb2.Any:
 
 
 def seconds(value: float) -> duration_pb2.Duration:
-    """A protobuf duration of ``value`` seconds, clamped to the protobuf range."""
+    """A protobuf duration of ``value`` seconds, clamped to what Envoy accepts."""
     value = min(max(value, 0.0), float(_MAX_SECONDS))
     whole = int(value)
     return duration_pb2.Duration(seconds=whole, nanos=round((value - whole) * 1e9))
 
 
 def duration(spec: Duration) -> duration_pb2.Duration:
-    """An App Mesh ``{unit, value}`` duration, clamped to the protobuf range."""
+    """An App Mesh ``{unit, value}`` duration, clamped to what Envoy accepts."""
     value = spec.value or 0
     if spec.unit == "ms":
         whole, millis = divmod(value, 1000)
