@@ -164,7 +164,9 @@ class _Planner:
         view = self.views[types.LISTENER]
         desired: Desired = {}
         for name, resource in self.s.get(types.LISTENER).items():
-            if view.unknown or self.clusters_ready(resource):
+            if view.acked.get(name) == resource.version:
+                desired[name] = resource  # the client has it: nothing to gate
+            elif view.unknown or self.clusters_ready(resource):
                 desired[name] = resource
             elif name in view.acked:
                 desired[name] = None
@@ -177,7 +179,10 @@ class _Planner:
         for name in view.subscribed(current):
             resource = current.get(name)
             if resource is not None and (
-                not gated or view.unknown or self.clusters_ready(resource)
+                not gated
+                or view.acked.get(name) == resource.version
+                or view.unknown
+                or self.clusters_ready(resource)
             ):
                 desired[name] = resource
             elif name in view.acked:

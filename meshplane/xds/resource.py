@@ -69,6 +69,7 @@ class Resource:
     body: bytes = field(repr=False)
     version: str
     refs: frozenset[Ref] = field(repr=False)
+    _refs_by_type: dict[str, tuple[str, ...]] = field(repr=False, default_factory=dict)
 
     @classmethod
     def of(cls, message: Message) -> Resource:
@@ -81,15 +82,27 @@ class Resource:
             raise ResourceError(f"a {type(message).__name__} resource needs a name")
         body = message.SerializeToString(deterministic=True)
         version = hashlib.blake2b(body, digest_size=8).hexdigest()
-        return cls(type_url, name, message, body, version, frozenset(references(message)))
+        refs = frozenset(references(message))
+        by_type: dict[str, list[str]] = {}
+        for ref_type, ref_name in sorted(refs):
+            by_type.setdefault(ref_type, []).append(ref_name)
+        return cls(
+            type_url,
+            name,
+            message,
+            body,
+            version,
+            refs,
+            {ref_type: tuple(names) for ref_type, names in by_type.items()},
+        )
 
     def as_any(self) -> any_pb2.Any:
         """The resource packed into an ``Any`` from its stored bytes (no re-serialization)."""
         return any_pb2.Any(type_url=self.type_url, value=self.body)
 
-    def refs_of(self, type_url: str) -> Iterator[str]:
-        """Names of the resources of ``type_url`` this resource references."""
-        return (name for ref_type, name in self.refs if ref_type == type_url)
+    def refs_of(self, type_url: str) -> tuple[str, ...]:
+        """Names of the resources of ``type_url`` this resource references (sorted)."""
+        return self._refs_by_type.get(type_url, ())
 
 
 def resource_name(message: Message) -> str:
