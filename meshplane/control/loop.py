@@ -93,7 +93,7 @@ class ControlLoop:
         entry = self._proxies.get(key)
         if entry is None:
             try:
-                options = ProxyOptions.from_node_metadata(proxy.metadata.get("meshplane"))
+                options = ProxyOptions.from_node_metadata(proxy.metadata)
             except InvalidProxyOptionsError as error:
                 log.warning(
                     "proxy %s sent invalid options (%s); using defaults",

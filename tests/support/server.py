@@ -93,6 +93,19 @@ class MeshplaneServer:
         self._log.close()
         return code
 
+    def restart(self, timeout: float = 30.0) -> MeshplaneServer:
+        """Stop (SIGTERM) and start again on the same ports and data directory."""
+        self.stop()
+        return self.start(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL: the control plane vanishes without a goodbye."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+            self._log.close()
+
     def boto3(self) -> Any:
         import boto3
 
