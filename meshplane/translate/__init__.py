@@ -12,7 +12,8 @@ Used by the xDS control loop (``meshplane.xds``) and by tests.
 """
 
 from meshplane.translate.options import InvalidProxyOptionsError, ProxyOptions, ProxyTarget
-from meshplane.translate.proxy import ProxyResources, translate_proxy
+from meshplane.translate.proxy import translate_proxy
+from meshplane.translate.resources import ProxyResources
 from meshplane.translate.view import MeshView, NamedGatewayRoute, NamedRoute, dependency_key
 
 __all__ = [

@@ -19,50 +19,22 @@ Called by the xDS control loop, the CLI's config preview and tests.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import replace
 
-from envoy.config.cluster.v3 import cluster_pb2
-from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
-from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
-from google.protobuf import message  # type: ignore[import-untyped]
 
 from meshplane.model import Kind, ResourceKey
 from meshplane.translate import clusters, endpoints, listeners, routes, secrets
 from meshplane.translate.access_logs import access_logs
 from meshplane.translate.context import Context
-from meshplane.translate.gateway import GatewayParts, translate_gateway
+from meshplane.translate.gateway import translate_gateway
 from meshplane.translate.options import ProxyOptions, ProxyTarget
 from meshplane.translate.plan import plan_egress
+from meshplane.translate.resources import ProxyResources
 from meshplane.translate.view import MeshView
 
 _WILDCARDS = ("0.0.0.0", "::")
-
-
-@dataclass(frozen=True, slots=True)
-class ProxyResources:
-    """The Envoy resources of one proxy.  Treat the messages as read-only."""
-
-    clusters: tuple[cluster_pb2.Cluster, ...] = ()
-    endpoints: tuple[endpoint_pb2.ClusterLoadAssignment, ...] = ()
-    listeners: tuple[listener_pb2.Listener, ...] = ()
-    routes: tuple[route_pb2.RouteConfiguration, ...] = ()
-    secrets: tuple[secret_pb2.Secret, ...] = ()
-    inputs: frozenset[ResourceKey] = field(default=frozenset())
-    """Every resource key the translation read or looked for."""
-    problems: tuple[str, ...] = ()
-    """What was left out and why, for proxy-status."""
-
-    def all(self) -> tuple[message.Message, ...]:
-        """Every resource, in make-before-break order: clusters, endpoints, listeners,
-        routes, secrets (go-control-plane's response order)."""
-        return (*self.clusters, *self.endpoints, *self.listeners, *self.routes, *self.secrets)
-
-    @property
-    def empty(self) -> bool:
-        return not (self.clusters or self.endpoints or self.listeners or self.routes
-                    or self.secrets)
 
 
 def translate_proxy(
@@ -81,7 +53,7 @@ def translate_proxy(
     if target.kind is Kind.VIRTUAL_GATEWAY:
         return _wrap(ctx, translate_gateway(ctx))
     ctx.problem(f"a proxy cannot run as a {target.kind.title}")
-    return _wrap(ctx, GatewayParts())
+    return _wrap(ctx, ProxyResources())
 
 
 def _translate_node(ctx: Context) -> ProxyResources:
@@ -89,7 +61,7 @@ def _translate_node(ctx: Context) -> ProxyResources:
     node = ctx.node(name)
     if node is None:
         ctx.problem(f"virtual node {name!r} does not exist")
-        return _wrap(ctx, GatewayParts())
+        return _wrap(ctx, ProxyResources())
     logs = access_logs(node.logging)
     plan = plan_egress(ctx, node)
     out_clusters = [clusters.ingress_cluster(ctx, lst) for lst in node.listeners or ()]
@@ -116,7 +88,7 @@ def _translate_node(ctx: Context) -> ProxyResources:
         out_clusters.append(clusters.allow_all_cluster(ctx))
     for problem in secrets.tls_problems(node):
         ctx.problem(problem)
-    return _wrap(ctx, GatewayParts(
+    return _wrap(ctx, ProxyResources(
         clusters=tuple(out_clusters),
         endpoints=tuple(endpoints.cloud_map_assignments(plan.providers)),
         listeners=_bindable(ctx, out_listeners),
@@ -142,13 +114,5 @@ def _bindable(
     return tuple(kept)
 
 
-def _wrap(ctx: Context, parts: GatewayParts) -> ProxyResources:
-    return ProxyResources(
-        clusters=parts.clusters,
-        endpoints=parts.endpoints,
-        listeners=parts.listeners,
-        routes=parts.routes,
-        secrets=parts.secrets,
-        inputs=frozenset(ctx.inputs),
-        problems=tuple(ctx.problems),
-    )
+def _wrap(ctx: Context, resources: ProxyResources) -> ProxyResources:
+    return replace(resources, inputs=frozenset(ctx.inputs), problems=tuple(ctx.problems))
