@@ -128,6 +128,66 @@ def serve(
         pass
 
 
+@cli.command()
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=Path(".meshplane/data"),
+    show_default=True,
+    help="Where the demo's control plane keeps its SQLite store.",
+)
+@click.option(
+    "--api-port", type=click.IntRange(1, 65535), default=DEFAULT_API_PORT, show_default=True
+)
+@click.option(
+    "--xds-port", type=click.IntRange(1, 65535), default=DEFAULT_XDS_PORT, show_default=True
+)
+@click.option(
+    "--egress-port",
+    type=click.IntRange(1, 65535),
+    default=15001,
+    show_default=True,
+    help="The client sidecar's egress listener (127.0.0.1).",
+)
+@click.option(
+    "--admin-port",
+    type=click.IntRange(1, 65533),
+    default=9901,
+    show_default=True,
+    help="First of the three sidecars' admin ports.",
+)
+def demo(data_dir: Path, api_port: int, xds_port: int, egress_port: int, admin_port: int) -> None:
+    """Run a working mesh on this machine: control plane, blue/green apps and their sidecars.
+
+    Applies the blue/green example (a client calling a virtual service routed by a virtual
+    router to blue and green virtual nodes), starts real Envoy sidecars on 127.0.0.2-4,
+    and prints how to send requests and shift the weights. Ctrl-C stops everything.
+
+    \b
+    Examples:
+      meshplane demo
+      meshplane demo --api-port 9765 --egress-port 16001
+    """
+    from meshplane.demo import DemoPorts, run_demo
+
+    settings = Settings.load(
+        data_dir=data_dir, api_port=api_port, xds_port=xds_port, host="127.0.0.1"
+    )
+    logging.basicConfig(level="WARNING", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(
+            run_demo(
+                settings,
+                DemoPorts(egress=egress_port, admin_base=admin_port),
+                lambda text: output.out.print(text, highlight=False),
+            )
+        )
+    except MeshplaneError as error:
+        raise output.fail(error.message) from None
+    except KeyboardInterrupt:
+        pass
+
+
 for command in (
     apply,
     diff,

@@ -200,10 +200,7 @@ def proxy_status(ctx: click.Context, fmt: str) -> None:
             p["nodeId"],
             p["peer"],
             p["protocol"],
-            *(
-                _state(p["types"], t)
-                for t in ("Cluster", "ClusterLoadAssignment", "Listener", "RouteConfiguration")
-            ),
+            *(_state(p["types"], t) for t in ("cds", "eds", "lds", "rds")),
             output.age_iso(p["connectedSince"]),
         ]
         if fmt == "wide":

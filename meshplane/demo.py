@@ -1,0 +1,269 @@
+"""``meshplane demo``: a working mesh on one machine, without root.
+
+Runs the control plane (API + xDS, embedded SQLite) in this process, applies the blue/green
+example as App Mesh Kubernetes manifests (the shape of the App Mesh guide's example), starts
+two small demo applications and an Envoy sidecar for each of ``blue``, ``green`` and
+``client``, and prints how to send requests and shift the weights.  Ctrl-C stops everything.
+Called by the CLI (``meshplane demo``, which ``scripts/run`` runs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from meshplane.manifests import parse_documents
+from meshplane.proxy import BootstrapOptions, EnvoyOptions, EnvoyProcess, start_envoy
+from meshplane.server.run import Application, _Server
+from meshplane.server.settings import Settings
+
+log = logging.getLogger("meshplane.demo")
+
+MESH = "demo"
+SERVICE = "color.demo.local"
+PORT = 8080
+
+MANIFESTS = f"""\
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: demo
+  labels:
+    mesh: {MESH}
+---
+apiVersion: appmesh.k8s.aws/v1beta2
+kind: Mesh
+metadata:
+  name: {MESH}
+spec:
+  namespaceSelector:
+    matchLabels:
+      mesh: {MESH}
+---
+apiVersion: appmesh.k8s.aws/v1beta2
+kind: VirtualNode
+metadata:
+  name: blue
+  namespace: demo
+spec:
+  awsName: blue
+  listeners:
+    - portMapping:
+        port: {PORT}
+        protocol: http
+  serviceDiscovery:
+    dns:
+      hostname: 127.0.0.2
+---
+apiVersion: appmesh.k8s.aws/v1beta2
+kind: VirtualNode
+metadata:
+  name: green
+  namespace: demo
+spec:
+  awsName: green
+  listeners:
+    - portMapping:
+        port: {PORT}
+        protocol: http
+  serviceDiscovery:
+    dns:
+      hostname: 127.0.0.3
+---
+apiVersion: appmesh.k8s.aws/v1beta2
+kind: VirtualService
+metadata:
+  name: color
+  namespace: demo
+spec:
+  awsName: {SERVICE}
+  provider:
+    virtualRouter:
+      virtualRouterRef:
+        name: color
+---
+apiVersion: appmesh.k8s.aws/v1beta2
+kind: VirtualNode
+metadata:
+  name: client
+  namespace: demo
+spec:
+  awsName: client
+  backends:
+    - virtualService:
+        virtualServiceRef:
+          name: color
+"""
+
+
+def router_manifest(blue: int, green: int) -> str:
+    return f"""\
+apiVersion: appmesh.k8s.aws/v1beta2
+kind: VirtualRouter
+metadata:
+  name: color
+  namespace: demo
+spec:
+  awsName: color
+  listeners:
+    - portMapping:
+        port: {PORT}
+        protocol: http
+  routes:
+    - name: color-route
+      httpRoute:
+        match:
+          prefix: /
+        action:
+          weightedTargets:
+            - virtualNodeRef:
+                name: blue
+              weight: {blue}
+            - virtualNodeRef:
+                name: green
+              weight: {green}
+"""
+
+
+class _ColorHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server: _ColorServer
+
+    def do_GET(self) -> None:
+        body = (json.dumps({"color": self.server.color, "path": self.path}) + "\n").encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+class _ColorServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, color: str) -> None:
+        self.color = color
+        super().__init__(("127.0.0.1", 0), _ColorHandler)
+
+
+@dataclass(frozen=True, slots=True)
+class DemoPorts:
+    egress: int = 15001
+    admin_base: int = 9901
+
+
+def _apply(application: Application, text: str, source: str) -> None:
+    from meshplane.service.apply import ManifestService
+
+    ManifestService(application.store).apply(
+        parse_documents(text, source), caller=application.caller, dry_run=False
+    )
+
+
+async def run_demo(settings: Settings, ports: DemoPorts, say: Callable[[str], None]) -> None:
+    application = Application(settings)
+    demo_dir = settings.store.data_dir.parent / "demo"
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    for blue, green in ((100, 0), (50, 50), (0, 100)):
+        (demo_dir / f"weights-{blue}-{green}.yaml").write_text(router_manifest(blue, green))
+    _apply(application, MANIFESTS + "---\n" + router_manifest(100, 0), "demo.yaml")
+
+    servers: list[ThreadingHTTPServer] = []
+    envoys: list[EnvoyProcess] = []
+    config = _uvicorn_config(application, settings)
+    server = _Server(config)
+    serving = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if serving.done():
+                await serving
+                return
+            await asyncio.sleep(0.05)
+        apps: dict[str, int] = {}
+        for color in ("blue", "green"):
+            app = _ColorServer(color)
+            threading.Thread(target=app.serve_forever, daemon=True).start()
+            servers.append(app)
+            apps[color] = int(app.server_address[1])
+        sidecars: list[tuple[str, str, int | None]] = [
+            ("blue", "127.0.0.2", apps["blue"]),
+            ("green", "127.0.0.3", apps["green"]),
+            ("client", "127.0.0.4", None),
+        ]
+        for i, (name, address, app_port) in enumerate(sidecars):
+            admin = ports.admin_base + i
+            options = BootstrapOptions(
+                resource=f"mesh/{MESH}/virtualNode/{name}",
+                xds_host=settings.xds.host,
+                xds_port=application.xds_port,
+                workload_address=address,
+                app_port=app_port,
+                egress_port=ports.egress + (i + 1) % 3,
+                admin_port=admin,
+                log_level="warning",
+                extra_metadata={"admin": f"127.0.0.1:{admin}"},
+            )
+            run_dir = demo_dir / f"envoy-{name}"
+            envoys.append(start_envoy(EnvoyOptions(options, run_dir=str(run_dir), drain_time=1.0)))
+        for envoy in envoys:
+            await asyncio.to_thread(envoy.wait_admin, 20)
+        say(_instructions(settings, ports, demo_dir))
+        await serving
+    finally:
+        for envoy in envoys:
+            envoy.stop()
+        for app in servers:
+            app.shutdown()
+        if not serving.done():
+            server.should_exit = True
+            await serving
+        application.close()
+
+
+def _uvicorn_config(application: Application, settings: Settings) -> Any:
+    import uvicorn
+
+    return uvicorn.Config(
+        application.app,
+        host=settings.api.host,
+        port=settings.api.port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+    )
+
+
+def _instructions(settings: Settings, ports: DemoPorts, demo_dir: Path) -> str:
+    api = f"http://{settings.api.host}:{settings.api.port}"
+    return f"""
+[bold green]meshplane demo is running[/] (Ctrl-C stops it)
+
+  control plane   API {api}   xDS {settings.xds.host}:{settings.xds.port}
+  mesh '{MESH}'     client -> {SERVICE} -> router 'color' -> blue 100% / green 0%
+  sidecars        blue 127.0.0.2:{PORT}, green 127.0.0.3:{PORT}, client egress 127.0.0.1:{ports.egress}
+
+[bold]Send requests through the client's sidecar:[/]
+  curl -s -H 'Host: {SERVICE}' http://127.0.0.1:{ports.egress}/
+  for i in $(seq 20); do curl -s -H 'Host: {SERVICE}' http://127.0.0.1:{ports.egress}/; done | sort | uniq -c
+
+[bold]Shift the weights (in another terminal):[/]
+  .venv/bin/meshplane --server {api} apply -f {demo_dir}/weights-50-50.yaml
+  .venv/bin/meshplane --server {api} apply -f {demo_dir}/weights-0-100.yaml
+
+[bold]Look around:[/]
+  .venv/bin/meshplane --server {api} get virtualnodes -A
+  .venv/bin/meshplane --server {api} proxy-status
+  .venv/bin/meshplane --server {api} proxy-config client --type clusters
+  python -c "import boto3; print(boto3.client('appmesh', endpoint_url='{api}', region_name='us-east-1', aws_access_key_id='x', aws_secret_access_key='x').list_virtual_nodes(meshName='{MESH}'))"
+"""
