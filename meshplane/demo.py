@@ -179,7 +179,7 @@ async def run_demo(settings: Settings, ports: DemoPorts, say: Callable[[str], No
         (demo_dir / f"weights-{blue}-{green}.yaml").write_text(router_manifest(blue, green))
     _apply(application, MANIFESTS + "---\n" + router_manifest(100, 0), "demo.yaml")
 
-    servers: list[ThreadingHTTPServer] = []
+    servers: list[_ColorServer] = []
     envoys: list[EnvoyProcess] = []
     config = _uvicorn_config(application, settings)
     server = _Server(config)
@@ -251,11 +251,13 @@ def _instructions(settings: Settings, ports: DemoPorts, demo_dir: Path) -> str:
 
   control plane   API {api}   xDS {settings.xds.host}:{settings.xds.port}
   mesh '{MESH}'     client -> {SERVICE} -> router 'color' -> blue 100% / green 0%
-  sidecars        blue 127.0.0.2:{PORT}, green 127.0.0.3:{PORT}, client egress 127.0.0.1:{ports.egress}
+  sidecars        blue 127.0.0.2:{PORT}, green 127.0.0.3:{PORT}, \
+client egress 127.0.0.1:{ports.egress}
 
 [bold]Send requests through the client's sidecar:[/]
   curl -s -H 'Host: {SERVICE}' http://127.0.0.1:{ports.egress}/
-  for i in $(seq 20); do curl -s -H 'Host: {SERVICE}' http://127.0.0.1:{ports.egress}/; done | sort | uniq -c
+  for i in $(seq 20); do curl -s -H 'Host: {SERVICE}' http://127.0.0.1:{ports.egress}/; \
+done | sort | uniq -c
 
 [bold]Shift the weights (in another terminal):[/]
   .venv/bin/meshplane --server {api} apply -f {demo_dir}/weights-50-50.yaml
@@ -265,5 +267,6 @@ def _instructions(settings: Settings, ports: DemoPorts, demo_dir: Path) -> str:
   .venv/bin/meshplane --server {api} get virtualnodes -A
   .venv/bin/meshplane --server {api} proxy-status
   .venv/bin/meshplane --server {api} proxy-config client --type clusters
-  python -c "import boto3; print(boto3.client('appmesh', endpoint_url='{api}', region_name='us-east-1', aws_access_key_id='x', aws_secret_access_key='x').list_virtual_nodes(meshName='{MESH}'))"
+  AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x aws appmesh list-virtual-nodes \\
+      --mesh-name {MESH} --endpoint-url {api} --region us-east-1
 """

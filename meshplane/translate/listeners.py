@@ -156,4 +156,8 @@ def _listener(
         address=socket_address(address, port),
         traffic_direction=direction,
         filter_chains=[listener_components_pb2.FilterChain(filters=[network_filter])],
+        # Two proxies on one host must never share a port silently: with SO_REUSEPORT the
+        # kernel would spread connections over both.  Without it the second bind fails and
+        # Envoy reports the clash (a NACK in proxy-status).
+        enable_reuse_port=wrappers_pb2.BoolValue(value=False),
     )
