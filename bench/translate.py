@@ -1,0 +1,146 @@
+"""Translation time for meshes of 1,000 and 10,000 virtual nodes (pure CPU, one process).
+
+For each mesh size (:func:`bench.meshes.service_mesh`: every node one HTTP listener and three
+backends, a quarter of the services behind a weighted virtual router):
+
+- **view build**: ``MeshView.from_records`` over every stored record of the mesh;
+- **one proxy**: ``translate_proxy`` of one virtual node with three backends, on a fresh view
+  (cold: parses the specs it reads) and again on the same view (warm, mean of many), and the
+  ``Snapshot`` the control loop builds from it (serialization and hashing of each resource);
+- **every proxy once**: translate all N virtual nodes on a fresh view (per-proxy mean, parsing
+  included), then translate all again and build each snapshot, as the control loop does when a
+  change touches every proxy (per-proxy mean);
+- **one change**: ``MeshView.with_changes`` after an update of one route (the view the control
+  loop rebuilds per change batch), against the full ``from_records`` build, and the
+  re-translation of a proxy that reads the changed route.
+
+Figures are medians/means of wall time on this machine; the ratios in the last column compare
+with the full view build of the same run.  Not part of the test suite.
+
+    python -m bench.translate [--sizes 1000,10000] [--repeat 200] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import pstats
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+from bench import machine
+from bench.meshes import record, records, service_mesh, weighted_route
+from meshplane.model import Kind, ResourceKey
+from meshplane.translate import MeshView, ProxyOptions, ProxyTarget, translate_proxy
+from meshplane.xds import Snapshot
+
+MESH = "bench"
+
+
+def timed(fn: Callable[[], Any], repeat: int) -> float:
+    """Median seconds of ``repeat`` calls."""
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def run_size(nodes: int, repeat: int, profile: bool) -> list[tuple[str, float, str]]:
+    specs = service_mesh(MESH, nodes)
+    recs = records(specs)
+    rows: list[tuple[str, float, str]] = []
+    options = ProxyOptions()
+
+    def target(i: int) -> ProxyTarget:
+        return ProxyTarget(MESH, Kind.VIRTUAL_NODE, f"n{i}")
+
+    build = timed(lambda: MeshView.from_records(recs, MESH), max(3, repeat // 20))
+    rows.append((f"view build ({len(recs)} records)", build, "1.00"))
+
+    one = target(1)  # backends s2 (node), s3 (node), s4 (router: n4/n5 50/50)
+    view = MeshView.from_records(recs, MESH)
+    start = time.perf_counter()
+    resources = translate_proxy(view, one, options)
+    cold = time.perf_counter() - start
+    assert not resources.problems, resources.problems
+    counts = (f"{len(resources.clusters)} clusters, {len(resources.listeners)} listeners, "
+              f"{len(resources.routes)} route configs")
+    warm = timed(lambda: translate_proxy(view, one, options), repeat)
+    snap = timed(lambda: Snapshot(resources.all()), repeat)
+    rows.append((f"one proxy, cold view ({counts})", cold, f"{cold / build:.3f}"))
+    rows.append(("one proxy, warm view", warm, f"{warm / build:.3f}"))
+    rows.append(("  + its Snapshot (serialize, hash, refs)", snap, f"{snap / build:.3f}"))
+
+    gc.collect()
+    fresh = MeshView.from_records(recs, MESH)
+    targets = [target(i) for i in range(nodes)]
+    profiler = cProfile.Profile() if profile else None
+    start = time.perf_counter()
+    for t in targets:
+        translate_proxy(fresh, t, options)
+    all_cold = (time.perf_counter() - start) / nodes
+    rows.append((f"every proxy once, fresh view: per proxy ({nodes})", all_cold,
+                 f"{all_cold / build:.3f}"))
+    if profiler is not None:
+        profiler.enable()
+    start = time.perf_counter()
+    for t in targets:
+        Snapshot(translate_proxy(fresh, t, options).all())
+    all_snap = (time.perf_counter() - start) / nodes
+    if profiler is not None:
+        profiler.disable()
+    rows.append(("every proxy again + Snapshot: per proxy", all_snap,
+                 f"{all_snap / build:.3f}"))
+    rows.append(("  = every proxy + Snapshot: total", all_snap * nodes,
+                 f"{all_snap * nodes / build:.3f}"))
+
+    changed = record(ResourceKey(Kind.ROUTE, MESH, "split", "r4"),
+                     weighted_route({"n4": 30, "n5": 70}), revision=2)
+    update = timed(lambda: fresh.with_changes([changed], []), max(3, repeat // 20))
+    rows.append(("view.with_changes(one route)", update, f"{update / build:.3f}"))
+    after = fresh.with_changes([changed], [])
+    start = time.perf_counter()
+    translate_proxy(after, one, options)
+    retranslate = time.perf_counter() - start
+    rows.append(("  re-translate a proxy reading it (first)", retranslate,
+                 f"{retranslate / build:.3f}"))
+    if profiler is not None:
+        print(f"\n--- cProfile: every proxy + Snapshot, {nodes} nodes (top 25 by own time)")
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,10000",
+                        help="comma-separated mesh sizes (virtual nodes)")
+    parser.add_argument("--repeat", type=int, default=200, help="samples for the medians")
+    parser.add_argument("--profile", action="store_true",
+                        help="cProfile the every-proxy pass and print the hot spots")
+    args = parser.parse_args()
+    print(machine.describe())
+    for size in (int(s) for s in args.sizes.split(",")):
+        started = time.perf_counter()
+        rows = run_size(size, args.repeat, args.profile)
+        print(f"\nmesh of {size} virtual nodes "
+              f"({time.perf_counter() - started:.0f} s for this size)")
+        print(f"{'measure':62s} {'time':>12s} {'x view build':>12s}")
+        for name, seconds, ratio in rows:
+            print(f"{name:62s} {_fmt(seconds):>12s} {ratio:>12s}")
+
+
+def _fmt(seconds: float) -> str:
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds * 1e6:.0f} us"
+
+
+if __name__ == "__main__":
+    main()
