@@ -121,7 +121,7 @@ class XdsServer:
         timer: asyncio.TimerHandle | None = None
         try:
             first = await queue.get()
-            if first is _EOF or isinstance(first, BaseException):
+            if first is _EOF:
                 return
             stream, connection = await self._open(kind, first, context)
 
@@ -140,8 +140,6 @@ class XdsServer:
                 for item in items:
                     if item is _EOF:
                         return
-                    if isinstance(item, BaseException):
-                        raise item
                     if item is not _WAKE:
                         handle(stream, item, snapshot)
                 for _, response in stream.outgoing(snapshot, build):
