@@ -117,6 +117,29 @@ def test_outlier_detection() -> None:
     assert not _clusters()["cds_egress_demo_web-v2_http_9080"].HasField("outlier_detection")
 
 
+def test_checked_or_ejectable_providers_have_no_panic_mode() -> None:
+    # an endpoint failing its health check or ejected gets no traffic, even as the only one
+    clusters = _clusters()
+    for name in (
+        "cds_egress_demo_web-v1_http_9080",  # health check and outlier detection
+        "cds_egress_demo_web-v2_http_9080",  # health check
+        "cds_egress_demo_grpc-v1_grpc_50051",
+    ):
+        lb = clusters[name].common_lb_config
+        assert lb.HasField("healthy_panic_threshold"), name
+        assert lb.healthy_panic_threshold.value == 0.0
+    mesh = (MeshBuilder().node("c", client_node("o"))
+            .node("o", provider_node("o", listener(80, outlierDetection={
+                "maxServerErrors": 1, "interval": {"unit": "s", "value": 1},
+                "baseEjectionDuration": {"unit": "s", "value": 1}, "maxEjectionPercent": 100})))
+            .service("o", node="o"))
+    outlier_only = by_name(mesh.translate("c").clusters)["cds_egress_demo_o_http_80"]
+    assert outlier_only.common_lb_config.HasField("healthy_panic_threshold")
+    # neither: Envoy's defaults stay
+    assert not clusters["cds_egress_demo_db-v1_tcp_5432"].HasField("common_lb_config")
+    assert not clusters["cds_ingress_demo_front_http_8080"].HasField("common_lb_config")
+
+
 def test_cloud_map_providers_are_eds_clusters_with_an_empty_assignment() -> None:
     resources = rich_mesh().translate("front")
     cluster = by_name(resources.clusters)["cds_egress_demo_cloud-v1_http2_6000"]

@@ -10,8 +10,9 @@
   Mesh's "no preference").  Cloud Map discovery -> EDS over ADS; its endpoints come from the
   instance registry (see :mod:`~meshplane.translate.endpoints`).  The provider listener's
   ``healthCheck`` is an active health check and its ``outlierDetection`` outlier detection
-  here, on the clients' side, where App Mesh puts them; circuit breakers stay at App Mesh's
-  client-side 2147483647.
+  here, on the clients' side, where App Mesh puts them, with Envoy's panic mode off (healthy
+  panic threshold 0%) so that an endpoint failing either gets no traffic even when it is the
+  only one; circuit breakers stay at App Mesh's client-side 2147483647.
 - ``cds_egress_<mesh>_mesh-allow-all``: a dynamic forward proxy for ALLOW_ALL meshes.
 
 HTTP/2 and gRPC clusters speak HTTP/2 upstream.  Used by :mod:`meshplane.translate.proxy`.
@@ -121,6 +122,10 @@ def egress_cluster(ctx: Context, provider: Provider) -> cluster_pb2.Cluster | No
         cluster.health_checks.append(health_check(policy))
     if listener.outlierDetection is not None:
         cluster.outlier_detection.CopyFrom(outlier_detection(listener.outlierDetection))
+    if cluster.health_checks or cluster.HasField("outlier_detection"):
+        # no panic mode: an endpoint that fails its check or is ejected gets no traffic,
+        # even when it is the only one (Envoy's default 50% would send to it anyway)
+        cluster.common_lb_config.healthy_panic_threshold.value = 0.0
     return cluster
 
 
