@@ -8,10 +8,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from meshplane.store.base import Reader, Store, Transaction
-from meshplane.store.records import Change, ChangeOp, Namespace, Record, StoredManifest, Tag
+from meshplane.store.records import (
+    ApiToken,
+    AuditEntry,
+    Change,
+    ChangeOp,
+    Namespace,
+    Record,
+    StoredManifest,
+    Tag,
+)
 from meshplane.store.sql import SqlStore
 
 __all__ = [
+    "ApiToken",
+    "AuditEntry",
     "Change",
     "ChangeOp",
     "Namespace",

@@ -9,11 +9,19 @@ to the change feed, and returns ``work``'s result once the change is durable.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 from meshplane.model.kinds import Kind, ResourceKey
-from meshplane.store.records import Change, Namespace, Record, StoredManifest, Tag
+from meshplane.store.records import (
+    ApiToken,
+    AuditEntry,
+    Change,
+    Namespace,
+    Record,
+    StoredManifest,
+    Tag,
+)
 
 T = TypeVar("T")
 
@@ -42,6 +50,12 @@ class Reader(Protocol):
     def namespaces(self) -> list[Namespace]: ...
 
     def manifests(self) -> list[StoredManifest]: ...
+
+    def api_token(self, token_id: str) -> ApiToken | None: ...
+
+    def api_tokens(self) -> list[ApiToken]:
+        """Every API token, ordered by id."""
+        ...
 
 
 class Transaction(Reader, Protocol):
@@ -77,6 +91,23 @@ class Transaction(Reader, Protocol):
 
     def delete_manifest(self, kind: str, namespace: str, name: str) -> None: ...
 
+    def put_api_token(self, token: ApiToken) -> None: ...
+
+    def delete_api_token(self, token_id: str) -> None: ...
+
+    def audit(
+        self,
+        principal: str,
+        operation: str,
+        *,
+        mesh: str,
+        resource: str,
+        version: int | None = None,
+        via: str = "api",
+    ) -> None:
+        """Record who made a change of this unit of work; kept only if the change is."""
+        ...
+
 
 class Store(Reader, Protocol):
     """A durable resource store with a revisioned change feed."""
@@ -89,6 +120,17 @@ class Store(Reader, Protocol):
     def transact(self, work: Callable[[Transaction], T]) -> T: ...
 
     def changes_since(self, revision: int, limit: int = 10_000) -> list[Change]: ...
+
+    def audit_log(
+        self,
+        *,
+        meshes: Collection[str] | None = None,
+        since: float | None = None,
+        after: int = 0,
+        limit: int = 100,
+    ) -> list[AuditEntry]:
+        """Audit entries in order (``seq > after``), only of ``meshes`` if given."""
+        ...
 
     async def wait_for_revision(self, revision: int, timeout: float | None = None) -> int:
         """Wait until the store revision exceeds ``revision``; return the current revision."""

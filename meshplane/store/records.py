@@ -74,3 +74,37 @@ class StoredManifest:
     body: Mapping[str, Any]
     source: str
     revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    """A credential for the REST API: a role on one mesh (or on every mesh, ``mesh == '*'``).
+
+    The secret itself is never stored: ``secret_hash`` (sha256) checks the bearer form, and
+    ``sealed_secret`` (encrypted with the server's key) lets the server verify SigV4
+    signatures, which need the raw secret.
+    """
+
+    id: str
+    mesh: str
+    role: str
+    secret_hash: str
+    sealed_secret: str
+    description: str
+    created_at: float
+    created_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One change, as the audit log keeps it: who, when, what, and the resulting version."""
+
+    seq: int
+    at: float
+    principal: str
+    operation: str
+    mesh: str  # '' for changes outside any mesh (namespace labels), '*' for global tokens
+    resource: str  # ``mesh/m/virtualNode/n``, ``namespace/ns``, ``token/ID``
+    version: int | None
+    revision: int
+    via: str  # api | apply | delete | label | token

@@ -66,6 +66,33 @@ manifests = sa.Table(
     sa.Column("revision", sa.Integer, nullable=False),
 )
 
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("mesh", sa.String(255), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("secret_hash", sa.String(64), nullable=False),
+    sa.Column("sealed_secret", sa.Text, nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("created_by", sa.String(255), nullable=False),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Float, nullable=False, index=True),
+    sa.Column("principal", sa.String(255), nullable=False),
+    sa.Column("operation", sa.String(64), nullable=False),
+    sa.Column("mesh", sa.String(255), nullable=False, index=True),
+    sa.Column("resource", sa.Text, nullable=False),
+    sa.Column("version", sa.Integer, nullable=True),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("via", sa.String(16), nullable=False),
+)
+
 _KEY = sa.and_(
     resources.c.kind == sa.bindparam("k_kind"),
     resources.c.mesh == sa.bindparam("k_mesh"),
@@ -97,3 +124,6 @@ DELETE_MANIFEST = manifests.delete().where(
     manifests.c.namespace == sa.bindparam("namespace"),
     manifests.c.name == sa.bindparam("name"),
 )
+INSERT_API_TOKEN = api_tokens.insert()
+DELETE_API_TOKEN = api_tokens.delete().where(api_tokens.c.id == sa.bindparam("id"))
+INSERT_AUDIT = audit_log.insert()

@@ -18,7 +18,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,18 +30,32 @@ from sqlalchemy.engine import Connection, Engine
 from meshplane.errors import ConflictError, NotFoundError
 from meshplane.model.kinds import Kind, ResourceKey
 from meshplane.store.memory import ManifestKey, Overlay, ReadModel
-from meshplane.store.records import Change, ChangeOp, Namespace, Record, StoredManifest, Tag
+from meshplane.store.records import (
+    ApiToken,
+    AuditEntry,
+    Change,
+    ChangeOp,
+    Namespace,
+    Record,
+    StoredManifest,
+    Tag,
+)
 from meshplane.store.schema import (
+    DELETE_API_TOKEN,
     DELETE_MANIFEST,
     DELETE_NAMESPACE,
     DELETE_RESOURCE,
     DELETE_TOKEN,
+    INSERT_API_TOKEN,
+    INSERT_AUDIT,
     INSERT_CHANGE,
     INSERT_MANIFEST,
     INSERT_NAMESPACE,
     INSERT_RESOURCE,
     INSERT_TOKEN,
     UPDATE_RESOURCE,
+    api_tokens,
+    audit_log,
     changes,
     client_tokens,
     manifests,
@@ -150,6 +164,18 @@ class _Transaction:
         merged.update(self._batch.manifests)
         merged.update(self.overlay.manifests)
         return [m for _, m in sorted(merged.items()) if m is not None]
+
+    def api_token(self, token_id: str) -> ApiToken | None:
+        for overlay in (self.overlay, self._batch):
+            if token_id in overlay.api_tokens:
+                return overlay.api_tokens[token_id]
+        return self._model.api_token(token_id)
+
+    def api_tokens(self) -> list[ApiToken]:
+        merged: dict[str, ApiToken | None] = dict(self._model.api_tokens())
+        merged.update(self._batch.api_tokens)
+        merged.update(self.overlay.api_tokens)
+        return [t for _, t in sorted(merged.items()) if t is not None]
 
     # writes -----------------------------------------------------------------------------
 
@@ -320,6 +346,41 @@ class _Transaction:
         self._conn.execute(DELETE_MANIFEST, {"kind": kind, "namespace": namespace, "name": name})
         self.overlay.manifests[(kind, namespace, name)] = None
 
+    def put_api_token(self, token: ApiToken) -> None:
+        self._conn.execute(DELETE_API_TOKEN, {"id": token.id})
+        self._conn.execute(
+            INSERT_API_TOKEN, {name: getattr(token, name) for name in ApiToken.__slots__}
+        )
+        self.overlay.api_tokens[token.id] = token
+
+    def delete_api_token(self, token_id: str) -> None:
+        self._conn.execute(DELETE_API_TOKEN, {"id": token_id})
+        self.overlay.api_tokens[token_id] = None
+
+    def audit(
+        self,
+        principal: str,
+        operation: str,
+        *,
+        mesh: str,
+        resource: str,
+        version: int | None = None,
+        via: str = "api",
+    ) -> None:
+        self._conn.execute(
+            INSERT_AUDIT,
+            {
+                "at": self._now,
+                "principal": principal,
+                "operation": operation,
+                "mesh": mesh,
+                "resource": resource,
+                "version": version,
+                "revision": self.revision,
+                "via": via,
+            },
+        )
+
 
 def _fields(record: Record) -> dict[str, Any]:
     return {name: getattr(record, name) for name in Record.__slots__}
@@ -391,6 +452,10 @@ class SqlStore:
                         sa.select(client_tokens).where(client_tokens.c.created_at > cutoff)
                     )
                 ],
+                api_tokens=[
+                    ApiToken(**{name: r._mapping[name] for name in ApiToken.__slots__})
+                    for r in conn.execute(sa.select(api_tokens))
+                ],
             )
 
     @property
@@ -428,6 +493,32 @@ class SqlStore:
 
     def manifests(self) -> list[StoredManifest]:
         return [m for _, m in sorted(self._model.manifests().items())]
+
+    def api_token(self, token_id: str) -> ApiToken | None:
+        return self._model.api_token(token_id)
+
+    def api_tokens(self) -> list[ApiToken]:
+        return [t for _, t in sorted(self._model.api_tokens().items())]
+
+    def audit_log(
+        self,
+        *,
+        meshes: Collection[str] | None = None,
+        since: float | None = None,
+        after: int = 0,
+        limit: int = 100,
+    ) -> list[AuditEntry]:
+        query = sa.select(audit_log).where(audit_log.c.seq > after)
+        if meshes is not None:
+            query = query.where(audit_log.c.mesh.in_(sorted(meshes)))
+        if since is not None:
+            query = query.where(audit_log.c.at >= since)
+        query = query.order_by(audit_log.c.seq).limit(limit)
+        with self._engine.connect() as conn, conn.begin():
+            return [
+                AuditEntry(**{name: r._mapping[name] for name in AuditEntry.__slots__})
+                for r in conn.execute(query)
+            ]
 
     def changes_since(self, revision: int, limit: int = 10_000) -> list[Change]:
         query = (
