@@ -97,6 +97,7 @@ def test_provider_health_checks_are_active_checks_on_the_client_cluster() -> Non
     [http] = clusters["cds_egress_demo_web-v1_http_9080"].health_checks
     assert http.http_health_check.path == "/ping"
     assert (http.interval.seconds, http.timeout.seconds) == (5, 2)
+    assert http.no_traffic_interval == http.interval  # not Envoy's 60 s before first traffic
     assert (http.healthy_threshold.value, http.unhealthy_threshold.value) == (2, 3)
     [tcp] = clusters["cds_egress_demo_web-v2_http_9080"].health_checks
     assert tcp.HasField("tcp_health_check")

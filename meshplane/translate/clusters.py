@@ -152,10 +152,18 @@ def allow_all_cluster(ctx: Context) -> cluster_pb2.Cluster:
 
 
 def health_check(policy: HealthCheckPolicy) -> health_check_pb2.HealthCheck:
-    """An App Mesh listener health check as an Envoy active health check."""
+    """An App Mesh listener health check as an Envoy active health check.
+
+    ``intervalMillis`` is the interval from the start: Envoy's ``no_traffic_interval`` (60 s
+    by default, used until the cluster has had traffic, and for the check scheduled before
+    it had) is set to it too, so a consumer that has just started notices a failing endpoint
+    within the interval and thresholds the spec gives.
+    """
+    interval = seconds(policy.intervalMillis / 1000)
     check = health_check_pb2.HealthCheck(
         timeout=seconds(policy.timeoutMillis / 1000),
-        interval=seconds(policy.intervalMillis / 1000),
+        interval=interval,
+        no_traffic_interval=interval,
         healthy_threshold=u32(policy.healthyThreshold),
         unhealthy_threshold=u32(policy.unhealthyThreshold),
     )
