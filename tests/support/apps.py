@@ -2,8 +2,9 @@
 
 :class:`App` is a threaded HTTP/1.1 server that answers with JSON saying which app answered,
 the path and Host it saw and its request headers (and an ``x-app`` header).  Its behaviour can
-be changed while it runs: fail every Nth request with 503, answer slowly, or fail its
-``/health`` endpoint.  Used by the mesh end-to-end tests and the demo-like fixtures.
+be changed while it runs: fail every Nth request (with 503, or ``fail_status``), answer
+slowly, or fail its ``/health`` endpoint.  Used by the mesh end-to-end tests and the
+demo-like fixtures.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(app.delay)
         status = 200
         if app.fail_every and number % app.fail_every == 0:
-            status = 503
+            status = app.fail_status
         if app.status is not None:
             status = app.status
         self._send(
@@ -81,6 +82,7 @@ class App:
         self.port = port
         self.requests = 0
         self.fail_every = 0
+        self.fail_status = 503
         self.delay = 0.0
         self.status: int | None = None
         self.healthy = True
