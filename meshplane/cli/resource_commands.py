@@ -21,6 +21,8 @@ from meshplane.client import Client
 from meshplane.errors import BadRequestError, NotFoundError
 from meshplane.manifests import Manifest, translate
 from meshplane.model.kinds import Kind, ResourceKey
+from meshplane.service.apply import manifest_from_store
+from meshplane.store.records import StoredManifest
 
 
 def _key_of(item: dict[str, Any], kind: Kind) -> ResourceKey:
@@ -34,14 +36,8 @@ async def _k8s_view(client: Client, kind: Kind) -> list[tuple[Manifest, Resource
     stored = await client.manifests()
     namespaces = {ns["name"]: ns["labels"] for ns in await client.namespaces()}
     manifests = [
-        Manifest(
-            source=m["source"],
-            index=0,
-            api_version=str(m["body"].get("apiVersion", "")),
-            kind=m["kind"],
-            name=m["name"],
-            namespace=m["namespace"],
-            body=m["body"],
+        manifest_from_store(
+            StoredManifest(m["kind"], m["namespace"] or "", m["name"], m["body"], m["source"], 0)
         )
         for m in stored
     ]

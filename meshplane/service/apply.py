@@ -78,11 +78,14 @@ class _DryRun(Exception):
     """Raised at the end of a dry run to roll the transaction back."""
 
 
-def _stored_manifest(stored: StoredManifest) -> Manifest:
+def manifest_from_store(stored: StoredManifest) -> Manifest:
     body = stored.body
+    source, _, index = stored.source.rpartition("#")
+    if not source or not index.isdigit():  # stored without its document index
+        source, index = stored.source, "0"
     return Manifest(
-        source=stored.source,
-        index=0,
+        source=source,
+        index=int(index),
         api_version=str(body.get("apiVersion", "")),
         kind=stored.kind,
         name=stored.name,
@@ -155,7 +158,7 @@ class ManifestService:
         remove: bool,
         old_labels: dict[str, dict[str, str]],
     ) -> None:
-        stored = [_stored_manifest(m) for m in tx.manifests()]
+        stored = [manifest_from_store(m) for m in tx.manifests()]
         labels = {ns.name: dict(ns.labels) for ns in tx.namespaces()}
         world = {m.identity: m for m in stored}
         for manifest in manifests:
@@ -250,5 +253,5 @@ class ManifestService:
                 manifest.namespace or "",
                 manifest.name,
                 dict(manifest.body),
-                manifest.source,
+                f"{manifest.source}#{manifest.index}",
             )
