@@ -15,7 +15,7 @@ from envoy.config.accesslog.v3 import accesslog_pb2
 from envoy.config.core.v3 import substitution_format_string_pb2 as formats
 from envoy.config.core.v3.base_pb2 import DataSource
 from envoy.extensions.access_loggers.file.v3 import file_pb2
-from google.protobuf import struct_pb2  # type: ignore[import-untyped]
+from google.protobuf import struct_pb2
 
 from meshplane.model.common import Logging
 from meshplane.translate.protos import pack

@@ -11,11 +11,16 @@
   the dynamic forward proxy filter runs before the router.
 - ``lds_egress_<egress address>_<local port>`` per TCP backend port: a TCP proxy to the
   provider cluster(s).
+- ``lds_ingress_<address>_<port>`` per virtual gateway listener (INBOUND): an HTTP connection
+  manager like a node's ingress one (automatic codec: HTTP/1.1, h2c and gRPC), over RDS
+  ``rds_ingress_<proto>_<port>``; an HTTP or HTTP/2 ``healthCheck`` with a path is answered
+  there by Envoy's health check filter (200 while the gateway serves, 503 once it drains),
+  so whatever checks the gateway (a load balancer) gets an answer from the gateway itself.
 
 Every connection manager normalises paths, merges slashes and allows websocket upgrades, as
 App Mesh's do; every listener logs to the node's access log.
 
-Used by :mod:`meshplane.translate.proxy`.
+Used by :mod:`meshplane.translate.proxy` and :mod:`meshplane.translate.gateway`.
 """
 
 from __future__ import annotations
@@ -26,25 +31,29 @@ from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.extensions.filters.http.dynamic_forward_proxy.v3 import (
     dynamic_forward_proxy_pb2 as dfp_filter_pb2,
 )
+from envoy.extensions.filters.http.health_check.v3 import health_check_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
-from google.protobuf import message, wrappers_pb2  # type: ignore[import-untyped]
+from google.protobuf import message, wrappers_pb2
 
 from meshplane.model.common import Duration
+from meshplane.model.virtual_gateway import VirtualGatewayListener
 from meshplane.model.virtual_node import Listener
 from meshplane.translate import names
 from meshplane.translate.clusters import allow_all_dns_cache
 from meshplane.translate.context import Context
 from meshplane.translate.plan import Target
+from meshplane.translate.matches import exact_header
 from meshplane.translate.protos import ads, duration, pack, socket_address
 
 HTTP_CONNECTION_MANAGER = "envoy.filters.network.http_connection_manager"
 TCP_PROXY = "envoy.filters.network.tcp_proxy"
 ROUTER = "envoy.filters.http.router"
 DYNAMIC_FORWARD_PROXY = "envoy.filters.http.dynamic_forward_proxy"
+HEALTH_CHECK = "envoy.filters.http.health_check"
 _HCM = hcm_pb2.HttpConnectionManager
 
 
@@ -102,6 +111,26 @@ def egress_tcp_listener(
     proxy = _tcp_proxy(names.egress_tcp_stat_prefix(port), live, idle, logs)
     return _listener(names.egress_listener(address, port), address, port, base_pb2.OUTBOUND,
                      _filter(TCP_PROXY, proxy))
+
+
+def gateway_listener(
+    ctx: Context, listener: VirtualGatewayListener, logs: list[accesslog_pb2.AccessLog]
+) -> listener_pb2.Listener:
+    """The inbound listener of one virtual gateway listener, bound on the gateway address."""
+    protocol, port = listener.portMapping.protocol, listener.portMapping.port
+    manager = _http_manager(names.ingress_stat_prefix(protocol, port),
+                            names.ingress_route_config(protocol, port), logs)
+    check = listener.healthCheck
+    if check is not None and check.protocol in ("http", "http2") and check.path:
+        answer = health_check_pb2.HealthCheck(
+            pass_through_mode=wrappers_pb2.BoolValue(value=False),
+            headers=[exact_header(":path", check.path)],
+        )
+        manager.http_filters.insert(0, hcm_pb2.HttpFilter(name=HEALTH_CHECK,
+                                                          typed_config=pack(answer)))
+    address = ctx.options.address
+    return _listener(names.ingress_listener(address, port), address, port, base_pb2.INBOUND,
+                     _filter(HTTP_CONNECTION_MANAGER, manager))
 
 
 def listener_address(listener: listener_pb2.Listener) -> tuple[str, int]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from envoy.config.cluster.v3 import circuit_breaker_pb2
 from envoy.config.core.v3 import address_pb2, config_source_pb2, protocol_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
-from google.protobuf import any_pb2, duration_pb2, message, wrappers_pb2  # type: ignore[import-untyped]
+from google.protobuf import any_pb2, duration_pb2, message, wrappers_pb2
 
 from meshplane.model.common import Duration
 

@@ -15,7 +15,7 @@ from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
 from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
-from google.protobuf import message  # type: ignore[import-untyped]
+from google.protobuf import message
 
 from meshplane.model import ResourceKey
 

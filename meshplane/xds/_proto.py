@@ -4,7 +4,7 @@
 ``type: ignore`` lives in this module rather than in every importer.
 """
 
-from google.protobuf import any_pb2, json_format  # type: ignore[import-untyped]
-from google.protobuf.message import Message  # type: ignore[import-untyped]
+from google.protobuf import any_pb2, json_format
+from google.protobuf.message import Message
 
 __all__ = ["Message", "any_pb2", "json_format"]
