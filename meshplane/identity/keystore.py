@@ -1,0 +1,136 @@
+"""Where the mesh CAs live on disk: ``<data dir>/ca/<mesh>/``.
+
+Per mesh directory (mode 0700):
+
+- ``root-<serial>.pem``: a root certificate; ``root-<serial>.key``: its key (PKCS#8 PEM, mode
+  0600, created with that mode, never readable by anyone else, never served);
+- ``roots.json``: which roots the mesh has, when each signs and until when it is trusted.
+
+Writes go to a temporary file that is renamed over the old one, so a crash leaves either the
+old state or the new one.  A mesh name that is not a plain file name (App Mesh names have no
+pattern) is stored under ``~<hex of its UTF-8 bytes>``.
+
+An operator-supplied CA (certificate file and key file, see
+:class:`~meshplane.identity.identities.IdentitySettings`) is read from where the operator keeps
+it and never copied.
+
+Used by :mod:`meshplane.identity.identities`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from datetime import datetime
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from meshplane.identity.authority import AuthorityError, MeshAuthority, Root
+
+_PLAIN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$")
+STATE_FILE = "roots.json"
+
+
+def mesh_directory(base: Path, mesh: str) -> Path:
+    """The directory of one mesh's CA under ``base``."""
+    return base / (mesh if _PLAIN.match(mesh) else "~" + mesh.encode().hex())
+
+
+class KeyStore:
+    """Loads and saves the authorities of meshes under one directory."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def load(self, mesh: str, trust_domain: str) -> MeshAuthority | None:
+        """The stored authority of ``mesh``, or None if it has none yet."""
+        folder = mesh_directory(self.directory, mesh)
+        state_path = folder / STATE_FILE
+        if not state_path.exists():
+            return None
+        try:
+            state = json.loads(state_path.read_text())
+            roots = [_load_root(folder, entry) for entry in state["roots"]]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise AuthorityError(
+                f"the CA of mesh {mesh!r} in {folder} is unreadable: {error}"
+            ) from None
+        return MeshAuthority(mesh, trust_domain, roots)
+
+    def save(self, authority: MeshAuthority) -> None:
+        """Write ``authority``: new key and certificate files, then the state file."""
+        folder = mesh_directory(self.directory, authority.mesh)
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.directory, 0o700)
+        os.chmod(folder, 0o700)
+        entries = []
+        for root in authority.roots:
+            if root.operator:
+                continue
+            stem = f"root-{root.serial:x}"
+            key_path = folder / f"{stem}.key"
+            if not key_path.exists():
+                _write(
+                    key_path,
+                    root.key.private_bytes(
+                        serialization.Encoding.PEM,
+                        serialization.PrivateFormat.PKCS8,
+                        serialization.NoEncryption(),
+                    ),
+                    0o600,
+                )
+            cert_path = folder / f"{stem}.pem"
+            if not cert_path.exists():
+                _write(cert_path, root.certificate.public_bytes(serialization.Encoding.PEM), 0o644)
+            entries.append(
+                {
+                    "certificate": cert_path.name,
+                    "key": key_path.name,
+                    "signFrom": root.sign_from.isoformat(),
+                    "trustedUntil": root.trusted_until.isoformat() if root.trusted_until else None,
+                }
+            )
+        state = {"mesh": authority.mesh, "roots": entries}
+        _write(folder / STATE_FILE, (json.dumps(state, indent=1) + "\n").encode(), 0o644)
+        kept = {e["certificate"] for e in entries} | {e["key"] for e in entries}
+        for stale in folder.glob("root-*"):
+            if stale.name not in kept:
+                stale.unlink(missing_ok=True)
+
+
+def _load_root(folder: Path, entry: dict[str, str | None]) -> Root:
+    cert_name, key_name = str(entry["certificate"]), str(entry["key"])
+    if "/" in cert_name or "/" in key_name:
+        raise ValueError("file names must not contain '/'")
+    certificate = x509.load_pem_x509_certificate((folder / cert_name).read_bytes())
+    key = serialization.load_pem_private_key((folder / key_name).read_bytes(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{key_name} is not an EC key")
+    until = entry.get("trustedUntil")
+    return Root(
+        certificate=certificate,
+        key=key,
+        sign_from=datetime.fromisoformat(str(entry["signFrom"])),
+        trusted_until=datetime.fromisoformat(until) if until else None,
+    )
+
+
+def _write(path: Path, data: bytes, mode: int) -> None:
+    """Write ``data`` to ``path`` atomically; the file has ``mode`` from its creation on."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.unlink(missing_ok=True)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    os.chmod(temporary, mode)  # the umask may have taken bits away
+    os.replace(temporary, path)
