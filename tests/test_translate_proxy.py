@@ -99,18 +99,3 @@ def test_invalid_stored_specs_are_reported() -> None:
     resources = mesh.translate("c")
     assert any("stored spec is invalid" in p for p in resources.problems)
     assert any("'p'" in p and "does not exist" in p for p in resources.problems)
-
-
-def test_tls_settings_not_yet_applied_are_reported() -> None:
-    tls = {"mode": "STRICT", "certificate": {"file": {"certificateChain": "/c",
-                                                      "privateKey": "/k"}}}
-    client = {"tls": {"validation": {"trust": {"file": {"certificateChain": "/ca"}}}}}
-    mesh = MeshBuilder().node("c", {
-        "listeners": [listener(80, tls=tls)], "serviceDiscovery": dns("c"),
-        "backendDefaults": {"clientPolicy": client},
-        "backends": [{"virtualService": {"virtualServiceName": "s", "clientPolicy": client}}],
-    })
-    problems = mesh.translate("c").problems
-    assert any("TLS mode STRICT is not applied yet" in p for p in problems)
-    assert any(p.startswith("backendDefaults: client TLS") for p in problems)
-    assert any(p.startswith("backend 's': client TLS") for p in problems)

@@ -2,22 +2,31 @@
 
 Pure functions, no I/O: :func:`translate_proxy` takes a :class:`MeshView` (the mesh's specs,
 indexed), a :class:`ProxyTarget` (which virtual node or gateway the proxy runs as) and
-:class:`ProxyOptions` (where it binds, from the bootstrap's node metadata) and returns
-:class:`ProxyResources`: real Envoy v3 protobuf messages, named the App Mesh way
-(:mod:`~meshplane.translate.names`).  The modules are split by output: ``listeners``,
-``routes`` (with ``matches``), ``clusters``, ``endpoints``, ``secrets``; ``plan`` resolves a
-node's backends first; ``gateway`` is the virtual gateway seam.
+:class:`ProxyOptions` (where it binds, from the bootstrap's node metadata), optionally
+:class:`MeshSecurity` (trust domain, mesh mTLS switch), and returns :class:`ProxyResources`:
+real Envoy v3 protobuf messages, named the App Mesh way (:mod:`~meshplane.translate.names`).
+The modules are split by output: ``listeners``, ``routes`` (with ``matches``), ``clusters``,
+``endpoints``, ``secrets``; ``plan`` resolves a node's backends first; ``tls`` and
+``security`` add TLS transport sockets; ``gateway`` is the virtual gateway seam.
 
 Used by the xDS control loop (``meshplane.xds``) and by tests.
 """
 
-from meshplane.translate.options import InvalidProxyOptionsError, ProxyOptions, ProxyTarget
+from meshplane.translate.options import (
+    MTLS_TAG,
+    InvalidProxyOptionsError,
+    MeshSecurity,
+    ProxyOptions,
+    ProxyTarget,
+)
 from meshplane.translate.proxy import translate_proxy
 from meshplane.translate.resources import ProxyResources
 from meshplane.translate.view import MeshView, NamedGatewayRoute, NamedRoute, dependency_key
 
 __all__ = [
+    "MTLS_TAG",
     "InvalidProxyOptionsError",
+    "MeshSecurity",
     "MeshView",
     "NamedGatewayRoute",
     "NamedRoute",

@@ -21,21 +21,25 @@ from meshplane.model import (
     VirtualRouterSpec,
     VirtualServiceSpec,
 )
-from meshplane.translate.options import ProxyOptions, ProxyTarget
+from meshplane.translate.options import MeshSecurity, ProxyOptions, ProxyTarget
 from meshplane.translate.view import MeshView, NamedGatewayRoute, NamedRoute
 
 
 class Context:
     """One translation in progress (see the module docstring)."""
 
-    __slots__ = ("inputs", "mesh", "mesh_spec", "options", "problems", "target", "view")
+    __slots__ = (
+        "inputs", "mesh", "mesh_spec", "options", "problems", "security", "target", "view",
+    )
 
     def __init__(
-        self, view: MeshView, target: ProxyTarget, options: ProxyOptions, mesh_spec: MeshSpec
+        self, view: MeshView, target: ProxyTarget, options: ProxyOptions, mesh_spec: MeshSpec,
+        security: MeshSecurity | None = None,
     ) -> None:
         self.view = view
         self.target = target
         self.options = options
+        self.security = security or MeshSecurity()
         self.mesh = view.mesh
         self.mesh_spec = mesh_spec
         self.inputs: set[ResourceKey] = {view.key(Kind.MESH, view.mesh)}

@@ -6,6 +6,8 @@ virtual gateway); it mirrors the xDS layer's identity so that translation does n
 ``node.metadata["meshplane"]`` (see :mod:`meshplane.proxy.bootstrap`): the address the sidecar
 binds for ingress, where the local application listens, and the egress address and port.
 :meth:`ProxyOptions.from_node_metadata` validates that mapping and fills the defaults.
+:class:`MeshSecurity` holds the control plane's identity settings for the proxy's mesh: the
+SPIFFE trust domain and the mesh-wide mTLS switch (the ``meshplane.io/mtls`` mesh tag).
 
 Built by the xDS control loop (from the stream's node) and by tests; read by
 :func:`meshplane.translate.translate_proxy`.
@@ -17,12 +19,18 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 from meshplane.errors import BadRequestError
+from meshplane.identity.spiffe import DEFAULT_TRUST_DOMAIN
 from meshplane.model import Kind
 
 METADATA_KEY = "meshplane"
+MTLS_TAG = "meshplane.io/mtls"
+"""The mesh tag that turns on mTLS with the mesh CA everywhere: STRICT, PERMISSIVE or
+DISABLED (the same as no tag)."""
+MtlsMode = Literal["STRICT", "PERMISSIVE"]
+_MTLS_MODES: dict[str, MtlsMode] = {"STRICT": "STRICT", "PERMISSIVE": "PERMISSIVE"}
 
 
 class InvalidProxyOptionsError(BadRequestError):
@@ -39,6 +47,36 @@ class ProxyTarget:
 
     def __str__(self) -> str:
         return f"mesh/{self.mesh}/{self.kind.value}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class MeshSecurity:
+    """Identity settings of the proxy's mesh, from the control plane.
+
+    ``mtls`` set: every virtual node listener without a ``tls`` block of its own requires TLS
+    (STRICT) or accepts TLS and plain text (PERMISSIVE) with the proxy's mesh-issued identity,
+    asking clients for a mesh certificate; every backend without a client TLS policy of its
+    own originates mTLS with that identity and checks the provider's SPIFFE ID.
+    """
+
+    trust_domain: str = DEFAULT_TRUST_DOMAIN
+    mtls: MtlsMode | None = None
+
+    @classmethod
+    def from_mesh_tags(
+        cls, tags: Mapping[str, str], trust_domain: str = DEFAULT_TRUST_DOMAIN
+    ) -> tuple[MeshSecurity, str | None]:
+        """The settings from a mesh's tags, and a problem when the tag's value is unknown
+        (mTLS then stays off)."""
+        value = tags.get(MTLS_TAG)
+        if value is None or value.strip().upper() in ("", "DISABLED"):
+            return cls(trust_domain), None
+        mode = _MTLS_MODES.get(value.strip().upper())
+        if mode is not None:
+            return cls(trust_domain, mode), None
+        return cls(trust_domain), (
+            f"mesh tag {MTLS_TAG}={value!r} is not STRICT, PERMISSIVE or DISABLED; mTLS is off"
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,9 @@ A virtual node gets its ingress listeners, route tables and application clusters
 egress HTTP listener and route table, one TCP listener per TCP backend port, and the
 clusters (and Cloud Map assignments) of the providers its declared backends resolve to —
 nothing else, so its size does not depend on the size of the mesh.  Listeners that would
-bind an address and port already taken are left out.
+bind an address and port already taken are left out.  Listener TLS and client TLS policies
+(and the mesh's mTLS switch) become transport sockets (:mod:`~meshplane.translate.security`)
+that name their certificates and trust bundles as SDS secrets; the control loop serves them.
 
 Called by the xDS control loop, the CLI's config preview and tests.
 """
@@ -25,11 +27,11 @@ from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
 
 from meshplane.model import Kind, ResourceKey
-from meshplane.translate import clusters, endpoints, listeners, routes, secrets
+from meshplane.translate import clusters, endpoints, listeners, routes, security
 from meshplane.translate.access_logs import access_logs
 from meshplane.translate.context import Context
 from meshplane.translate.gateway import translate_gateway
-from meshplane.translate.options import ProxyOptions, ProxyTarget
+from meshplane.translate.options import MeshSecurity, ProxyOptions, ProxyTarget
 from meshplane.translate.plan import plan_egress
 from meshplane.translate.resources import ProxyResources
 from meshplane.translate.view import MeshView
@@ -38,16 +40,21 @@ _WILDCARDS = ("0.0.0.0", "::")
 
 
 def translate_proxy(
-    view: MeshView, target: ProxyTarget, options: ProxyOptions | None = None
+    view: MeshView, target: ProxyTarget, options: ProxyOptions | None = None,
+    security: MeshSecurity | None = None,
 ) -> ProxyResources:
-    """The resources of the proxy running as ``target`` (empty when it is unknown)."""
+    """The resources of the proxy running as ``target`` (empty when it is unknown).
+
+    ``security`` holds the trust domain and the mesh's mTLS switch (default: the default trust
+    domain, mTLS off); listeners and clusters name their SDS secrets after it.
+    """
     options = options or ProxyOptions()
     mesh_key = ResourceKey(Kind.MESH, target.mesh, target.mesh)
     mesh_spec = view.mesh_spec if target.mesh == view.mesh else None
     if mesh_spec is None:
         return ProxyResources(inputs=frozenset({mesh_key}),
                               problems=(f"mesh {target.mesh!r} does not exist",))
-    ctx = Context(view, target, options, mesh_spec)
+    ctx = Context(view, target, options, mesh_spec, security)
     if target.kind is Kind.VIRTUAL_NODE:
         return _translate_node(ctx)
     if target.kind is Kind.VIRTUAL_GATEWAY:
@@ -86,14 +93,13 @@ def _translate_node(ctx: Context) -> ProxyResources:
             out_clusters.append(cluster)
     if ctx.mesh_spec.egressFilter.type == "ALLOW_ALL":
         out_clusters.append(clusters.allow_all_cluster(ctx))
-    for problem in secrets.tls_problems(node):
-        ctx.problem(problem)
+    out_listeners = security.secure_ingress(ctx, node.listeners or (), out_listeners)
+    out_clusters = security.secure_egress(ctx, security.node_policies(node), plan, out_clusters)
     return _wrap(ctx, ProxyResources(
         clusters=tuple(out_clusters),
         endpoints=tuple(endpoints.cloud_map_assignments(plan.providers)),
         listeners=_bindable(ctx, out_listeners),
         routes=tuple(out_routes),
-        secrets=tuple(secrets.node_secrets(node)),
     ))
 
 
