@@ -64,14 +64,16 @@ def test_unknown_proxies_get_nothing_and_wait() -> None:
     assert translate_proxy(no_mesh, ProxyTarget("demo", Kind.VIRTUAL_NODE, "a")).empty
 
 
-def test_gateways_are_not_translated_yet() -> None:
+def test_gateways_get_their_listeners_and_unknown_ones_wait() -> None:
     view = MeshBuilder().gateway("gw", {"listeners": [listener(8080)]}).view()
     resources = translate_proxy(view, ProxyTarget("demo", Kind.VIRTUAL_GATEWAY, "gw"))
-    assert resources.empty
+    assert [lst.name for lst in resources.listeners] == ["lds_ingress_127.0.0.1_8080"]
     assert ResourceKey(Kind.VIRTUAL_GATEWAY, "demo", "gw") in resources.inputs
-    assert resources.problems == ("virtual gateways are not translated yet",)
+    assert resources.problems == ()
     missing = translate_proxy(view, ProxyTarget("demo", Kind.VIRTUAL_GATEWAY, "nope"))
-    assert missing.empty and missing.problems == ()
+    assert missing.empty
+    assert missing.problems == ("virtual gateway 'nope' does not exist",)
+    assert ResourceKey(Kind.VIRTUAL_GATEWAY, "demo", "nope") in missing.inputs
 
 
 def test_inputs_are_everything_read_including_what_is_missing() -> None:

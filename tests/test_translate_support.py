@@ -69,6 +69,9 @@ class MeshBuilder:
     def gateway(self, name: str, spec: Json) -> MeshBuilder:
         return self._add(Kind.VIRTUAL_GATEWAY, name, spec)
 
+    def gateway_route(self, gateway: str, name: str, spec: Json) -> MeshBuilder:
+        return self._add(Kind.GATEWAY_ROUTE, name, spec, parent=gateway)
+
     def records(self) -> list[Record]:
         return [
             Record(key=key, spec=spec or {}, uid=f"uid-{i}", version=1, created_at=0.0,
@@ -82,6 +85,12 @@ class MeshBuilder:
 
     def translate(self, node: str, options: ProxyOptions | None = None) -> ProxyResources:
         target = ProxyTarget(self.name, Kind.VIRTUAL_NODE, node)
+        return translate_proxy(self.view(), target, options)
+
+    def translate_gateway(
+        self, gateway: str, options: ProxyOptions | None = None
+    ) -> ProxyResources:
+        target = ProxyTarget(self.name, Kind.VIRTUAL_GATEWAY, gateway)
         return translate_proxy(self.view(), target, options)
 
 

@@ -7,7 +7,8 @@ indexed), a :class:`ProxyTarget` (which virtual node or gateway the proxy runs a
 real Envoy v3 protobuf messages, named the App Mesh way (:mod:`~meshplane.translate.names`).
 The modules are split by output: ``listeners``, ``routes`` (with ``matches``), ``clusters``,
 ``endpoints``, ``secrets``; ``plan`` resolves a node's backends first; ``tls`` and
-``security`` add TLS transport sockets; ``gateway`` is the virtual gateway seam.
+``security`` add TLS transport sockets; ``gateway`` (with ``gateway_routes`` and
+``gateway_matches``) translates virtual gateways.
 
 Used by the xDS control loop (``meshplane.xds``) and by tests.
 """

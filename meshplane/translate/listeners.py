@@ -45,8 +45,8 @@ from meshplane.model.virtual_node import Listener
 from meshplane.translate import names
 from meshplane.translate.clusters import allow_all_dns_cache
 from meshplane.translate.context import Context
-from meshplane.translate.plan import Target
 from meshplane.translate.matches import exact_header
+from meshplane.translate.plan import Target
 from meshplane.translate.protos import ads, duration, pack, socket_address
 
 HTTP_CONNECTION_MANAGER = "envoy.filters.network.http_connection_manager"

@@ -8,7 +8,7 @@ no match is given).  gRPC routes: ``serviceName``/``methodName`` as the request 
 Port matches are applied earlier, when routes are assigned to router listeners
 (:mod:`meshplane.translate.plan`).
 
-Used by :mod:`meshplane.translate.routes` (and later by the gateway routes).
+Used by :mod:`meshplane.translate.routes` and :mod:`meshplane.translate.gateway_matches`.
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ def http_route_match(match: HttpRouteMatch) -> rc.RouteMatch:
         result.prefix = match.prefix or "/"
     result.headers.extend(header_matcher(header) for header in match.headers or ())
     if match.method is not None:
-        result.headers.append(_exact_header(":method", match.method))
+        result.headers.append(exact_header(":method", match.method))
     if match.scheme is not None:
-        result.headers.append(_exact_header(":scheme", match.scheme))
-    result.query_parameters.extend(_query_matcher(q) for q in match.queryParameters or ())
+        result.headers.append(exact_header(":scheme", match.scheme))
+    result.query_parameters.extend(query_matcher(q) for q in match.queryParameters or ())
     return result
 
 
@@ -84,11 +84,11 @@ def _string_matcher(
     return string_pb2.StringMatcher(safe_regex=regex_pb2.RegexMatcher(regex=regex or ""))
 
 
-def _exact_header(name: str, value: str) -> rc.HeaderMatcher:
+def exact_header(name: str, value: str) -> rc.HeaderMatcher:
     return rc.HeaderMatcher(name=name, string_match=string_pb2.StringMatcher(exact=value))
 
 
-def _query_matcher(query: HttpQueryParameter) -> rc.QueryParameterMatcher:
+def query_matcher(query: HttpQueryParameter) -> rc.QueryParameterMatcher:
     if query.match is None or query.match.exact is None:
         return rc.QueryParameterMatcher(name=query.name, present_match=True)
     return rc.QueryParameterMatcher(

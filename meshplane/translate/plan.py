@@ -8,13 +8,15 @@ listener, or its first listener of the route's protocol).  The result, an
 :class:`EgressPlan`, is what the route, listener and cluster builders render: HTTP-like
 backends become virtual hosts, TCP backends their own listeners, and every provider listener
 reached becomes one ``cds_egress_…`` cluster.  Only the declared backends are visited, so the
-plan's size does not depend on the mesh's.
+plan's size does not depend on the mesh's.  :func:`plan_services` does the same for any list of
+virtual services (a virtual gateway plans the services its gateway routes target).
 
-Called by :mod:`meshplane.translate.proxy`.
+Called by :mod:`meshplane.translate.proxy` and :mod:`meshplane.translate.gateway`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -77,6 +79,7 @@ class HttpBackend:
     service: str
     virtual_host: str
     port: int
+    protocol: HttpProtocol
     domains: tuple[str, ...]
     rules: tuple[HttpRule, ...]
 
@@ -102,10 +105,19 @@ class EgressPlan:
 
 def plan_egress(ctx: Context, node: VirtualNodeSpec) -> EgressPlan:
     """Resolve the backends of ``node`` (see the module docstring)."""
+    return plan_services(ctx, [
+        backend.virtualService.virtualServiceName
+        for backend in node.backends or ()
+        if backend.virtualService is not None
+    ])
+
+
+def plan_services(ctx: Context, services: Iterable[str]) -> EgressPlan:
+    """Resolve the virtual services ``services`` (a node's backends, or the targets of a
+    gateway's routes), each once, in order."""
     planner = _Planner(ctx)
-    for backend in node.backends or ():
-        if backend.virtualService is not None:
-            planner.add_service(backend.virtualService.virtualServiceName)
+    for service in dict.fromkeys(services):
+        planner.add_service(service)
     return EgressPlan(tuple(planner.http), tuple(planner.tcp), tuple(planner.providers.values()))
 
 
@@ -144,7 +156,7 @@ class _Planner:
                 self._add_tcp(service, provider.port, targets, None)
             else:
                 rule = HttpRule(service, protocol, None, targets)
-                self._add_http(service, provider.port, (rule,))
+                self._add_http(service, provider.port, protocol, (rule,))
 
     def _router_provider(self, service: str, router_name: str) -> None:
         router = self.ctx.router(router_name)
@@ -167,7 +179,7 @@ class _Planner:
                 assert http is not None
                 targets = self._targets(route.name, http.action, protocol)
                 rules.append(HttpRule(route.name, protocol, http, targets))
-            self._add_http(service, port, tuple(rules))
+            self._add_http(service, port, protocol, tuple(rules))
 
     def _router_tcp(self, service: str, router: str, port: int, routes: list[NamedRoute]) -> None:
         if not routes:
@@ -206,11 +218,13 @@ class _Planner:
             provider = self.providers[cluster] = Provider(node_name, node, listener, cluster)
         return provider
 
-    def _add_http(self, service: str, port: int, rules: tuple[HttpRule, ...]) -> None:
+    def _add_http(
+        self, service: str, port: int, protocol: HttpProtocol, rules: tuple[HttpRule, ...]
+    ) -> None:
         first = not any(b.service == service for b in self.http)
         domains = (service, f"{service}:{port}") if first else (f"{service}:{port}",)
         vhost = service if first else f"{service}_{port}"
-        self.http.append(HttpBackend(service, vhost, port, domains, rules))
+        self.http.append(HttpBackend(service, vhost, port, protocol, domains, rules))
 
     def _add_tcp(
         self, service: str, port: int, targets: tuple[Target, ...], idle: Duration | None

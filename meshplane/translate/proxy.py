@@ -1,6 +1,6 @@
 """The entry point: one proxy's Envoy resources from a mesh view.
 
-:func:`translate_proxy` builds everything a sidecar (or, later, a gateway) needs, as real
+:func:`translate_proxy` builds everything a sidecar or a gateway needs, as real
 protobuf messages, in :class:`ProxyResources`.  A proxy whose mesh or resource is unknown
 gets empty resources and waits; a translation never raises for a mesh the API accepted.
 What had to be left out is in ``problems``, and ``inputs`` lists every resource the

@@ -19,7 +19,7 @@ App Mesh defaults, applied where the spec says nothing (see ``envoy-defaults.md`
 - retry policy (also on virtual node providers): 2 retries on ``connect-failure``,
   ``refused-stream``, ``reset`` and status 503; gRPC routes also on ``unavailable``.
 
-Used by :mod:`meshplane.translate.proxy`.
+Used by :mod:`meshplane.translate.proxy` (and :func:`egress_route` by the gateway routes).
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def egress_route_config(ctx: Context, plan: EgressPlan) -> route_pb2.RouteConfig
             rc.VirtualHost(
                 name=backend.virtual_host,
                 domains=domains,
-                routes=[_egress_route(rule) for rule in backend.rules],
+                routes=[egress_route(rule) for rule in backend.rules],
             )
         )
     if ctx.mesh_spec.egressFilter.type == "ALLOW_ALL":
@@ -113,7 +113,9 @@ def egress_route_config(ctx: Context, plan: EgressPlan) -> route_pb2.RouteConfig
     return config
 
 
-def _egress_route(rule: HttpRule) -> rc.Route:
+def egress_route(rule: HttpRule) -> rc.Route:
+    """The Envoy route of one rule: its match, and weighted clusters with the route's (or App
+    Mesh's default) timeout and retry policy; a 503 when no target weighs anything."""
     route = rule.route
     if route is None:
         match = match_all()

@@ -201,7 +201,8 @@ class MeshView:
         return cached
 
     def gateway_routes(self, gateway: str) -> tuple[NamedGatewayRoute, ...]:
-        """The valid gateway routes of a gateway, by priority (unset last), then name."""
+        """The valid gateway routes of a gateway in match order (see
+        :func:`gateway_route_order`)."""
         parent = ResourceKey(Kind.VIRTUAL_GATEWAY, self.mesh, gateway)
         cached = self._sorted.get(parent)
         if cached is None:
@@ -210,10 +211,7 @@ class MeshView:
                 spec = self.spec(ResourceKey(Kind.GATEWAY_ROUTE, self.mesh, name, gateway))
                 if isinstance(spec, GatewayRouteSpec):
                     routes.append(NamedGatewayRoute(name, spec))
-            cached = self._sorted[parent] = tuple(
-                sorted(routes, key=lambda r: (r.spec.priority is None, r.spec.priority or 0,
-                                              r.name))
-            )
+            cached = self._sorted[parent] = tuple(sorted(routes, key=gateway_route_order))
         return cached
 
 
@@ -241,3 +239,32 @@ def _specificity(spec: RouteSpec) -> tuple[int, int]:
             return (3, len(grpc.serviceName or "") + len(grpc.methodName))
         return (1, len(grpc.serviceName or "")) if grpc.serviceName else (0, 0)
     return (0, 0)
+
+
+def gateway_route_order(route: NamedGatewayRoute) -> tuple[int, int, tuple[int, int, int], str]:
+    """Gateway routes with a priority first, lowest number first, ties by name.  Those without
+    one follow, most specific first — an exact path, a regex, then the longest prefix ("the
+    longest prefix wins"; gRPC: the longest service name), then an exact hostname before a
+    suffix, the longer suffix first — then by name."""
+    priority = route.spec.priority
+    if priority is not None:
+        return (0, priority, (0, 0, 0), route.name)
+    spec = route.spec
+    http = spec.httpRoute or spec.http2Route
+    hostname = None
+    if http is not None:
+        match = http.match
+        hostname = match.hostname
+        if match.path is not None:
+            rank, length = (3 if match.path.exact is not None else 2), len(match.path.value)
+        else:
+            rank, length = (1, len(match.prefix)) if match.prefix is not None else (0, 0)
+    else:
+        assert spec.grpcRoute is not None
+        grpc = spec.grpcRoute.match
+        hostname = grpc.hostname
+        rank, length = (1, len(grpc.serviceName)) if grpc.serviceName is not None else (0, 0)
+    host_rank = 0
+    if hostname is not None:
+        host_rank = 1_000 if hostname.exact is not None else len(hostname.suffix or "")
+    return (1, 0, (-rank, -length, -host_rank), route.name)
