@@ -1,0 +1,561 @@
+"""Convergence: time from an API write until every affected proxy has ACKed the new config,
+and control-plane memory per connected proxy.
+
+One real ``meshplane serve`` (SQLite in a temp dir) holds the mesh of
+:func:`bench.meshes.weight_steps`' benchmark: providers ``blue``/``green`` behind router
+``color`` and virtual service ``color.bench``, and consumer virtual nodes ``c0``..``c<N-1>``
+that each declare ``color.bench`` as their backend.  A *write* is one boto3 ``UpdateRoute``
+changing the blue/green weights (never to 0, so only the consumers' route configuration
+changes); every consumer proxy is affected.
+
+a. **Real Envoys** (``--envoys``, default 100): Envoy 1.40 sidecars for ``c0``.., each with
+   ``--concurrency 1``, its own workload address (127.0.x.y), egress port and admin port.
+   After each write the API's ``GET /meshplane/v1/proxies`` is polled (every
+   ``--poll`` s) until every proxy's RDS ``ackedVersion`` changed and every type is
+   ``synced`` (*observed*); then each Envoy's own ``http.egress.rds.<name>.update_time``
+   (ms since the epoch, set when it applied the update, just before it ACKs) gives the
+   per-proxy *applied* time without polling error.
+b. **Simulated ADS clients** (``--clients``, default 1000,10000): ``bench.ads_clients``
+   processes open one stream (and one TCP connection) per proxy and ACK like Envoy; each
+   reports every stream's last ACK time after the write (CLOCK_MONOTONIC, shared by the
+   processes).  The server's VmRSS is read after one warm-up stream (mesh view built) and
+   again once all N are connected and synced: (after - before) / (N - 1) is the control-plane
+   memory per connected proxy.
+
+Each part starts from a freshly restarted server process (same data dir), and begins with a
+one-proxy baseline in the same run.  ``meshplane_change_to_publish_seconds`` (control loop:
+change feed to every affected snapshot published) is scraped from ``/metrics`` around every
+write.  Aims: convergence under 1 s at 1,000 proxies; under 100 KB per proxy.
+
+    python -m bench.convergence [--envoys 100] [--clients 1000,10000] [--writes 10]
+                                [--large-writes 3] [--client-procs 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench import machine
+from bench.meshes import COLOR_PORT, consumer_node, provider_node, weight_steps, weights_route
+from meshplane.proxy import BootstrapOptions, EnvoyOptions, EnvoyProcess, start_envoy
+from tests.support.server import MeshplaneServer, free_port
+
+MESH = "bench"
+SERVICE = f"color.{MESH}"
+
+
+# --- the mesh --------------------------------------------------------------------------
+
+
+def create_mesh(server: MeshplaneServer, consumers: int) -> float:
+    """The providers, router, route, service (boto3) and ``consumers`` consumer virtual nodes
+    (plain keep-alive HTTP/1.1 PUTs on a few connections: a light client); seconds taken by
+    the consumers.  Setup, not measured."""
+    api = server.boto3()
+    api.create_mesh(meshName=MESH)
+    for i, color in enumerate(("blue", "green")):
+        api.create_virtual_node(meshName=MESH, virtualNodeName=color,
+                                spec=provider_node(f"127.0.1.{i + 2}"))
+    api.create_virtual_router(meshName=MESH, virtualRouterName="color",
+                              spec={"listeners": [{"portMapping": {"port": COLOR_PORT,
+                                                                   "protocol": "http"}}]})
+    api.create_route(meshName=MESH, virtualRouterName="color", routeName="split",
+                     spec=weights_route(90, 10))
+    api.create_virtual_service(meshName=MESH, virtualServiceName=SERVICE,
+                               spec={"provider": {"virtualRouter": {"virtualRouterName": "color"}}})
+    started = time.monotonic()
+    asyncio.run(_create_consumers(server.api_port, consumers))
+    return time.monotonic() - started
+
+
+async def _create_consumers(port: int, count: int, connections: int = 8) -> None:
+    spec = consumer_node([SERVICE])
+    names = iter(range(count))
+
+    async def worker() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for i in names:
+                body = json.dumps({"virtualNodeName": f"c{i}", "spec": spec}).encode()
+                writer.write(
+                    f"PUT /v20190125/meshes/{MESH}/virtualNodes HTTP/1.1\r\nHost: bench\r\n"
+                    f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                    .encode() + body)
+                head = await reader.readuntil(b"\r\n\r\n")
+                status = head.split(b" ", 2)[1]
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                answer = await reader.readexactly(length)
+                if status != b"200":
+                    raise RuntimeError(f"creating c{i}: HTTP {status.decode()} {answer[:300]!r}")
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(worker() for _ in range(connections)))
+
+
+class Writer:
+    """Writes the next weights and records when."""
+
+    def __init__(self, server: MeshplaneServer) -> None:
+        self.api = server.boto3()
+        self.server = server
+        self.step = 0
+
+    def write(self) -> tuple[float, float, float]:
+        """``(t0 monotonic, t0 epoch, API seconds)`` of one UpdateRoute."""
+        self.step += 1
+        blue, green = weight_steps(self.step + 1)[-1]
+        t0, w0 = time.monotonic(), time.time()
+        self.api.update_route(meshName=MESH, virtualRouterName="color", routeName="split",
+                              spec=weights_route(blue, green))
+        return t0, w0, time.monotonic() - t0
+
+
+# --- control-plane observations -----------------------------------------------------
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def server_pid(server: MeshplaneServer) -> int:
+    assert server.process is not None
+    return server.process.pid
+
+
+_HTTP = httpx.Client(timeout=120)  # one client: a new one costs ~50 ms (TLS context)
+
+
+def metrics(server: MeshplaneServer) -> dict[str, float]:
+    text = _HTTP.get(f"{server.url}/metrics").text
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if not sample.labels or set(sample.labels) == {"type"}:
+                label = sample.labels.get("type", "")
+                out[sample.name + (f"{{{label}}}" if label else "")] = sample.value
+    return out
+
+
+def publish_delta(before: dict[str, float], after: dict[str, float]) -> tuple[float, int]:
+    """Seconds the control loop spent publishing, and translations made, between scrapes."""
+    key = "meshplane_change_to_publish_seconds_sum"
+    spent = after.get(key, 0.0) - before.get(key, 0.0)
+    made = after.get("meshplane_translations_total", 0) - before.get("meshplane_translations_total", 0)
+    return spent, int(made)
+
+
+def proxies(server: MeshplaneServer) -> list[dict[str, Any]]:
+    data = _HTTP.get(f"{server.url}/meshplane/v1/proxies").json()
+    return list(data["proxies"] if isinstance(data, dict) else data)
+
+
+def all_synced(status: list[dict[str, Any]]) -> bool:
+    return all(p["types"] and all(t["synced"] for t in p["types"].values()) for p in status)
+
+
+class Profiler:
+    """py-spy sampling the server during the writes (``--profile``): top frames printed."""
+
+    def __init__(self, binary: str | None, out_dir: Path | None) -> None:
+        self.binary = binary
+        self.out_dir = out_dir
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.path: Path | None = None
+
+    def start(self, pid: int, name: str) -> None:
+        if not self.binary or self.out_dir is None:
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.out_dir / f"{name}.txt"
+        self.proc = subprocess.Popen(
+            [self.binary, "record", "--pid", str(pid), "--rate", "200", "--nonblocking",
+             "--format", "raw", "--output", str(self.path)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)
+
+    def stop(self, top: int = 18) -> None:
+        if self.proc is None or self.path is None:
+            return
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(30)
+        self.proc = None
+        own: dict[str, int] = {}
+        inclusive: dict[str, int] = {}
+        total = 0
+        for line in self.path.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            if not stack:
+                continue
+            n = int(count)
+            total += n
+            frames = stack.split(";")
+            own[frames[-1]] = own.get(frames[-1], 0) + n
+            for frame in set(frames):
+                inclusive[frame] = inclusive.get(frame, 0) + n
+        print(f"  py-spy of the server during the writes ({total} samples, {self.path}):")
+        for title, table in (("own time", own), ("inclusive", inclusive)):
+            print(f"  top {top} by {title}:")
+            for frame, n in sorted(table.items(), key=lambda kv: -kv[1])[:top]:
+                print(f"    {100 * n / max(1, total):5.1f}%  {frame[:150]}")
+
+
+# --- figures --------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:8.0f}"
+
+
+def summary(label: str, convergences: list[float], publishes: list[float], apis: list[float]
+            ) -> str:
+    return (f"{label:40s} {ms(percentile(convergences, 0.5))} {ms(percentile(convergences, 0.9))} "
+            f"{ms(max(convergences))}   {ms(statistics.median(publishes))}"
+            f" {ms(statistics.median(apis))}   ({len(convergences)} writes)")
+
+
+HEADER = (f"{'':40s} {'p50 ms':>8s} {'p90 ms':>8s} {'max ms':>8s}   {'publish':>8s} {'API':>8s}"
+          "   publish = control loop, change feed -> every snapshot (median)")
+
+
+# --- a. real Envoys -------------------------------------------------------------------
+
+
+class Envoys:
+    def __init__(self) -> None:
+        self.processes: list[tuple[int, int, EnvoyProcess]] = []  # (index, egress port, process)
+
+    def start(self, server: MeshplaneServer, count: int, batch: int = 10) -> None:
+        """Start Envoys for ``c<len(processes)>``.. until there are ``count``."""
+        for first in range(len(self.processes), count, batch):
+            started = []
+            for i in range(first, min(count, first + batch)):
+                egress = free_port()
+                address = f"127.0.{2 + i // 250}.{i % 250 + 2}"
+                options = BootstrapOptions(
+                    resource=f"mesh/{MESH}/virtualNode/c{i}", xds_port=server.xds_port,
+                    admin_port=0, concurrency=1, log_level="warning",
+                    workload_address=address, egress_port=egress,
+                )
+                process = start_envoy(EnvoyOptions(options, drain_time=1.0))
+                self.processes.append((i, egress, process))
+                started.append(process)
+            for process in started:
+                process.wait_admin(60)
+
+    def update_times(self) -> list[float]:
+        """Each Envoy's egress RDS ``update_time`` (epoch seconds)."""
+        def one(entry: tuple[int, int, EnvoyProcess]) -> float:
+            _, egress, process = entry
+            admin = process.admin_address()
+            name = f"http.egress.rds.rds_egress_http_{egress}.update_time"
+            url = f"http://{admin}/stats?filter=^{name}$"
+            with urllib.request.urlopen(url, timeout=10) as response:
+                text = response.read().decode()
+            for line in text.splitlines():
+                key, _, value = line.partition(": ")
+                if key == name:
+                    return int(value) / 1000
+            raise RuntimeError(f"no {name} in {text!r}")
+        with ThreadPoolExecutor(16) as pool:
+            return list(pool.map(one, self.processes))
+
+    def rss_mib(self) -> float:
+        return sum(rss_kib(p.pid) for _, _, p in self.processes) / 1024 / max(1, len(self.processes))
+
+    def stop(self) -> None:
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(lambda e: e[2].stop(timeout=5), self.processes))
+        self.processes = []
+
+
+def wait_for(predicate: Any, what: str, timeout: float, interval: float = 0.1) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if predicate():
+            return time.monotonic() - started
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+def rds_versions(status: list[dict[str, Any]]) -> dict[str, str]:
+    return {p["nodeId"]: p["types"].get("rds", {}).get("ackedVersion", "") for p in status}
+
+
+def run_envoys(server: MeshplaneServer, count: int, writes: int, poll: float,
+               profiler: Profiler) -> None:
+    print(f"\n== a. {count} real Envoy sidecars (--concurrency 1), {writes} writes each")
+    envoys = Envoys()
+    rss0 = rss_kib(server_pid(server))
+    try:
+        writer = Writer(server)
+        rows = []
+        for label, size in (("1 Envoy (baseline)", 1), (f"{count} Envoys", count)):
+            if size > len(envoys.processes):
+                started = time.monotonic()
+                envoys.start(server, size)  # the baseline Envoy is c0; then c1..
+                wait_for(lambda: len(st := proxies(server)) == size and all_synced(st)
+                         and all(p["types"].get("rds", {}).get("ackedVersion") for p in st),
+                         f"{size} Envoys to connect and sync", 300, 0.5)
+                print(f"{size} Envoys started, connected and synced in "
+                      f"{time.monotonic() - started:.1f} s")
+            convergences, applied, publishes, apis, polls = [], [], [], [], []
+            if size > 1:
+                profiler.start(server_pid(server), f"server-{size}-envoys")
+            for _ in range(writes):
+                before_status = rds_versions(proxies(server))
+                before = metrics(server)
+                t0, w0, api_seconds = writer.write()
+                poll_costs: list[float] = []
+
+                def converged() -> bool:
+                    started = time.monotonic()
+                    status = proxies(server)
+                    poll_costs.append(time.monotonic() - started)
+                    versions = rds_versions(status)
+                    return all_synced(status) and all(
+                        versions[n] and versions[n] != v for n, v in before_status.items())
+
+                wait_for(converged, "every Envoy to ACK the write", 120, poll)
+                observed = time.monotonic() - t0
+                times = envoys.update_times() if size == len(envoys.processes) else []
+                applied.append(max(t - w0 for t in times))
+                convergences.append(observed)
+                apis.append(api_seconds)
+                polls.append(statistics.median(poll_costs))
+                publishes.append(publish_delta(before, metrics(server))[0])
+                time.sleep(0.2)
+            profiler.stop()
+            rows.append(summary(f"{label}: observed via API", convergences, publishes, apis))
+            rows.append(summary(f"{label}: applied (Envoy)", applied, publishes, apis))
+            print(f"  {label}: one /meshplane/v1/proxies poll costs "
+                  f"{statistics.median(polls) * 1000:.1f} ms (median)")
+        rss1 = rss_kib(server_pid(server))
+        print(HEADER)
+        for row in rows:
+            print(row)
+        print(f"control plane VmRSS {rss0 / 1024:.0f} MiB before the Envoys, "
+              f"{rss1 / 1024:.0f} MiB with {count}; Envoy VmRSS {envoys.rss_mib():.0f} MiB each")
+    finally:
+        envoys.stop()
+
+
+# --- b. simulated ADS clients -------------------------------------------------------
+
+
+class Clients:
+    """``bench.ads_clients`` processes."""
+
+    def __init__(self, server: MeshplaneServer, procs: int) -> None:
+        self.procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "bench.ads_clients",
+                 "--target", f"127.0.0.1:{server.xds_port}", "--mesh", MESH],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                cwd=Path(__file__).resolve().parent.parent,
+            )
+            for _ in range(procs)
+        ]
+        self.used: set[int] = set()
+
+    def ask(self, commands: dict[int, dict[str, Any]]) -> dict[int, dict[str, Any]]:
+        for i, command in commands.items():
+            proc = self.procs[i]
+            assert proc.stdin is not None
+            proc.stdin.write(json.dumps(command) + "\n")
+            proc.stdin.flush()
+        answers = {}
+        for i in commands:
+            stdout = self.procs[i].stdout
+            assert stdout is not None
+            line = stdout.readline()
+            if not line:
+                raise RuntimeError(f"client process {i} exited ({self.procs[i].poll()})")
+            answer = json.loads(line)
+            if "error" in answer:
+                raise RuntimeError(f"client process {i}: {answer['error']}")
+            answers[i] = answer
+        return answers
+
+    def connect(self, start: int, count: int, burst: int) -> float:
+        """Connect proxies ``start``.. spread over the processes; seconds until all synced."""
+        share = -(-count // len(self.procs))
+        commands = {}
+        for i in range(len(self.procs)):
+            first = start + i * share
+            n = min(share, start + count - first)
+            if n > 0:
+                commands[i] = {"cmd": "connect", "start": first, "count": n,
+                               "burst": max(1, burst // len(self.procs))}
+                self.used.add(i)
+        return max(a["seconds"] for a in self.ask(commands).values())
+
+    def converge(self, t0: float) -> list[float]:
+        answers = self.ask({i: {"cmd": "converge", "t0": t0} for i in sorted(self.used)})
+        return [t for a in answers.values() for t in a["acks"]]
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None and proc.stdin is not None:
+                try:
+                    proc.stdin.write(json.dumps({"cmd": "close"}) + "\n")
+                    proc.stdin.flush()
+                except BrokenPipeError:
+                    pass
+        for proc in self.procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def converge_writes(server: MeshplaneServer, clients: Clients, writer: Writer, writes: int
+                    ) -> tuple[list[float], list[float], list[float], list[float], list[int]]:
+    lasts, medians, publishes, apis, translations = [], [], [], [], []
+    for _ in range(writes):
+        before = metrics(server)
+        t0, _, api_seconds = writer.write()
+        acks = clients.converge(t0)
+        lasts.append(max(acks))
+        medians.append(statistics.median(acks))
+        spent, made = publish_delta(before, metrics(server))
+        publishes.append(spent)
+        translations.append(made)
+        apis.append(api_seconds)
+    return lasts, medians, publishes, apis, translations
+
+
+def run_clients(server: MeshplaneServer, count: int, writes: int, procs: int, burst: int,
+                profiler: Profiler) -> dict[str, Any]:
+    print(f"\n== b. {count} simulated ADS clients ({procs} client process(es)), {writes} writes")
+    clients = Clients(server, procs)
+    writer = Writer(server)
+    try:
+        rss_start = rss_kib(server_pid(server))
+        warm = clients.connect(0, 1, 1)
+        time.sleep(0.5)
+        rss0 = rss_kib(server_pid(server))
+        base = converge_writes(server, clients, writer, 3)
+        started = time.monotonic()
+        connected = clients.connect(1, count - 1, burst)
+        wall = time.monotonic() - started
+        time.sleep(1.0)
+        rss1 = rss_kib(server_pid(server))
+        started = time.monotonic()
+        status = proxies(server)
+        status_seconds = time.monotonic() - started
+        assert len(status) == count and all_synced(status), "the API disagrees with the clients"
+        profiler.start(server_pid(server), f"server-{count}-clients")
+        lasts, medians, publishes, apis, made = converge_writes(server, clients, writer, writes)
+        profiler.stop()
+        rss2 = rss_kib(server_pid(server))
+    finally:
+        clients.close()
+    per_proxy = (rss1 - rss0) * 1024 / (count - 1)
+    print(f"first stream synced in {warm * 1000:.0f} ms; {count - 1} more connected and synced in "
+          f"{connected:.1f} s ({wall:.1f} s wall); GET /meshplane/v1/proxies: "
+          f"{status_seconds * 1000:.0f} ms")
+    print(HEADER)
+    print(summary("1 proxy (baseline): last ACK", base[0], base[2], base[3]))
+    print(summary(f"{count} proxies: last ACK (= convergence)", lasts, publishes, apis))
+    print(summary(f"{count} proxies: median proxy's ACK", medians, publishes, apis))
+    print(f"translations per write: {statistics.median(made):.0f}; publish per translation: "
+          f"{statistics.median(publishes) / max(1, statistics.median(made)) * 1e6:.0f} us")
+    print(f"control plane VmRSS: {rss_start / 1024:.0f} MiB at start, {rss0 / 1024:.0f} MiB with "
+          f"1 stream, {rss1 / 1024:.0f} MiB with {count}, {rss2 / 1024:.0f} MiB after the writes "
+          f"-> {per_proxy / 1024:.1f} KiB per connected proxy")
+    return {"per_proxy": per_proxy, "p50": percentile(lasts, 0.5)}
+
+
+# --- main -----------------------------------------------------------------------------
+
+
+def raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 65536 if os.geteuid() == 0 else hard
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, want), max(hard, want)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--envoys", type=int, default=100, help="real Envoys (0: skip part a)")
+    parser.add_argument("--clients", default="1000,10000",
+                        help="simulated client counts, comma-separated ('' skips part b)")
+    parser.add_argument("--writes", type=int, default=10, help="writes per measurement")
+    parser.add_argument("--large-writes", type=int, default=3,
+                        help="writes when there are more than 2,000 simulated clients")
+    parser.add_argument("--client-procs", type=int, default=1,
+                        help="simulated-client processes (the clients are spread over them)")
+    parser.add_argument("--burst", type=int, default=500,
+                        help="simulated clients connecting (not yet synced) at a time")
+    parser.add_argument("--poll", type=float, default=0.05,
+                        help="seconds between /meshplane/v1/proxies polls (part a)")
+    parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                        help="sample the server with py-spy during the writes; raw stacks to DIR")
+    parser.add_argument("--py-spy", default=shutil.which("py-spy"), help="the py-spy binary")
+    args = parser.parse_args()
+    profiler = Profiler(args.py_spy, args.profile)
+    sizes = [int(s) for s in args.clients.split(",") if s.strip()]
+    raise_fd_limit()
+    print(machine.describe())
+    with tempfile.TemporaryDirectory(prefix="meshplane-bench-") as tmp:
+        server = MeshplaneServer(Path(tmp) / "data", extra_args=["--log-level", "warning"])
+        server.start()
+        try:
+            consumers = max([args.envoys, *sizes])
+            seconds = create_mesh(server, consumers)
+            print(f"mesh: {consumers} consumer virtual nodes created through the API in "
+                  f"{seconds:.1f} s ({consumers / seconds:.0f}/s)")
+            if args.envoys:
+                server.restart()
+                run_envoys(server, args.envoys, args.writes, args.poll, profiler)
+            for size in sizes:
+                server.restart()
+                writes = args.writes if size <= 2000 else args.large_writes
+                run_clients(server, size, writes, args.client_procs, args.burst, profiler)
+        except BaseException:
+            print(f"--- server log (tail)\n{server.log()[-4000:]}")
+            raise
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,288 @@
+"""Latency overhead of the two-sidecar path against a direct call, at a constant request rate.
+
+The upstream is nginx (``apt install nginx``), one worker, serving a small static 200 (``ok``)
+on 127.0.0.1:<port>, started from a temp dir with ``daemon off`` and its own pid and log
+paths.  A real ``meshplane serve`` holds a mesh with virtual node ``server`` (one HTTP
+listener, DNS discovery at its workload address 127.0.x.y), virtual service ``server.lat``
+and virtual node ``client`` (backend ``server.lat``); each runs a real Envoy 1.40 sidecar
+(``--concurrency 1`` by default).  Paths measured:
+
+- **direct**: load generator -> nginx;
+- **server sidecar**: load generator -> the server sidecar's ingress listener -> nginx;
+- **two sidecars**: load generator -> the client sidecar's egress listener
+  (Host: server.lat) -> the server sidecar's ingress -> nginx, as an application in the mesh
+  calls its backend.
+
+Method.  Constant rate (``--rates``, requests/s, spread over ``--connections`` HTTP/1.1
+keep-alive connections) with h2load's ``--rps`` (open-loop per connection, well below
+capacity), each request's latency from its ``--log-file`` (request sent to response
+complete, µs), so percentiles are exact over all requests.  The paths are measured in
+interleaved rounds (``--rounds``, each ``--seconds`` long after a 1 s warm-up), samples pooled
+per path, so drift on a shared machine hits every path alike.  The overhead is the difference
+of the percentiles of a path and of the direct call measured in the same rounds.  Then, as a
+second view, wrk ``--latency`` closed-loop (back to back) with 1 and 8 connections.  Aim: two
+sidecars add under 0.3 ms at p90.  Not part of the test suite.
+
+    python -m bench.latency [--rates 200,1000] [--connections 4] [--rounds 3] [--seconds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import tempfile
+import textwrap
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from bench import machine
+from meshplane.proxy import BootstrapOptions, EnvoyOptions, EnvoyProcess, start_envoy
+from tests.support.server import MeshplaneServer, free_port
+
+MESH = "lat"
+SERVICE = f"server.{MESH}"
+
+
+class Nginx:
+    """nginx in the foreground from a temp dir: one worker, static 200 on 127.0.0.1:port."""
+
+    def __init__(self, root: Path, port: int) -> None:
+        self.root = root
+        self.port = port
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "nginx.conf").write_text(textwrap.dedent(f"""\
+            worker_processes 1;
+            daemon off;
+            pid {root}/nginx.pid;
+            error_log {root}/error.log warn;
+            events {{ worker_connections 4096; }}
+            http {{
+                access_log off;
+                client_body_temp_path {root}/body;
+                proxy_temp_path {root}/proxy;
+                fastcgi_temp_path {root}/fastcgi;
+                uwsgi_temp_path {root}/uwsgi;
+                scgi_temp_path {root}/scgi;
+                keepalive_requests 10000000;
+                keepalive_timeout 300s;
+                server {{
+                    listen 127.0.0.1:{port};
+                    location / {{ default_type text/plain; return 200 "ok\\n"; }}
+                }}
+            }}
+            """))
+        binary = shutil.which("nginx") or "/usr/sbin/nginx"
+        self.process = subprocess.Popen(
+            [binary, "-p", str(root), "-c", str(root / "nginx.conf"), "-e", str(root / "error.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()  # SIGTERM: fast shutdown of master and worker
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def wait_ok(url: str, host: str | None, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    headers = {"host": host} if host else {}
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(url, headers=headers, timeout=2)
+            if response.status_code == 200 and response.text == "ok\n":
+                return
+            last = f"HTTP {response.status_code}: {response.text[:200]}"
+        except httpx.HTTPError as error:
+            last = repr(error)
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} (Host {host}) never answered 200 ok: {last}")
+
+
+@dataclass(frozen=True, slots=True)
+class Path_:
+    name: str
+    url: str
+    host: str | None
+
+
+def h2load(path: Path_, rate: int, connections: int, seconds: float, log: Path) -> list[float]:
+    """Latencies (ms) of ``rate`` req/s over ``connections`` connections for ``seconds``."""
+    per_connection = max(1, round(rate / connections))
+    args = ["h2load", "--h1", "-c", str(connections), "-t", "1", "--rps", str(per_connection),
+            "-D", f"{round(seconds * 1000)}ms", "--warm-up-time", "1s", "--log-file", str(log)]
+    if path.host:
+        args += ["-H", f":authority: {path.host}"]  # h2load turns it into Host for HTTP/1.1
+    out = subprocess.run([*args, path.url], capture_output=True, text=True, timeout=seconds + 60)
+    if out.returncode != 0:
+        raise RuntimeError(f"h2load failed: {out.stdout}\n{out.stderr}")
+    latencies = []
+    failed: dict[str, int] = {}
+    for line in log.read_text().splitlines():
+        _, status, micros = line.split("\t")[:3]
+        if status != "200":
+            failed[status] = failed.get(status, 0) + 1
+            continue
+        latencies.append(int(micros) / 1000)
+    if failed:
+        raise RuntimeError(f"requests to {path.name} failed (status: count) {failed}")
+    return latencies
+
+
+def wrk(path: Path_, connections: int, seconds: int) -> tuple[dict[str, float], float]:
+    """wrk --latency closed loop: percentiles (ms) and requests/s."""
+    args = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if path.host:
+        args += ["-H", f"Host: {path.host}"]
+    out = subprocess.run([*args, path.url], capture_output=True, text=True, check=True,
+                         timeout=seconds + 60).stdout
+    percentiles: dict[str, float] = {}
+    rate = 0.0
+    in_distribution = False
+    for line in out.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("Latency Distribution"):
+            in_distribution = True
+            continue
+        if in_distribution and "%" in stripped:
+            key, value = stripped.split()
+            percentiles[key] = _wrk_ms(value)
+            if key == "99%":
+                in_distribution = False
+        if stripped.startswith("Requests/sec:"):
+            rate = float(stripped.split()[1])
+        if "Non-2xx" in stripped or "Socket errors" in stripped:
+            raise RuntimeError(f"wrk errors on {path.name}: {stripped}")
+    return percentiles, rate
+
+
+def _wrk_ms(value: str) -> float:
+    for unit, factor in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
+        if value.endswith(unit):
+            return float(value[: -len(unit)]) * factor
+    raise ValueError(value)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def start_sidecar(server: MeshplaneServer, node: str, address: str, app_port: int | None,
+                  egress_port: int, concurrency: int) -> EnvoyProcess:
+    options = BootstrapOptions(
+        resource=f"mesh/{MESH}/virtualNode/{node}", xds_port=server.xds_port, admin_port=0,
+        concurrency=concurrency, log_level="warning", workload_address=address,
+        app_port=app_port, egress_port=egress_port,
+    )
+    process = start_envoy(EnvoyOptions(options, drain_time=1.0))
+    process.wait_admin(30)
+    return process
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rates", default="200,1000", help="constant request rates (req/s)")
+    parser.add_argument("--connections", type=int, default=4,
+                        help="connections the constant rate is spread over")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=5.0, help="per path, per round")
+    parser.add_argument("--wrk-seconds", type=int, default=5, help="0 skips the wrk runs")
+    parser.add_argument("--envoy-concurrency", type=int, default=1)
+    args = parser.parse_args()
+    for tool in ("nginx", "h2load", "wrk"):
+        if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
+            raise SystemExit(f"{tool} is not installed (apt-get install -y nginx nghttp2-client wrk)")
+    print(machine.describe())
+    with tempfile.TemporaryDirectory(prefix="meshplane-latency-") as tmp:
+        root = Path(tmp)
+        nginx_port = free_port()
+        address = f"127.0.{100 + os.getpid() % 100}.{2 + os.getpid() % 200}"
+        listener_port = free_port(address)
+        egress_port = free_port()
+        server = MeshplaneServer(root / "data", extra_args=["--log-level", "warning"])
+        nginx: Nginx | None = None
+        sidecars: list[EnvoyProcess] = []
+        server.start()
+        try:
+            nginx = Nginx(root / "nginx", nginx_port)
+            api = server.boto3()
+            api.create_mesh(meshName=MESH)
+            api.create_virtual_node(meshName=MESH, virtualNodeName="server", spec={
+                "listeners": [{"portMapping": {"port": listener_port, "protocol": "http"}}],
+                "serviceDiscovery": {"dns": {"hostname": address}},
+            })
+            api.create_virtual_service(meshName=MESH, virtualServiceName=SERVICE, spec={
+                "provider": {"virtualNode": {"virtualNodeName": "server"}}})
+            api.create_virtual_node(meshName=MESH, virtualNodeName="client", spec={
+                "backends": [{"virtualService": {"virtualServiceName": SERVICE}}]})
+            sidecars.append(start_sidecar(server, "server", address, nginx_port, free_port(),
+                                          args.envoy_concurrency))
+            sidecars.append(start_sidecar(server, "client", f"127.0.{100 + os.getpid() % 100}."
+                                          f"{3 + os.getpid() % 200}", None, egress_port,
+                                          args.envoy_concurrency))
+            paths = [
+                Path_("direct", f"http://127.0.0.1:{nginx_port}/", None),
+                Path_("server sidecar", f"http://{address}:{listener_port}/", None),
+                Path_("two sidecars", f"http://127.0.0.1:{egress_port}/", SERVICE),
+            ]
+            for path in paths:
+                wait_ok(path.url, path.host)
+            print(f"nginx on 127.0.0.1:{nginx_port}; server sidecar ingress {address}:"
+                  f"{listener_port}; client sidecar egress 127.0.0.1:{egress_port} "
+                  f"(Envoy --concurrency {args.envoy_concurrency})")
+            run_constant(root, paths, args)
+            if args.wrk_seconds:
+                run_wrk(paths, args.wrk_seconds)
+        finally:
+            for sidecar in sidecars:
+                sidecar.stop()
+            if nginx is not None:
+                nginx.stop()
+            server.stop()
+
+
+def run_constant(root: Path, paths: list[Path_], args: argparse.Namespace) -> None:
+    for rate in (int(r) for r in args.rates.split(",")):
+        samples: dict[str, list[float]] = {p.name: [] for p in paths}
+        for round_ in range(args.rounds):
+            for path in paths:
+                log = root / f"h2load-{rate}-{round_}-{path.name.replace(' ', '_')}.log"
+                samples[path.name] += h2load(path, rate, args.connections, args.seconds, log)
+        direct = samples["direct"]
+        print(f"\nconstant {rate} req/s over {args.connections} connections (h2load --rps), "
+              f"{args.rounds} x {args.seconds:g} s per path, interleaved")
+        print(f"{'path':16s} {'requests':>8s} {'p50 ms':>8s} {'p90 ms':>8s} {'p99 ms':>8s}"
+              f"   {'+p50':>7s} {'+p90':>7s} {'+p99':>7s}  (overhead vs direct, ms)")
+        for path in paths:
+            values = samples[path.name]
+            cells = [percentile(values, q) for q in (0.5, 0.9, 0.99)]
+            extra = [c - percentile(direct, q) for c, q in zip(cells, (0.5, 0.9, 0.99))]
+            print(f"{path.name:16s} {len(values):8d} " + " ".join(f"{c:8.3f}" for c in cells)
+                  + "   " + " ".join(f"{e:+7.3f}" for e in extra))
+
+
+def run_wrk(paths: list[Path_], seconds: int) -> None:
+    for connections in (1, 8):
+        print(f"\nwrk --latency, closed loop, {connections} connection(s), {seconds} s per path")
+        print(f"{'path':16s} {'req/s':>8s} {'p50 ms':>8s} {'p90 ms':>8s} {'p99 ms':>8s}"
+              f"   {'+p50':>7s} {'+p90':>7s} {'+p99':>7s}")
+        results = {p.name: wrk(p, connections, seconds) for p in paths}
+        base = results["direct"][0]
+        for path in paths:
+            pct, rate = results[path.name]
+            keys = ("50%", "90%", "99%")
+            print(f"{path.name:16s} {rate:8.0f} " + " ".join(f"{pct[k]:8.3f}" for k in keys)
+                  + "   " + " ".join(f"{pct[k] - base[k]:+7.3f}" for k in keys))
+
+
+if __name__ == "__main__":
+    main()
