@@ -5,7 +5,15 @@ mesh for that proxy (``meshplane.translate``) and publishes the snapshot.  It fo
 store's change feed: each burst of changes (debounced) updates the affected meshes' views,
 and only the proxies whose translation read one of the changed resources (their recorded
 ``inputs``) are translated again.  Unchanged resources keep their content-hash versions, so
-the ADS server sends nothing for them.  Built and started by ``meshplane.server``.
+the ADS server sends nothing for them.
+
+Secrets: a snapshot also carries the SDS secrets its listeners and clusters name, issued by
+the mesh CA for the proxy's own identity (:mod:`meshplane.control.secrets`).  A rotation task
+sleeps until the next certificate is due (or a CA rotation changes the trust bundle or the
+signing root) and republishes, without translating again, the snapshots whose secrets changed.
+The mesh's ``meshplane.io/mtls`` tag turns mesh-wide mTLS on (``MeshSecurity``).
+
+Built and started by ``meshplane.server``.
 """
 
 from __future__ import annotations
@@ -16,15 +24,25 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from meshplane.control.secrets import IdentityProvider, proxy_secrets
+from meshplane.identity import DEFAULT_TRUST_DOMAIN
 from meshplane.model.kinds import Kind, ResourceKey
 from meshplane.store.base import Store
 from meshplane.store.records import Change
-from meshplane.translate import MeshView, ProxyOptions, ProxyTarget, dependency_key, translate_proxy
-from meshplane.translate.options import InvalidProxyOptionsError
-from meshplane.xds import ProxyConnection, Snapshot, SnapshotCache
+from meshplane.translate import (
+    MeshSecurity,
+    MeshView,
+    ProxyOptions,
+    ProxyTarget,
+    dependency_key,
+    translate_proxy,
+)
+from meshplane.translate.options import METADATA_KEY, InvalidProxyOptionsError
+from meshplane.xds import ProxyConnection, Resource, Snapshot, SnapshotCache, types
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +57,26 @@ class _Proxy:
     inputs: frozenset[ResourceKey] = frozenset()
     problems: tuple[str, ...] = ()
     revision: int = 0
+    resources: tuple[Resource, ...] = ()
+    """The translation's resources (secrets are added to them for each snapshot)."""
+    translation_problems: tuple[str, ...] = ()
+    secret_versions: frozenset[tuple[str, str]] = frozenset()
 
 
 def snapshot_key(connection: ProxyConnection) -> str:
-    """The cache key of a connection: its identity (the node key the ADS stream watches)."""
-    return connection.identity.key
+    """The cache key of a connection (the key its ADS stream watches): its identity's node key,
+    and when its bootstrap sent translation options (``node.metadata["meshplane"]``) a digest
+    of those options.  Proxies of one identity with equal options share a snapshot (gateway
+    replicas bound to the same address); one bound elsewhere gets its own.  Other metadata
+    (the admin address, the resource) does not count."""
+    key = connection.identity.key
+    if METADATA_KEY not in connection.metadata:
+        return key
+    try:
+        options = ProxyOptions.from_node_metadata(connection.metadata)
+    except InvalidProxyOptionsError:
+        options = ProxyOptions()  # what proxy_connected falls back to as well
+    return f"{key}/{options.digest()}"
 
 
 class ControlLoop:
@@ -56,15 +89,20 @@ class ControlLoop:
         *,
         registry: CollectorRegistry | None = None,
         debounce: float = 0.02,
+        identities: IdentityProvider | None = None,
     ) -> None:
         self.store = store
         self.cache = cache
         self.debounce = debounce
+        self.identities = identities
         self._proxies: dict[str, _Proxy] = {}
         self.connections: dict[int, ProxyConnection] = {}
         self._views: dict[str, MeshView] = {}
+        self._security: dict[str, tuple[MeshSecurity, str | None]] = {}
         self._revision = store.revision
         self._task: asyncio.Task[None] | None = None
+        self._rotation: asyncio.Task[None] | None = None
+        self._secrets_due = asyncio.Event()
         registry = registry if registry is not None else CollectorRegistry()
         self._translations = Counter(
             "meshplane_translations", "Proxy snapshots computed", registry=registry
@@ -117,6 +155,11 @@ class ControlLoop:
         if not entry.streams:
             del self._proxies[key]
             self.cache.remove(key)
+            target = entry.target
+            if self.identities is not None and not any(
+                e.target == target for e in self._proxies.values()
+            ):
+                self.identities.forget(target.mesh, target.kind.value, target.name)
 
     def problems(self, stream_id: int) -> tuple[str, ...]:
         """What the translation of a stream's proxy left out, and why."""
@@ -133,33 +176,108 @@ class ControlLoop:
             self._views[mesh] = view
         return view
 
+    def _mesh_security(self, mesh: str) -> tuple[MeshSecurity, str | None]:
+        """The trust domain and the mTLS switch (mesh tag) of ``mesh``, cached per mesh."""
+        cached = self._security.get(mesh)
+        if cached is None:
+            td = self.identities.trust_domain if self.identities else DEFAULT_TRUST_DOMAIN
+            record = self.store.get(ResourceKey(Kind.MESH, mesh, mesh))
+            tags = {t.key: t.value for t in record.tags} if record is not None else {}
+            cached = self._security[mesh] = MeshSecurity.from_mesh_tags(tags, td)
+        return cached
+
     def _publish(self, key: str, entry: _Proxy) -> None:
         started = time.perf_counter()
-        resources = translate_proxy(self._view(entry.target.mesh), entry.target, entry.options)
+        security, tag_problem = self._mesh_security(entry.target.mesh)
+        resources = translate_proxy(
+            self._view(entry.target.mesh), entry.target, entry.options, security
+        )
         try:
-            snapshot = Snapshot(resources.all())
+            translated = tuple(Resource.of(message) for message in resources.all())
+            Snapshot(translated)
         except Exception as error:  # a translation bug must not take the loop down
             log.exception("snapshot of %s is invalid", key)
             entry.problems = (f"internal error building the snapshot: {error}",)
             return
+        entry.resources = translated
         entry.inputs = resources.inputs
-        entry.problems = resources.problems
+        entry.translation_problems = resources.problems + ((tag_problem,) if tag_problem else ())
         entry.revision = self._revision
-        self.cache.set_snapshot(key, snapshot)
+        self._publish_secrets(key, entry, force=True)
         self._translations.inc()
         self._translate_seconds.observe(time.perf_counter() - started)
+
+    def _publish_secrets(self, key: str, entry: _Proxy, *, force: bool = False) -> None:
+        """Publish the entry's resources with their current secrets (if they changed)."""
+        wanted = {name for r in entry.resources for name in r.refs_of(types.SECRET)}
+        found = proxy_secrets(self.identities, entry.target, wanted)
+        target = entry.target
+        if self.identities is not None and not any(
+            s.tls_certificate.HasField("certificate_chain") for s in found.secrets
+        ):  # no longer uses its certificate: do not keep rotating it
+            self.identities.forget(target.mesh, target.kind.value, target.name)
+        secrets = tuple(Resource.of(secret) for secret in found.secrets)
+        versions = frozenset((r.name, r.version) for r in secrets)
+        entry.problems = entry.translation_problems + found.problems
+        if not force and versions == entry.secret_versions:
+            return
+        entry.secret_versions = versions
+        self.cache.set_snapshot(key, Snapshot((*entry.resources, *secrets)))
+        if secrets:
+            self._secrets_due.set()  # a fresh certificate may be due before the others
+
+    def refresh_secrets(self) -> int:
+        """Republish every snapshot whose secrets changed (rotated certificates, a new trust
+        bundle); return how many were republished."""
+        count = 0
+        for key, entry in list(self._proxies.items()):
+            before = entry.secret_versions
+            self._publish_secrets(key, entry)
+            count += entry.secret_versions != before
+        return count
+
+    def secrets_changed(self) -> None:
+        """Ask the rotation task to look again now (thread-safe once started)."""
+        self._secrets_due.set()
+
+    async def _rotate(self) -> None:
+        """Republish snapshots when certificates are due or a CA's roots change."""
+        while True:
+            due = self.identities.next_change() if self.identities is not None else None
+            delay = 3600.0
+            if due is not None:
+                delay = min(delay, max(0.2, (due - datetime.now(UTC)).total_seconds() + 0.05))
+            self._secrets_due.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._secrets_due.wait(), timeout=delay)
+            try:
+                republished = self.refresh_secrets()
+                if republished:
+                    log.info("rotated the secrets of %d proxy snapshot(s)", republished)
+            except Exception:
+                log.exception("secret rotation failed; retrying")
+                await asyncio.sleep(1)
 
     # --- the change feed ----------------------------------------------------------------
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._follow(), name="meshplane-control-loop")
+        self._rotation = asyncio.create_task(self._rotate(), name="meshplane-secret-rotation")
+        if self.identities is not None:
+            loop = asyncio.get_running_loop()
+
+            def changed() -> None:
+                loop.call_soon_threadsafe(self.secrets_changed)
+
+            self.identities.add_listener(changed)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in (self._task, self._rotation):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._rotation = None
 
     async def _follow(self) -> None:
         while True:
@@ -180,6 +298,8 @@ class ControlLoop:
             by_mesh.setdefault(change.key.mesh, set()).add(change.key)
             self._revision = max(self._revision, change.revision)
         for mesh, keys in by_mesh.items():
+            if any(k.kind is Kind.MESH for k in keys):
+                self._security.pop(mesh, None)  # its tags may have changed
             view = self._views.get(mesh)
             if view is None:
                 continue

@@ -90,6 +90,7 @@ class MeshIdentities:
         self._authorities: dict[str, MeshAuthority] = {}
         self._issued: dict[str, IssuedCertificate] = {}
         self._operator: Root | None = None
+        self._listeners: list[Callable[[], None]] = []
         if self.settings.ca_certificate_file is not None:
             assert self.settings.ca_key_file is not None
             self._operator = operator_root(
@@ -132,12 +133,18 @@ class MeshIdentities:
             self.keystore.save(authority)
         return authority
 
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` (from any thread) after a CA rotation is started."""
+        self._listeners.append(listener)
+
     def rotate_ca(self, mesh: str) -> MeshAuthority:
         """Start a rotation of the CA of ``mesh`` (see :meth:`MeshAuthority.rotated`)."""
         with self._lock:
             authority = self._rotate(self.authority(mesh), self.clock())
             self._authorities[mesh] = authority
-            return authority
+        for listener in self._listeners:
+            listener()
+        return authority
 
     def _rotate(self, authority: MeshAuthority, now: datetime) -> MeshAuthority:
         rotated = authority.rotated(

@@ -279,8 +279,12 @@ class _Transaction:
         )
 
     def set_tags(self, key: ResourceKey, tags: Sequence[Tag]) -> Record:
+        # A change-feed entry: tags can steer the data plane (a mesh's meshplane.io/mtls).
         current = self._existing(key)
-        return self._rewrite(Record(**{**_fields(current), "tags": tuple(tags)}))
+        revision = self._advance(ChangeOp.UPDATE, key)
+        return self._rewrite(
+            Record(**{**_fields(current), "tags": tuple(tags), "revision": revision})
+        )
 
     def delete(self, key: ResourceKey) -> Record:
         current = self._existing(key)
