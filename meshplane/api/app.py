@@ -2,8 +2,10 @@
 
 Built by ``meshplane.server`` (``build_app``); routes:
 - ``/v20190125/...``: the App Mesh API (``meshplane.api.appmesh``)
-- ``/meshplane/v1/...``: manifests, namespaces, proxies (``meshplane.api.extensions``)
+- ``/meshplane/v1/...``: manifests, namespaces, proxies (``meshplane.api.extensions``), API
+  tokens and the audit log (``meshplane.api.admin``)
 - ``/openapi.json``, ``/healthz``, ``/metrics``
+Every request passes the authentication middleware (``meshplane.api.auth``) first.
 """
 
 from __future__ import annotations
@@ -15,15 +17,19 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from meshplane.api.appmesh import AppMeshApi, error_response, json_response
+from meshplane.api.admin import AdminApi
+from meshplane.api.appmesh import MAX_BODY, AppMeshApi, error_response, json_response
+from meshplane.api.auth import Authentication, Authenticator
 from meshplane.api.extensions import ExtensionsApi
 from meshplane.api.openapi import openapi_document
 from meshplane.errors import NotFoundError
 from meshplane.service.resources import Caller, ResourceService
+from meshplane.service.tokens import TokenService
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +43,10 @@ def build_app(
     registry: CollectorRegistry | None = None,
     proxies: ProxyStatusSource | None = None,
     lifespan: Any = None,
+    tokens: TokenService | None = None,
+    require_auth: bool = False,
 ) -> Starlette:
+    """The application; without ``tokens``, an open API for ``caller`` (in-process tests)."""
     appmesh = AppMeshApi(service, caller)
     extensions = ExtensionsApi(service, caller, proxies=proxies)
     document = openapi_document()
@@ -52,8 +61,8 @@ def build_app(
         data = generate_latest(registry) if registry is not None else b""
         return Response(data, media_type=CONTENT_TYPE_LATEST)
 
-    async def not_found(request: Request) -> Response:
-        return error_response(NotFoundError(f"nothing at {request.url.path}"))
+    async def not_found(request: Request, _: Any = None) -> Response:
+        return error_response(NotFoundError(f"nothing at {request.url.path!r}"))
 
     methods = ["GET", "PUT", "POST", "DELETE", "PATCH", "HEAD"]
     routes: list[BaseRoute] = [
@@ -62,6 +71,19 @@ def build_app(
         Route("/metrics", metrics, methods=["GET"]),
         Route("/v20190125/{rest:path}", appmesh.handle, methods=methods),
         *extensions.routes(),
+        *(AdminApi(tokens).routes() if tokens is not None else []),
         Route("/{rest:path}", not_found, methods=methods),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    middleware = []
+    if tokens is not None:
+        authenticator = Authenticator(tokens, required=require_auth)
+        middleware.append(
+            Middleware(Authentication, authenticator=authenticator, max_body=MAX_BODY)
+        )
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=middleware,
+        # paths no route pattern matches at all (a decoded newline, say)
+        exception_handlers={404: not_found},
+    )

@@ -2,12 +2,14 @@
 
 ``AppMeshApi.handle`` decodes one request (URI labels, query, JSON body), calls the matching
 ``ResourceService`` operation in a worker thread and encodes the answer — the bare ``*Data``
-payload, or an error with the ``x-amzn-errortype`` header and a ``{"message"}`` body.
+payload, or an error with the ``x-amzn-errortype`` header and a ``{"message"}`` body.  The
+caller is the request's principal (``meshplane.api.auth``); the service checks its roles.
 Mounted by ``meshplane.api.app``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Mapping
@@ -17,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from meshplane.api.auth import principal_of
 from meshplane.errors import BadRequestError, MeshplaneError, NotFoundError
 from meshplane.model.kinds import Kind, ResourceKey
 from meshplane.service import inputs
@@ -106,10 +109,11 @@ class AppMeshApi:
             op, labels = found
             body = await read_json_body(request) if request.method == "PUT" else {}
             query = dict(request.query_params)
+            caller = dataclasses.replace(self.caller, principal=principal_of(request))
             if op.action in _READS:  # served from the store's in-memory read model
-                answer = self._call(op, labels, query, body)
+                answer = self._call(caller, op, labels, query, body)
             else:  # writes wait for their group commit in a worker thread
-                answer = await run_in_threadpool(self._call, op, labels, query, body)
+                answer = await run_in_threadpool(self._call, caller, op, labels, query, body)
             return json_response(answer)
         except MeshplaneError as error:
             return error_response(error)
@@ -119,6 +123,7 @@ class AppMeshApi:
 
     def _call(
         self,
+        caller: Caller,
         op: Operation,
         labels: Mapping[str, str],
         query: Mapping[str, str],
@@ -131,13 +136,14 @@ class AppMeshApi:
             _only(body, {"tags"})
             if "tags" not in body:
                 raise BadRequestError("tags: is required")
-            return service.tag(query.get("resourceArn"), body["tags"])
+            return service.tag(query.get("resourceArn"), body["tags"], caller=caller)
         if op.action is Action.UNTAG:
             _only(body, {"tagKeys"})
-            return service.untag(query.get("resourceArn"), body.get("tagKeys"))
+            return service.untag(query.get("resourceArn"), body.get("tagKeys"), caller=caller)
         if op.action is Action.LIST_TAGS:
             return service.list_tags(
                 query.get("resourceArn"),
+                caller=caller,
                 limit=query.get("limit"),
                 next_token=query.get("nextToken"),
             )
@@ -152,6 +158,7 @@ class AppMeshApi:
                 parent = inputs.resource_name(labels[field], field)
             return service.list(
                 kind,
+                caller=caller,
                 mesh=mesh,
                 parent=parent,
                 limit=query.get("limit"),
@@ -172,7 +179,7 @@ class AppMeshApi:
             return service.create(
                 key,
                 body.get("spec"),
-                caller=self.caller,
+                caller=caller,
                 tags=body.get("tags"),
                 client_token=body.get("clientToken"),
                 mesh_owner=owner,
@@ -180,8 +187,12 @@ class AppMeshApi:
         if op.action is Action.UPDATE:
             _only(body, {"spec", "clientToken"})
             return service.update(
-                key, body.get("spec"), client_token=body.get("clientToken"), mesh_owner=owner
+                key,
+                body.get("spec"),
+                caller=caller,
+                client_token=body.get("clientToken"),
+                mesh_owner=owner,
             )
         if op.action is Action.DELETE:
-            return service.delete(key, mesh_owner=owner)
-        return service.describe(key, mesh_owner=owner)
+            return service.delete(key, caller=caller, mesh_owner=owner)
+        return service.describe(key, caller=caller, mesh_owner=owner)

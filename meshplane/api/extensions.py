@@ -5,11 +5,13 @@
 - ``GET /meshplane/v1/namespaces``, ``PUT /meshplane/v1/namespaces/{name}`` ``{"labels": {}}``
 - ``GET /meshplane/v1/manifests``: the applied manifests
 - ``GET /meshplane/v1/proxies``: connected proxies and their xDS state
-Used by the CLI; mounted by ``meshplane.api.app``.
+What a caller sees and may change follows its roles (``meshplane.service.access``): lists
+hold only what is in meshes it may view.  Used by the CLI; mounted by ``meshplane.api.app``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -20,9 +22,11 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from meshplane.api.appmesh import error_response, json_response, read_json_body
+from meshplane.api.auth import principal_of
 from meshplane.errors import BadRequestError, MeshplaneError
 from meshplane.manifests import Manifest, parse_documents
 from meshplane.service import inputs
+from meshplane.service.access import Role
 from meshplane.service.apply import ManifestService
 from meshplane.service.resources import Caller, ResourceService
 
@@ -84,12 +88,15 @@ class ExtensionsApi:
 
         return endpoint
 
+    def _caller(self, request: Request) -> Caller:
+        return dataclasses.replace(self.caller, principal=principal_of(request))
+
     async def apply(self, request: Request) -> dict[str, Any]:
         body = await read_json_body(request)
         manifests = _documents(body)
         dry_run = bool(body.get("dryRun", False))
         outcome = await run_in_threadpool(
-            self.manifests.apply, manifests, caller=self.caller, dry_run=dry_run
+            self.manifests.apply, manifests, caller=self._caller(request), dry_run=dry_run
         )
         return outcome.as_json()
 
@@ -98,7 +105,7 @@ class ExtensionsApi:
         manifests = _documents(body)
         dry_run = bool(body.get("dryRun", False))
         outcome = await run_in_threadpool(
-            self.manifests.delete, manifests, caller=self.caller, dry_run=dry_run
+            self.manifests.delete, manifests, caller=self._caller(request), dry_run=dry_run
         )
         return outcome.as_json()
 
@@ -115,12 +122,12 @@ class ExtensionsApi:
         ):
             raise BadRequestError("labels: must be an object of string keys to string or null")
         outcome = await run_in_threadpool(
-            self.manifests.label_namespace, name, labels, caller=self.caller
+            self.manifests.label_namespace, name, labels, caller=self._caller(request)
         )
         return outcome.as_json()
 
-    async def list_manifests(self, _: Request) -> dict[str, Any]:
-        stored = await run_in_threadpool(self.store.manifests)
+    async def list_manifests(self, request: Request) -> dict[str, Any]:
+        stored = await run_in_threadpool(self.manifests.visible_manifests, principal_of(request))
         return {
             "manifests": [
                 {
@@ -134,5 +141,7 @@ class ExtensionsApi:
             ]
         }
 
-    async def list_proxies(self, _: Request) -> dict[str, Any]:
-        return {"proxies": self.proxies() if self.proxies is not None else []}
+    async def list_proxies(self, request: Request) -> dict[str, Any]:
+        principal = principal_of(request)
+        proxies = self.proxies() if self.proxies is not None else []
+        return {"proxies": [p for p in proxies if principal.can(str(p.get("mesh")), Role.VIEWER)]}

@@ -2,7 +2,9 @@
 
 The one place where components are built and connected (nothing happens at import time).
 The API (uvicorn) and the xDS server (grpc.aio) share one asyncio event loop; SIGTERM and
-SIGINT stop both cleanly.  Called by the CLI.
+SIGINT stop both cleanly.  API authentication (``meshplane.api.auth``) is on unless the
+server binds loopback only; with ``--tls-cert``/``--tls-key`` both ports speak TLS.  Called by
+the CLI.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ import fcntl
 import logging
 import os
 import signal
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+import grpc
 import uvicorn
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
@@ -24,10 +28,13 @@ from starlette.applications import Starlette
 from meshplane.api.app import build_app
 from meshplane.control import ControlLoop
 from meshplane.errors import MeshplaneError
-from meshplane.server.settings import Settings
+from meshplane.server.keys import token_key
+from meshplane.server.settings import Settings, TlsSettings
 from meshplane.server.status import proxy_status_json
+from meshplane.service.access import ANONYMOUS
 from meshplane.service.arns import Partition
 from meshplane.service.resources import Caller, ResourceService
+from meshplane.service.tokens import SecretBox, TokenService
 from meshplane.store import SqlStore, open_store
 from meshplane.xds import SnapshotCache, XdsServer
 
@@ -55,6 +62,17 @@ def lock_data_dir(data_dir: Path) -> IO[str]:
     return handle
 
 
+class TlsFilesError(MeshplaneError):
+    """The TLS certificate or key cannot be read."""
+
+
+def _read_tls(tls: TlsSettings) -> tuple[bytes, bytes]:
+    try:
+        return tls.cert_file.read_bytes(), tls.key_file.read_bytes()
+    except OSError as error:
+        raise TlsFilesError(f"{error.filename}: cannot read ({error.strerror})") from None
+
+
 class Application:
     """Every long-lived component of a running control plane."""
 
@@ -67,12 +85,20 @@ class Application:
             data_dir=settings.store.data_dir, url=settings.store.database_url
         )
         self.partition = Partition(settings.region, settings.account_id)
-        self.caller = Caller(settings.account_id)
+        self.caller = Caller(settings.account_id, ANONYMOUS)
         self.service = ResourceService(self.store, self.partition)
+        self.tokens: TokenService | None = None
+        if settings.auth is not None:
+            box = SecretBox(token_key(settings.auth.key_file))
+            self.tokens = TokenService(self.store, box, clock=time.time)
+        credentials = None
+        if settings.tls is not None:
+            cert, key = _read_tls(settings.tls)
+            credentials = grpc.ssl_server_credentials([(key, cert)])
         self.registry = CollectorRegistry()
         self.cache = SnapshotCache()
         self.control = ControlLoop(self.store, self.cache, registry=self.registry)
-        self.xds = XdsServer(self.cache, self.control, self.registry)
+        self.xds = XdsServer(self.cache, self.control, self.registry, credentials=credentials)
         self.xds_port = settings.xds.port
         self.startup: list[Callable[[], Any]] = [self._start_xds, self.control.start]
         self.shutdown: list[Callable[[], Any]] = [self._stop_xds, self.control.stop]
@@ -82,6 +108,8 @@ class Application:
             registry=self.registry,
             proxies=self.proxy_status,
             lifespan=self._lifespan,
+            tokens=self.tokens,
+            require_auth=settings.auth is not None and settings.auth.required,
         )
 
     async def _start_xds(self) -> None:
@@ -110,16 +138,31 @@ class Application:
         for hook in self.startup:
             await hook()
         log.info(
-            "meshplane API on http://%s:%d (data: %s)",
+            "meshplane API on %s://%s:%d (data: %s)",
+            "https" if self.settings.tls is not None else "http",
             self.settings.api.host,
             self.settings.api.port,
             self.settings.store.database_url or self.settings.store.data_dir,
         )
+        self._log_auth()
         try:
             yield
         finally:
             for hook in reversed(self.shutdown):
                 await hook()
+
+    def _log_auth(self) -> None:
+        auth = self.settings.auth
+        if auth is None or not auth.required:
+            log.info("API authentication: open to loopback callers (tokens are optional)")
+            return
+        log.info("API authentication: required (bearer tokens or SigV4)")
+        if not self.store.api_tokens():
+            log.warning(
+                "no API token exists yet: stop the server and run: "
+                "meshplane token create --data-dir %s --mesh '*' --role admin",
+                self.settings.store.data_dir,
+            )
 
     def close(self) -> None:
         self.store.close()
@@ -153,6 +196,8 @@ async def serve(settings: Settings) -> None:
             log_level=settings.log_level,
             access_log=False,
             lifespan="on",
+            ssl_certfile=str(settings.tls.cert_file) if settings.tls is not None else None,
+            ssl_keyfile=str(settings.tls.key_file) if settings.tls is not None else None,
         )
         await _Server(config).serve()
     finally:

@@ -6,6 +6,7 @@ Built once at start-up from command-line flags and ``MESHPLANE_*`` environment v
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,6 +22,20 @@ DEFAULT_ACCOUNT_ID = "000000000000"
 def default_data_dir(env: Mapping[str, str]) -> Path:
     base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "meshplane"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps a port reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +57,29 @@ class XdsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthSettings:
+    """API authentication: required unless the server binds loopback only.  Token secrets are
+    sealed with the key in ``key_file`` (created, mode 0600, on first use)."""
+
+    required: bool
+    key_file: Path
+
+
+@dataclass(frozen=True, slots=True)
+class TlsSettings:
+    """An operator-supplied certificate and key (PEM) for the API and xDS ports."""
+
+    cert_file: Path
+    key_file: Path
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     store: StoreSettings
     api: ApiSettings = field(default_factory=ApiSettings)
     xds: XdsSettings = field(default_factory=XdsSettings)
+    auth: AuthSettings | None = None  # None: open, for in-process tests
+    tls: TlsSettings | None = None
     region: str = DEFAULT_REGION
     account_id: str = DEFAULT_ACCOUNT_ID
     log_level: str = "info"
@@ -62,16 +96,32 @@ class Settings:
         region: str | None = None,
         account_id: str | None = None,
         log_level: str | None = None,
+        require_auth: bool | None = None,
+        tls_cert: Path | None = None,
+        tls_key: Path | None = None,
         env: Mapping[str, str] | None = None,
     ) -> Settings:
+        """Settings from flags and the environment; ValueError names a bad combination."""
         environ = os.environ if env is None else env
         resolved_host = host or environ.get("MESHPLANE_HOST") or DEFAULT_HOST
+        resolved_dir = data_dir or Path(
+            environ.get("MESHPLANE_DATA_DIR") or default_data_dir(environ)
+        )
+        required = require_auth or _flag(environ.get("MESHPLANE_REQUIRE_AUTH"))
+        cert = tls_cert or _path(environ.get("MESHPLANE_TLS_CERT"))
+        key = tls_key or _path(environ.get("MESHPLANE_TLS_KEY"))
+        if (cert is None) != (key is None):
+            raise ValueError("--tls-cert and --tls-key go together: give both or neither")
         return cls(
             store=StoreSettings(
-                data_dir=data_dir
-                or Path(environ.get("MESHPLANE_DATA_DIR") or default_data_dir(environ)),
+                data_dir=resolved_dir,
                 database_url=database_url or environ.get("MESHPLANE_DATABASE_URL") or None,
             ),
+            auth=AuthSettings(
+                required=required or not is_loopback(resolved_host),
+                key_file=resolved_dir / "token.key",
+            ),
+            tls=TlsSettings(cert, key) if cert is not None and key is not None else None,
             api=ApiSettings(
                 host=resolved_host,
                 port=api_port or int(environ.get("MESHPLANE_API_PORT") or DEFAULT_API_PORT),
@@ -84,3 +134,7 @@ class Settings:
             account_id=account_id or environ.get("MESHPLANE_ACCOUNT_ID") or DEFAULT_ACCOUNT_ID,
             log_level=log_level or environ.get("MESHPLANE_LOG_LEVEL") or "info",
         )
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None

@@ -5,12 +5,19 @@ resources of the whole manifest world (``meshplane.manifests.translate``) and re
 store with it in ONE transaction: resources are created or updated in dependency order, and
 resources that a manifest no longer produces are deleted in reverse order.  Any error rolls
 the whole apply back; a dry run (``diff``) does all the work and then rolls back.
+
+Access: every resource an apply creates, changes or deletes needs the editor role on its mesh
+(admin for the mesh resource itself; viewer in a dry run), checked inside the transaction, so
+a refused apply keeps nothing.  Drift in a mesh the caller may not write (a resource changed
+through the API since its manifest was applied) is left alone rather than refused, and what
+the outcome shows is limited to the meshes the caller may view.  Each change is audited.
 Called by ``meshplane.api.extensions``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +25,15 @@ from typing import Any
 from meshplane.errors import MeshplaneError
 from meshplane.manifests import Manifest, Translation, translate
 from meshplane.model.kinds import Kind, ResourceKey
-from meshplane.service.resources import Caller, canonical_spec, create_in, delete_in, update_in
+from meshplane.service.access import Principal, Role
+from meshplane.service.resources import (
+    Caller,
+    canonical_spec,
+    create_in,
+    delete_in,
+    update_in,
+    write_role,
+)
 from meshplane.store.base import Store, Transaction
 from meshplane.store.records import Namespace, StoredManifest
 
@@ -106,16 +121,42 @@ class ManifestService:
         self.store = store
 
     def apply(self, manifests: Sequence[Manifest], *, caller: Caller, dry_run: bool) -> Outcome:
+        caller = dataclasses.replace(caller, via="apply")
         return self._run(manifests, caller=caller, dry_run=dry_run, remove=False)
 
     def delete(self, manifests: Sequence[Manifest], *, caller: Caller, dry_run: bool) -> Outcome:
+        caller = dataclasses.replace(caller, via="delete")
         return self._run(manifests, caller=caller, dry_run=dry_run, remove=True)
+
+    def visible_manifests(self, principal: Principal) -> list[StoredManifest]:
+        """The applied manifests whose resources are all in meshes ``principal`` may view
+        (every applied manifest for a viewer of every mesh)."""
+        stored = self.store.manifests()
+        meshes = principal.meshes(Role.VIEWER)
+        if meshes is None:
+            return stored
+        manifests = [manifest_from_store(m) for m in stored]
+        labels = {ns.name: dict(ns.labels) for ns in self.store.namespaces()}
+        try:
+            translation = translate(manifests, namespaces=labels)
+        except MeshplaneError:
+            return []
+        produced: dict[tuple[str, ...], set[str]] = {}
+        for key, origin in translation.owners.items():
+            produced.setdefault(origin.identity, set()).add(key.mesh)
+        visible = []
+        for stored_manifest, manifest in zip(stored, manifests, strict=True):
+            found = produced.get(manifest.identity)
+            if found and found <= meshes:
+                visible.append(stored_manifest)
+        return visible
 
     def label_namespace(
         self, name: str, labels: Mapping[str, str | None], *, caller: Caller
     ) -> Outcome:
         """Set (or with a None value, remove) labels of a namespace, creating it if needed,
         and move the namespace's applied resources to the mesh its labels now select."""
+        caller = dataclasses.replace(caller, via="label")
         return self._run([], caller=caller, dry_run=False, remove=False, relabel=(name, labels))
 
     def _run(
@@ -127,6 +168,11 @@ class ManifestService:
         remove: bool,
         relabel: tuple[str, Mapping[str, str | None]] | None = None,
     ) -> Outcome:
+        principal = caller.principal
+        if dry_run:
+            principal.require_anywhere(Role.VIEWER, "compare manifests")
+        else:
+            principal.require_anywhere(Role.EDITOR, f"{caller.via} manifests")
         outcome = Outcome(dry_run=dry_run)
 
         def work(tx: Transaction) -> None:
@@ -141,6 +187,7 @@ class ManifestService:
                         current[key] = value
                 outcome.namespaces.append({"name": name, "labels": current, "op": "labeled"})
                 tx.put_namespace(Namespace(name, current))
+                _audit_other(tx, caller, "LabelNamespace", f"namespace/{name}")
             self._reconcile(tx, manifests, caller, outcome, remove, before)
             if dry_run:
                 raise _DryRun
@@ -178,55 +225,73 @@ class ManifestService:
         new_world = list(world.values())
         translation = translate(new_world, namespaces=labels)
         try:
-            old = translate(stored, namespaces=old_labels)
-            old_keys = set(old.owners)
+            old: Translation | None = translate(stored, namespaces=old_labels)
         except MeshplaneError:
-            old_keys = set()
+            old = None
         refs = tuple(m.ref() for m in manifests)
         outcome.warnings.extend(w for w in translation.warnings if w.startswith(refs))
         for manifest, reason in translation.skipped:
             if manifest in manifests:
                 outcome.skipped.append({"manifest": manifest.ref(), "reason": reason})
-        self._write(tx, translation, old_keys, caller, outcome)
+        self._write(tx, translation, old, caller, outcome)
         current = {ns.name: dict(ns.labels) for ns in tx.namespaces()}
         for name, ns_labels in labels.items():
             if current.get(name) != ns_labels:
                 tx.put_namespace(Namespace(name, ns_labels))
-        self._store_manifests(tx, stored, new_world, translation)
+                _audit_other(tx, caller, "PutNamespace", f"namespace/{name}")
+        self._store_manifests(tx, stored, new_world, translation, caller)
 
     def _write(
         self,
         tx: Transaction,
         new: Translation,
-        old_keys: set[ResourceKey],
+        old: Translation | None,
         caller: Caller,
         outcome: Outcome,
     ) -> None:
+        principal = caller.principal
+        dry_run = outcome.dry_run
         wanted = {d.key for d in new.resources}
+        before = {d.key: d for d in old.resources} if old is not None else {}
+
+        def allowed(key: ResourceKey, verb: str) -> None:
+            role = Role.VIEWER if dry_run else write_role(key.kind)
+            principal.require(key.mesh, role, f"{verb} {key}")
+
         for desired in new.resources:
+            key = desired.key
             origin = desired.origin.ref()
             try:
-                spec = canonical_spec(desired.key.kind, desired.spec)
-                current = tx.get(desired.key)
+                spec = canonical_spec(key.kind, desired.spec)
+                current = tx.get(key)
+                if current is not None and dict(current.spec) == spec:
+                    if principal.can(key.mesh, Role.VIEWER):
+                        outcome.actions.append(Action("unchanged", key, origin, spec, spec))
+                    continue
+                if not principal.can(key.mesh, Role.VIEWER if dry_run else write_role(key.kind)):
+                    previous = before.get(key)
+                    if previous is not None and _same_spec(previous.spec, spec, key.kind):
+                        continue  # drift this apply did not cause, in a mesh it may not write
                 if current is None:
-                    create_in(tx, desired.key, spec, caller=caller)
-                    outcome.actions.append(Action("created", desired.key, origin, None, spec))
-                elif dict(current.spec) != spec:
-                    update_in(tx, desired.key, spec)
-                    outcome.actions.append(
-                        Action("configured", desired.key, origin, dict(current.spec), spec)
-                    )
+                    allowed(key, "create")
+                    create_in(tx, key, spec, caller=caller)
+                    outcome.actions.append(Action("created", key, origin, None, spec))
                 else:
-                    outcome.actions.append(Action("unchanged", desired.key, origin, spec, spec))
+                    allowed(key, "update")
+                    update_in(tx, key, spec, caller=caller)
+                    outcome.actions.append(
+                        Action("configured", key, origin, dict(current.spec), spec)
+                    )
             except MeshplaneError as error:
                 raise type(error)(f"{origin}: {error.message}") from None
-        gone = sorted(old_keys - wanted, key=lambda k: (_DELETE_ORDER.index(k.kind), k))
+        gone = sorted(set(before) - wanted, key=lambda k: (_DELETE_ORDER.index(k.kind), k))
         for key in gone:
             current = tx.get(key)
             if current is None:
                 continue
             try:
-                delete_in(tx, key)
+                allowed(key, "delete")
+                delete_in(tx, key, caller=caller)
             except MeshplaneError as error:
                 raise type(error)(f"deleting {key}: {error.message}") from None
             outcome.actions.append(Action("deleted", key, "", dict(current.spec), None))
@@ -237,12 +302,14 @@ class ManifestService:
         stored: Sequence[Manifest],
         world: Sequence[Manifest],
         translation: Translation,
+        caller: Caller,
     ) -> None:
         skipped = {m.identity for m, _ in translation.skipped}
         keep = {m.identity: m for m in world if m.identity not in skipped}
         for manifest in stored:
             if manifest.identity not in keep:
                 tx.delete_manifest(manifest.kind, manifest.namespace or "", manifest.name)
+                _audit_other(tx, caller, "DeleteManifest", _manifest_resource(manifest))
         before = {m.identity: m for m in stored}
         for identity, manifest in keep.items():
             previous = before.get(identity)
@@ -255,3 +322,20 @@ class ManifestService:
                 dict(manifest.body),
                 f"{manifest.source}#{manifest.index}",
             )
+            _audit_other(tx, caller, "PutManifest", _manifest_resource(manifest))
+
+
+def _same_spec(a: Mapping[str, Any], b: Mapping[str, Any], kind: Kind) -> bool:
+    try:
+        return canonical_spec(kind, a) == b
+    except MeshplaneError:
+        return False
+
+
+def _manifest_resource(manifest: Manifest) -> str:
+    return f"manifest/{manifest.kind}/{manifest.namespace or ''}/{manifest.name}"
+
+
+def _audit_other(tx: Transaction, caller: Caller, operation: str, resource: str) -> None:
+    """Audit a change that belongs to no mesh (namespaces, stored manifests)."""
+    tx.audit(caller.principal.id, operation, mesh="", resource=resource, via=caller.via)

@@ -2,8 +2,9 @@
 
 The REST API calls these one request at a time; ``meshplane.service.apply`` calls the
 transaction-level functions to apply many manifests in one atomic unit of work.  Every
-operation validates first, then checks the cross-resource rules and writes inside one store
-transaction, so bad input changes nothing.
+operation first checks that the caller's principal may make it (``meshplane.service.access``),
+validates, then checks the cross-resource rules and writes inside one store transaction, with
+an audit entry naming the principal, so a refused or bad request changes nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from meshplane.errors import ConflictError, NotFoundError
 from meshplane.model import dump_spec, parse_spec
 from meshplane.model.kinds import Kind, ResourceKey
 from meshplane.service import inputs, rules, views
+from meshplane.service.access import Principal, Role
 from meshplane.service.arns import Partition, parse_arn
 from meshplane.store.base import Reader, Store, Transaction
 from meshplane.store.records import Record, Tag
@@ -28,9 +30,29 @@ MAX_TAG_LIST = 50
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """Who is calling (the account that owns what it creates)."""
+    """Who is calling: the account that owns what it creates, the principal whose roles are
+    checked and who the audit log names, and the way the change came in (``api``, ``apply``,
+    ``delete``, ``label``)."""
 
     account_id: str
+    principal: Principal
+    via: str = "api"
+
+
+def write_role(kind: Kind) -> Role:
+    """The role that creates, updates or deletes a resource of ``kind``."""
+    return Role.ADMIN if kind is Kind.MESH else Role.EDITOR
+
+
+def _audit(tx: Transaction, caller: Caller, operation: str, record: Record) -> None:
+    tx.audit(
+        caller.principal.id,
+        operation,
+        mesh=record.key.mesh,
+        resource=str(record.key),
+        version=record.version,
+        via=caller.via,
+    )
 
 
 def canonical_spec(kind: Kind, spec: Any) -> dict[str, Any]:
@@ -65,23 +87,38 @@ def create_in(
     else:
         owner = check_mesh(tx, key.mesh, mesh_owner).mesh_owner
     rules.check_references(tx, key, spec)
-    return tx.create(key, spec, mesh_owner=owner, resource_owner=caller.account_id, tags=tags or [])
+    record = tx.create(
+        key, spec, mesh_owner=owner, resource_owner=caller.account_id, tags=tags or []
+    )
+    _audit(tx, caller, f"Create{key.kind.title}", record)
+    return record
 
 
 def update_in(
-    tx: Transaction, key: ResourceKey, spec: Mapping[str, Any], *, mesh_owner: str | None = None
+    tx: Transaction,
+    key: ResourceKey,
+    spec: Mapping[str, Any],
+    *,
+    caller: Caller,
+    mesh_owner: str | None = None,
 ) -> Record:
     check_mesh(tx, key.mesh, mesh_owner)
     _existing(tx, key)
     rules.check_references(tx, key, spec)
-    return tx.update(key, spec)
+    record = tx.update(key, spec)
+    _audit(tx, caller, f"Update{key.kind.title}", record)
+    return record
 
 
-def delete_in(tx: Transaction, key: ResourceKey, *, mesh_owner: str | None = None) -> Record:
+def delete_in(
+    tx: Transaction, key: ResourceKey, *, caller: Caller, mesh_owner: str | None = None
+) -> Record:
     check_mesh(tx, key.mesh, mesh_owner)
     _existing(tx, key)
     rules.check_deletable(tx, key)
-    return tx.delete(key)
+    record = tx.delete(key)
+    _audit(tx, caller, f"Delete{key.kind.title}", record)
+    return record
 
 
 def _existing(reader: Reader, key: ResourceKey) -> Record:
@@ -115,6 +152,7 @@ class ResourceService:
         client_token: Any = None,
         mesh_owner: Any = None,
     ) -> dict[str, Any]:
+        caller.principal.require(key.mesh, write_role(key.kind), f"create {key}")
         owner = inputs.account_id(mesh_owner)
         token = inputs.client_token(client_token)
         tag_list = inputs.tags(tags)
@@ -134,8 +172,15 @@ class ResourceService:
         return self.store.transact(work)
 
     def update(
-        self, key: ResourceKey, spec: Any, *, client_token: Any = None, mesh_owner: Any = None
+        self,
+        key: ResourceKey,
+        spec: Any,
+        *,
+        caller: Caller,
+        client_token: Any = None,
+        mesh_owner: Any = None,
     ) -> dict[str, Any]:
+        caller.principal.require(key.mesh, write_role(key.kind), f"update {key}")
         owner = inputs.account_id(mesh_owner)
         token = inputs.client_token(client_token)
         canonical = canonical_spec(key.kind, spec)
@@ -145,7 +190,7 @@ class ResourceService:
             replay = self._replay(tx, token, fingerprint)
             if replay is not None:
                 return replay
-            answer = self._data(update_in(tx, key, canonical, mesh_owner=owner))
+            answer = self._data(update_in(tx, key, canonical, caller=caller, mesh_owner=owner))
             if token is not None:
                 tx.remember_client_token(token, fingerprint, answer)
             return answer
@@ -167,11 +212,17 @@ class ResourceService:
         answer: dict[str, Any] = seen[1]
         return answer
 
-    def delete(self, key: ResourceKey, *, mesh_owner: Any = None) -> dict[str, Any]:
+    def delete(self, key: ResourceKey, *, caller: Caller, mesh_owner: Any = None) -> dict[str, Any]:
+        caller.principal.require(key.mesh, write_role(key.kind), f"delete {key}")
         owner = inputs.account_id(mesh_owner)
-        return self.store.transact(lambda tx: self._data(delete_in(tx, key, mesh_owner=owner)))
+        return self.store.transact(
+            lambda tx: self._data(delete_in(tx, key, caller=caller, mesh_owner=owner))
+        )
 
-    def describe(self, key: ResourceKey, *, mesh_owner: Any = None) -> dict[str, Any]:
+    def describe(
+        self, key: ResourceKey, *, caller: Caller, mesh_owner: Any = None
+    ) -> dict[str, Any]:
+        caller.principal.require(key.mesh, Role.VIEWER, f"describe {key}")
         owner = inputs.account_id(mesh_owner)
         if key.kind is not Kind.MESH:
             check_mesh(self.store, key.mesh, owner)
@@ -181,12 +232,16 @@ class ResourceService:
         self,
         kind: Kind,
         *,
+        caller: Caller,
         mesh: str | None = None,
         parent: str | None = None,
         limit: Any = None,
         next_token: Any = None,
         mesh_owner: Any = None,
     ) -> dict[str, Any]:
+        """One page of a kind; without ``mesh``, only the meshes the caller may view."""
+        if mesh is not None:
+            caller.principal.require(mesh, Role.VIEWER, f"list the {kind.plural} of mesh {mesh}")
         owner = inputs.account_id(mesh_owner)
         count = inputs.limit(limit, MAX_LIST)
         after = inputs.decode_token(next_token)
@@ -196,7 +251,15 @@ class ResourceService:
             _existing(self.store, ResourceKey(kind.parent, mesh, parent))
         if mesh is not None and kind.parent is None:
             parent = ""  # one group: served in name order without sorting
-        records = self.store.list_kind(kind, mesh, parent, after=after, limit=count + 1)
+        visible = caller.principal.meshes(Role.VIEWER)
+        if mesh is None and visible is not None:
+            records = [
+                r
+                for r in self.store.list_kind(kind, None, parent, after=after)
+                if r.key.mesh in visible
+            ][: count + 1]
+        else:
+            records = self.store.list_kind(kind, mesh, parent, after=after, limit=count + 1)
         more = len(records) > count
         records = records[:count]
         return {
@@ -206,8 +269,9 @@ class ResourceService:
 
     # --- tags -----------------------------------------------------------------------------
 
-    def tag(self, arn: Any, tags: Any) -> dict[str, Any]:
+    def tag(self, arn: Any, tags: Any, *, caller: Caller) -> dict[str, Any]:
         key = parse_arn(arn if isinstance(arn, str) else "")
+        caller.principal.require(key.mesh, Role.ADMIN, f"tag {key}")
         new_tags = inputs.tags(tags)
 
         def work(tx: Transaction) -> dict[str, Any]:
@@ -215,24 +279,29 @@ class ResourceService:
             merged = {t.key: t for t in record.tags}
             merged.update({t.key: t for t in new_tags})
             inputs.tags([{"key": t.key, "value": t.value} for t in merged.values()])
-            tx.set_tags(key, list(merged.values()))
+            _audit(tx, caller, "TagResource", tx.set_tags(key, list(merged.values())))
             return {}
 
         return self.store.transact(work)
 
-    def untag(self, arn: Any, tag_keys: Any) -> dict[str, Any]:
+    def untag(self, arn: Any, tag_keys: Any, *, caller: Caller) -> dict[str, Any]:
         key = parse_arn(arn if isinstance(arn, str) else "")
+        caller.principal.require(key.mesh, Role.ADMIN, f"untag {key}")
         drop = set(inputs.tag_keys(tag_keys))
 
         def work(tx: Transaction) -> dict[str, Any]:
             record = _existing(tx, key)
-            tx.set_tags(key, [t for t in record.tags if t.key not in drop])
+            kept = [t for t in record.tags if t.key not in drop]
+            _audit(tx, caller, "UntagResource", tx.set_tags(key, kept))
             return {}
 
         return self.store.transact(work)
 
-    def list_tags(self, arn: Any, *, limit: Any = None, next_token: Any = None) -> dict[str, Any]:
+    def list_tags(
+        self, arn: Any, *, caller: Caller, limit: Any = None, next_token: Any = None
+    ) -> dict[str, Any]:
         key = parse_arn(arn if isinstance(arn, str) else "")
+        caller.principal.require(key.mesh, Role.VIEWER, f"list the tags of {key}")
         count = inputs.limit(limit, MAX_TAG_LIST)
         after = inputs.decode_token(next_token)
         record = _existing(self.store, key)
