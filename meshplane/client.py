@@ -1,12 +1,15 @@
 """An asyncio HTTP client for a meshplane server: the App Mesh API and ``/meshplane/v1``.
 
 The CLI's only way to talk to the server (it runs these coroutines with ``asyncio.run``).
-Errors come back as the same ``meshplane.errors`` classes the server raised, by their
-``x-amzn-errortype``; a server that cannot be reached raises ``ServerUnreachable``.
+It sends an API token as ``Authorization: Bearer``, and checks an https server's certificate
+against the system's CAs or a given CA file.  Errors come back as the same
+``meshplane.errors`` classes the server raised, by their ``x-amzn-errortype``; a server that
+cannot be reached raises ``ServerUnreachable``.
 """
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -159,8 +162,56 @@ class Client:
         result: dict[str, Any] = await self._request("GET", "/healthz")
         return result
 
+    async def create_token(
+        self, mesh: str, role: str, description: str | None = None
+    ) -> dict[str, Any]:
+        body = {"mesh": mesh, "role": role, "description": description}
+        result: dict[str, Any] = await self._request("POST", "/meshplane/v1/tokens", json=body)
+        return result
+
+    async def tokens(self, mesh: str | None = None) -> list[dict[str, Any]]:
+        params = {"mesh": mesh} if mesh is not None else None
+        result = await self._request("GET", "/meshplane/v1/tokens", params=params)
+        return list(result["tokens"])
+
+    async def revoke_token(self, token_id: str) -> dict[str, Any]:
+        result = await self._request("DELETE", f"/meshplane/v1/tokens/{quote(token_id, safe='')}")
+        return dict(result["token"])
+
+    async def audit(
+        self, *, mesh: str | None = None, since: float | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Audit entries, oldest first (at most ``limit``, else all of them)."""
+        entries: list[dict[str, Any]] = []
+        after = 0
+        while limit is None or len(entries) < limit:
+            params = {"after": str(after), "limit": str(min(1000, (limit or 1000) - len(entries)))}
+            if mesh is not None:
+                params["mesh"] = mesh
+            if since is not None:
+                params["since"] = repr(since)
+            page = await self._request("GET", "/meshplane/v1/audit", params=params)
+            entries += page["entries"]
+            if page.get("next") is None:
+                break
+            after = int(page["next"])
+        return entries
+
 
 @asynccontextmanager
-async def connect(server: str, *, timeout: float = 30.0) -> AsyncIterator[Client]:
-    async with httpx.AsyncClient(base_url=server, timeout=timeout) as http:
+async def connect(
+    server: str,
+    *,
+    token: str | None = None,
+    ca_file: str | None = None,
+    timeout: float = 30.0,
+) -> AsyncIterator[Client]:
+    """A client for ``server``, sending ``token`` (if any) and trusting ``ca_file`` (if any)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    verify: Any = True
+    if ca_file:
+        verify = ssl.create_default_context(cafile=ca_file)
+    async with httpx.AsyncClient(
+        base_url=server, timeout=timeout, headers=headers, verify=verify
+    ) as http:
         yield Client(http, server)

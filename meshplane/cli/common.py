@@ -1,4 +1,5 @@
-"""Shared plumbing of the CLI commands: the server option, running the async client, errors.
+"""Shared plumbing of the CLI commands: the server, token and CA options, running the async
+client, errors.
 
 Used by every command module of ``meshplane.cli``.
 """
@@ -30,11 +31,21 @@ def server_url(ctx: click.Context) -> str:
     return str(url).rstrip("/")
 
 
+def _root_option(ctx: click.Context, name: str, variable: str) -> str | None:
+    obj = ctx.find_root().obj or {}
+    value = obj.get(name) or os.environ.get(variable)
+    return str(value) if value else None
+
+
 def run_client(ctx: click.Context, work: Callable[[Client], Awaitable[T]]) -> T:
     """Run ``work`` against the server; turn meshplane errors into messages and exit codes."""
 
     async def main() -> T:
-        async with connect(server_url(ctx)) as client:
+        async with connect(
+            server_url(ctx),
+            token=_root_option(ctx, "token", "MESHPLANE_TOKEN"),
+            ca_file=_root_option(ctx, "tls_ca", "MESHPLANE_TLS_CA"),
+        ) as client:
             return await work(client)
 
     try:

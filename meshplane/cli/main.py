@@ -13,10 +13,12 @@ import click
 
 from meshplane import __version__
 from meshplane.cli import output
+from meshplane.cli.audit_commands import audit
 from meshplane.cli.common import DEFAULT_SERVER
 from meshplane.cli.manifest_commands import apply, diff, label
 from meshplane.cli.proxy_commands import envoy, proxy_config, proxy_log, proxy_status
 from meshplane.cli.resource_commands import delete, describe, get
+from meshplane.cli.token_commands import token
 from meshplane.errors import MeshplaneError
 from meshplane.server.settings import DEFAULT_API_PORT, DEFAULT_XDS_PORT, Settings
 
@@ -28,8 +30,19 @@ from meshplane.server.settings import DEFAULT_API_PORT, DEFAULT_XDS_PORT, Settin
     metavar="URL",
     help=f"The meshplane server to talk to [env MESHPLANE_SERVER; default {DEFAULT_SERVER}].",
 )
+@click.option(
+    "--token",
+    metavar="TOKEN",
+    help="API token (<id>.<secret>), needed when the server requires credentials "
+    "[env MESHPLANE_TOKEN].",
+)
+@click.option(
+    "--tls-ca",
+    metavar="FILE",
+    help="CA certificate(s) that signed an https server's certificate [env MESHPLANE_TLS_CA].",
+)
 @click.pass_context
-def cli(ctx: click.Context, server: str | None) -> None:
+def cli(ctx: click.Context, server: str | None, token: str | None, tls_ca: str | None) -> None:
     """meshplane: the AWS App Mesh API, manifests and Envoy conventions, self-hosted.
 
     \b
@@ -44,6 +57,8 @@ def cli(ctx: click.Context, server: str | None) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["server"] = server
+    ctx.obj["token"] = token
+    ctx.obj["tls_ca"] = tls_ca
 
 
 @cli.command()
@@ -81,6 +96,23 @@ def cli(ctx: click.Context, server: str | None) -> None:
     type=click.Choice(["debug", "info", "warning", "error"]),
     help="Log level [env MESHPLANE_LOG_LEVEL; default info].",
 )
+@click.option(
+    "--require-auth",
+    is_flag=True,
+    default=None,
+    help="Require API credentials even on loopback (always required when --host is not a "
+    "loopback address) [env MESHPLANE_REQUIRE_AUTH].",
+)
+@click.option(
+    "--tls-cert",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="PEM certificate (chain) for the API and xDS ports [env MESHPLANE_TLS_CERT].",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="PEM private key of --tls-cert [env MESHPLANE_TLS_KEY].",
+)
 def serve(
     data_dir: Path | None,
     database_url: str | None,
@@ -90,29 +122,42 @@ def serve(
     region: str | None,
     account_id: str | None,
     log_level: str | None,
+    require_auth: bool | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
 ) -> None:
     """Run the control plane: the App Mesh REST API and the xDS server, in one process.
 
+    Bound to loopback only (the default), the API is open to local callers; on any other
+    address, or with --require-auth, every call needs an API token ('meshplane token').
     Stops cleanly on SIGTERM or Ctrl-C.
 
     \b
     Examples:
       meshplane serve
       meshplane serve --data-dir /var/lib/meshplane --api-port 8765 --xds-port 18000
-      MESHPLANE_HOST=0.0.0.0 meshplane serve
+      meshplane token create --data-dir /var/lib/meshplane --mesh '*' --role admin
+      meshplane serve --data-dir /var/lib/meshplane --host 0.0.0.0 \\
+          --tls-cert /etc/meshplane/tls.crt --tls-key /etc/meshplane/tls.key
     """
     from meshplane.server.run import serve as run_server
 
-    settings = Settings.load(
-        data_dir=data_dir,
-        database_url=database_url,
-        host=host,
-        api_port=api_port,
-        xds_port=xds_port,
-        region=region,
-        account_id=account_id,
-        log_level=log_level,
-    )
+    try:
+        settings = Settings.load(
+            data_dir=data_dir,
+            database_url=database_url,
+            host=host,
+            api_port=api_port,
+            xds_port=xds_port,
+            region=region,
+            account_id=account_id,
+            log_level=log_level,
+            require_auth=require_auth,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+        )
+    except ValueError as error:
+        raise output.fail(str(error), output.EXIT_USAGE) from None
     if len(settings.account_id) != 12 or not settings.account_id.isdigit():
         raise output.fail(
             f"--account-id: {settings.account_id!r} is not a 12-digit account ID", output.EXIT_USAGE
@@ -199,6 +244,8 @@ for command in (
     proxy_status,
     proxy_config,
     proxy_log,
+    token,
+    audit,
 ):
     cli.add_command(command)
 

@@ -1,0 +1,190 @@
+"""``meshplane token create|list|revoke``: the API tokens that authenticate callers.
+
+Through the API by default (with ``--token``: an admin token of the mesh), or offline with
+``--data-dir``: straight into the data directory's store while the server is stopped, which is
+how the first admin token of a server that requires credentials is made (a new data
+directory is created if there is none).
+"""
+
+from __future__ import annotations
+
+import getpass
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from meshplane.cli import output
+from meshplane.cli.common import output_option, run_client
+from meshplane.client import Client
+from meshplane.errors import MeshplaneError
+from meshplane.service.access import ALL_MESHES, Grant, Principal, Role
+from meshplane.service.tokens import SecretBox, TokenService, describe
+
+T = TypeVar("T")
+
+DATA_DIR_OPTION = click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Work offline on this server data directory (the server must be stopped).",
+)
+
+
+@contextmanager
+def _offline_service(data_dir: Path) -> Iterator[TokenService]:
+    from meshplane.server.keys import token_key
+    from meshplane.server.run import DataDirLocked, lock_data_dir
+    from meshplane.server.settings import Settings
+    from meshplane.store import SqlStore
+
+    try:
+        lock = lock_data_dir(data_dir)
+    except DataDirLocked:
+        raise output.fail(
+            f"{data_dir} is in use by a running server: stop it, or work through the API "
+            "with an admin token (--token)"
+        ) from None
+    try:
+        settings = Settings.load(data_dir=data_dir)
+        assert settings.auth is not None
+        store = SqlStore.open(data_dir)
+        try:
+            box = SecretBox(token_key(settings.auth.key_file))
+            yield TokenService(store, box, clock=time.time)
+        finally:
+            store.close()
+    finally:
+        lock.close()
+
+
+def _run(
+    ctx: click.Context,
+    data_dir: Path | None,
+    online: Callable[[Client], Any],
+    offline: Callable[[TokenService, Principal], T],
+) -> Any:
+    if data_dir is None:
+        return run_client(ctx, online)
+    principal = Principal(f"local:{getpass.getuser()}", (Grant(ALL_MESHES, Role.ADMIN),))
+    with _offline_service(data_dir) as service:
+        try:
+            return offline(service, principal)
+        except MeshplaneError as error:
+            raise output.fail(f"{error.message} ({error.code})") from None
+
+
+@click.group()
+def token() -> None:
+    """Create, list and revoke API tokens.
+
+    A token grants one role on one mesh, or on every mesh with --mesh '*': viewer (describe,
+    list), editor (create, update, delete resources) or admin (also the mesh itself, tags and
+    the mesh's tokens). Send it with --token / MESHPLANE_TOKEN, as 'Authorization: Bearer', or
+    use its id and secret as AWS access key id and secret access key (boto3, AWS CLI).
+    """
+
+
+@token.command("create")
+@click.option("--mesh", "-m", required=True, help="The mesh, or '*' for every mesh.")
+@click.option(
+    "--role", type=click.Choice([r.value for r in Role]), required=True, help="What it may do."
+)
+@click.option("--description", "-d", help="What the token is for (shown by 'token list').")
+@DATA_DIR_OPTION
+@output_option("table", "json", "yaml")
+@click.pass_context
+def create(
+    ctx: click.Context,
+    mesh: str,
+    role: str,
+    description: str | None,
+    data_dir: Path | None,
+    fmt: str,
+) -> None:
+    """Create a token; its secret is shown this once.
+
+    \b
+    Examples:
+      meshplane token create --data-dir /var/lib/meshplane --mesh '*' --role admin
+      meshplane token create --mesh webapp --role editor -d "CI deploys"
+      meshplane token create -m webapp --role viewer -o json | jq -r .token
+    """
+
+    def offline(service: TokenService, principal: Principal) -> dict[str, Any]:
+        issued = service.create(mesh, role, description, principal=principal, via="offline")
+        return {**describe(issued.token), "secret": issued.secret, "token": issued.bearer}
+
+    result = _run(ctx, data_dir, lambda c: c.create_token(mesh, role, description), offline)
+    if fmt != "table":
+        output.dump(result, fmt)
+        return
+    where = "every mesh" if result["mesh"] == ALL_MESHES else f"mesh {result['mesh']}"
+    output.out.print(f"token {result['id']} created: {result['role']} on {where}", highlight=False)
+    output.table(
+        ["", "VALUE", "USE"],
+        [
+            ["bearer token", result["token"], "--token, MESHPLANE_TOKEN, Authorization: Bearer"],
+            ["access key id", result["id"], "boto3 / AWS CLI (SigV4)"],
+            ["secret access key", result["secret"], "boto3 / AWS CLI (SigV4)"],
+        ],
+    )
+    output.err.print("The secret is shown only now; keep it safe.", highlight=False)
+
+
+@token.command("list")
+@click.option("--mesh", "-m", help="Only the tokens of this mesh ('*': the global tokens).")
+@DATA_DIR_OPTION
+@output_option("table", "json", "yaml")
+@click.pass_context
+def list_tokens(ctx: click.Context, mesh: str | None, data_dir: Path | None, fmt: str) -> None:
+    """List the tokens of the meshes you administer (never their secrets).
+
+    \b
+    Examples:
+      meshplane token list
+      meshplane token list --mesh webapp -o json
+    """
+
+    def offline(service: TokenService, principal: Principal) -> list[dict[str, Any]]:
+        return [describe(t) for t in service.list_tokens(principal=principal, mesh=mesh)]
+
+    tokens = _run(ctx, data_dir, lambda c: c.tokens(mesh), offline)
+    if fmt != "table":
+        output.dump(tokens, fmt)
+        return
+    output.table(
+        ["ID", "MESH", "ROLE", "DESCRIPTION", "CREATED BY", "AGE"],
+        [
+            [
+                t["id"],
+                t["mesh"],
+                t["role"],
+                t["description"],
+                t["createdBy"],
+                output.age(t["createdAt"]),
+            ]
+            for t in tokens
+        ],
+    )
+
+
+@token.command("revoke")
+@click.argument("token_id", metavar="ID")
+@DATA_DIR_OPTION
+@click.pass_context
+def revoke(ctx: click.Context, token_id: str, data_dir: Path | None) -> None:
+    """Revoke a token: it stops working at once.
+
+    \b
+    Examples:
+      meshplane token revoke MPTQ4ZJX2L5N7RCWE3K
+    """
+
+    def offline(service: TokenService, principal: Principal) -> dict[str, Any]:
+        return describe(service.revoke(token_id, principal=principal, via="offline"))
+
+    revoked = _run(ctx, data_dir, lambda c: c.revoke_token(token_id), offline)
+    output.out.print(f"token {revoked['id']} revoked", highlight=False)
