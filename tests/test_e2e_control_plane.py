@@ -161,8 +161,10 @@ def test_sigkill_of_the_control_plane_fails_no_request(colors: Colors) -> None:
             meshName=MESH, virtualRouterName="color", routeName="split", spec=route_spec(0, 100)
         )["route"]["metadata"]["version"]
         assert version == 2
-        for client in colors.clients.values():
-            mesh.wait(lambda c=client: green_weight(c) == 100, "the new weights in both clients")
+        mesh.wait(
+            lambda: all(green_weight(c) == 100 for c in colors.clients.values()),
+            "the new weights in both clients",
+        )
         with lock:
             before = Counter(results)
         mesh.wait(lambda: total() >= sum(before.values()) + 100, "traffic after the change")

@@ -15,9 +15,11 @@ Built by the xDS control loop (from the stream's node) and by tests; read by
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -98,6 +100,14 @@ class ProxyOptions:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tcp_egress_ports", MappingProxyType(dict(self.tcp_egress_ports)))
+
+    def digest(self) -> str:
+        """A short digest of every option: equal options, equal digests (the control loop
+        shares one snapshot between the proxies of an identity whose options are equal)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values["tcp_egress_ports"] = dict(self.tcp_egress_ports)
+        text = json.dumps(values, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def local_app_port(self, listener_port: int) -> int:
         """The application port behind a virtual node listener."""

@@ -18,7 +18,7 @@ Public surface (implementation modules are private by convention)::
 from meshplane.xds import types
 from meshplane.xds.cache import SnapshotCache
 from meshplane.xds.identity import InvalidNodeIdError, ProxyIdentity, node_key, parse_node_id
-from meshplane.xds.producer import Authorizer, ProxyConnection, SnapshotProducer
+from meshplane.xds.producer import Authorizer, ProxyConnection, SnapshotKeyer, SnapshotProducer
 from meshplane.xds.resource import Resource, ResourceError
 from meshplane.xds.server import XdsServer
 from meshplane.xds.snapshot import Snapshot, SnapshotError
@@ -36,6 +36,7 @@ __all__ = [
     "Snapshot",
     "SnapshotCache",
     "SnapshotError",
+    "SnapshotKeyer",
     "SnapshotProducer",
     "TypeStatus",
     "XdsServer",

@@ -2,7 +2,10 @@
 
 - :class:`SnapshotProducer`: told when a proxy stream opens and closes, so the control loop can
   compute and publish (``SnapshotCache.set_snapshot``) a snapshot for a proxy the first time it
-  shows up.  Until a snapshot exists the stream simply waits.
+  shows up.  Until a snapshot exists the stream simply waits.  A producer may also be a
+  :class:`SnapshotKeyer`: it then says under which cache key each connection's snapshot is
+  published (proxies of one identity that bind different addresses need different
+  snapshots); otherwise a stream watches its identity's node key.
 - :data:`Authorizer`: checks that a stream may act as the identity it claims (bearer token in
   the gRPC metadata, or the peer certificate once mTLS to the control plane exists).
 - :class:`ProxyConnection`: what the server knows about a newly connected proxy, including the
@@ -16,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from meshplane.xds.identity import ProxyIdentity
 
@@ -46,6 +49,15 @@ class SnapshotProducer(Protocol):
 
     async def proxy_disconnected(self, proxy: ProxyConnection) -> None:
         """A stream closed (other streams of the same identity may remain)."""
+
+
+@runtime_checkable
+class SnapshotKeyer(Protocol):
+    """A producer that chooses the cache key of each connection's snapshot."""
+
+    def snapshot_key(self, connection: ProxyConnection) -> str:
+        """The key this connection's snapshot is published under (must not raise)."""
+        ...
 
 
 Metadata = Sequence[tuple[str, str | bytes]]

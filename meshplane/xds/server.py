@@ -8,8 +8,10 @@ caller's event loop.  Per stream:
    (``INVALID_ARGUMENT`` if it names no virtual node/gateway) and, if an authorizer is set,
    authorized (``PERMISSION_DENIED`` when it raises :class:`PermissionError`).  Later requests
    need not repeat ``node``.
-2. The stream watches its node key in the cache, tells the producer it connected, and from then
-   on reacts to requests and snapshot changes: it applies requests to its state
+2. The stream watches its snapshot key in the cache — the producer's ``snapshot_key`` of the
+   connection when it has one (:class:`~meshplane.xds.producer.SnapshotKeyer`), else its
+   identity's node key — tells the producer it connected, and from then on reacts to
+   requests and snapshot changes: it applies requests to its state
    (:mod:`meshplane.xds.sotw` / :mod:`meshplane.xds.delta`) and sends what
    :meth:`meshplane.xds.stream.Stream.outgoing` decides.  Without a snapshot it waits.
 3. On close it unwatches and tells the producer.
@@ -36,7 +38,12 @@ from meshplane.xds._proto import json_format
 from meshplane.xds.cache import SnapshotCache
 from meshplane.xds.identity import InvalidNodeIdError, parse_node_id
 from meshplane.xds.metrics import XdsMetrics
-from meshplane.xds.producer import Authorizer, ProxyConnection, SnapshotProducer
+from meshplane.xds.producer import (
+    Authorizer,
+    ProxyConnection,
+    SnapshotKeyer,
+    SnapshotProducer,
+)
 from meshplane.xds.status import ProxyStatus
 from meshplane.xds.stream import Builder, Stream
 
@@ -128,7 +135,8 @@ class XdsServer:
             def wake() -> None:
                 loop.call_soon_threadsafe(queue.put_nowait, _WAKE)
 
-            unwatch = self.cache.watch(stream.identity, wake)
+            key = self.snapshot_key(connection)
+            unwatch = self.cache.watch(key, wake)
             self._streams[stream.stream_id] = stream
             self.metrics.connected.inc()
             await self._notify("proxy_connected", connection)
@@ -136,7 +144,7 @@ class XdsServer:
             while True:
                 while not queue.empty():
                     items.append(queue.get_nowait())
-                snapshot = self.cache.get(stream.identity)
+                snapshot = self.cache.get(key)
                 for item in items:
                     if item is _EOF:
                         return
@@ -160,6 +168,15 @@ class XdsServer:
                 self.metrics.connected.dec()
             if connection is not None:
                 await self._notify("proxy_disconnected", connection)
+
+    def snapshot_key(self, connection: ProxyConnection) -> str:
+        """The cache key a connection's stream watches."""
+        if isinstance(self.producer, SnapshotKeyer):
+            try:
+                return self.producer.snapshot_key(connection)
+            except Exception:
+                log.exception("snapshot producer snapshot_key(%s) failed", connection.identity)
+        return connection.identity.key
 
     async def _open(
         self, kind: str, first: Any, context: grpc.aio.ServicerContext
