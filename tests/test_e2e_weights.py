@@ -175,3 +175,47 @@ def test_ten_step_shift_under_load_fails_nothing(colors: tuple[Mesh, Sidecar]) -
     assert results["blue"] > 0
     assert results["green"] > 0
     assert sum(results.values()) >= 100
+
+
+def test_proxy_commands_through_the_real_cli(colors: tuple[Mesh, Sidecar]) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    mesh, client = colors
+
+    def cli(*args: str) -> str:
+        env = {**os.environ, "MESHPLANE_SERVER": mesh.server.url}
+        result = subprocess.run([sys.executable, "-m", "meshplane", *args], env=env,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    status = json.loads(cli("proxy-status", "-o", "json"))
+    by_node = {p["nodeId"]: p for p in status}
+    assert set(by_node) == {"mesh/demo/virtualNode/blue", "mesh/demo/virtualNode/green",
+                            "mesh/demo/virtualNode/client"}
+    client_status = by_node["mesh/demo/virtualNode/client"]
+    assert client_status["types"]["cds"]["synced"]
+    assert client_status["types"]["lds"]["ackedVersion"]
+    assert client_status["types"]["rds"]["lastNack"] is None
+    table = cli("proxy-status")
+    assert "mesh/demo/virtualNode/client" in table
+    assert "SYNCED" in table
+
+    clusters = yaml.safe_load(cli("proxy-config", "client", "--type", "clusters"))
+    names = {c["cluster"]["name"] for dump in clusters for c in dump.get("dynamic_active_clusters", [])}
+    assert {"cds_egress_demo_blue_http_" + str(_port(names, "blue")),
+            "cds_egress_demo_green_http_" + str(_port(names, "green"))} <= names
+
+    assert "log level set to debug" in cli("proxy-log", "mesh/demo/virtualNode/blue", "--level", "debug")
+    body = httpx.post(f"http://{mesh.sidecars[0].admin}/logging").text  # lists the levels
+    assert "upstream: debug" in body
+    cli("proxy-log", "blue", "--level", "info")
+
+
+def _port(names: set[str], color: str) -> str:
+    return next(n.rsplit("_", 1)[1] for n in names if f"_{color}_" in n)
