@@ -101,11 +101,6 @@ def set_weights(mesh: Mesh, client: Sidecar, blue: int, green: int) -> None:
     )["route"]["metadata"]["version"]
     assert version > 1
 
-    def applied() -> bool:
-        dump = client.config_dump()
-        text = str(dump)
-        return f"'weight': {blue}" in text if blue else "'weight': 0" not in text or green == 100
-
     mesh.wait(lambda: _weights_in(client) == (blue, green), f"weights {blue}/{green} in Envoy")
 
 
@@ -185,7 +180,7 @@ def test_proxy_commands_through_the_real_cli(colors: tuple[Mesh, Sidecar]) -> No
 
     import yaml
 
-    mesh, client = colors
+    mesh, _client = colors
 
     def cli(*args: str) -> str:
         env = {**os.environ, "MESHPLANE_SERVER": mesh.server.url}
