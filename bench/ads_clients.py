@@ -154,7 +154,7 @@ class Proxy:
         except asyncio.CancelledError:
             raise
         except grpc.aio.AioRpcError as error:
-            self.error = f"{error.code().name}: {error.details()}"
+            self.error = f"{error.code().name}: {error.details()} ({error.debug_error_string()})"
         else:
             self.error = "stream ended"
 

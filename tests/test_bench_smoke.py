@@ -1,0 +1,55 @@
+"""The benchmarks still run: each ``bench.*`` module at a tiny scale, as a subprocess.
+
+No timing is asserted (speed goals live in ``docs/benchmarks.md``); these only catch a
+benchmark broken by a change to the code it drives.  The convergence and latency runs start
+real Envoys (and latency needs nginx and h2load, else it is skipped).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_bench(*args: str, timeout: float = 300) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def test_translate_benchmark_runs() -> None:
+    out = run_bench("bench.translate", "--sizes", "20", "--repeat", "3")
+    assert "mesh of 20 virtual nodes" in out
+    assert "view.with_changes(one route)" in out
+
+
+@pytest.mark.e2e
+def test_convergence_benchmark_runs() -> None:
+    out = run_bench(
+        "bench.convergence", "--envoys", "2", "--clients", "4", "--writes", "1",
+        "--large-writes", "1",
+    )
+    assert "2 Envoys: applied (Envoy)" in out
+    assert "4 proxies: last ACK (= convergence)" in out
+    assert "KiB per connected proxy" in out
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(
+    not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()) or not shutil.which("h2load")
+    or not shutil.which("wrk"),
+    reason="needs nginx, h2load and wrk",
+)
+def test_latency_benchmark_runs() -> None:
+    out = run_bench(
+        "bench.latency", "--rates", "50", "--rounds", "1", "--seconds", "1", "--wrk-seconds", "1"
+    )
+    assert "two sidecars" in out
