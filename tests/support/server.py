@@ -29,11 +29,13 @@ class MeshplaneServer:
         *,
         env: dict[str, str] | None = None,
         extra_args: list[str] | None = None,
+        https: bool = False,
     ) -> None:
         self.data_dir = data_dir
         self.api_port = free_port()
         self.xds_port = free_port()
-        self.url = f"http://127.0.0.1:{self.api_port}"
+        self.https = https
+        self.url = f"{'https' if https else 'http'}://127.0.0.1:{self.api_port}"
         self.env = env or {}
         self.extra_args = extra_args or []
         self.process: subprocess.Popen[bytes] | None = None
@@ -67,7 +69,8 @@ class MeshplaneServer:
                 self.stop()
                 raise RuntimeError(f"meshplane serve exited early:\n{self.log()}")
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                health = httpx.get(f"{self.url}/healthz", timeout=1, verify=not self.https)
+                if health.status_code == 200:
                     return self
             except httpx.TransportError:
                 pass
@@ -106,13 +109,15 @@ class MeshplaneServer:
             self.process = None
             self._log.close()
 
-    def boto3(self) -> Any:
+    def boto3(self, key_id: str = "x", secret: str = "x", **options: Any) -> Any:
+        """An App Mesh client; ``key_id``/``secret`` are an API token's id and secret."""
         import boto3
 
         return boto3.client(
             "appmesh",
             endpoint_url=self.url,
             region_name="us-east-1",
-            aws_access_key_id="x",
-            aws_secret_access_key="x",
+            aws_access_key_id=key_id,
+            aws_secret_access_key=secret,
+            **options,
         )
