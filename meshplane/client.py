@@ -178,6 +178,22 @@ class Client:
         result = await self._request("DELETE", f"/meshplane/v1/tokens/{quote(token_id, safe='')}")
         return dict(result["token"])
 
+    async def create_proxy_token(self, resource: str, ttl_seconds: int) -> dict[str, Any]:
+        """A proxy token for ``mesh/<mesh>/virtualNode/<name>`` (or a gateway)."""
+        body = {"resource": resource, "ttlSeconds": ttl_seconds}
+        result: dict[str, Any] = await self._request(
+            "POST", "/meshplane/v1/proxy-tokens", json=body
+        )
+        return result
+
+    async def mesh_ca(self, mesh: str, *, rotate: bool = False) -> dict[str, Any]:
+        """The CA of ``mesh`` (trust bundle and roots); ``rotate`` starts a CA rotation."""
+        path = f"/meshplane/v1/meshes/{quote(mesh, safe='')}/ca"
+        result: dict[str, Any] = await (
+            self._request("POST", f"{path}/rotate") if rotate else self._request("GET", path)
+        )
+        return result
+
     async def audit(
         self, *, mesh: str | None = None, since: float | None = None, limit: int | None = None
     ) -> list[dict[str, Any]]:

@@ -4,6 +4,8 @@ Built by ``meshplane.server`` (``build_app``); routes:
 - ``/v20190125/...``: the App Mesh API (``meshplane.api.appmesh``)
 - ``/meshplane/v1/...``: manifests, namespaces, proxies (``meshplane.api.extensions``), API
   tokens and the audit log (``meshplane.api.admin``)
+- ``/meshplane/v1/proxy-tokens``, ``/meshplane/v1/meshes/{mesh}/ca``: proxy tokens and the
+  mesh CAs (``meshplane.api.identity``, passed in as ``extra_routes``)
 - ``/openapi.json``, ``/healthz``, ``/metrics``
 Every request passes the authentication middleware (``meshplane.api.auth``) first.
 """
@@ -11,7 +13,7 @@ Every request passes the authentication middleware (``meshplane.api.auth``) firs
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -43,6 +45,7 @@ def build_app(
     registry: CollectorRegistry | None = None,
     proxies: ProxyStatusSource | None = None,
     lifespan: Any = None,
+    extra_routes: Sequence[BaseRoute] = (),
     tokens: TokenService | None = None,
     require_auth: bool = False,
 ) -> Starlette:
@@ -72,6 +75,7 @@ def build_app(
         Route("/v20190125/{rest:path}", appmesh.handle, methods=methods),
         *extensions.routes(),
         *(AdminApi(tokens).routes() if tokens is not None else []),
+        *extra_routes,
         Route("/{rest:path}", not_found, methods=methods),
     ]
     middleware = []

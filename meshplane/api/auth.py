@@ -41,7 +41,17 @@ log = logging.getLogger(__name__)
 
 SCOPE_KEY = "meshplane.principal"
 PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json"})
-EXTENSION_PATHS = ("apply", "delete", "namespaces", "manifests", "proxies", "tokens", "audit")
+EXTENSION_PATHS = (
+    "apply",
+    "delete",
+    "namespaces",
+    "manifests",
+    "proxies",
+    "tokens",
+    "audit",
+    "proxy-tokens",  # meshplane.api.identity: roles per mesh checked by the handlers
+    "meshes",
+)
 _WHAT = (
     "send 'Authorization: Bearer <token>' (meshplane --token, MESHPLANE_TOKEN) or sign the "
     "request with SigV4 using the token id as access key id and its secret as secret key"

@@ -15,6 +15,7 @@ from meshplane import __version__
 from meshplane.cli import output
 from meshplane.cli.audit_commands import audit
 from meshplane.cli.common import DEFAULT_SERVER
+from meshplane.cli.identity_commands import ca, proxy_token
 from meshplane.cli.manifest_commands import apply, diff, label
 from meshplane.cli.proxy_commands import envoy, proxy_config, proxy_log, proxy_status
 from meshplane.cli.resource_commands import delete, describe, get
@@ -113,6 +114,42 @@ def cli(ctx: click.Context, server: str | None, token: str | None, tls_ca: str |
     type=click.Path(path_type=Path, dir_okay=False),
     help="PEM private key of --tls-cert [env MESHPLANE_TLS_KEY].",
 )
+@click.option(
+    "--require-proxy-auth",
+    is_flag=True,
+    default=None,
+    help="Proxies must present a proxy token ('meshplane proxy-token create') even on "
+    "loopback (always required when --host is not a loopback address) "
+    "[env MESHPLANE_REQUIRE_PROXY_AUTH].",
+)
+@click.option(
+    "--trust-domain",
+    help="SPIFFE trust domain of proxy identities [env MESHPLANE_TRUST_DOMAIN; "
+    "default meshplane.local].",
+)
+@click.option(
+    "--cert-lifetime",
+    metavar="DURATION",
+    help="Lifetime of proxy certificates, e.g. 24h, 90m [env MESHPLANE_CERT_LIFETIME; "
+    "default 24h].",
+)
+@click.option(
+    "--cert-rotate-after",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="Fraction of its lifetime after which a proxy certificate is replaced "
+    "[env MESHPLANE_CERT_ROTATE_AFTER; default 0.5].",
+)
+@click.option(
+    "--ca-cert",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="An operator CA certificate (PEM) that signs proxy certificates of every mesh, "
+    "instead of one generated CA per mesh [env MESHPLANE_CA_CERT].",
+)
+@click.option(
+    "--ca-key",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="The EC private key (PEM) of --ca-cert [env MESHPLANE_CA_KEY].",
+)
 def serve(
     data_dir: Path | None,
     database_url: str | None,
@@ -125,11 +162,21 @@ def serve(
     require_auth: bool | None,
     tls_cert: Path | None,
     tls_key: Path | None,
+    require_proxy_auth: bool | None,
+    trust_domain: str | None,
+    cert_lifetime: str | None,
+    cert_rotate_after: float | None,
+    ca_cert: Path | None,
+    ca_key: Path | None,
 ) -> None:
     """Run the control plane: the App Mesh REST API and the xDS server, in one process.
 
     Bound to loopback only (the default), the API is open to local callers; on any other
     address, or with --require-auth, every call needs an API token ('meshplane token').
+    Likewise proxies need a proxy token ('meshplane proxy-token') off loopback or with
+    --require-proxy-auth.  Each mesh gets a CA (under <data dir>/ca) that issues its proxies'
+    SPIFFE certificates over SDS; the mesh tag meshplane.io/mtls=STRICT|PERMISSIVE turns on
+    mTLS between all its proxies.
     Stops cleanly on SIGTERM or Ctrl-C.
 
     \b
@@ -155,6 +202,12 @@ def serve(
             require_auth=require_auth,
             tls_cert=tls_cert,
             tls_key=tls_key,
+            require_proxy_auth=require_proxy_auth,
+            trust_domain=trust_domain,
+            cert_lifetime=cert_lifetime,
+            cert_rotate_after=cert_rotate_after,
+            ca_cert=ca_cert,
+            ca_key=ca_key,
         )
     except ValueError as error:
         raise output.fail(str(error), output.EXIT_USAGE) from None
@@ -246,6 +299,8 @@ for command in (
     proxy_log,
     token,
     audit,
+    proxy_token,
+    ca,
 ):
     cli.add_command(command)
 

@@ -20,6 +20,7 @@ from meshplane.cli.common import output_option, run_client
 from meshplane.client import Client
 from meshplane.errors import MeshplaneError
 from meshplane.proxy import BootstrapOptions, EnvoyOptions, run_envoy
+from meshplane.proxy.bootstrap import XdsTls
 from meshplane.server.settings import DEFAULT_XDS_PORT
 
 
@@ -84,6 +85,23 @@ def _host_port(value: str, option: str) -> tuple[str, int]:
 @click.option("--admin-address", default="127.0.0.1", show_default=True)
 @click.option("--log-level", help="Envoy log level [env ENVOY_LOG_LEVEL; default info].")
 @click.option("--delta", is_flag=True, help="Use incremental (delta) xDS.")
+@click.option(
+    "--token",
+    "xds_token",
+    envvar="MESHPLANE_XDS_TOKEN",
+    metavar="TOKEN",
+    help="Proxy token from 'meshplane proxy-token create' [env MESHPLANE_XDS_TOKEN].",
+)
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Read the proxy token from this file (keeps it out of the process list).",
+)
+@click.option(
+    "--xds-ca",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Speak TLS to the control plane, trusting this CA (PEM) [with serve --tls-cert].",
+)
 @click.option("--print-bootstrap", is_flag=True, help="Print the bootstrap and exit.")
 def envoy(
     resource: str | None,
@@ -97,6 +115,9 @@ def envoy(
     admin_address: str,
     log_level: str | None,
     delta: bool,
+    xds_token: str | None,
+    token_file: str | None,
+    xds_ca: str | None,
     print_bootstrap: bool,
 ) -> None:
     """Run an Envoy sidecar (virtual node) or gateway (virtual gateway) driven by meshplane.
@@ -109,6 +130,7 @@ def envoy(
       meshplane envoy --resource mesh/demo/virtualNode/blue --address 127.0.0.2 --app-port 9002
       APPMESH_RESOURCE_ARN=mesh/webapp/virtualGateway/ingress-gw meshplane envoy
       meshplane envoy --resource mesh/demo/virtualNode/client --print-bootstrap
+      meshplane envoy --resource mesh/demo/virtualNode/blue --token-file /run/blue.token
     """
     from meshplane.proxy import build_bootstrap
 
@@ -131,6 +153,13 @@ def envoy(
         overrides["log_level"] = log_level
     if delta:
         overrides["api_type"] = "DELTA_GRPC"
+    if token_file:
+        with open(token_file) as handle:
+            xds_token = handle.read().strip()
+    if xds_token:
+        overrides["xds_token"] = xds_token
+    if xds_ca:
+        overrides["xds_tls"] = XdsTls(ca_file=xds_ca)
     ports: dict[str, int] = {}
     for item in tcp_backends:
         name, _, port = item.rpartition("=")

@@ -9,7 +9,8 @@
   control loop asks for certificates and trust bundles.
 - :mod:`~meshplane.identity.tokens`: HMAC-signed, expiring proxy tokens scoped to one proxy.
 
-Sits just above ``meshplane.model`` in the layers: it imports nothing else of meshplane.
+Sits just above ``meshplane.model`` in the layers: of meshplane it imports only
+``meshplane.errors``.
 Built by ``meshplane.server``; used by the control loop, the API and translation (names).
 """
 

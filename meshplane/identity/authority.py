@@ -31,11 +31,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from meshplane.errors import MeshplaneError
+
 CLOCK_SKEW = timedelta(minutes=5)
 """Leaves and roots are valid from this long before they are made (clock skew between hosts)."""
 
 
-class AuthorityError(Exception):
+class AuthorityError(MeshplaneError):
     """A CA that cannot sign (no root, an unusable operator-supplied certificate or key)."""
 
 

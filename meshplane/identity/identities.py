@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from meshplane.identity.authority import (
+    AuthorityError,
     IssuedCertificate,
     MeshAuthority,
     Root,
@@ -93,11 +94,12 @@ class MeshIdentities:
         self._listeners: list[Callable[[], None]] = []
         if self.settings.ca_certificate_file is not None:
             assert self.settings.ca_key_file is not None
-            self._operator = operator_root(
-                self.settings.ca_certificate_file.read_bytes(),
-                self.settings.ca_key_file.read_bytes(),
-                clock(),
-            )
+            try:
+                certificate = self.settings.ca_certificate_file.read_bytes()
+                key = self.settings.ca_key_file.read_bytes()
+            except OSError as error:
+                raise AuthorityError(f"cannot read the CA files: {error}") from None
+            self._operator = operator_root(certificate, key, clock())
 
     @property
     def trust_domain(self) -> str:

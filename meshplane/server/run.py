@@ -26,9 +26,13 @@ from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 
 from meshplane.api.app import build_app
+from meshplane.api.identity import IdentityApi
 from meshplane.control import ControlLoop
 from meshplane.errors import MeshplaneError
+from meshplane.identity import MeshIdentities, TokenKey
+from meshplane.identity.tokens import KEY_FILE as PROXY_TOKEN_KEY_FILE
 from meshplane.server.keys import token_key
+from meshplane.server.proxy_auth import ProxyAuthorizer
 from meshplane.server.settings import Settings, TlsSettings
 from meshplane.server.status import proxy_status_json
 from meshplane.service.access import ANONYMOUS
@@ -96,9 +100,24 @@ class Application:
             cert, key = _read_tls(settings.tls)
             credentials = grpc.ssl_server_credentials([(key, cert)])
         self.registry = CollectorRegistry()
+        data_dir = settings.store.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.identities = MeshIdentities(data_dir / "ca", settings.identity)
+        self.proxy_tokens = TokenKey.load_or_create(data_dir / PROXY_TOKEN_KEY_FILE)
+        self.authorizer = ProxyAuthorizer(
+            self.proxy_tokens, required=settings.xds.require_proxy_auth, registry=self.registry
+        )
         self.cache = SnapshotCache()
-        self.control = ControlLoop(self.store, self.cache, registry=self.registry)
-        self.xds = XdsServer(self.cache, self.control, self.registry, credentials=credentials)
+        self.control = ControlLoop(
+            self.store, self.cache, registry=self.registry, identities=self.identities
+        )
+        self.xds = XdsServer(
+            self.cache,
+            self.control,
+            self.registry,
+            authorize=self.authorizer,
+            credentials=credentials,
+        )
         self.xds_port = settings.xds.port
         self.startup: list[Callable[[], Any]] = [self._start_xds, self.control.start]
         self.shutdown: list[Callable[[], Any]] = [self._stop_xds, self.control.stop]
@@ -108,6 +127,9 @@ class Application:
             registry=self.registry,
             proxies=self.proxy_status,
             lifespan=self._lifespan,
+            extra_routes=IdentityApi(
+                self.store, tokens=self.proxy_tokens, identities=self.identities
+            ).routes(),
             tokens=self.tokens,
             require_auth=settings.auth is not None and settings.auth.required,
         )
@@ -115,6 +137,14 @@ class Application:
     async def _start_xds(self) -> None:
         self.xds_port = await self.xds.start(self.settings.xds.host, self.settings.xds.port)
         log.info("meshplane xDS (ADS) on %s:%d", self.settings.xds.host, self.xds_port)
+        log.info(
+            "proxy authentication: %s; mesh CAs in %s (trust domain %s)",
+            "required (proxy tokens)"
+            if self.settings.xds.require_proxy_auth
+            else "optional on loopback (a token that is sent is checked)",
+            self.identities.keystore.directory,
+            self.identities.trust_domain,
+        )
 
     async def _stop_xds(self) -> None:
         await self.xds.stop(grace=1.0)

@@ -10,7 +10,10 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
+
+from meshplane.identity import IdentitySettings
 
 DEFAULT_API_PORT = 8765
 DEFAULT_XDS_PORT = 18000
@@ -54,6 +57,9 @@ class ApiSettings:
 class XdsSettings:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_XDS_PORT
+    require_proxy_auth: bool = False
+    """Proxies must present a proxy token scoped to the identity they claim (always on when
+    ``host`` is not a loopback address)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +89,7 @@ class Settings:
     region: str = DEFAULT_REGION
     account_id: str = DEFAULT_ACCOUNT_ID
     log_level: str = "info"
+    identity: IdentitySettings = field(default_factory=IdentitySettings)
 
     @classmethod
     def load(
@@ -96,6 +103,12 @@ class Settings:
         region: str | None = None,
         account_id: str | None = None,
         log_level: str | None = None,
+        require_proxy_auth: bool | None = None,
+        trust_domain: str | None = None,
+        cert_lifetime: str | None = None,
+        cert_rotate_after: float | None = None,
+        ca_cert: Path | None = None,
+        ca_key: Path | None = None,
         require_auth: bool | None = None,
         tls_cert: Path | None = None,
         tls_key: Path | None = None,
@@ -129,12 +142,73 @@ class Settings:
             xds=XdsSettings(
                 host=resolved_host,
                 port=xds_port or int(environ.get("MESHPLANE_XDS_PORT") or DEFAULT_XDS_PORT),
+                require_proxy_auth=bool(
+                    require_proxy_auth
+                    or _truthy(environ.get("MESHPLANE_REQUIRE_PROXY_AUTH"))
+                    or not _loopback_only(resolved_host)
+                ),
             ),
             region=region or environ.get("MESHPLANE_REGION") or DEFAULT_REGION,
             account_id=account_id or environ.get("MESHPLANE_ACCOUNT_ID") or DEFAULT_ACCOUNT_ID,
             log_level=log_level or environ.get("MESHPLANE_LOG_LEVEL") or "info",
+            identity=_identity_settings(
+                environ, trust_domain, cert_lifetime, cert_rotate_after, ca_cert, ca_key
+            ),
         )
 
 
 def _path(value: str | None) -> Path | None:
     return Path(value) if value else None
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _loopback_only(host: str) -> bool:
+    """Whether binding ``host`` keeps the port reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name may resolve to anything
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90``, ``90s``, ``15m``, ``24h`` or ``7d``; ValueError otherwise."""
+    value = text.strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    scale = units.get(value[-1:], 0)
+    number = value[:-1] if scale else value
+    try:
+        seconds = float(number) * (scale or 1)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a duration (90s, 15m, 24h, 7d)") from None
+    if seconds <= 0:
+        raise ValueError(f"{text!r}: a duration must be positive")
+    return timedelta(seconds=seconds)
+
+
+def _identity_settings(
+    environ: Mapping[str, str],
+    trust_domain: str | None,
+    cert_lifetime: str | None,
+    cert_rotate_after: float | None,
+    ca_cert: Path | None,
+    ca_key: Path | None,
+) -> IdentitySettings:
+    default = IdentitySettings()
+    lifetime = cert_lifetime or environ.get("MESHPLANE_CERT_LIFETIME")
+    rotate = cert_rotate_after or float(environ.get("MESHPLANE_CERT_ROTATE_AFTER") or 0)
+    cert = ca_cert or (
+        Path(environ["MESHPLANE_CA_CERT"]) if environ.get("MESHPLANE_CA_CERT") else None
+    )
+    key = ca_key or (Path(environ["MESHPLANE_CA_KEY"]) if environ.get("MESHPLANE_CA_KEY") else None)
+    return IdentitySettings(
+        trust_domain=trust_domain or environ.get("MESHPLANE_TRUST_DOMAIN") or default.trust_domain,
+        cert_lifetime=parse_duration(lifetime) if lifetime else default.cert_lifetime,
+        rotate_after=rotate or default.rotate_after,
+        ca_certificate_file=cert,
+        ca_key_file=key,
+    )

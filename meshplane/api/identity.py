@@ -1,0 +1,168 @@
+"""Mesh identity endpoints under ``/meshplane/v1``: proxy tokens and the mesh CAs.
+
+- ``POST /meshplane/v1/proxy-tokens`` ``{"resource": "mesh/<m>/virtualNode/<n>",
+  "ttlSeconds": 86400}`` -> ``{"token", "resource", "expiresAt"}``: a bootstrap credential for
+  one proxy (``meshplane envoy --token``); the xDS server gives a stream presenting it the
+  configuration and secrets of that resource only.  The mesh must exist; the resource need
+  not yet.
+- ``GET /meshplane/v1/meshes/{mesh}/ca``: the mesh's trust bundle (PEM) and its roots —
+  public material, for clients outside the mesh that must trust its proxies.
+- ``POST /meshplane/v1/meshes/{mesh}/ca/rotate``: start a CA rotation (new root trusted at
+  once, signing after the propagation delay, old root trusted for the overlap).
+
+Who may call (the caller's principal from ``meshplane.api.auth``): a proxy token needs the
+editor role on its mesh, reading a CA the viewer role, rotating it the admin role.  Mounted by
+``meshplane.api.app`` (passed in by ``meshplane.server``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from meshplane.api.appmesh import error_response, json_response, read_json_body
+from meshplane.api.auth import principal_of
+from meshplane.errors import BadRequestError, MeshplaneError, NotFoundError
+from meshplane.identity import AuthorityError, MeshIdentities, TokenKey
+from meshplane.identity.spiffe import proxy_key
+from meshplane.model.kinds import Kind, ResourceKey
+from meshplane.service import inputs
+from meshplane.service.access import Role
+from meshplane.store.base import Store
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TTL_SECONDS = 24 * 3600
+
+
+class IdentityApi:
+    """The handlers (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        tokens: TokenKey | None,
+        identities: MeshIdentities | None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.tokens = tokens
+        self.identities = identities
+        self.clock = clock
+
+    def routes(self) -> list[BaseRoute]:
+        prefix = "/meshplane/v1"
+        return [
+            Route(f"{prefix}/proxy-tokens", self._guard(self.create_token), methods=["POST"]),
+            Route(f"{prefix}/meshes/{{mesh}}/ca", self._guard(self.describe_ca), methods=["GET"]),
+            Route(
+                f"{prefix}/meshes/{{mesh}}/ca/rotate",
+                self._guard(self.rotate_ca),
+                methods=["POST"],
+            ),
+        ]
+
+    @staticmethod
+    def _guard(handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                return json_response(await handler(request))
+            except MeshplaneError as error:
+                return error_response(error)
+            except Exception:
+                log.exception("internal error in %s %s", request.method, request.url.path)
+                return error_response(MeshplaneError("internal error; see the server log"))
+
+        return endpoint
+
+    def _check(self, request: Request, mesh: str, role: Role, what: str) -> None:
+        principal_of(request).require(mesh, role, what)
+        if self.store.get(ResourceKey(Kind.MESH, mesh, mesh)) is None:
+            raise NotFoundError(f"mesh {mesh!r} does not exist")
+
+    async def create_token(self, request: Request) -> dict[str, Any]:
+        body = await read_json_body(request)
+        unknown = sorted(set(body) - {"resource", "ttlSeconds"})
+        if unknown:
+            raise BadRequestError(f"{unknown[0]}: unknown member (expected resource, ttlSeconds)")
+        resource = body.get("resource")
+        if not isinstance(resource, str):
+            raise BadRequestError("resource: is required, mesh/<mesh>/virtualNode/<name>")
+        try:
+            subject = proxy_key(resource)
+        except ValueError as error:
+            raise BadRequestError(f"resource: {error}") from None
+        ttl = body.get("ttlSeconds", DEFAULT_TTL_SECONDS)
+        if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= 366 * 24 * 3600:
+            raise BadRequestError("ttlSeconds: must be an integer from 1 to 31622400 (366 days)")
+        if self.tokens is None:
+            raise MeshplaneError("this server issues no proxy tokens")
+        self._check(
+            request, subject.split("/")[1], Role.EDITOR, f"create a proxy token for {subject}"
+        )
+        token, claims = self.tokens.issue(subject, int(self.clock()), ttl)
+        log.info(
+            "proxy token %s issued for %s until %s",
+            claims.token_id,
+            subject,
+            _iso(claims.expires_at),
+        )
+        return {
+            "token": token,
+            "resource": subject,
+            "tokenId": claims.token_id,
+            "expiresAt": _iso(claims.expires_at),
+        }
+
+    async def describe_ca(self, request: Request) -> dict[str, Any]:
+        mesh = inputs.resource_name(request.path_params["mesh"], "mesh")
+        self._check(request, mesh, Role.VIEWER, f"read the CA of mesh {mesh}")
+        return await run_in_threadpool(self._ca, mesh, False)
+
+    async def rotate_ca(self, request: Request) -> dict[str, Any]:
+        mesh = inputs.resource_name(request.path_params["mesh"], "mesh")
+        self._check(request, mesh, Role.ADMIN, f"rotate the CA of mesh {mesh}")
+        return await run_in_threadpool(self._ca, mesh, True)
+
+    def _ca(self, mesh: str, rotate: bool) -> dict[str, Any]:
+        if self.identities is None:
+            raise MeshplaneError("this server has no certificate authority")
+        try:
+            authority = (
+                self.identities.rotate_ca(mesh) if rotate else self.identities.authority(mesh)
+            )
+        except AuthorityError as error:
+            raise BadRequestError(str(error)) from None
+        now = self.identities.clock()
+        signing = authority.signing_root(now)
+        return {
+            "mesh": mesh,
+            "trustDomain": self.identities.trust_domain,
+            "trustBundle": authority.trust_bundle(now).decode(),
+            "roots": [
+                {
+                    "serial": f"{root.serial:x}",
+                    "subject": root.certificate.subject.rfc4514_string(),
+                    "notAfter": root.certificate.not_valid_after_utc.isoformat(),
+                    "signsFrom": root.sign_from.isoformat(),
+                    "trustedUntil": root.trusted_until.isoformat() if root.trusted_until else None,
+                    "signing": root is signing,
+                    "trusted": root.trusted(now),
+                    "operatorSupplied": root.operator,
+                }
+                for root in authority.roots
+            ],
+        }
+
+
+def _iso(unix: int) -> str:
+    return datetime.fromtimestamp(unix, UTC).isoformat()
