@@ -114,7 +114,7 @@ def test_issued_certificates_are_spiffe_identities_signed_by_the_mesh_ca(tmp_pat
     usages = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH} <= set(usages)
     assert leaf.not_valid_after_utc - T0 == timedelta(hours=24)
-    assert issued.rotate_at == issued.not_before + (issued.not_after - issued.not_before) / 2
+    assert issued.rotate_at == T0 + timedelta(hours=12)  # half of the lifetime from issuance
     key = serialization.load_pem_private_key(issued.private_key, password=None)
     assert key.public_key() == leaf.public_key()
     gateway = ids.certificate("demo", "virtualGateway", "ingress")
@@ -125,10 +125,11 @@ def test_issued_certificates_are_spiffe_identities_signed_by_the_mesh_ca(tmp_pat
 
 def test_certificates_are_kept_until_their_rotation_point(tmp_path: Path) -> None:
     clock = Clock()
-    ids = identities(tmp_path, clock, cert_lifetime=timedelta(hours=1), rotate_after=0.5)
+    ids = identities(tmp_path, clock, cert_lifetime=timedelta(seconds=8), rotate_after=0.5)
     first = ids.certificate("demo", "virtualNode", "blue")
+    assert first.rotate_at == T0 + timedelta(seconds=4)  # short lifetimes rotate in time too
     assert ids.next_change() == first.rotate_at
-    clock.advance(minutes=20)
+    clock.advance(seconds=3)
     assert ids.certificate("demo", "virtualNode", "blue") is first
     clock.now = first.rotate_at
     second = ids.certificate("demo", "virtualNode", "blue")

@@ -259,7 +259,7 @@ class MeshAuthority:
         chain = [leaf, root.certificate, *root.chain]
         if _self_signed(chain[-1]):
             chain.pop()  # peers hold the anchor; sending it is useless
-        rotate_at = not_before + (not_after - not_before) * rotate_after
+        rotate_at = now + (not_after - now) * rotate_after  # not from the backdated start
         return IssuedCertificate(
             spiffe_id=spiffe_id,
             certificate_chain=b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain),
