@@ -3,8 +3,10 @@
 Runs the control plane (API + xDS, embedded SQLite) in this process, applies the blue/green
 example as App Mesh Kubernetes manifests (the shape of the App Mesh guide's example), starts
 two small demo applications and an Envoy sidecar for each of ``blue``, ``green`` and
-``client``, and prints how to send requests and shift the weights.  Ctrl-C stops everything.
-Called by the CLI (``meshplane demo``, which ``scripts/run`` runs).
+``client``, and a gateway Envoy (virtual gateway ``ingress`` on 127.0.0.1:8080 by default)
+whose gateway route sends everything to the blue/green service, so the split can be watched
+from outside the mesh too; then prints how to send requests and shift the weights.  Ctrl-C
+stops everything.  Called by the CLI (``meshplane demo``, which ``scripts/run`` runs).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ log = logging.getLogger("meshplane.demo")
 MESH = "demo"
 SERVICE = "color.demo.local"
 PORT = 8080
+GATEWAY = "ingress"
 
 MANIFESTS = f"""\
 apiVersion: v1
@@ -37,6 +40,7 @@ metadata:
   name: demo
   labels:
     mesh: {MESH}
+    gateway: {GATEWAY}
 ---
 apiVersion: appmesh.k8s.aws/v1beta2
 kind: Mesh
@@ -103,6 +107,45 @@ spec:
 """
 
 
+def gateway_manifest(port: int) -> str:
+    """The virtual gateway (listening on ``port``) and its route to the blue/green service."""
+    return f"""\
+apiVersion: appmesh.k8s.aws/v1beta2
+kind: VirtualGateway
+metadata:
+  name: {GATEWAY}
+  namespace: demo
+spec:
+  awsName: {GATEWAY}
+  namespaceSelector:
+    matchLabels:
+      gateway: {GATEWAY}
+  podSelector:
+    matchLabels:
+      app: {GATEWAY}
+  listeners:
+    - portMapping:
+        port: {port}
+        protocol: http
+---
+apiVersion: appmesh.k8s.aws/v1beta2
+kind: GatewayRoute
+metadata:
+  name: color
+  namespace: demo
+spec:
+  awsName: color
+  httpRoute:
+    match:
+      prefix: /
+    action:
+      target:
+        virtualService:
+          virtualServiceRef:
+            name: color
+"""
+
+
 def router_manifest(blue: int, green: int) -> str:
     return f"""\
 apiVersion: appmesh.k8s.aws/v1beta2
@@ -161,6 +204,9 @@ class _ColorServer(ThreadingHTTPServer):
 class DemoPorts:
     egress: int = 15001
     admin_base: int = 9901
+    """Admin ports: blue, green, client, then the gateway (9901-9904 by default)."""
+    gateway: int = 8080
+    """The gateway's listener on 127.0.0.1 (the sidecars bind 8080 on 127.0.0.2 and .3)."""
 
 
 def _apply(application: Application, text: str, source: str) -> None:
@@ -177,7 +223,11 @@ async def run_demo(settings: Settings, ports: DemoPorts, say: Callable[[str], No
     demo_dir.mkdir(parents=True, exist_ok=True)
     for blue, green in ((100, 0), (50, 50), (0, 100)):
         (demo_dir / f"weights-{blue}-{green}.yaml").write_text(router_manifest(blue, green))
-    _apply(application, MANIFESTS + "---\n" + router_manifest(100, 0), "demo.yaml")
+    _apply(
+        application,
+        "---\n".join((MANIFESTS, router_manifest(100, 0), gateway_manifest(ports.gateway))),
+        "demo.yaml",
+    )
 
     servers: list[_ColorServer] = []
     envoys: list[EnvoyProcess] = []
@@ -216,6 +266,18 @@ async def run_demo(settings: Settings, ports: DemoPorts, say: Callable[[str], No
             )
             run_dir = demo_dir / f"envoy-{name}"
             envoys.append(start_envoy(EnvoyOptions(options, run_dir=str(run_dir), drain_time=1.0)))
+        admin = ports.admin_base + len(sidecars)
+        gateway = BootstrapOptions(
+            resource=f"mesh/{MESH}/virtualGateway/{GATEWAY}",
+            xds_host=settings.xds.host,
+            xds_port=application.xds_port,
+            workload_address="127.0.0.1",
+            admin_port=admin,
+            log_level="warning",
+            extra_metadata={"admin": f"127.0.0.1:{admin}"},
+        )
+        run_dir = demo_dir / f"envoy-{GATEWAY}"
+        envoys.append(start_envoy(EnvoyOptions(gateway, run_dir=str(run_dir), drain_time=1.0)))
         for envoy in envoys:
             await asyncio.to_thread(envoy.wait_admin, 20)
         say(_instructions(settings, ports, demo_dir))
@@ -253,11 +315,16 @@ def _instructions(settings: Settings, ports: DemoPorts, demo_dir: Path) -> str:
   mesh '{MESH}'     client -> {SERVICE} -> router 'color' -> blue 100% / green 0%
   sidecars        blue 127.0.0.2:{PORT}, green 127.0.0.3:{PORT}, \
 client egress 127.0.0.1:{ports.egress}
+  gateway         '{GATEWAY}' on 127.0.0.1:{ports.gateway}, every path -> {SERVICE}
 
 [bold]Send requests through the client's sidecar:[/]
   curl -s -H 'Host: {SERVICE}' http://127.0.0.1:{ports.egress}/
   for i in $(seq 20); do curl -s -H 'Host: {SERVICE}' http://127.0.0.1:{ports.egress}/; \
 done | sort | uniq -c
+
+[bold]Or from outside the mesh, through the gateway:[/]
+  curl -s http://127.0.0.1:{ports.gateway}/hello
+  for i in $(seq 20); do curl -s http://127.0.0.1:{ports.gateway}/; done | sort | uniq -c
 
 [bold]Shift the weights (in another terminal):[/]
   .venv/bin/meshplane --server {api} apply -f {demo_dir}/weights-50-50.yaml
@@ -267,6 +334,7 @@ done | sort | uniq -c
   .venv/bin/meshplane --server {api} get virtualnodes -A
   .venv/bin/meshplane --server {api} proxy-status
   .venv/bin/meshplane --server {api} proxy-config client --type clusters
+  .venv/bin/meshplane --server {api} proxy-config {GATEWAY} --type routes
   AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x aws appmesh list-virtual-nodes \\
       --mesh-name {MESH} --endpoint-url {api} --region us-east-1
 """

@@ -249,22 +249,38 @@ def serve(
 )
 @click.option(
     "--admin-port",
-    type=click.IntRange(1, 65533),
+    type=click.IntRange(1, 65532),
     default=9901,
     show_default=True,
-    help="First of the three sidecars' admin ports.",
+    help="First of the four admin ports (three sidecars, then the gateway).",
 )
-def demo(data_dir: Path, api_port: int, xds_port: int, egress_port: int, admin_port: int) -> None:
-    """Run a working mesh on this machine: control plane, blue/green apps and their sidecars.
+@click.option(
+    "--gateway-port",
+    type=click.IntRange(1, 65535),
+    default=8080,
+    show_default=True,
+    help="The gateway's listener (127.0.0.1): requests from outside the mesh.",
+)
+def demo(
+    data_dir: Path,
+    api_port: int,
+    xds_port: int,
+    egress_port: int,
+    admin_port: int,
+    gateway_port: int,
+) -> None:
+    """Run a working mesh on this machine: control plane, blue/green apps, their sidecars and
+    an ingress gateway.
 
     Applies the blue/green example (a client calling a virtual service routed by a virtual
-    router to blue and green virtual nodes), starts real Envoy sidecars on 127.0.0.2-4,
-    and prints how to send requests and shift the weights. Ctrl-C stops everything.
+    router to blue and green virtual nodes, and a virtual gateway in front of it), starts
+    real Envoy sidecars on 127.0.0.2-4 and the gateway's Envoy on 127.0.0.1:8080, and prints
+    how to send requests and shift the weights. Ctrl-C stops everything.
 
     \b
     Examples:
       meshplane demo
-      meshplane demo --api-port 9765 --egress-port 16001
+      meshplane demo --api-port 9765 --egress-port 16001 --gateway-port 18080
     """
     from meshplane.demo import DemoPorts, run_demo
 
@@ -276,7 +292,7 @@ def demo(data_dir: Path, api_port: int, xds_port: int, egress_port: int, admin_p
         asyncio.run(
             run_demo(
                 settings,
-                DemoPorts(egress=egress_port, admin_base=admin_port),
+                DemoPorts(egress=egress_port, admin_base=admin_port, gateway=gateway_port),
                 lambda text: output.out.print(text, highlight=False),
             )
         )
