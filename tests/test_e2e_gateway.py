@@ -1,7 +1,8 @@
 """End to end with real Envoy processes: ingress through a virtual gateway.
 
 A gateway Envoy (``mesh/gateways/virtualGateway/gw``, started the way ``meshplane envoy``
-starts one) listens on its own loopback address with two HTTP listeners and a gRPC one, and
+starts one) listens on its own loopback address with two HTTP listeners, a gRPC and an HTTP/2
+one, and
 routes into the mesh through the providers' sidecars: virtual services ``a`` and ``b``
 provided by virtual nodes, ``color`` and ``only`` by virtual routers, and a gRPC service.
 Every request is made from outside the mesh straight to the gateway's port; the apps echo
@@ -114,6 +115,12 @@ def gateway_routes(ports: dict[str, int]) -> dict[str, dict[str, Any]]:
         "live": route({"prefix": "/live", **on}, A),
         "second": route({"prefix": "/", "port": ports["http-2"]}, B),
         "grpc": route({"serviceName": "demo.Echo", "port": ports["grpc"]}, GRPC, kind="grpcRoute"),
+        "h2": route(
+            {"prefix": "/demo.Echo/", "port": ports["http2"]},
+            GRPC,
+            kind="http2Route",
+            rewrite={"prefix": {"defaultPrefix": "DISABLED"}},
+        ),
     }
 
 
@@ -168,7 +175,7 @@ def gateways(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateways]:
                 spec={"provider": {"virtualRouter": {"virtualRouterName": router}}},
             )
         address = next_address()
-        ports = {name: free_port(address) for name in ("http", "http-2", "grpc")}
+        ports = {name: free_port(address) for name in ("http", "http-2", "grpc", "http2")}
         api.create_virtual_gateway(
             meshName=MESH,
             virtualGatewayName="gw",
@@ -177,6 +184,7 @@ def gateways(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateways]:
                     {"portMapping": {"port": ports["http"], "protocol": "http"}},
                     {"portMapping": {"port": ports["http-2"], "protocol": "http"}},
                     {"portMapping": {"port": ports["grpc"], "protocol": "grpc"}},
+                    {"portMapping": {"port": ports["http2"], "protocol": "http2"}},
                 ]
             },
         )
@@ -289,6 +297,17 @@ def test_grpc_through_the_grpc_listener(gateways: Gateways) -> None:
         with pytest.raises(grpc.RpcError) as error:
             other(b"x", timeout=5)
         assert error.value.code() is grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_http2_route_on_an_http2_listener(gateways: Gateways) -> None:
+    target = f"{gateways.gateway.address}:{gateways.ports['http2']}"
+    with grpc.insecure_channel(target) as channel:  # gRPC is an HTTP/2 client (h2c)
+        say = channel.unary_unary("/demo.Echo/Say")
+        assert say(b"over h2", timeout=5) == b"grpc-svc:over h2"
+        other = channel.unary_unary("/demo.Other/Say")
+        with pytest.raises(grpc.RpcError) as error:
+            other(b"x", timeout=5)
+        assert error.value.code() is grpc.StatusCode.UNIMPLEMENTED  # Envoy's 404
 
 
 def test_two_replicas_serve_the_same_routes(gateways: Gateways) -> None:
