@@ -2,9 +2,9 @@
 
 A gateway Envoy (``mesh/gateways/virtualGateway/gw``, started the way ``meshplane envoy``
 starts one) listens on its own loopback address with two HTTP listeners, a gRPC and an HTTP/2
-one, and
-routes into the mesh through the providers' sidecars: virtual services ``a`` and ``b``
-provided by virtual nodes, ``color`` and ``only`` by virtual routers, and a gRPC service.
+one, and routes into the mesh through the providers' sidecars: virtual services ``a`` and
+``b`` provided by virtual nodes, ``color`` and ``only`` by virtual routers, and a gRPC
+service.  The first listener's health check is answered by the gateway itself.
 Every request is made from outside the mesh straight to the gateway's port; the apps echo
 what reached them (app, path, Host), so each test shows which service answered and with
 which path and Host.  A second replica on another address serves the same routes, and a
@@ -34,6 +34,14 @@ pytestmark = pytest.mark.e2e
 MESH = "gateways"
 A, B, COLOR, ONLY, GRPC = (f"{n}.gw.local" for n in ("a", "b", "color", "only", "grpc"))
 GATEWAY = f"mesh/{MESH}/virtualGateway/gw"
+HEALTH = {
+    "protocol": "http",
+    "path": "/gateway-health",
+    "healthyThreshold": 2,
+    "unhealthyThreshold": 2,
+    "intervalMillis": 5000,
+    "timeoutMillis": 2000,
+}
 
 
 def route(
@@ -181,7 +189,10 @@ def gateways(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateways]:
             virtualGatewayName="gw",
             spec={
                 "listeners": [
-                    {"portMapping": {"port": ports["http"], "protocol": "http"}},
+                    {
+                        "portMapping": {"port": ports["http"], "protocol": "http"},
+                        "healthCheck": HEALTH,
+                    },
                     {"portMapping": {"port": ports["http-2"], "protocol": "http"}},
                     {"portMapping": {"port": ports["grpc"], "protocol": "grpc"}},
                     {"portMapping": {"port": ports["http2"], "protocol": "http2"}},
@@ -308,6 +319,20 @@ def test_http2_route_on_an_http2_listener(gateways: Gateways) -> None:
         with pytest.raises(grpc.RpcError) as error:
             other(b"x", timeout=5)
         assert error.value.code() is grpc.StatusCode.UNIMPLEMENTED  # Envoy's 404
+
+
+def test_the_gateway_answers_its_listeners_health_check(gateways: Gateways) -> None:
+    admin = f"http://{gateways.gateway.admin}"
+    with httpx.Client(timeout=5) as http:
+        healthy = http.get(gateways.url("/gateway-health"))
+        assert (healthy.status_code, healthy.text, healthy.headers.get("x-app")) == (200, "", None)
+        assert http.post(f"{admin}/healthcheck/fail").status_code == 200
+        try:
+            assert http.get(gateways.url("/gateway-health")).status_code == 503
+            assert seen(http.get(gateways.url("/pre/x")))[0] == "a"  # still routing
+        finally:
+            http.post(f"{admin}/healthcheck/ok")
+        assert http.get(gateways.url("/gateway-health")).status_code == 200
 
 
 def test_two_replicas_serve_the_same_routes(gateways: Gateways) -> None:
