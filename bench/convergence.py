@@ -47,6 +47,7 @@ import tempfile
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,16 @@ class Writer:
 
 
 # --- control-plane observations -----------------------------------------------------
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (all its threads)."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 def rss_kib(pid: int) -> int:
@@ -332,12 +343,13 @@ def run_envoys(server: MeshplaneServer, count: int, writes: int, poll: float,
                          f"{size} Envoys to connect and sync", 300, 0.5)
                 print(f"{size} Envoys started, connected and synced in "
                       f"{time.monotonic() - started:.1f} s")
-            convergences, applied, publishes, apis, polls = [], [], [], [], []
+            convergences, applied, publishes, apis, polls, cpus = [], [], [], [], [], []
             if size > 1:
                 profiler.start(server_pid(server), f"server-{size}-envoys")
             for _ in range(writes):
                 before_status = rds_versions(proxies(server))
                 before = metrics(server)
+                cpu0 = cpu_seconds(server_pid(server))
                 t0, w0, api_seconds = writer.write()
                 poll_costs: list[float] = []
 
@@ -351,6 +363,7 @@ def run_envoys(server: MeshplaneServer, count: int, writes: int, poll: float,
 
                 wait_for(converged, "every Envoy to ACK the write", 120, poll)
                 observed = time.monotonic() - t0
+                cpus.append(cpu_seconds(server_pid(server)) - cpu0)
                 times = envoys.update_times() if size == len(envoys.processes) else []
                 applied.append(max(t - w0 for t in times))
                 convergences.append(observed)
@@ -362,7 +375,8 @@ def run_envoys(server: MeshplaneServer, count: int, writes: int, poll: float,
             rows.append(summary(f"{label}: observed via API", convergences, publishes, apis))
             rows.append(summary(f"{label}: applied (Envoy)", applied, publishes, apis))
             print(f"  {label}: one /meshplane/v1/proxies poll costs "
-                  f"{statistics.median(polls) * 1000:.1f} ms (median)")
+                  f"{statistics.median(polls) * 1000:.1f} ms (median); server CPU per write "
+                  f"{statistics.median(cpus) * 1000:.0f} ms, polls included (median)")
         rss1 = rss_kib(server_pid(server))
         print(HEADER)
         for row in rows:
@@ -443,20 +457,38 @@ class Clients:
                 proc.wait()
 
 
+@dataclass
+class Writes:
+    """What was observed over a series of writes."""
+
+    lasts: list[float] = field(default_factory=list)
+    medians: list[float] = field(default_factory=list)
+    publishes: list[float] = field(default_factory=list)
+    apis: list[float] = field(default_factory=list)
+    translations: list[int] = field(default_factory=list)
+    server_cpu: list[float] = field(default_factory=list)
+    """Server CPU seconds from the write until every proxy ACKed (quiet time excluded)."""
+    rss_kib: list[int] = field(default_factory=list)
+
+
 def converge_writes(server: MeshplaneServer, clients: Clients, writer: Writer, writes: int
-                    ) -> tuple[list[float], list[float], list[float], list[float], list[int]]:
-    lasts, medians, publishes, apis, translations = [], [], [], [], []
+                    ) -> Writes:
+    out = Writes()
+    pid = server_pid(server)
     for _ in range(writes):
         before = metrics(server)
+        cpu0 = cpu_seconds(pid)
         t0, _, api_seconds = writer.write()
         acks = clients.converge(t0)
-        lasts.append(max(acks))
-        medians.append(statistics.median(acks))
+        out.server_cpu.append(cpu_seconds(pid) - cpu0)
+        out.lasts.append(max(acks))
+        out.medians.append(statistics.median(acks))
         spent, made = publish_delta(before, metrics(server))
-        publishes.append(spent)
-        translations.append(made)
-        apis.append(api_seconds)
-    return lasts, medians, publishes, apis, translations
+        out.publishes.append(spent)
+        out.translations.append(made)
+        out.apis.append(api_seconds)
+        out.rss_kib.append(rss_kib(pid))
+    return out
 
 
 def run_clients(server: MeshplaneServer, count: int, writes: int, procs: int, burst: int,
@@ -480,9 +512,8 @@ def run_clients(server: MeshplaneServer, count: int, writes: int, procs: int, bu
         status_seconds = time.monotonic() - started
         assert len(status) == count and all_synced(status), "the API disagrees with the clients"
         profiler.start(server_pid(server), f"server-{count}-clients")
-        lasts, medians, publishes, apis, made = converge_writes(server, clients, writer, writes)
+        measured = converge_writes(server, clients, writer, writes)
         profiler.stop()
-        rss2 = rss_kib(server_pid(server))
     finally:
         clients.close()
     per_proxy = (rss1 - rss0) * 1024 / (count - 1)
@@ -490,15 +521,21 @@ def run_clients(server: MeshplaneServer, count: int, writes: int, procs: int, bu
           f"{connected:.1f} s ({wall:.1f} s wall); GET /meshplane/v1/proxies: "
           f"{status_seconds * 1000:.0f} ms")
     print(HEADER)
-    print(summary("1 proxy (baseline): last ACK", base[0], base[2], base[3]))
-    print(summary(f"{count} proxies: last ACK (= convergence)", lasts, publishes, apis))
-    print(summary(f"{count} proxies: median proxy's ACK", medians, publishes, apis))
-    print(f"translations per write: {statistics.median(made):.0f}; publish per translation: "
-          f"{statistics.median(publishes) / max(1, statistics.median(made)) * 1e6:.0f} us")
+    m = measured
+    print(summary("1 proxy (baseline): last ACK", base.lasts, base.publishes, base.apis))
+    print(summary(f"{count} proxies: last ACK (= convergence)", m.lasts, m.publishes, m.apis))
+    print(summary(f"{count} proxies: median proxy's ACK", m.medians, m.publishes, m.apis))
+    made = statistics.median(m.translations)
+    cpu = statistics.median(m.server_cpu)
+    per_translation = statistics.median(m.publishes) / max(1, made)
+    print(f"per write (medians): {made:.0f} translations, publish {per_translation * 1e6:.0f} us "
+          f"per translation; server CPU {cpu:.2f} s = "
+          f"{cpu / count * 1e6:.0f} us per proxy (translate + push + ACK)")
     print(f"control plane VmRSS: {rss_start / 1024:.0f} MiB at start, {rss0 / 1024:.0f} MiB with "
-          f"1 stream, {rss1 / 1024:.0f} MiB with {count}, {rss2 / 1024:.0f} MiB after the writes "
-          f"-> {per_proxy / 1024:.1f} KiB per connected proxy")
-    return {"per_proxy": per_proxy, "p50": percentile(lasts, 0.5)}
+          f"1 stream, {rss1 / 1024:.0f} MiB with {count} -> {per_proxy / 1024:.1f} KiB per "
+          f"connected proxy; after each write: "
+          + ", ".join(f"{r / 1024:.0f}" for r in m.rss_kib) + " MiB")
+    return {"per_proxy": per_proxy, "p50": percentile(m.lasts, 0.5)}
 
 
 # --- main -----------------------------------------------------------------------------
