@@ -2,7 +2,9 @@
 sidecars started the way ``meshplane envoy`` starts them, and real applications.
 
 Each workload gets its own loopback address (127.0.0.x), as the README's traffic model says:
-its sidecar binds ``<address>:<listener port>`` and forwards to its app on 127.0.0.1.
+its sidecar binds ``<address>:<listener port>`` and forwards to its app on 127.0.0.1.  Every
+sidecar authenticates to the xDS server with a proxy token for its resource (made through the
+API, as ``meshplane proxy-token create`` does) unless told otherwise.
 :class:`Mesh` cleans up every process it started.
 """
 
@@ -72,9 +74,9 @@ class Sidecar:
 class Mesh:
     """A control plane plus the sidecars and apps of one test."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, server_args: list[str] | None = None) -> None:
         self.tmp = tmp
-        self.server = MeshplaneServer(tmp / "data").start()
+        self.server = MeshplaneServer(tmp / "data", extra_args=server_args).start()
         self.appmesh = self.server.boto3()
         self.sidecars: list[Sidecar] = []
         self.apps: list[App] = []
@@ -93,8 +95,14 @@ class Mesh:
         egress_port: int | None = None,
         delta: bool = False,
         extra: dict[str, Any] | None = None,
+        token: str | None = None,
+        authenticate: bool = True,
     ) -> Sidecar:
+        """A sidecar (or gateway) Envoy for ``resource``; it presents ``token``, or a fresh
+        proxy token for ``resource`` when ``authenticate`` (if the API can make one)."""
         address = address or next_address()
+        if token is None and authenticate:
+            token = self.proxy_token(resource)
         egress_port = egress_port or free_port()
         admin_port = free_port()
         options = BootstrapOptions(
@@ -107,12 +115,22 @@ class Mesh:
             app_port=app_port,
             egress_port=egress_port,
             extra_metadata={"admin": f"127.0.0.1:{admin_port}", **(extra or {})},
+            xds_token=token,
         )
         process = start_envoy(EnvoyOptions(options, drain_time=1.0))
         process.wait_admin(15)
         sidecar = Sidecar(process, f"127.0.0.1:{admin_port}", resource, egress_port, address)
         self.sidecars.append(sidecar)
         return sidecar
+
+    def proxy_token(self, resource: str, ttl: int = 3600) -> str | None:
+        """A proxy token for ``resource``; None when the server cannot make one (no mesh)."""
+        response = httpx.post(
+            f"{self.server.url}/meshplane/v1/proxy-tokens",
+            json={"resource": resource, "ttlSeconds": ttl},
+            timeout=10,
+        )
+        return str(response.json()["token"]) if response.status_code == 200 else None
 
     def wait(self, predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
