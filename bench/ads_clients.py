@@ -120,8 +120,16 @@ class Proxy:
         node.user_agent_build_version.version.minor_number = 40
         address = f"127.{1 + self.index // 62500}.{self.index // 250 % 250}.{self.index % 250 + 2}"
         meta = struct_pb2.Struct()
-        meta.update({"meshplane": {"workload_address": address, "app_port": None,
-                                   "egress_port": 15001, "resource": self.node_id}})
+        meta.update(
+            {
+                "meshplane": {
+                    "workload_address": address,
+                    "app_port": None,
+                    "egress_port": 15001,
+                    "resource": self.node_id,
+                }
+            }
+        )
         node.metadata.CopyFrom(meta)
         return request
 
@@ -198,8 +206,7 @@ class Fleet:
         self.mesh = mesh
         self.proxies: list[Proxy] = []
 
-    async def connect(self, start: int, count: int, burst: int, timeout: float
-                      ) -> dict[str, Any]:
+    async def connect(self, start: int, count: int, burst: int, timeout: float) -> dict[str, Any]:
         """Open streams, at most ``burst`` of them not yet synced at any time."""
         began = time.monotonic()
         fresh = [Proxy(self.target, self.mesh, i) for i in range(start, start + count)]
@@ -227,8 +234,9 @@ class Fleet:
             now = time.monotonic()
             failed = [p for p in self.proxies if p.error is not None]
             if failed:
-                raise RuntimeError(f"{len(failed)} streams failed, e.g. {failed[0].node_id}: "
-                                   f"{failed[0].error}")
+                raise RuntimeError(
+                    f"{len(failed)} streams failed, e.g. {failed[0].node_id}: {failed[0].error}"
+                )
             if now > deadline:
                 waiting = sum(1 for p in self.proxies if not done(p))
                 raise TimeoutError(f"{waiting} of {len(self.proxies)} proxies not done")
@@ -252,9 +260,12 @@ async def serve(target: str, mesh: str) -> None:
             command = json.loads(line)
             try:
                 if command["cmd"] == "connect":
-                    answer = await fleet.connect(command["start"], command["count"],
-                                                 command.get("burst", 1_000_000),
-                                                 command.get("timeout", 600))
+                    answer = await fleet.connect(
+                        command["start"],
+                        command["count"],
+                        command.get("burst", 1_000_000),
+                        command.get("timeout", 600),
+                    )
                 elif command["cmd"] == "converge":
                     answer = await fleet.converge(command["t0"], command.get("timeout", 600))
                 elif command["cmd"] == "close":
@@ -274,7 +285,7 @@ def main() -> None:
     parser.add_argument("--target", required=True, help="host:port of the ADS server")
     parser.add_argument("--mesh", default="bench")
     args = parser.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     asyncio.run(serve(args.target, args.mesh))
 

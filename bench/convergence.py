@@ -56,6 +56,7 @@ import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -81,15 +82,22 @@ def create_mesh(server: MeshplaneServer, consumers: int) -> float:
     api = server.boto3()
     api.create_mesh(meshName=MESH)
     for i, color in enumerate(("blue", "green")):
-        api.create_virtual_node(meshName=MESH, virtualNodeName=color,
-                                spec=provider_node(f"127.0.1.{i + 2}"))
-    api.create_virtual_router(meshName=MESH, virtualRouterName="color",
-                              spec={"listeners": [{"portMapping": {"port": COLOR_PORT,
-                                                                   "protocol": "http"}}]})
-    api.create_route(meshName=MESH, virtualRouterName="color", routeName="split",
-                     spec=weights_route(90, 10))
-    api.create_virtual_service(meshName=MESH, virtualServiceName=SERVICE,
-                               spec={"provider": {"virtualRouter": {"virtualRouterName": "color"}}})
+        api.create_virtual_node(
+            meshName=MESH, virtualNodeName=color, spec=provider_node(f"127.0.1.{i + 2}")
+        )
+    api.create_virtual_router(
+        meshName=MESH,
+        virtualRouterName="color",
+        spec={"listeners": [{"portMapping": {"port": COLOR_PORT, "protocol": "http"}}]},
+    )
+    api.create_route(
+        meshName=MESH, virtualRouterName="color", routeName="split", spec=weights_route(90, 10)
+    )
+    api.create_virtual_service(
+        meshName=MESH,
+        virtualServiceName=SERVICE,
+        spec={"provider": {"virtualRouter": {"virtualRouterName": "color"}}},
+    )
     started = time.monotonic()
     asyncio.run(_create_consumers(server.api_port, consumers))
     return time.monotonic() - started
@@ -106,8 +114,9 @@ async def _create_consumers(port: int, count: int, connections: int = 8) -> None
                 body = json.dumps({"virtualNodeName": f"c{i}", "spec": spec}).encode()
                 writer.write(
                     f"PUT /v20190125/meshes/{MESH}/virtualNodes HTTP/1.1\r\nHost: bench\r\n"
-                    f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-                    .encode() + body)
+                    f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                    + body
+                )
                 head = await reader.readuntil(b"\r\n\r\n")
                 status = head.split(b" ", 2)[1]
                 length = 0
@@ -136,8 +145,12 @@ class Writer:
         self.step += 1
         blue, green = weight_steps(self.step + 1)[-1]
         t0, w0 = time.monotonic(), time.time()
-        self.api.update_route(meshName=MESH, virtualRouterName="color", routeName="split",
-                              spec=weights_route(blue, green))
+        self.api.update_route(
+            meshName=MESH,
+            virtualRouterName="color",
+            routeName="split",
+            spec=weights_route(blue, green),
+        )
         return t0, w0, time.monotonic() - t0
 
 
@@ -185,7 +198,9 @@ def publish_delta(before: dict[str, float], after: dict[str, float]) -> tuple[fl
     """Seconds the control loop spent publishing, and translations made, between scrapes."""
     key = "meshplane_change_to_publish_seconds_sum"
     spent = after.get(key, 0.0) - before.get(key, 0.0)
-    made = after.get("meshplane_translations_total", 0) - before.get("meshplane_translations_total", 0)
+    made = after.get("meshplane_translations_total", 0) - before.get(
+        "meshplane_translations_total", 0
+    )
     return spent, int(made)
 
 
@@ -213,9 +228,22 @@ class Profiler:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.out_dir / f"{name}.txt"
         self.proc = subprocess.Popen(
-            [self.binary, "record", "--pid", str(pid), "--rate", "200", "--nonblocking",
-             "--format", "raw", "--output", str(self.path)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                self.binary,
+                "record",
+                "--pid",
+                str(pid),
+                "--rate",
+                "200",
+                "--nonblocking",
+                "--format",
+                "raw",
+                "--output",
+                str(self.path),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(1.0)
 
     def stop(self, top: int = 18) -> None:
@@ -259,15 +287,20 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:8.0f}"
 
 
-def summary(label: str, convergences: list[float], publishes: list[float], apis: list[float]
-            ) -> str:
-    return (f"{label:40s} {ms(percentile(convergences, 0.5))} {ms(percentile(convergences, 0.9))} "
-            f"{ms(max(convergences))}   {ms(statistics.median(publishes))}"
-            f" {ms(statistics.median(apis))}   ({len(convergences)} writes)")
+def summary(
+    label: str, convergences: list[float], publishes: list[float], apis: list[float]
+) -> str:
+    return (
+        f"{label:40s} {ms(percentile(convergences, 0.5))} {ms(percentile(convergences, 0.9))} "
+        f"{ms(max(convergences))}   {ms(statistics.median(publishes))}"
+        f" {ms(statistics.median(apis))}   ({len(convergences)} writes)"
+    )
 
 
-HEADER = (f"{'':40s} {'p50 ms':>8s} {'p90 ms':>8s} {'max ms':>8s}   {'publish':>8s} {'API':>8s}"
-          "   publish = control loop, change feed -> every snapshot (median)")
+HEADER = (
+    f"{'':40s} {'p50 ms':>8s} {'p90 ms':>8s} {'max ms':>8s}   {'publish':>8s} {'API':>8s}"
+    "   publish = control loop, change feed -> every snapshot (median)"
+)
 
 
 # --- a. real Envoys -------------------------------------------------------------------
@@ -285,9 +318,13 @@ class Envoys:
                 egress = free_port()
                 address = f"127.0.{2 + i // 250}.{i % 250 + 2}"
                 options = BootstrapOptions(
-                    resource=f"mesh/{MESH}/virtualNode/c{i}", xds_port=server.xds_port,
-                    admin_port=0, concurrency=1, log_level="warning",
-                    workload_address=address, egress_port=egress,
+                    resource=f"mesh/{MESH}/virtualNode/c{i}",
+                    xds_port=server.xds_port,
+                    admin_port=0,
+                    concurrency=1,
+                    log_level="warning",
+                    workload_address=address,
+                    egress_port=egress,
                 )
                 process = start_envoy(EnvoyOptions(options, drain_time=1.0))
                 self.processes.append((i, egress, process))
@@ -297,6 +334,7 @@ class Envoys:
 
     def update_times(self) -> list[float]:
         """Each Envoy's egress RDS ``update_time`` (epoch seconds)."""
+
         def one(entry: tuple[int, int, EnvoyProcess]) -> float:
             _, egress, process = entry
             admin = process.admin_address()
@@ -309,11 +347,14 @@ class Envoys:
                 if key == name:
                     return int(value) / 1000
             raise RuntimeError(f"no {name} in {text!r}")
+
         with ThreadPoolExecutor(16) as pool:
             return list(pool.map(one, self.processes))
 
     def rss_mib(self) -> float:
-        return sum(rss_kib(p.pid) for _, _, p in self.processes) / 1024 / max(1, len(self.processes))
+        return (
+            sum(rss_kib(p.pid) for _, _, p in self.processes) / 1024 / max(1, len(self.processes))
+        )
 
     def stop(self) -> None:
         with ThreadPoolExecutor(16) as pool:
@@ -334,8 +375,31 @@ def rds_versions(status: list[dict[str, Any]]) -> dict[str, str]:
     return {p["nodeId"]: p["types"].get("rds", {}).get("ackedVersion", "") for p in status}
 
 
-def run_envoys(server: MeshplaneServer, count: int, writes: int, poll: float,
-               profiler: Profiler) -> None:
+def all_connected(server: MeshplaneServer, size: int) -> bool:
+    """``size`` proxies are connected, each synced with an acked route configuration."""
+    status = proxies(server)
+    return (
+        len(status) == size
+        and all_synced(status)
+        and all(p["types"].get("rds", {}).get("ackedVersion") for p in status)
+    )
+
+
+def all_acked(server: MeshplaneServer, before: dict[str, str], costs: list[float]) -> bool:
+    """Every proxy of ``before`` acked a route configuration other than the one it had, and
+    every type is synced (the poll's duration is appended to ``costs``)."""
+    started = time.monotonic()
+    status = proxies(server)
+    costs.append(time.monotonic() - started)
+    versions = rds_versions(status)
+    return all_synced(status) and all(
+        versions.get(node) and versions[node] != version for node, version in before.items()
+    )
+
+
+def run_envoys(
+    server: MeshplaneServer, count: int, writes: int, poll: float, profiler: Profiler
+) -> None:
     print(f"\n== a. {count} real Envoy sidecars (--concurrency 1), {writes} writes each")
     envoys = Envoys()
     rss0 = rss_kib(server_pid(server))
@@ -346,11 +410,16 @@ def run_envoys(server: MeshplaneServer, count: int, writes: int, poll: float,
             if size > len(envoys.processes):
                 started = time.monotonic()
                 envoys.start(server, size)  # the baseline Envoy is c0; then c1..
-                wait_for(lambda: len(st := proxies(server)) == size and all_synced(st)
-                         and all(p["types"].get("rds", {}).get("ackedVersion") for p in st),
-                         f"{size} Envoys to connect and sync", 300, 0.5)
-                print(f"{size} Envoy(s) started, connected and synced in "
-                      f"{time.monotonic() - started:.1f} s")
+                wait_for(
+                    partial(all_connected, server, size),
+                    f"{size} Envoys to connect and sync",
+                    300,
+                    0.5,
+                )
+                print(
+                    f"{size} Envoy(s) started, connected and synced in "
+                    f"{time.monotonic() - started:.1f} s"
+                )
             convergences, applied, publishes, apis, polls, cpus = [], [], [], [], [], []
             if size > 1:
                 profiler.start(server_pid(server), f"server-{size}-envoys")
@@ -360,20 +429,15 @@ def run_envoys(server: MeshplaneServer, count: int, writes: int, poll: float,
                 cpu0 = cpu_seconds(server_pid(server))
                 t0, w0, api_seconds = writer.write()
                 poll_costs: list[float] = []
-
-                def converged() -> bool:
-                    started = time.monotonic()
-                    status = proxies(server)
-                    poll_costs.append(time.monotonic() - started)
-                    versions = rds_versions(status)
-                    return all_synced(status) and all(
-                        versions[n] and versions[n] != v for n, v in before_status.items())
-
-                wait_for(converged, "every Envoy to ACK the write", 120, poll)
+                wait_for(
+                    partial(all_acked, server, before_status, poll_costs),
+                    "every Envoy to ACK the write",
+                    120,
+                    poll,
+                )
                 observed = time.monotonic() - t0
                 cpus.append(cpu_seconds(server_pid(server)) - cpu0)
-                times = envoys.update_times() if size == len(envoys.processes) else []
-                applied.append(max(t - w0 for t in times))
+                applied.append(max(t - w0 for t in envoys.update_times()))
                 convergences.append(observed)
                 apis.append(api_seconds)
                 polls.append(statistics.median(poll_costs))
@@ -382,15 +446,19 @@ def run_envoys(server: MeshplaneServer, count: int, writes: int, poll: float,
             profiler.stop()
             rows.append(summary(f"{label}: observed via API", convergences, publishes, apis))
             rows.append(summary(f"{label}: applied (Envoy)", applied, publishes, apis))
-            print(f"  {label}: one /meshplane/v1/proxies poll costs "
-                  f"{statistics.median(polls) * 1000:.1f} ms (median); server CPU per write "
-                  f"{statistics.median(cpus) * 1000:.0f} ms, polls included (median)")
+            print(
+                f"  {label}: one /meshplane/v1/proxies poll costs "
+                f"{statistics.median(polls) * 1000:.1f} ms (median); server CPU per write "
+                f"{statistics.median(cpus) * 1000:.0f} ms, polls included (median)"
+            )
         rss1 = rss_kib(server_pid(server))
         print(HEADER)
         for row in rows:
             print(row)
-        print(f"control plane VmRSS {rss0 / 1024:.0f} MiB before the Envoys, "
-              f"{rss1 / 1024:.0f} MiB with {count}; Envoy VmRSS {envoys.rss_mib():.0f} MiB each")
+        print(
+            f"control plane VmRSS {rss0 / 1024:.0f} MiB before the Envoys, "
+            f"{rss1 / 1024:.0f} MiB with {count}; Envoy VmRSS {envoys.rss_mib():.0f} MiB each"
+        )
     finally:
         envoys.stop()
 
@@ -404,9 +472,18 @@ class Clients:
     def __init__(self, server: MeshplaneServer, procs: int) -> None:
         self.procs = [
             subprocess.Popen(
-                [sys.executable, "-m", "bench.ads_clients",
-                 "--target", f"127.0.0.1:{server.xds_port}", "--mesh", MESH],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.ads_clients",
+                    "--target",
+                    f"127.0.0.1:{server.xds_port}",
+                    "--mesh",
+                    MESH,
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
                 cwd=Path(__file__).resolve().parent.parent,
             )
             for _ in range(procs)
@@ -440,10 +517,14 @@ class Clients:
             first = start + i * share
             n = min(share, start + count - first)
             if n > 0:
-                commands[i] = {"cmd": "connect", "start": first, "count": n,
-                               "burst": max(1, burst // len(self.procs))}
+                commands[i] = {
+                    "cmd": "connect",
+                    "start": first,
+                    "count": n,
+                    "burst": max(1, burst // len(self.procs)),
+                }
                 self.used.add(i)
-        return max(a["seconds"] for a in self.ask(commands).values())
+        return max(float(a["seconds"]) for a in self.ask(commands).values())
 
     def converge(self, t0: float) -> list[float]:
         answers = self.ask({i: {"cmd": "converge", "t0": t0} for i in sorted(self.used)})
@@ -479,8 +560,9 @@ class Writes:
     rss_kib: list[int] = field(default_factory=list)
 
 
-def converge_writes(server: MeshplaneServer, clients: Clients, writer: Writer, writes: int
-                    ) -> Writes:
+def converge_writes(
+    server: MeshplaneServer, clients: Clients, writer: Writer, writes: int
+) -> Writes:
     out = Writes()
     pid = server_pid(server)
     for _ in range(writes):
@@ -499,8 +581,9 @@ def converge_writes(server: MeshplaneServer, clients: Clients, writer: Writer, w
     return out
 
 
-def run_clients(server: MeshplaneServer, count: int, writes: int, procs: int, burst: int,
-                profiler: Profiler) -> dict[str, Any]:
+def run_clients(
+    server: MeshplaneServer, count: int, writes: int, procs: int, burst: int, profiler: Profiler
+) -> dict[str, Any]:
     print(f"\n== b. {count} simulated ADS clients ({procs} client process(es)), {writes} writes")
     clients = Clients(server, procs)
     writer = Writer(server)
@@ -518,16 +601,19 @@ def run_clients(server: MeshplaneServer, count: int, writes: int, procs: int, bu
         started = time.monotonic()
         status = proxies(server)
         status_seconds = time.monotonic() - started
-        assert len(status) == count and all_synced(status), "the API disagrees with the clients"
+        if len(status) != count or not all_synced(status):
+            raise RuntimeError("the API's proxy status disagrees with the clients")
         profiler.start(server_pid(server), f"server-{count}-clients")
         measured = converge_writes(server, clients, writer, writes)
         profiler.stop()
     finally:
         clients.close()
     per_proxy = (rss1 - rss0) * 1024 / (count - 1)
-    print(f"first stream synced in {warm * 1000:.0f} ms; {count - 1} more connected and synced in "
-          f"{connected:.1f} s ({wall:.1f} s wall); GET /meshplane/v1/proxies: "
-          f"{status_seconds * 1000:.0f} ms")
+    print(
+        f"first stream synced in {warm * 1000:.0f} ms; {count - 1} more connected and synced in "
+        f"{connected:.1f} s ({wall:.1f} s wall); GET /meshplane/v1/proxies: "
+        f"{status_seconds * 1000:.0f} ms"
+    )
     print(HEADER)
     m = measured
     print(summary("1 proxy (baseline): last ACK", base.lasts, base.publishes, base.apis))
@@ -536,13 +622,18 @@ def run_clients(server: MeshplaneServer, count: int, writes: int, procs: int, bu
     made = statistics.median(m.translations)
     cpu = statistics.median(m.server_cpu)
     per_translation = statistics.median(m.publishes) / max(1, made)
-    print(f"per write (medians): {made:.0f} translations, publish {per_translation * 1e6:.0f} us "
-          f"per translation; server CPU {cpu:.2f} s = "
-          f"{cpu / count * 1e6:.0f} us per proxy (translate + push + ACK)")
-    print(f"control plane VmRSS: {rss_start / 1024:.0f} MiB at start, {rss0 / 1024:.0f} MiB with "
-          f"1 stream, {rss1 / 1024:.0f} MiB with {count} -> {per_proxy / 1024:.1f} KiB per "
-          f"connected proxy; after each write: "
-          + ", ".join(f"{r / 1024:.0f}" for r in m.rss_kib) + " MiB")
+    print(
+        f"per write (medians): {made:.0f} translations, publish {per_translation * 1e6:.0f} us "
+        f"per translation; server CPU {cpu:.2f} s = "
+        f"{cpu / count * 1e6:.0f} us per proxy (translate + push + ACK)"
+    )
+    print(
+        f"control plane VmRSS: {rss_start / 1024:.0f} MiB at start, {rss0 / 1024:.0f} MiB with "
+        f"1 stream, {rss1 / 1024:.0f} MiB with {count} -> {per_proxy / 1024:.1f} KiB per "
+        f"connected proxy; after each write: "
+        + ", ".join(f"{r / 1024:.0f}" for r in m.rss_kib)
+        + " MiB"
+    )
     return {"per_proxy": per_proxy, "p50": percentile(m.lasts, 0.5)}
 
 
@@ -561,20 +652,44 @@ def raise_fd_limit() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--envoys", type=int, default=100, help="real Envoys (0: skip part a)")
-    parser.add_argument("--clients", default="1000",
-                        help="simulated client counts, comma-separated ('' skips part b); "
-                             "1000,10000 for the full run (about 5 minutes)")
+    parser.add_argument(
+        "--clients",
+        default="1000",
+        help="simulated client counts, comma-separated ('' skips part b); "
+        "1000,10000 for the full run (about 5 minutes)",
+    )
     parser.add_argument("--writes", type=int, default=10, help="writes per measurement")
-    parser.add_argument("--large-writes", type=int, default=3,
-                        help="writes when there are more than 2,000 simulated clients")
-    parser.add_argument("--client-procs", type=int, default=1,
-                        help="simulated-client processes (the clients are spread over them)")
-    parser.add_argument("--burst", type=int, default=500,
-                        help="simulated clients connecting (not yet synced) at a time")
-    parser.add_argument("--poll", type=float, default=0.05,
-                        help="seconds between /meshplane/v1/proxies polls (part a)")
-    parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
-                        help="sample the server with py-spy during the writes; raw stacks to DIR")
+    parser.add_argument(
+        "--large-writes",
+        type=int,
+        default=3,
+        help="writes when there are more than 2,000 simulated clients",
+    )
+    parser.add_argument(
+        "--client-procs",
+        type=int,
+        default=1,
+        help="simulated-client processes (the clients are spread over them)",
+    )
+    parser.add_argument(
+        "--burst",
+        type=int,
+        default=500,
+        help="simulated clients connecting (not yet synced) at a time",
+    )
+    parser.add_argument(
+        "--poll",
+        type=float,
+        default=0.05,
+        help="seconds between /meshplane/v1/proxies polls (part a)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="sample the server with py-spy during the writes; raw stacks to DIR",
+    )
     parser.add_argument("--py-spy", default=shutil.which("py-spy"), help="the py-spy binary")
     args = parser.parse_args()
     profiler = Profiler(args.py_spy, args.profile)
@@ -587,8 +702,10 @@ def main() -> None:
         try:
             consumers = max([args.envoys, *sizes])
             seconds = create_mesh(server, consumers)
-            print(f"mesh: {consumers} consumer virtual nodes created through the API in "
-                  f"{seconds:.1f} s ({consumers / seconds:.0f}/s)")
+            print(
+                f"mesh: {consumers} consumer virtual nodes created through the API in "
+                f"{seconds:.1f} s ({consumers / seconds:.0f}/s)"
+            )
             if args.envoys:
                 server.restart()
                 run_envoys(server, args.envoys, args.writes, args.poll, profiler)

@@ -61,7 +61,8 @@ class Nginx:
         self.root = root
         self.port = port
         root.mkdir(parents=True, exist_ok=True)
-        (root / "nginx.conf").write_text(textwrap.dedent(f"""\
+        (root / "nginx.conf").write_text(
+            textwrap.dedent(f"""\
             worker_processes 1;
             daemon off;
             pid {root}/nginx.pid;
@@ -81,11 +82,22 @@ class Nginx:
                     location / {{ default_type text/plain; return 200 "ok\\n"; }}
                 }}
             }}
-            """))
+            """)
+        )
         binary = shutil.which("nginx") or "/usr/sbin/nginx"
         self.process = subprocess.Popen(
-            [binary, "-p", str(root), "-c", str(root / "nginx.conf"), "-e", str(root / "error.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+            [
+                binary,
+                "-p",
+                str(root),
+                "-c",
+                str(root / "nginx.conf"),
+                "-e",
+                str(root / "error.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -103,36 +115,85 @@ class StaticEnvoy:
 
     def __init__(self, root: Path, port: int, upstream: int, concurrency: int) -> None:
         root.mkdir(parents=True, exist_ok=True)
+
         def address(p: int) -> dict[str, object]:
             return {"socket_address": {"address": "127.0.0.1", "port_value": p}}
+
         config = {
             "static_resources": {
-                "listeners": [{"address": address(port), "filter_chains": [{"filters": [{
-                    "name": "envoy.filters.network.http_connection_manager",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.network."
-                                 "http_connection_manager.v3.HttpConnectionManager",
-                        "stat_prefix": "reference",
-                        "route_config": {"virtual_hosts": [{
-                            "name": "all", "domains": ["*"],
-                            "routes": [{"match": {"prefix": "/"},
-                                        "route": {"cluster": "nginx"}}]}]},
-                        "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.filters.http.router."
-                                     "v3.Router"}}],
-                    }}]}]}],
-                "clusters": [{"name": "nginx", "type": "STATIC", "connect_timeout": "1s",
-                              "load_assignment": {"cluster_name": "nginx", "endpoints": [
-                                  {"lb_endpoints": [{"endpoint": {"address": address(upstream)}}]}
-                              ]}}],
+                "listeners": [
+                    {
+                        "address": address(port),
+                        "filter_chains": [
+                            {
+                                "filters": [
+                                    {
+                                        "name": "envoy.filters.network.http_connection_manager",
+                                        "typed_config": {
+                                            "@type": "type.googleapis.com/envoy.extensions.filters.network."
+                                            "http_connection_manager.v3.HttpConnectionManager",
+                                            "stat_prefix": "reference",
+                                            "route_config": {
+                                                "virtual_hosts": [
+                                                    {
+                                                        "name": "all",
+                                                        "domains": ["*"],
+                                                        "routes": [
+                                                            {
+                                                                "match": {"prefix": "/"},
+                                                                "route": {"cluster": "nginx"},
+                                                            }
+                                                        ],
+                                                    }
+                                                ]
+                                            },
+                                            "http_filters": [
+                                                {
+                                                    "name": "envoy.filters.http.router",
+                                                    "typed_config": {
+                                                        "@type": "type.googleapis.com/envoy.extensions.filters.http.router."
+                                                        "v3.Router"
+                                                    },
+                                                }
+                                            ],
+                                        },
+                                    }
+                                ]
+                            }
+                        ],
+                    }
+                ],
+                "clusters": [
+                    {
+                        "name": "nginx",
+                        "type": "STATIC",
+                        "connect_timeout": "1s",
+                        "load_assignment": {
+                            "cluster_name": "nginx",
+                            "endpoints": [
+                                {"lb_endpoints": [{"endpoint": {"address": address(upstream)}}]}
+                            ],
+                        },
+                    }
+                ],
             },
             "admin": {"address": address(0)},
         }
         (root / "envoy.json").write_text(json.dumps(config))
         self.process = subprocess.Popen(
-            [find_envoy_binary(), "-c", str(root / "envoy.json"), "--concurrency",
-             str(concurrency), "--log-level", "warning", "--use-dynamic-base-id"],
-            stdout=subprocess.DEVNULL, stderr=(root / "envoy.log").open("wb"))
+            [
+                find_envoy_binary(),
+                "-c",
+                str(root / "envoy.json"),
+                "--concurrency",
+                str(concurrency),
+                "--log-level",
+                "warning",
+                "--use-dynamic-base-id",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=(root / "envoy.log").open("wb"),
+        )
 
     @property
     def pid(self) -> int:
@@ -174,8 +235,22 @@ class Path_:
 def h2load(path: Path_, rate: int, connections: int, seconds: float, log: Path) -> list[float]:
     """Latencies (ms) of ``rate`` req/s over ``connections`` connections for ``seconds``."""
     per_connection = max(1, round(rate / connections))
-    args = ["h2load", "--h1", "-c", str(connections), "-t", "1", "--rps", str(per_connection),
-            "-D", f"{round(seconds * 1000)}ms", "--warm-up-time", "1s", "--log-file", str(log)]
+    args = [
+        "h2load",
+        "--h1",
+        "-c",
+        str(connections),
+        "-t",
+        "1",
+        "--rps",
+        str(per_connection),
+        "-D",
+        f"{round(seconds * 1000)}ms",
+        "--warm-up-time",
+        "1s",
+        "--log-file",
+        str(log),
+    ]
     if path.host:
         args += ["-H", f":authority: {path.host}"]  # h2load turns it into Host for HTTP/1.1
     out = subprocess.run([*args, path.url], capture_output=True, text=True, timeout=seconds + 60)
@@ -199,8 +274,9 @@ def wrk(path: Path_, connections: int, seconds: int) -> tuple[dict[str, float], 
     args = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
     if path.host:
         args += ["-H", f"Host: {path.host}"]
-    out = subprocess.run([*args, path.url], capture_output=True, text=True, check=True,
-                         timeout=seconds + 60).stdout
+    out = subprocess.run(
+        [*args, path.url], capture_output=True, text=True, check=True, timeout=seconds + 60
+    ).stdout
     percentiles: dict[str, float] = {}
     rate = 0.0
     in_distribution = False
@@ -256,12 +332,23 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def start_sidecar(server: MeshplaneServer, node: str, address: str, app_port: int | None,
-                  egress_port: int, concurrency: int) -> EnvoyProcess:
+def start_sidecar(
+    server: MeshplaneServer,
+    node: str,
+    address: str,
+    app_port: int | None,
+    egress_port: int,
+    concurrency: int,
+) -> EnvoyProcess:
     options = BootstrapOptions(
-        resource=f"mesh/{MESH}/virtualNode/{node}", xds_port=server.xds_port, admin_port=0,
-        concurrency=concurrency, log_level="warning", workload_address=address,
-        app_port=app_port, egress_port=egress_port,
+        resource=f"mesh/{MESH}/virtualNode/{node}",
+        xds_port=server.xds_port,
+        admin_port=0,
+        concurrency=concurrency,
+        log_level="warning",
+        workload_address=address,
+        app_port=app_port,
+        egress_port=egress_port,
     )
     process = start_envoy(EnvoyOptions(options, drain_time=1.0))
     process.wait_admin(30)
@@ -271,21 +358,28 @@ def start_sidecar(server: MeshplaneServer, node: str, address: str, app_port: in
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rates", default="200,1000", help="constant request rates (req/s)")
-    parser.add_argument("--connections", type=int, default=4,
-                        help="connections the constant rate is spread over")
+    parser.add_argument(
+        "--connections", type=int, default=4, help="connections the constant rate is spread over"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5.0, help="per path, per round")
     parser.add_argument("--wrk-seconds", type=int, default=5, help="0 skips the wrk runs")
     parser.add_argument("--envoy-concurrency", type=int, default=1)
-    parser.add_argument("--nice", type=int, default=0,
-                        help="renice this run and every process it starts (negative needs root): "
-                             "less disturbance from other work on a shared machine")
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="renice this run and every process it starts (negative needs root): "
+        "less disturbance from other work on a shared machine",
+    )
     args = parser.parse_args()
     if args.nice:
         os.nice(args.nice)
     for tool in ("nginx", "h2load", "wrk"):
         if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
-            raise SystemExit(f"{tool} is not installed (apt-get install -y nginx nghttp2-client wrk)")
+            raise SystemExit(
+                f"{tool} is not installed (apt-get install -y nginx nghttp2-client wrk)"
+            )
     print(machine.describe() + (f", nice {args.nice}" if args.nice else ""))
     with tempfile.TemporaryDirectory(prefix="meshplane-latency-") as tmp:
         root = Path(tmp)
@@ -301,23 +395,44 @@ def main() -> None:
         server.start()
         try:
             nginx = Nginx(root / "nginx", nginx_port)
-            reference = StaticEnvoy(root / "reference", reference_port, nginx_port,
-                                    args.envoy_concurrency)
+            reference = StaticEnvoy(
+                root / "reference", reference_port, nginx_port, args.envoy_concurrency
+            )
             api = server.boto3()
             api.create_mesh(meshName=MESH)
-            api.create_virtual_node(meshName=MESH, virtualNodeName="server", spec={
-                "listeners": [{"portMapping": {"port": listener_port, "protocol": "http"}}],
-                "serviceDiscovery": {"dns": {"hostname": address}},
-            })
-            api.create_virtual_service(meshName=MESH, virtualServiceName=SERVICE, spec={
-                "provider": {"virtualNode": {"virtualNodeName": "server"}}})
-            api.create_virtual_node(meshName=MESH, virtualNodeName="client", spec={
-                "backends": [{"virtualService": {"virtualServiceName": SERVICE}}]})
-            sidecars.append(start_sidecar(server, "server", address, nginx_port, free_port(),
-                                          args.envoy_concurrency))
-            sidecars.append(start_sidecar(server, "client", f"127.0.{100 + os.getpid() % 100}."
-                                          f"{3 + os.getpid() % 200}", None, egress_port,
-                                          args.envoy_concurrency))
+            api.create_virtual_node(
+                meshName=MESH,
+                virtualNodeName="server",
+                spec={
+                    "listeners": [{"portMapping": {"port": listener_port, "protocol": "http"}}],
+                    "serviceDiscovery": {"dns": {"hostname": address}},
+                },
+            )
+            api.create_virtual_service(
+                meshName=MESH,
+                virtualServiceName=SERVICE,
+                spec={"provider": {"virtualNode": {"virtualNodeName": "server"}}},
+            )
+            api.create_virtual_node(
+                meshName=MESH,
+                virtualNodeName="client",
+                spec={"backends": [{"virtualService": {"virtualServiceName": SERVICE}}]},
+            )
+            sidecars.append(
+                start_sidecar(
+                    server, "server", address, nginx_port, free_port(), args.envoy_concurrency
+                )
+            )
+            sidecars.append(
+                start_sidecar(
+                    server,
+                    "client",
+                    f"127.0.{100 + os.getpid() % 100}.{3 + os.getpid() % 200}",
+                    None,
+                    egress_port,
+                    args.envoy_concurrency,
+                )
+            )
             paths = [
                 Path_("direct", f"http://127.0.0.1:{nginx_port}/", None),
                 Path_("static Envoy", f"http://127.0.0.1:{reference_port}/", None),
@@ -326,14 +441,19 @@ def main() -> None:
             ]
             for path in paths:
                 wait_ok(path.url, path.host)
-            print(f"nginx on 127.0.0.1:{nginx_port}; server sidecar ingress {address}:"
-                  f"{listener_port}; client sidecar egress 127.0.0.1:{egress_port} "
-                  f"(Envoy --concurrency {args.envoy_concurrency})")
+            print(
+                f"nginx on 127.0.0.1:{nginx_port}; server sidecar ingress {address}:"
+                f"{listener_port}; client sidecar egress 127.0.0.1:{egress_port} "
+                f"(Envoy --concurrency {args.envoy_concurrency})"
+            )
             run_constant(root, paths, args)
             if args.wrk_seconds:
-                processes = {"nginx": children(nginx.process.pid)[0],
-                             "static Envoy": reference.pid,
-                             "server Envoy": sidecars[0].pid, "client Envoy": sidecars[1].pid}
+                processes = {
+                    "nginx": children(nginx.process.pid)[0],
+                    "static Envoy": reference.pid,
+                    "server Envoy": sidecars[0].pid,
+                    "client Envoy": sidecars[1].pid,
+                }
                 run_wrk(paths, args.wrk_seconds, processes)
         finally:
             for sidecar in sidecars:
@@ -353,40 +473,61 @@ def run_constant(root: Path, paths: list[Path_], args: argparse.Namespace) -> No
                 log = root / f"h2load-{rate}-{round_}-{path.name.replace(' ', '_')}.log"
                 samples[path.name] += h2load(path, rate, args.connections, args.seconds, log)
         direct = samples["direct"]
-        print(f"\nconstant {rate} req/s over {args.connections} connections (h2load --rps), "
-              f"{args.rounds} x {args.seconds:g} s per path, interleaved")
-        print(f"{'path':16s} {'requests':>8s} {'p50 ms':>8s} {'p90 ms':>8s} {'p99 ms':>8s}"
-              f"   {'+p50':>7s} {'+p90':>7s} {'+p99':>7s}  (overhead vs direct, ms)")
+        print(
+            f"\nconstant {rate} req/s over {args.connections} connections (h2load --rps), "
+            f"{args.rounds} x {args.seconds:g} s per path, interleaved"
+        )
+        print(
+            f"{'path':16s} {'requests':>8s} {'p50 ms':>8s} {'p90 ms':>8s} {'p99 ms':>8s}"
+            f"   {'+p50':>7s} {'+p90':>7s} {'+p99':>7s}  (overhead vs direct, ms)"
+        )
         for path in paths:
             values = samples[path.name]
             cells = [percentile(values, q) for q in (0.5, 0.9, 0.99)]
-            extra = [c - percentile(direct, q) for c, q in zip(cells, (0.5, 0.9, 0.99))]
-            print(f"{path.name:16s} {len(values):8d} " + " ".join(f"{c:8.3f}" for c in cells)
-                  + "   " + " ".join(f"{e:+7.3f}" for e in extra))
+            extra = [
+                c - percentile(direct, q) for c, q in zip(cells, (0.5, 0.9, 0.99), strict=True)
+            ]
+            print(
+                f"{path.name:16s} {len(values):8d} "
+                + " ".join(f"{c:8.3f}" for c in cells)
+                + "   "
+                + " ".join(f"{e:+7.3f}" for e in extra)
+            )
 
 
 def run_wrk(paths: list[Path_], seconds: int, processes: dict[str, int]) -> None:
     """Closed loop; also each process's CPU time per request (/proc/<pid>/stat)."""
     for connections in (1, 8):
-        print(f"\nwrk --latency, closed loop, {connections} connection(s), {seconds} s per path; "
-              "CPU µs per request of each process")
-        print(f"{'path':16s} {'req/s':>8s} {'p50 ms':>8s} {'p90 ms':>8s} {'p99 ms':>8s}"
-              f"   {'+p50':>7s} {'+p90':>7s} {'+p99':>7s}   "
-              + " ".join(f"{name:>12s}" for name in processes))
+        print(
+            f"\nwrk --latency, closed loop, {connections} connection(s), {seconds} s per path; "
+            "CPU µs per request of each process"
+        )
+        print(
+            f"{'path':16s} {'req/s':>8s} {'p50 ms':>8s} {'p90 ms':>8s} {'p99 ms':>8s}"
+            f"   {'+p50':>7s} {'+p90':>7s} {'+p99':>7s}   "
+            + " ".join(f"{name:>12s}" for name in processes)
+        )
         results = {}
         for path in paths:
             before = {name: cpu_seconds(pid) for name, pid in processes.items()}
             pct, rate = wrk(path, connections, seconds)
-            cpu = {name: (cpu_seconds(pid) - before[name]) / max(1.0, rate * seconds) * 1e6
-                   for name, pid in processes.items()}
+            cpu = {
+                name: (cpu_seconds(pid) - before[name]) / max(1.0, rate * seconds) * 1e6
+                for name, pid in processes.items()
+            }
             results[path.name] = (pct, rate, cpu)
         base = results["direct"][0]
         for path in paths:
             pct, rate, cpu = results[path.name]
             keys = ("50%", "90%", "99%")
-            print(f"{path.name:16s} {rate:8.0f} " + " ".join(f"{pct[k]:8.3f}" for k in keys)
-                  + "   " + " ".join(f"{pct[k] - base[k]:+7.3f}" for k in keys)
-                  + "   " + " ".join(f"{cpu[name]:12.1f}" for name in processes))
+            print(
+                f"{path.name:16s} {rate:8.0f} "
+                + " ".join(f"{pct[k]:8.3f}" for k in keys)
+                + "   "
+                + " ".join(f"{pct[k] - base[k]:+7.3f}" for k in keys)
+                + "   "
+                + " ".join(f"{cpu[name]:12.1f}" for name in processes)
+            )
 
 
 if __name__ == "__main__":

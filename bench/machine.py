@@ -39,8 +39,9 @@ def envoy_version() -> str:
     try:
         from meshplane.proxy.runner import find_envoy_binary
 
-        out = subprocess.run([find_envoy_binary(), "--version"], capture_output=True,
-                             text=True, timeout=10).stdout
+        out = subprocess.run(
+            [find_envoy_binary(), "--version"], capture_output=True, text=True, timeout=10
+        ).stdout
     except Exception:  # no Envoy: the pure-Python benchmarks still run
         return "none"
     found = re.search(r"/(\d+\.\d+\.\d+)/", out)

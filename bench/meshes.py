@@ -30,7 +30,10 @@ def http_listener(port: int = 8080) -> Json:
 
 
 def provider_node(hostname: str, backends: list[str] | None = None) -> Json:
-    spec: Json = {"listeners": [http_listener()], "serviceDiscovery": {"dns": {"hostname": hostname}}}
+    spec: Json = {
+        "listeners": [http_listener()],
+        "serviceDiscovery": {"dns": {"hostname": hostname}},
+    }
     if backends:
         spec["backends"] = [{"virtualService": {"virtualServiceName": b}} for b in backends]
     return spec

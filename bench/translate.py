@@ -68,8 +68,10 @@ def run_size(nodes: int, repeat: int, profile: bool) -> list[tuple[str, float, s
     resources = translate_proxy(view, one, options)
     cold = time.perf_counter() - start
     assert not resources.problems, resources.problems
-    counts = (f"{len(resources.clusters)} clusters, {len(resources.listeners)} listeners, "
-              f"{len(resources.routes)} route configs")
+    counts = (
+        f"{len(resources.clusters)} clusters, {len(resources.listeners)} listeners, "
+        f"{len(resources.routes)} route configs"
+    )
     warm = timed(lambda: translate_proxy(view, one, options), repeat)
     snap = timed(lambda: Snapshot(resources.all()), repeat)
     rows.append((f"one proxy, cold view ({counts})", cold, f"{cold / build:.3f}"))
@@ -84,8 +86,9 @@ def run_size(nodes: int, repeat: int, profile: bool) -> list[tuple[str, float, s
     for t in targets:
         translate_proxy(fresh, t, options)
     all_cold = (time.perf_counter() - start) / nodes
-    rows.append((f"every proxy once, fresh view: per proxy ({nodes})", all_cold,
-                 f"{all_cold / build:.3f}"))
+    rows.append(
+        (f"every proxy once, fresh view: per proxy ({nodes})", all_cold, f"{all_cold / build:.3f}")
+    )
     if profiler is not None:
         profiler.enable()
     start = time.perf_counter()
@@ -94,21 +97,25 @@ def run_size(nodes: int, repeat: int, profile: bool) -> list[tuple[str, float, s
     all_snap = (time.perf_counter() - start) / nodes
     if profiler is not None:
         profiler.disable()
-    rows.append(("every proxy again + Snapshot: per proxy", all_snap,
-                 f"{all_snap / build:.3f}"))
-    rows.append(("  = every proxy + Snapshot: total", all_snap * nodes,
-                 f"{all_snap * nodes / build:.3f}"))
+    rows.append(("every proxy again + Snapshot: per proxy", all_snap, f"{all_snap / build:.3f}"))
+    rows.append(
+        ("  = every proxy + Snapshot: total", all_snap * nodes, f"{all_snap * nodes / build:.3f}")
+    )
 
-    changed = record(ResourceKey(Kind.ROUTE, MESH, "split", "r4"),
-                     weighted_route({"n4": 30, "n5": 70}), revision=2)
+    changed = record(
+        ResourceKey(Kind.ROUTE, MESH, "split", "r4"),
+        weighted_route({"n4": 30, "n5": 70}),
+        revision=2,
+    )
     update = timed(lambda: fresh.with_changes([changed], []), max(3, repeat // 20))
     rows.append(("view.with_changes(one route)", update, f"{update / build:.3f}"))
     after = fresh.with_changes([changed], [])
     start = time.perf_counter()
     translate_proxy(after, one, options)
     retranslate = time.perf_counter() - start
-    rows.append(("  re-translate a proxy reading it (first)", retranslate,
-                 f"{retranslate / build:.3f}"))
+    rows.append(
+        ("  re-translate a proxy reading it (first)", retranslate, f"{retranslate / build:.3f}")
+    )
     if profiler is not None:
         print(f"\n--- cProfile: every proxy + Snapshot, {nodes} nodes (top 25 by own time)")
         pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
@@ -117,18 +124,23 @@ def run_size(nodes: int, repeat: int, profile: bool) -> list[tuple[str, float, s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="1000,10000",
-                        help="comma-separated mesh sizes (virtual nodes)")
+    parser.add_argument(
+        "--sizes", default="1000,10000", help="comma-separated mesh sizes (virtual nodes)"
+    )
     parser.add_argument("--repeat", type=int, default=200, help="samples for the medians")
-    parser.add_argument("--profile", action="store_true",
-                        help="cProfile the every-proxy pass and print the hot spots")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="cProfile the every-proxy pass and print the hot spots",
+    )
     args = parser.parse_args()
     print(machine.describe())
     for size in (int(s) for s in args.sizes.split(",")):
         started = time.perf_counter()
         rows = run_size(size, args.repeat, args.profile)
-        print(f"\nmesh of {size} virtual nodes "
-              f"({time.perf_counter() - started:.0f} s for this size)")
+        print(
+            f"\nmesh of {size} virtual nodes ({time.perf_counter() - started:.0f} s for this size)"
+        )
         print(f"{'measure':62s} {'time':>12s} {'x view build':>12s}")
         for name, seconds, ratio in rows:
             print(f"{name:62s} {_fmt(seconds):>12s} {ratio:>12s}")

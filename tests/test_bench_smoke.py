@@ -34,8 +34,15 @@ def test_translate_benchmark_runs() -> None:
 @pytest.mark.e2e
 def test_convergence_benchmark_runs() -> None:
     out = run_bench(
-        "bench.convergence", "--envoys", "2", "--clients", "4", "--writes", "1",
-        "--large-writes", "1",
+        "bench.convergence",
+        "--envoys",
+        "2",
+        "--clients",
+        "4",
+        "--writes",
+        "1",
+        "--large-writes",
+        "1",
     )
     assert "2 Envoys: applied (Envoy)" in out
     assert "4 proxies: last ACK (= convergence)" in out
@@ -44,7 +51,8 @@ def test_convergence_benchmark_runs() -> None:
 
 @pytest.mark.e2e
 @pytest.mark.skipif(
-    not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()) or not shutil.which("h2load")
+    not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists())
+    or not shutil.which("h2load")
     or not shutil.which("wrk"),
     reason="needs nginx, h2load and wrk",
 )
