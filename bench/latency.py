@@ -26,7 +26,7 @@ second view, wrk ``--latency`` closed-loop (back to back) with 1 and 8 connectio
 sidecars add under 0.3 ms at p90.  ``--nice -10`` runs everything at a higher priority, so
 that other work on a shared machine disturbs it less.  Not part of the test suite.
 
-    python -m bench.latency [--rates 200,1000] [--connections 4] [--rounds 3] [--seconds 5]
+    python -m bench.latency [--rates 200,1000] [--connections 4] [--rounds 3] [--seconds 4]
                             [--nice -10]
 """
 
@@ -362,7 +362,7 @@ def main() -> None:
         "--connections", type=int, default=4, help="connections the constant rate is spread over"
     )
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=5.0, help="per path, per round")
+    parser.add_argument("--seconds", type=float, default=4.0, help="per path, per round")
     parser.add_argument("--wrk-seconds", type=int, default=5, help="0 skips the wrk runs")
     parser.add_argument("--envoy-concurrency", type=int, default=1)
     parser.add_argument(
