@@ -9,6 +9,7 @@ every test below also runs through certificate rotations).
   not (the application never sees them), while a client holding a mesh-issued certificate
   does (so the refusal is about the CA).  The provider presents its SPIFFE identity.
 - PERMISSIVE: plain text and mTLS both get through.
+- A virtual gateway reaches STRICT providers with its own identity (``virtualGateway/gw``).
 - App Mesh TLS spelled out (listener ``tls`` + backend ``clientPolicy.tls``): a consumer whose
   SAN list names the provider connects, one whose SAN list excludes it refuses to
   (``ssl.fail_verify_san``).
@@ -249,6 +250,41 @@ def test_permissive_mtls_admits_plain_text_and_mtls(mesh: Mesh, tmp_path: Path) 
     assert admitted.peer_uris == [web.identity]
     # the meshed client's traffic was encrypted: the provider counted TLS handshakes
     assert stat(web.sidecar, f"listener.{web.address}_{web.port}.ssl.handshake") >= 2
+
+
+def test_a_gateway_reaches_strict_providers_with_its_own_identity(mesh: Mesh) -> None:
+    name = "gateway"
+    web = provider(mesh, name, [{"key": "meshplane.io/mtls", "value": "STRICT"}])
+    api = mesh.appmesh
+    port = free_port()
+    api.create_virtual_gateway(
+        meshName=name,
+        virtualGatewayName="gw",
+        spec={"listeners": [{"portMapping": {"port": port, "protocol": "http"}}]},
+    )
+    api.create_gateway_route(
+        meshName=name,
+        virtualGatewayName="gw",
+        gatewayRouteName="web",
+        spec={
+            "httpRoute": {
+                "match": {"prefix": "/"},
+                "action": {"target": {"virtualService": {"virtualServiceName": "web.local"}}},
+            }
+        },
+    )
+    address = next_address()
+    gateway = mesh.sidecar(f"mesh/{name}/virtualGateway/gw", address=address)
+
+    def through_gateway() -> httpx.Response:
+        with httpx.Client(timeout=5) as http:
+            return http.get(f"http://{address}:{port}/")
+
+    mesh.wait(lambda: served(through_gateway(), web.app), "the gateway through mTLS")
+    uris = {u for _, found in _serials(gateway) for u in found}
+    assert uris == {spiffe_id(TD, name, "virtualGateway", "gw")}
+    assert stat(web.sidecar, f"listener.{web.address}_{web.port}.ssl.handshake") >= 1
+    assert not isinstance(plain(web), httpx.Response)  # the provider itself stays STRICT
 
 
 # --- App Mesh TLS spelled out: SAN checks -------------------------------------------------
