@@ -6,8 +6,9 @@ indexed), a :class:`ProxyTarget` (which virtual node or gateway the proxy runs a
 :class:`MeshSecurity` (trust domain, mesh mTLS switch), and returns :class:`ProxyResources`:
 real Envoy v3 protobuf messages, named the App Mesh way (:mod:`~meshplane.translate.names`).
 The modules are split by output: ``listeners``, ``routes`` (with ``matches``), ``clusters``,
-``endpoints``, ``secrets``; ``plan`` resolves a node's backends first; ``tls`` and
-``security`` add TLS transport sockets; ``gateway`` (with ``gateway_routes`` and
+``endpoints``; ``plan`` resolves a node's backends first; ``tls`` and ``security`` add TLS
+transport sockets naming SDS secrets (the control loop issues those with the mesh CA, which is
+I/O); ``gateway`` (with ``gateway_routes`` and
 ``gateway_matches``) translates virtual gateways.
 
 Used by the xDS control loop (``meshplane.xds``) and by tests.
