@@ -16,12 +16,13 @@ from prometheus_client import CollectorRegistry
 
 from meshplane.control import ControlLoop
 from meshplane.model.kinds import Kind, ResourceKey
+from meshplane.service.access import ANONYMOUS
 from meshplane.service.arns import Partition
 from meshplane.service.resources import Caller, ResourceService
 from meshplane.store import SqlStore, open_store
 from meshplane.xds import ProxyConnection, SnapshotCache, parse_node_id, types
 
-CALLER = Caller("000000000000")
+CALLER = Caller("000000000000", ANONYMOUS)
 
 
 def connection(stream_id: int, node: str) -> ProxyConnection:
