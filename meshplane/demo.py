@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -253,8 +254,10 @@ async def run_demo(settings: Settings, ports: DemoPorts, say: Callable[[str], No
         ]
         for i, (name, address, app_port) in enumerate(sidecars):
             admin = ports.admin_base + i
+            resource = f"mesh/{MESH}/virtualNode/{name}"
             options = BootstrapOptions(
-                resource=f"mesh/{MESH}/virtualNode/{name}",
+                resource=resource,
+                xds_token=_proxy_token(application, resource),
                 xds_host=settings.xds.host,
                 xds_port=application.xds_port,
                 workload_address=address,
@@ -267,8 +270,10 @@ async def run_demo(settings: Settings, ports: DemoPorts, say: Callable[[str], No
             run_dir = demo_dir / f"envoy-{name}"
             envoys.append(start_envoy(EnvoyOptions(options, run_dir=str(run_dir), drain_time=1.0)))
         admin = ports.admin_base + len(sidecars)
+        resource = f"mesh/{MESH}/virtualGateway/{GATEWAY}"
         gateway = BootstrapOptions(
-            resource=f"mesh/{MESH}/virtualGateway/{GATEWAY}",
+            resource=resource,
+            xds_token=_proxy_token(application, resource),
             xds_host=settings.xds.host,
             xds_port=application.xds_port,
             workload_address="127.0.0.1",
@@ -291,6 +296,12 @@ async def run_demo(settings: Settings, ports: DemoPorts, say: Callable[[str], No
             server.should_exit = True
             await serving
         application.close()
+
+
+def _proxy_token(application: Application, resource: str) -> str:
+    """A proxy token for one demo proxy, as 'meshplane proxy-token create' makes them."""
+    token, _ = application.proxy_tokens.issue(resource, int(time.time()), 7 * 24 * 3600)
+    return token
 
 
 def _uvicorn_config(application: Application, settings: Settings) -> Any:
