@@ -91,12 +91,20 @@ async def test_only_affected_proxies_are_translated_again(store: SqlStore) -> No
         assert translations(registry) == 2
 
         # a change to node b touches neither proxy's inputs: nothing is translated
-        await asyncio.to_thread(service.update, key(Kind.VIRTUAL_NODE, "b"), node_spec("10.9.9.9"))
+        await asyncio.to_thread(
+            lambda: service.update(
+                key(Kind.VIRTUAL_NODE, "b"), node_spec("10.9.9.9"), caller=CALLER
+            )
+        )
         await _settle(loop, store)
         assert translations(registry) == 2
 
         # a change to node a reaches the client (a's provider) but not the loner
-        await asyncio.to_thread(service.update, key(Kind.VIRTUAL_NODE, "a"), node_spec("10.1.1.1"))
+        await asyncio.to_thread(
+            lambda: service.update(
+                key(Kind.VIRTUAL_NODE, "a"), node_spec("10.1.1.1"), caller=CALLER
+            )
+        )
         await _settle(loop, store)
         assert translations(registry) == 3
         after = cache.get("mesh/m/virtualNode/client")
@@ -105,7 +113,10 @@ async def test_only_affected_proxies_are_translated_again(store: SqlStore) -> No
 
         # a burst of writes is applied as one batch
         for host in ("10.2.2.2", "10.3.3.3", "10.4.4.4"):
-            await asyncio.to_thread(service.update, key(Kind.VIRTUAL_NODE, "a"), node_spec(host))
+            spec = node_spec(host)
+            await asyncio.to_thread(
+                lambda spec=spec: service.update(key(Kind.VIRTUAL_NODE, "a"), spec, caller=CALLER)
+            )
         await _settle(loop, store)
         assert translations(registry) <= 5
 
