@@ -3,7 +3,7 @@
 The demo is started as a real process on free ports; a client outside the mesh calls the
 gateway's port and watches the blue/green split follow the weights files the demo prints,
 applied with ``meshplane apply``.  The demo's sidecars always bind 127.0.0.2:8080 and
-127.0.0.3:8080: the test is skipped when something else holds them.
+127.0.0.3:8080: the test fails loudly when something else holds them.
 """
 
 from __future__ import annotations
@@ -67,7 +67,8 @@ class Demo:
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     if not (bindable("127.0.0.2", 8080) and bindable("127.0.0.3", 8080)):
-        pytest.skip("127.0.0.2:8080 or 127.0.0.3:8080 is taken (a demo already running?)")
+        pytest.fail("127.0.0.2:8080 or 127.0.0.3:8080 is taken (a demo already running?): "
+                    "the demo binds them, stop whatever holds them")
     tmp = tmp_path_factory.mktemp("demo")
     ports = {"api": free_run(1), "xds": free_run(1), "egress": free_run(3)}
     ports["admin"], ports["gateway"] = free_run(4), free_run(1)
