@@ -208,8 +208,9 @@ def _state(types: dict[str, Any], short: str) -> str:
 def proxy_status(ctx: click.Context, fmt: str) -> None:
     """Every proxy connected to the control plane and the state of its configuration.
 
-    Per xDS type: SYNCED (the last push was acknowledged), STALE (a push is waiting for its
-    acknowledgement), NACKED (Envoy rejected the last push; see -o wide or json for its error).
+    Per xDS type (SDS: certificates and trust bundles): SYNCED (the last push was
+    acknowledged), STALE (a push is waiting for its acknowledgement), NACKED (Envoy rejected
+    the last push; see -o wide or json for its error).
 
     \b
     Examples:
@@ -229,7 +230,7 @@ def proxy_status(ctx: click.Context, fmt: str) -> None:
             p["nodeId"],
             p["peer"],
             p["protocol"],
-            *(_state(p["types"], t) for t in ("cds", "eds", "lds", "rds")),
+            *(_state(p["types"], t) for t in ("cds", "eds", "lds", "rds", "sds")),
             output.age_iso(p["connectedSince"]),
         ]
         if fmt == "wide":
@@ -238,7 +239,7 @@ def proxy_status(ctx: click.Context, fmt: str) -> None:
             ]
             row.append("; ".join(nacks + p.get("problems", [])) or "-")
         rows.append(row)
-    columns = ["PROXY", "PEER", "XDS", "CDS", "EDS", "LDS", "RDS", "CONNECTED"]
+    columns = ["PROXY", "PEER", "XDS", "CDS", "EDS", "LDS", "RDS", "SDS", "CONNECTED"]
     output.table(columns + (["ERRORS"] if fmt == "wide" else []), rows)
 
 
