@@ -7,7 +7,6 @@ import json
 import re
 from pathlib import Path
 
-import pytest
 import yaml
 
 from meshplane.manifests import load_paths, parse_documents, translate
