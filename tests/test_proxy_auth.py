@@ -166,3 +166,16 @@ def test_proxy_tokens_and_the_ca_through_the_api(tmp_path: Path) -> None:
             assert http.get("/meshplane/v1/meshes/nope/ca").status_code == 404
     finally:
         server.stop()
+
+
+def test_the_bootstrap_holding_the_token_is_private(tmp_path: Path) -> None:
+    import stat
+
+    from meshplane.proxy import BootstrapOptions, EnvoyOptions
+    from meshplane.proxy.runner import prepare
+
+    options = BootstrapOptions(resource=A, xds_token="secret-token")
+    _, run_dir, _ = prepare(EnvoyOptions(options, binary="/bin/true", run_dir=str(tmp_path)))
+    path = run_dir / "bootstrap.json"
+    assert "secret-token" in path.read_text()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

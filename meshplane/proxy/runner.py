@@ -157,7 +157,11 @@ def prepare(options: EnvoyOptions) -> tuple[list[str], Path, bool]:
     run_dir = Path(tempfile.mkdtemp(prefix="meshplane-envoy-") if owned else str(options.run_dir))
     run_dir.mkdir(parents=True, exist_ok=True)
     bootstrap_path = run_dir / "bootstrap.json"
-    bootstrap_path.write_text(json.dumps(build_bootstrap(options.bootstrap), indent=2))
+    bootstrap_path.unlink(missing_ok=True)
+    # mode 0600 from the start: the bootstrap may hold the proxy's xDS token
+    fd = os.open(bootstrap_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(json.dumps(build_bootstrap(options.bootstrap), indent=2))
     address_path = run_dir / "admin-address.txt"
     address_path.unlink(missing_ok=True)
     command = [
