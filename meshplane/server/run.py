@@ -33,7 +33,7 @@ from meshplane.identity import MeshIdentities, TokenKey
 from meshplane.identity.tokens import KEY_FILE as PROXY_TOKEN_KEY_FILE
 from meshplane.server.keys import token_key
 from meshplane.server.proxy_auth import ProxyAuthorizer
-from meshplane.server.settings import Settings, TlsSettings
+from meshplane.server.settings import Settings, TlsSettings, is_loopback
 from meshplane.server.status import proxy_status_json
 from meshplane.service.access import ANONYMOUS
 from meshplane.service.arns import Partition
@@ -145,6 +145,11 @@ class Application:
             self.identities.keystore.directory,
             self.identities.trust_domain,
         )
+        if self.settings.tls is None and not is_loopback(self.settings.xds.host):
+            log.warning(
+                "the xDS port is reachable from other hosts without TLS: proxy tokens and "
+                "proxy private keys cross the network in clear; use --tls-cert/--tls-key"
+            )
 
     async def _stop_xds(self) -> None:
         await self.xds.stop(grace=1.0)

@@ -145,7 +145,7 @@ class Settings:
                 require_proxy_auth=bool(
                     require_proxy_auth
                     or _truthy(environ.get("MESHPLANE_REQUIRE_PROXY_AUTH"))
-                    or not _loopback_only(resolved_host)
+                    or not is_loopback(resolved_host)
                 ),
             ),
             region=region or environ.get("MESHPLANE_REGION") or DEFAULT_REGION,
@@ -163,16 +163,6 @@ def _path(value: str | None) -> Path | None:
 
 def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def _loopback_only(host: str) -> bool:
-    """Whether binding ``host`` keeps the port reachable from this machine only."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name may resolve to anything
 
 
 def parse_duration(text: str) -> timedelta:
