@@ -13,6 +13,7 @@ Every request passes the authentication middleware (``meshplane.api.auth``) firs
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -36,6 +37,14 @@ from meshplane.service.tokens import TokenService
 log = logging.getLogger(__name__)
 
 ProxyStatusSource = Callable[[], list[dict[str, Any]]]
+
+
+def _any_path(path: str, endpoint: Callable[..., Any], methods: list[str]) -> Route:
+    """A route whose ``{rest:path}`` matches any path, decoded newlines included (Starlette's
+    pattern stops at them, which would skip the App Mesh API's own name checks)."""
+    route = Route(path, endpoint, methods=methods)
+    route.path_regex = re.compile(route.path_regex.pattern, re.DOTALL)
+    return route
 
 
 def build_app(
@@ -72,11 +81,11 @@ def build_app(
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
-        Route("/v20190125/{rest:path}", appmesh.handle, methods=methods),
+        _any_path("/v20190125/{rest:path}", appmesh.handle, methods),
         *extensions.routes(),
         *(AdminApi(tokens).routes() if tokens is not None else []),
         *extra_routes,
-        Route("/{rest:path}", not_found, methods=methods),
+        _any_path("/{rest:path}", not_found, methods),
     ]
     middleware = []
     if tokens is not None:
@@ -88,6 +97,6 @@ def build_app(
         routes=routes,
         lifespan=lifespan,
         middleware=middleware,
-        # paths no route pattern matches at all (a decoded newline, say)
+        # a 404 Starlette raises itself is a modeled error too
         exception_handlers={404: not_found},
     )

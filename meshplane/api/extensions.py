@@ -93,8 +93,9 @@ class ExtensionsApi:
 
     async def apply(self, request: Request) -> dict[str, Any]:
         body = await read_json_body(request)
-        manifests = _documents(body)
         dry_run = bool(body.get("dryRun", False))
+        self.manifests.require(principal_of(request), dry_run=dry_run, action="apply manifests")
+        manifests = _documents(body)
         outcome = await run_in_threadpool(
             self.manifests.apply, manifests, caller=self._caller(request), dry_run=dry_run
         )
@@ -102,8 +103,9 @@ class ExtensionsApi:
 
     async def delete(self, request: Request) -> dict[str, Any]:
         body = await read_json_body(request)
-        manifests = _documents(body)
         dry_run = bool(body.get("dryRun", False))
+        self.manifests.require(principal_of(request), dry_run=dry_run, action="delete manifests")
+        manifests = _documents(body)
         outcome = await run_in_threadpool(
             self.manifests.delete, manifests, caller=self._caller(request), dry_run=dry_run
         )
@@ -114,6 +116,7 @@ class ExtensionsApi:
         return {"namespaces": [{"name": n.name, "labels": dict(n.labels)} for n in namespaces]}
 
     async def label_namespace(self, request: Request) -> dict[str, Any]:
+        principal_of(request).require_anywhere(Role.EDITOR, "label namespaces")
         name = inputs.resource_name(request.path_params["name"], "name")
         body = await read_json_body(request)
         labels = body.get("labels")

@@ -128,6 +128,15 @@ class ManifestService:
         caller = dataclasses.replace(caller, via="delete")
         return self._run(manifests, caller=caller, dry_run=dry_run, remove=True)
 
+    @staticmethod
+    def require(principal: Principal, *, dry_run: bool, action: str) -> None:
+        """The coarse check, made before the manifests are even parsed: a dry run needs the
+        viewer role on some mesh, a change the editor role (each resource is checked too)."""
+        if dry_run:
+            principal.require_anywhere(Role.VIEWER, "compare manifests")
+        else:
+            principal.require_anywhere(Role.EDITOR, action)
+
     def visible_manifests(self, principal: Principal) -> list[StoredManifest]:
         """The applied manifests whose resources are all in meshes ``principal`` may view
         (every applied manifest for a viewer of every mesh)."""
@@ -168,11 +177,7 @@ class ManifestService:
         remove: bool,
         relabel: tuple[str, Mapping[str, str | None]] | None = None,
     ) -> Outcome:
-        principal = caller.principal
-        if dry_run:
-            principal.require_anywhere(Role.VIEWER, "compare manifests")
-        else:
-            principal.require_anywhere(Role.EDITOR, f"{caller.via} manifests")
+        self.require(caller.principal, dry_run=dry_run, action=f"{caller.via} manifests")
         outcome = Outcome(dry_run=dry_run)
 
         def work(tx: Transaction) -> None:
