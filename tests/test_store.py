@@ -121,6 +121,31 @@ def test_concurrent_writers_lose_no_update_and_share_commits(store: SqlStore) ->
     reopened.close()
 
 
+def test_the_change_feed_never_runs_ahead_of_reads(store: SqlStore) -> None:
+    # A batch is committed to the database before the read model applies it.  A feed reader
+    # in between (the control loop reads each changed record right after the feed) must not
+    # see a change whose record reads do not show yet: it would take a creation for a
+    # deletion, and never hear of that change again.
+    store.transact(lambda tx: tx.create(MESH, {}, mesh_owner=OWNER, resource_owner=OWNER))
+    model = store._model
+    apply = model.apply
+    seen: list[tuple[list[int], bool]] = []
+
+    def apply_late(batch: Any) -> None:
+        feed = store.changes_since(1)
+        seen.append(([c.revision for c in feed], all(store.get(c.key) for c in feed)))
+        apply(batch)
+
+    model.apply = apply_late
+    try:
+        store.transact(lambda tx: tx.create(node("a"), {}, mesh_owner=OWNER, resource_owner=OWNER))
+    finally:
+        model.apply = apply
+    assert seen == [([], True)]
+    assert [c.revision for c in store.changes_since(1)] == [2]
+    assert store.get(node("a")) is not None
+
+
 async def test_wait_for_revision_wakes_on_commit(store: SqlStore) -> None:
     waiter = asyncio.create_task(store.wait_for_revision(0, timeout=30))
     await asyncio.sleep(0)

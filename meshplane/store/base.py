@@ -119,7 +119,10 @@ class Store(Reader, Protocol):
 
     def transact(self, work: Callable[[Transaction], T]) -> T: ...
 
-    def changes_since(self, revision: int, limit: int = 10_000) -> list[Change]: ...
+    def changes_since(self, revision: int, limit: int = 10_000) -> list[Change]:
+        """Changes after ``revision``, oldest first, none past :attr:`revision` (a change
+        never shows before reads show its record)."""
+        ...
 
     def audit_log(
         self,

@@ -525,9 +525,12 @@ class SqlStore:
             ]
 
     def changes_since(self, revision: int, limit: int = 10_000) -> list[Change]:
+        """Changes after ``revision`` up to :attr:`revision`: a batch is committed before the
+        read model applies it, and a change must not show before reads show its record."""
         query = (
             sa.select(changes)
             .where(changes.c.revision > revision)
+            .where(changes.c.revision <= self._revision)
             .order_by(changes.c.revision)
             .limit(limit)
         )
