@@ -21,7 +21,8 @@ from .routing import OPERATIONS, Action, Operation
 _REF = "#/components/schemas/{model}"
 _ERRORS = {
     "400": "BadRequestException, LimitExceededException or TooManyTagsException",
-    "403": "ForbiddenException",
+    "401": "ForbiddenException: missing or invalid credentials",
+    "403": "ForbiddenException: the caller's roles do not allow this operation",
     "404": "NotFoundException",
     "409": "ConflictException or ResourceInUseException",
     "429": "TooManyRequestsException",
@@ -196,5 +197,23 @@ def openapi_document() -> dict[str, Any]:
             "with botocore's appmesh client.",
         },
         "paths": paths,
-        "components": {"schemas": _components()},
+        "components": {"schemas": _components(), "securitySchemes": _SECURITY_SCHEMES},
+        "security": [{"bearer": []}, {"sigv4": []}],
     }
+
+
+_SECURITY_SCHEMES = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API token, <id>.<secret> ('meshplane token create'). Not needed "
+        "by a server bound to loopback only without --require-auth.",
+    },
+    "sigv4": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Authorization",
+        "description": "AWS Signature Version 4 (boto3, the AWS CLI), signed with an API "
+        "token's id as access key id and its secret as secret access key.",
+    },
+}
