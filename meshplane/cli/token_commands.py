@@ -180,7 +180,7 @@ def revoke(ctx: click.Context, token_id: str, data_dir: Path | None) -> None:
 
     \b
     Examples:
-      meshplane token revoke MPTQ4ZJX2L5N7RCWE3K
+      meshplane token revoke MPTQ4ZJX2L5N7RCWE3KA
     """
 
     def offline(service: TokenService, principal: Principal) -> dict[str, Any]:
