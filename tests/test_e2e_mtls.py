@@ -14,7 +14,7 @@ every test below also runs through certificate rotations).
   SAN list names the provider connects, one whose SAN list excludes it refuses to
   (``ssl.fail_verify_san``).
 - Rotation under continuous load fails no request, and the proxies' admin ``/certs`` shows new
-  certificates.
+  certificates.  So does a CA rotation: the proxies trust both roots, then only the new one.
 - A proxy holding a token for node A that claims node B gets nothing (PERMISSION_DENIED).
 """
 
@@ -48,6 +48,8 @@ from tests.support.xds import AdsClient, request
 pytestmark = pytest.mark.e2e
 
 LIFETIME = 8
+PROPAGATION = 2
+OVERLAP = 6
 TD = "meshplane.local"
 
 
@@ -55,7 +57,15 @@ TD = "meshplane.local"
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     m = Mesh(
         tmp_path_factory.mktemp("mtls"),
-        server_args=["--require-proxy-auth", "--cert-lifetime", f"{LIFETIME}s"],
+        server_args=[
+            "--require-proxy-auth",
+            "--cert-lifetime",
+            f"{LIFETIME}s",
+            "--ca-propagation",
+            f"{PROPAGATION}s",
+            "--ca-overlap",
+            f"{OVERLAP}s",
+        ],
     )
     try:
         yield m
@@ -404,6 +414,67 @@ def test_rotation_under_load_fails_no_request(mesh: Mesh, tmp_path: Path) -> Non
     # both proxies went through several certificates, as their admin API shows
     assert len(seen["web"]) >= 3, seen
     assert len(seen["client"]) >= 3, seen
+
+
+def _roots(sidecar: Sidecar) -> frozenset[str]:
+    """Serials of the CA certificates a proxy trusts (admin ``/certs``)."""
+    return frozenset(
+        cert["serial_number"].lower().lstrip("0")
+        for entry in json.loads(sidecar.admin_get("/certs")[1]).get("certificates", [])
+        for cert in entry.get("ca_cert", [])
+    )
+
+
+def test_ca_rotation_under_load_fails_no_request(mesh: Mesh) -> None:
+    name = "carotation"
+    web = provider(mesh, name, [{"key": "meshplane.io/mtls", "value": "STRICT"}])
+    client = consumer(mesh, name, "client")
+    mesh.wait(lambda: served(via(client), web.app), "the meshed client")
+    ca_url = f"{mesh.server.url}/meshplane/v1/meshes/{name}/ca"
+    (old,) = [r["serial"].lstrip("0") for r in httpx.get(ca_url, timeout=10).json()["roots"]]
+    mesh.wait(lambda: _roots(web.sidecar) == {old} == _roots(client), "the first root in use")
+    failures: list[str] = []
+    count = [0]
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(timeout=5) as http:
+            while not stop.is_set():
+                try:
+                    r = http.get(
+                        f"http://127.0.0.1:{client.egress_port}/", headers={"host": "web.local"}
+                    )
+                    if r.status_code != 200:
+                        failures.append(f"{r.status_code} {r.text[:200]}")
+                except httpx.HTTPError as error:
+                    failures.append(repr(error))
+                count[0] += 1
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    trusted: list[frozenset[str]] = []
+    try:
+        time.sleep(1)
+        rotated = httpx.post(f"{ca_url}/rotate", timeout=10).json()
+        (new,) = [r["serial"].lstrip("0") for r in rotated["roots"] if not r["signing"]]
+        deadline = time.monotonic() + PROPAGATION + OVERLAP + LIFETIME / 2 + 3
+        while time.monotonic() < deadline:
+            for sidecar in (web.sidecar, client):
+                roots = _roots(sidecar)
+                if not trusted or trusted[-1] != roots:
+                    trusted.append(roots)
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=15)
+    assert not failures, failures[:10]
+    assert count[0] > 100
+    # both proxies trusted both roots for a while, and now only the new one
+    assert frozenset({old, new}) in trusted, trusted
+    assert _roots(web.sidecar) == {new} == _roots(client), trusted
+    assert served(via(client), web.app)
 
 
 # --- proxy authentication -----------------------------------------------------------------

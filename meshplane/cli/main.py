@@ -150,6 +150,18 @@ def cli(ctx: click.Context, server: str | None, token: str | None, tls_ca: str |
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
     help="The EC private key (PEM) of --ca-cert [env MESHPLANE_CA_KEY].",
 )
+@click.option(
+    "--ca-propagation",
+    metavar="DURATION",
+    help="After 'meshplane ca rotate', how long the new root is only trusted before it signs "
+    "[env MESHPLANE_CA_PROPAGATION; default 30s].",
+)
+@click.option(
+    "--ca-overlap",
+    metavar="DURATION",
+    help="How long the old root stays trusted once the new one signs "
+    "[env MESHPLANE_CA_OVERLAP; default: --cert-lifetime].",
+)
 def serve(
     data_dir: Path | None,
     database_url: str | None,
@@ -168,6 +180,8 @@ def serve(
     cert_rotate_after: float | None,
     ca_cert: Path | None,
     ca_key: Path | None,
+    ca_propagation: str | None,
+    ca_overlap: str | None,
 ) -> None:
     """Run the control plane: the App Mesh REST API and the xDS server, in one process.
 
@@ -208,6 +222,8 @@ def serve(
             cert_rotate_after=cert_rotate_after,
             ca_cert=ca_cert,
             ca_key=ca_key,
+            ca_propagation=ca_propagation,
+            ca_overlap=ca_overlap,
         )
     except ValueError as error:
         raise output.fail(str(error), output.EXIT_USAGE) from None

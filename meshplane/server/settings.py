@@ -109,6 +109,8 @@ class Settings:
         cert_rotate_after: float | None = None,
         ca_cert: Path | None = None,
         ca_key: Path | None = None,
+        ca_propagation: str | None = None,
+        ca_overlap: str | None = None,
         require_auth: bool | None = None,
         tls_cert: Path | None = None,
         tls_key: Path | None = None,
@@ -152,7 +154,14 @@ class Settings:
             account_id=account_id or environ.get("MESHPLANE_ACCOUNT_ID") or DEFAULT_ACCOUNT_ID,
             log_level=log_level or environ.get("MESHPLANE_LOG_LEVEL") or "info",
             identity=_identity_settings(
-                environ, trust_domain, cert_lifetime, cert_rotate_after, ca_cert, ca_key
+                environ,
+                trust_domain=trust_domain,
+                cert_lifetime=cert_lifetime,
+                cert_rotate_after=cert_rotate_after,
+                ca_cert=ca_cert,
+                ca_key=ca_key,
+                ca_propagation=ca_propagation,
+                ca_overlap=ca_overlap,
             ),
         )
 
@@ -182,23 +191,33 @@ def parse_duration(text: str) -> timedelta:
 
 def _identity_settings(
     environ: Mapping[str, str],
+    *,
     trust_domain: str | None,
     cert_lifetime: str | None,
     cert_rotate_after: float | None,
     ca_cert: Path | None,
     ca_key: Path | None,
+    ca_propagation: str | None,
+    ca_overlap: str | None,
 ) -> IdentitySettings:
     default = IdentitySettings()
-    lifetime = cert_lifetime or environ.get("MESHPLANE_CERT_LIFETIME")
+
+    def duration(flag: str | None, variable: str) -> timedelta | None:
+        text = flag or environ.get(variable)
+        return parse_duration(text) if text else None
+
+    def path(flag: Path | None, variable: str) -> Path | None:
+        text = environ.get(variable)
+        return flag or (Path(text) if text else None)
+
     rotate = cert_rotate_after or float(environ.get("MESHPLANE_CERT_ROTATE_AFTER") or 0)
-    cert = ca_cert or (
-        Path(environ["MESHPLANE_CA_CERT"]) if environ.get("MESHPLANE_CA_CERT") else None
-    )
-    key = ca_key or (Path(environ["MESHPLANE_CA_KEY"]) if environ.get("MESHPLANE_CA_KEY") else None)
     return IdentitySettings(
         trust_domain=trust_domain or environ.get("MESHPLANE_TRUST_DOMAIN") or default.trust_domain,
-        cert_lifetime=parse_duration(lifetime) if lifetime else default.cert_lifetime,
+        cert_lifetime=duration(cert_lifetime, "MESHPLANE_CERT_LIFETIME") or default.cert_lifetime,
         rotate_after=rotate or default.rotate_after,
-        ca_certificate_file=cert,
-        ca_key_file=key,
+        ca_certificate_file=path(ca_cert, "MESHPLANE_CA_CERT"),
+        ca_key_file=path(ca_key, "MESHPLANE_CA_KEY"),
+        ca_propagation=duration(ca_propagation, "MESHPLANE_CA_PROPAGATION")
+        or default.ca_propagation,
+        ca_overlap=duration(ca_overlap, "MESHPLANE_CA_OVERLAP"),
     )
