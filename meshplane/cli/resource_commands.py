@@ -9,7 +9,7 @@ Two views of the same resources:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -19,10 +19,10 @@ from meshplane.cli.kinds import K8S_KINDS, KindParam
 from meshplane.cli.manifest_commands import delete_manifests
 from meshplane.client import Client
 from meshplane.errors import BadRequestError, NotFoundError
-from meshplane.manifests import Manifest, translate
 from meshplane.model.kinds import Kind, ResourceKey
-from meshplane.service.apply import manifest_from_store
-from meshplane.store.records import StoredManifest
+
+if TYPE_CHECKING:
+    from meshplane.manifests import Manifest
 
 
 def _key_of(item: dict[str, Any], kind: Kind) -> ResourceKey:
@@ -33,6 +33,11 @@ def _key_of(item: dict[str, Any], kind: Kind) -> ResourceKey:
 
 async def _k8s_view(client: Client, kind: Kind) -> list[tuple[Manifest, ResourceKey]]:
     """(manifest, App Mesh key) for every applied manifest that produced a ``kind``."""
+    # imported here: the model and manifest machinery is needed only by the Kubernetes view
+    from meshplane.manifests import translate
+    from meshplane.service.apply import manifest_from_store
+    from meshplane.store.records import StoredManifest
+
     stored = await client.manifests()
     namespaces = {ns["name"]: ns["labels"] for ns in await client.namespaces()}
     manifests = [
