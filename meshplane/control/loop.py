@@ -97,6 +97,7 @@ class ControlLoop:
         self.identities = identities
         self._proxies: dict[str, _Proxy] = {}
         self.connections: dict[int, ProxyConnection] = {}
+        self._stream_keys: dict[int, str] = {}  # computed once per stream, read per status call
         self._views: dict[str, MeshView] = {}
         self._security: dict[str, tuple[MeshSecurity, str | None]] = {}
         self._revision = store.revision
@@ -123,11 +124,15 @@ class ControlLoop:
     # --- SnapshotProducer ---------------------------------------------------------------
 
     def snapshot_key(self, connection: ProxyConnection) -> str:
-        return snapshot_key(connection)
+        key = self._stream_keys.get(connection.stream_id)
+        if key is None:
+            key = snapshot_key(connection)
+            self._stream_keys[connection.stream_id] = key
+        return key
 
     async def proxy_connected(self, proxy: ProxyConnection) -> None:
         self.connections[proxy.stream_id] = proxy
-        key = snapshot_key(proxy)
+        key = self.snapshot_key(proxy)
         entry = self._proxies.get(key)
         if entry is None:
             try:
@@ -147,7 +152,7 @@ class ControlLoop:
 
     async def proxy_disconnected(self, proxy: ProxyConnection) -> None:
         self.connections.pop(proxy.stream_id, None)
-        key = snapshot_key(proxy)
+        key = self._stream_keys.pop(proxy.stream_id, None) or snapshot_key(proxy)
         entry = self._proxies.get(key)
         if entry is None:
             return
@@ -163,8 +168,8 @@ class ControlLoop:
 
     def problems(self, stream_id: int) -> tuple[str, ...]:
         """What the translation of a stream's proxy left out, and why."""
-        connection = self.connections.get(stream_id)
-        entry = self._proxies.get(snapshot_key(connection)) if connection else None
+        key = self._stream_keys.get(stream_id)
+        entry = self._proxies.get(key) if key is not None else None
         return entry.problems if entry is not None else ()
 
     # --- translation --------------------------------------------------------------------

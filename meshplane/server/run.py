@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import gc
 import logging
 import os
 import signal
@@ -172,6 +173,12 @@ class Application:
     async def _lifespan(self, _: Starlette) -> AsyncIterator[None]:
         for hook in self.startup:
             await hook()
+        # Everything built so far lives as long as the process: keep it out of the collector's
+        # way, and collect less often (translation allocates many short-lived protobufs; full
+        # collections of a large heap stalled the event loop for hundreds of milliseconds).
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(50_000, 50, 100)
         log.info(
             "meshplane API on %s://%s:%d (data: %s)",
             "https" if self.settings.tls is not None else "http",
@@ -231,6 +238,8 @@ async def serve(settings: Settings) -> None:
             log_level=settings.log_level,
             access_log=False,
             lifespan="on",
+            http="httptools",
+            loop="asyncio",  # grpc.aio runs in the same loop and needs the standard one
             ssl_certfile=str(settings.tls.cert_file) if settings.tls is not None else None,
             ssl_keyfile=str(settings.tls.key_file) if settings.tls is not None else None,
         )

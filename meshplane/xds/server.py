@@ -88,6 +88,9 @@ class XdsServer:
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 5000),
                 ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                # a reconnect storm of thousands of proxies must queue, not be cancelled
+                ("grpc.server.max_pending_requests", 100_000),
+                ("grpc.server.max_pending_requests_hard_limit", 200_000),
             ]
         )
         ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(_Servicer(self), server)
