@@ -56,12 +56,14 @@ def wrk(url: str, seconds: int, connections: int, script: str | None = None) -> 
     raise RuntimeError(out)
 
 
-async def httpx_rate(url: str, seconds: float, connections: int, method: str = "GET",
-                     body: object | None = None) -> float:
+async def httpx_rate(
+    url: str, seconds: float, connections: int, method: str = "GET", body: object | None = None
+) -> float:
     done = 0
     stop = time.monotonic() + seconds
     limits = httpx.Limits(max_connections=connections)
     async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+
         async def worker(n: int) -> None:
             nonlocal done
             i = 0
@@ -73,6 +75,7 @@ async def httpx_rate(url: str, seconds: float, connections: int, method: str = "
                 response = await client.request(method, url, json=payload)
                 response.raise_for_status()
                 done += 1
+
         start = time.monotonic()
         await asyncio.gather(*(worker(n) for n in range(connections)))
         return done / (time.monotonic() - start)
@@ -95,19 +98,32 @@ def main() -> None:
             node = f"{base}/v20190125/meshes/bench/virtualNodes/n0500"
             results: dict[str, float] = {}
             if have_wrk:
-                results["baseline /healthz"] = wrk(f"{base}/healthz", args.seconds, args.connections)
+                results["baseline /healthz"] = wrk(
+                    f"{base}/healthz", args.seconds, args.connections
+                )
                 results["describe"] = wrk(node, args.seconds, args.connections)
                 results["create"] = wrk(base, args.seconds, args.connections, CREATE_LUA)
                 results["list 100 (one page)"] = wrk(
-                    f"{base}/v20190125/meshes/bench/virtualNodes?limit=100", args.seconds,
-                    args.connections)
+                    f"{base}/v20190125/meshes/bench/virtualNodes?limit=100",
+                    args.seconds,
+                    args.connections,
+                )
             else:
                 body = {"virtualNodeName": "NAME", "spec": {}}
                 run = asyncio.run
-                results["baseline /healthz"] = run(httpx_rate(f"{base}/healthz", args.seconds, args.connections))
+                results["baseline /healthz"] = run(
+                    httpx_rate(f"{base}/healthz", args.seconds, args.connections)
+                )
                 results["describe"] = run(httpx_rate(node, args.seconds, args.connections))
-                results["create"] = run(httpx_rate(f"{base}/v20190125/meshes/bench/virtualNodes",
-                                                   args.seconds, args.connections, "PUT", body))
+                results["create"] = run(
+                    httpx_rate(
+                        f"{base}/v20190125/meshes/bench/virtualNodes",
+                        args.seconds,
+                        args.connections,
+                        "PUT",
+                        body,
+                    )
+                )
             # a full listing of 1,000 resources through boto3's paginator (10 pages)
             start = time.perf_counter()
             rounds = 10
@@ -117,8 +133,10 @@ def main() -> None:
             per_list = (time.perf_counter() - start) / rounds
         finally:
             server.stop()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"load generator: {'wrk' if have_wrk else 'httpx'} ({args.connections} connections, {args.seconds}s)")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"load generator: {'wrk' if have_wrk else 'httpx'} ({args.connections} connections, {args.seconds}s)"
+    )
     baseline = results["baseline /healthz"]
     for name, rate in results.items():
         print(f"{name:24s} {rate:9.0f} req/s   ({rate / baseline:.2f} x baseline)")

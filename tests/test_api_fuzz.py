@@ -18,13 +18,21 @@ from meshplane.api.routing import OPERATIONS
 from tests.support.server import MeshplaneServer
 
 MODELED = {
-    "BadRequestException", "NotFoundException", "ConflictException", "ResourceInUseException",
-    "LimitExceededException", "TooManyTagsException", "ForbiddenException",
+    "BadRequestException",
+    "NotFoundException",
+    "ConflictException",
+    "ResourceInUseException",
+    "LimitExceededException",
+    "TooManyTagsException",
+    "ForbiddenException",
 }
 
 json_scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**70), 2**70),
-    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=30),
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=30),
 )
 json_values = st.recursive(
     json_scalars,
@@ -34,11 +42,25 @@ json_values = st.recursive(
     ),
     max_leaves=25,
 )
-names = st.one_of(st.text(min_size=0, max_size=300), st.sampled_from(["m", "n", "a/b", "%2F", ".."]))
-spec_keys = st.sampled_from([
-    "listeners", "serviceDiscovery", "backends", "provider", "httpRoute", "grpcRoute", "tcpRoute",
-    "http2Route", "egressFilter", "priority", "logging", "backendDefaults",
-])
+names = st.one_of(
+    st.text(min_size=0, max_size=300), st.sampled_from(["m", "n", "a/b", "%2F", ".."])
+)
+spec_keys = st.sampled_from(
+    [
+        "listeners",
+        "serviceDiscovery",
+        "backends",
+        "provider",
+        "httpRoute",
+        "grpcRoute",
+        "tcpRoute",
+        "http2Route",
+        "egressFilter",
+        "priority",
+        "logging",
+        "backendDefaults",
+    ]
+)
 specs = st.one_of(json_values, st.dictionaries(spec_keys, json_values, max_size=4))
 
 
@@ -46,9 +68,13 @@ specs = st.one_of(json_values, st.dictionaries(spec_keys, json_values, max_size=
 def http(server: MeshplaneServer) -> Any:
     with httpx.Client(base_url=server.url, timeout=30) as client:
         client.put("/v20190125/meshes", json={"meshName": "m"})
-        client.put("/v20190125/meshes/m/virtualRouters", json={
-            "virtualRouterName": "r",
-            "spec": {"listeners": [{"portMapping": {"port": 80, "protocol": "http"}}]}})
+        client.put(
+            "/v20190125/meshes/m/virtualRouters",
+            json={
+                "virtualRouterName": "r",
+                "spec": {"listeners": [{"portMapping": {"port": 80, "protocol": "http"}}]},
+            },
+        )
         yield client
 
 
@@ -67,40 +93,79 @@ def check(response: httpx.Response) -> None:
         assert "Traceback" not in body["message"]
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     op=st.sampled_from(OPERATIONS),
-    labels=st.dictionaries(st.sampled_from(["meshName", "virtualNodeName", "virtualRouterName",
-                                            "routeName", "virtualGatewayName",
-                                            "gatewayRouteName", "virtualServiceName"]), names),
-    body=st.one_of(st.dictionaries(st.sampled_from(["meshName", "spec", "tags", "clientToken",
-                                                    "virtualNodeName", "routeName", "tagKeys",
-                                                    "virtualServiceName", "junk"]),
-                                   st.one_of(specs, names)), json_values),
-    query=st.dictionaries(st.sampled_from(["limit", "nextToken", "meshOwner", "resourceArn"]),
-                          st.text(max_size=40)),
+    labels=st.dictionaries(
+        st.sampled_from(
+            [
+                "meshName",
+                "virtualNodeName",
+                "virtualRouterName",
+                "routeName",
+                "virtualGatewayName",
+                "gatewayRouteName",
+                "virtualServiceName",
+            ]
+        ),
+        names,
+    ),
+    body=st.one_of(
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "meshName",
+                    "spec",
+                    "tags",
+                    "clientToken",
+                    "virtualNodeName",
+                    "routeName",
+                    "tagKeys",
+                    "virtualServiceName",
+                    "junk",
+                ]
+            ),
+            st.one_of(specs, names),
+        ),
+        json_values,
+    ),
+    query=st.dictionaries(
+        st.sampled_from(["limit", "nextToken", "meshOwner", "resourceArn"]), st.text(max_size=40)
+    ),
 )
-def test_random_requests_never_500(http: httpx.Client, op: Any, labels: dict[str, str],
-                                   body: Any, query: dict[str, str]) -> None:
+def test_random_requests_never_500(
+    http: httpx.Client, op: Any, labels: dict[str, str], body: Any, query: dict[str, str]
+) -> None:
     path = op.template
     for segment in op.segments:
         if segment.startswith("{"):
             value = labels.get(segment[1:-1], "m")
             path = path.replace(segment, quote(value, safe="") or "x", 1)
     before = revision(http)
-    response = http.request(op.method, path, params=query,
-                            content=json.dumps(body).encode() if op.method == "PUT" else None)
+    response = http.request(
+        op.method,
+        path,
+        params=query,
+        content=json.dumps(body).encode() if op.method == "PUT" else None,
+    )
     check(response)
     if response.status_code >= 400:
         assert revision(http) == before
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(raw=st.one_of(st.binary(max_size=200), st.text(max_size=200).map(str.encode)))
 def test_garbage_bodies(http: httpx.Client, raw: bytes) -> None:
     before = revision(http)
-    for path in ("/v20190125/meshes", "/v20190125/meshes/m/virtualNodes",
-                 "/v20190125/meshes/m/virtualRouter/r/routes"):
+    for path in (
+        "/v20190125/meshes",
+        "/v20190125/meshes/m/virtualNodes",
+        "/v20190125/meshes/m/virtualRouter/r/routes",
+    ):
         response = http.put(path, content=raw)
         check(response)
     response = http.post("/meshplane/v1/apply", content=raw)
@@ -108,8 +173,17 @@ def test_garbage_bodies(http: httpx.Client, raw: bytes) -> None:
     assert revision(http) == before
 
 
-KINDS = ["Mesh", "VirtualNode", "VirtualService", "VirtualRouter", "VirtualGateway",
-         "GatewayRoute", "BackendGroup", "Namespace", "Service"]
+KINDS = [
+    "Mesh",
+    "VirtualNode",
+    "VirtualService",
+    "VirtualRouter",
+    "VirtualGateway",
+    "GatewayRoute",
+    "BackendGroup",
+    "Namespace",
+    "Service",
+]
 
 
 @st.composite
@@ -118,11 +192,18 @@ def manifests(draw: st.DrawFn) -> str:
     for _ in range(draw(st.integers(1, 3))):
         kind = draw(st.sampled_from(KINDS))
         doc: dict[str, Any] = {
-            "apiVersion": draw(st.sampled_from(["appmesh.k8s.aws/v1beta2", "v1", "appmesh.k8s.aws/v1beta1", 7])),
+            "apiVersion": draw(
+                st.sampled_from(["appmesh.k8s.aws/v1beta2", "v1", "appmesh.k8s.aws/v1beta1", 7])
+            ),
             "kind": kind,
-            "metadata": draw(st.one_of(
-                st.fixed_dictionaries({"name": names, "namespace": st.sampled_from(["ns", "default", ""])}),
-                json_values)),
+            "metadata": draw(
+                st.one_of(
+                    st.fixed_dictionaries(
+                        {"name": names, "namespace": st.sampled_from(["ns", "default", ""])}
+                    ),
+                    json_values,
+                )
+            ),
         }
         if draw(st.booleans()):
             doc["spec"] = draw(specs)
@@ -134,14 +215,20 @@ def manifests(draw: st.DrawFn) -> str:
     return text
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(text=manifests(), dry=st.booleans())
 def test_random_manifests_never_crash_apply(http: httpx.Client, text: str, dry: bool) -> None:
     before = revision(http)
-    response = http.post("/meshplane/v1/apply",
-                         json={"documents": [{"source": "fuzz.yaml", "text": text}], "dryRun": dry})
+    response = http.post(
+        "/meshplane/v1/apply",
+        json={"documents": [{"source": "fuzz.yaml", "text": text}], "dryRun": dry},
+    )
     check(response)
     if response.status_code >= 400 or dry:
         assert revision(http) == before
     if response.status_code >= 400:
-        assert "fuzz.yaml" in response.json()["message"] or "documents" in response.json()["message"]
+        assert (
+            "fuzz.yaml" in response.json()["message"] or "documents" in response.json()["message"]
+        )

@@ -60,7 +60,9 @@ def test_latency_benchmark_runs() -> None:
         )
         if not found
     ]
-    assert not missing, f"install {missing} (scripts/test does: apt-get install nginx nghttp2-client wrk)"
+    assert not missing, (
+        f"install {missing} (scripts/test does: apt-get install nginx nghttp2-client wrk)"
+    )
     out = run_bench(
         "bench.latency", "--rates", "50", "--rounds", "1", "--seconds", "1", "--wrk-seconds", "1"
     )

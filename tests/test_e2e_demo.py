@@ -67,8 +67,10 @@ class Demo:
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     if not (bindable("127.0.0.2", 8080) and bindable("127.0.0.3", 8080)):
-        pytest.fail("127.0.0.2:8080 or 127.0.0.3:8080 is taken (a demo already running?): "
-                    "the demo binds them, stop whatever holds them")
+        pytest.fail(
+            "127.0.0.2:8080 or 127.0.0.3:8080 is taken (a demo already running?): "
+            "the demo binds them, stop whatever holds them"
+        )
     tmp = tmp_path_factory.mktemp("demo")
     ports = {"api": free_run(1), "xds": free_run(1), "egress": free_run(3)}
     ports["admin"], ports["gateway"] = free_run(4), free_run(1)

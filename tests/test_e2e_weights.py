@@ -184,15 +184,23 @@ def test_proxy_commands_through_the_real_cli(colors: tuple[Mesh, Sidecar]) -> No
 
     def cli(*args: str) -> str:
         env = {**os.environ, "MESHPLANE_SERVER": mesh.server.url}
-        result = subprocess.run([sys.executable, "-m", "meshplane", *args], env=env,
-                                capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [sys.executable, "-m", "meshplane", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert result.returncode == 0, result.stderr
         return result.stdout
 
     status = json.loads(cli("proxy-status", "-o", "json"))
     by_node = {p["nodeId"]: p for p in status}
-    assert set(by_node) == {"mesh/demo/virtualNode/blue", "mesh/demo/virtualNode/green",
-                            "mesh/demo/virtualNode/client"}
+    assert set(by_node) == {
+        "mesh/demo/virtualNode/blue",
+        "mesh/demo/virtualNode/green",
+        "mesh/demo/virtualNode/client",
+    }
     client_status = by_node["mesh/demo/virtualNode/client"]
     assert client_status["types"]["cds"]["synced"]
     assert client_status["types"]["lds"]["ackedVersion"]
@@ -202,11 +210,17 @@ def test_proxy_commands_through_the_real_cli(colors: tuple[Mesh, Sidecar]) -> No
     assert "SYNCED" in table
 
     clusters = yaml.safe_load(cli("proxy-config", "client", "--type", "clusters"))
-    names = {c["cluster"]["name"] for dump in clusters for c in dump.get("dynamic_active_clusters", [])}
-    assert {"cds_egress_demo_blue_http_" + str(_port(names, "blue")),
-            "cds_egress_demo_green_http_" + str(_port(names, "green"))} <= names
+    names = {
+        c["cluster"]["name"] for dump in clusters for c in dump.get("dynamic_active_clusters", [])
+    }
+    assert {
+        "cds_egress_demo_blue_http_" + str(_port(names, "blue")),
+        "cds_egress_demo_green_http_" + str(_port(names, "green")),
+    } <= names
 
-    assert "log level set to debug" in cli("proxy-log", "mesh/demo/virtualNode/blue", "--level", "debug")
+    assert "log level set to debug" in cli(
+        "proxy-log", "mesh/demo/virtualNode/blue", "--level", "debug"
+    )
     body = httpx.post(f"http://{mesh.sidecars[0].admin}/logging").text  # lists the levels
     assert "upstream: debug" in body
     cli("proxy-log", "blue", "--level", "info")

@@ -57,8 +57,12 @@ def test_dns_discovery() -> None:
     assert web.load_assignment.cluster_name == web.name
     multi = clusters["cds_egress_demo_multi-v1_http_81"]
     assert multi.type == C.STRICT_DNS  # responseType ENDPOINTS
-    assert multi.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address \
-        .socket_address.port_value == 81
+    assert (
+        multi.load_assignment.endpoints[0]
+        .lb_endpoints[0]
+        .endpoint.address.socket_address.port_value
+        == 81
+    )
 
 
 def test_lookup_family_from_the_provider_else_the_mesh() -> None:
@@ -66,11 +70,20 @@ def test_lookup_family_from_the_provider_else_the_mesh() -> None:
     assert clusters["cds_egress_demo_web-v1_http_9080"].dns_lookup_family == C.V4_PREFERRED
     assert clusters["cds_egress_demo_multi-v1_http_80"].dns_lookup_family == C.V6_ONLY
     assert clusters["cds_egress_demo_node-v1_http_7000"].dns_lookup_family == C.V4_ONLY
-    mesh = (MeshBuilder().node("c", client_node("a", "b"))
-            .node("a", provider_node("a", listener(80)))
-            .node("b", {"listeners": [listener(80)],
-                        "serviceDiscovery": dns("b", ipPreference="IPv6_PREFERRED")})
-            .service("a", node="a").service("b", node="b"))
+    mesh = (
+        MeshBuilder()
+        .node("c", client_node("a", "b"))
+        .node("a", provider_node("a", listener(80)))
+        .node(
+            "b",
+            {
+                "listeners": [listener(80)],
+                "serviceDiscovery": dns("b", ipPreference="IPv6_PREFERRED"),
+            },
+        )
+        .service("a", node="a")
+        .service("b", node="b")
+    )
     clusters = by_name(mesh.translate("c").clusters)
     assert clusters["cds_egress_demo_a_http_80"].dns_lookup_family == C.AUTO  # no preference
     assert clusters["cds_egress_demo_b_http_80"].dns_lookup_family == C.AUTO
@@ -78,8 +91,12 @@ def test_lookup_family_from_the_provider_else_the_mesh() -> None:
 
 def test_client_side_circuit_breakers_are_app_mesh_unlimited() -> None:
     thresholds = _clusters()["cds_egress_demo_web-v1_http_9080"].circuit_breakers.thresholds[0]
-    assert {thresholds.max_connections.value, thresholds.max_pending_requests.value,
-            thresholds.max_requests.value, thresholds.max_retries.value} == {UNLIMITED}
+    assert {
+        thresholds.max_connections.value,
+        thresholds.max_pending_requests.value,
+        thresholds.max_requests.value,
+        thresholds.max_retries.value,
+    } == {UNLIMITED}
 
 
 def test_http2_and_grpc_providers_speak_http2() -> None:
@@ -129,11 +146,26 @@ def test_checked_or_ejectable_providers_have_no_panic_mode() -> None:
         lb = clusters[name].common_lb_config
         assert lb.HasField("healthy_panic_threshold"), name
         assert lb.healthy_panic_threshold.value == 0.0
-    mesh = (MeshBuilder().node("c", client_node("o"))
-            .node("o", provider_node("o", listener(80, outlierDetection={
-                "maxServerErrors": 1, "interval": {"unit": "s", "value": 1},
-                "baseEjectionDuration": {"unit": "s", "value": 1}, "maxEjectionPercent": 100})))
-            .service("o", node="o"))
+    mesh = (
+        MeshBuilder()
+        .node("c", client_node("o"))
+        .node(
+            "o",
+            provider_node(
+                "o",
+                listener(
+                    80,
+                    outlierDetection={
+                        "maxServerErrors": 1,
+                        "interval": {"unit": "s", "value": 1},
+                        "baseEjectionDuration": {"unit": "s", "value": 1},
+                        "maxEjectionPercent": 100,
+                    },
+                ),
+            ),
+        )
+        .service("o", node="o")
+    )
     outlier_only = by_name(mesh.translate("c").clusters)["cds_egress_demo_o_http_80"]
     assert outlier_only.common_lb_config.HasField("healthy_panic_threshold")
     # neither: Envoy's defaults stay
@@ -163,13 +195,16 @@ def test_tcp_backends_get_a_local_listener_on_the_provider_port() -> None:
     assert node.cluster == "cds_egress_demo_node-v1_tcp_7001"
     split = tcp_proxy(listeners["lds_egress_127.0.0.1_5433"])
     assert [(c.name, c.weight) for c in split.weighted_clusters.clusters] == [
-        ("cds_egress_demo_db-v1_tcp_5432", 80), ("cds_egress_demo_db-v2_tcp_5432", 20)]
+        ("cds_egress_demo_db-v1_tcp_5432", 80),
+        ("cds_egress_demo_db-v2_tcp_5432", 20),
+    ]
     assert split.idle_timeout.seconds == 30
 
 
 def test_tcp_egress_ports_are_configurable() -> None:
-    options = ProxyOptions(egress_address="127.0.0.3",
-                           tcp_egress_ports={"db.local": 15432, "node.local:7001": 17001})
+    options = ProxyOptions(
+        egress_address="127.0.0.3", tcp_egress_ports={"db.local": 15432, "node.local:7001": 17001}
+    )
     listeners = by_name(rich_mesh().translate("front", options).listeners)
     assert "lds_egress_127.0.0.3_15432" in listeners
     assert "lds_egress_127.0.0.3_17001" in listeners
@@ -178,11 +213,16 @@ def test_tcp_egress_ports_are_configurable() -> None:
 
 
 def test_a_port_taken_twice_keeps_the_first_listener_and_reports() -> None:
-    mesh = (MeshBuilder().node("c", client_node("a", "b", listeners=[listener(5432, "tcp")],
-                                                serviceDiscovery=dns("c")))
-            .node("a", provider_node("a", listener(5432, "tcp")))
-            .node("b", provider_node("b", listener(15001, "tcp")))
-            .service("a", node="a").service("b", node="b"))
+    mesh = (
+        MeshBuilder()
+        .node(
+            "c", client_node("a", "b", listeners=[listener(5432, "tcp")], serviceDiscovery=dns("c"))
+        )
+        .node("a", provider_node("a", listener(5432, "tcp")))
+        .node("b", provider_node("b", listener(15001, "tcp")))
+        .service("a", node="a")
+        .service("b", node="b")
+    )
     resources = mesh.translate("c", ProxyOptions(address="0.0.0.0"))
     names = [x.name for x in resources.listeners]
     assert names == ["lds_ingress_0.0.0.0_5432", "lds_egress_127.0.0.1_15001"]
@@ -191,11 +231,19 @@ def test_a_port_taken_twice_keeps_the_first_listener_and_reports() -> None:
 
 
 def test_a_grpc_health_check_on_an_http_1_listener_becomes_a_tcp_check() -> None:
-    check = {"healthyThreshold": 2, "unhealthyThreshold": 2, "intervalMillis": 5000,
-             "timeoutMillis": 2000, "protocol": "grpc"}
-    mesh = (MeshBuilder().node("c", client_node("s"))
-            .node("p", provider_node("p", listener(80, healthCheck=check)))
-            .service("s", node="p"))
+    check = {
+        "healthyThreshold": 2,
+        "unhealthyThreshold": 2,
+        "intervalMillis": 5000,
+        "timeoutMillis": 2000,
+        "protocol": "grpc",
+    }
+    mesh = (
+        MeshBuilder()
+        .node("c", client_node("s"))
+        .node("p", provider_node("p", listener(80, healthCheck=check)))
+        .service("s", node="p")
+    )
     resources = mesh.translate("c")
     [health] = by_name(resources.clusters)["cds_egress_demo_p_http_80"].health_checks
     assert health.HasField("tcp_health_check")

@@ -79,26 +79,35 @@ def test_weighted_targets_become_weighted_clusters() -> None:
     host = virtual_host(rich_mesh().translate("front"), "web.local")
     by_route = {r.name: r for r in host.routes}
     weights = [(c.name, c.weight.value) for c in by_route["api"].route.weighted_clusters.clusters]
-    assert weights == [("cds_egress_demo_web-v1_http_9080", 90),
-                       ("cds_egress_demo_web-v2_http_9080", 10)]
-    weights = [(c.name, c.weight.value)
-               for c in by_route["exact"].route.weighted_clusters.clusters]
-    assert weights == [("cds_egress_demo_web-v1_http_9080", 100),
-                       ("cds_egress_demo_web-v2_http_9080", 0)]
+    assert weights == [
+        ("cds_egress_demo_web-v1_http_9080", 90),
+        ("cds_egress_demo_web-v2_http_9080", 10),
+    ]
+    weights = [(c.name, c.weight.value) for c in by_route["exact"].route.weighted_clusters.clusters]
+    assert weights == [
+        ("cds_egress_demo_web-v1_http_9080", 100),
+        ("cds_egress_demo_web-v2_http_9080", 0),
+    ]
 
 
 def test_explicit_retry_policy_and_timeouts() -> None:
     host = virtual_host(rich_mesh().translate("front"), "web.local")
     action = host.routes[0].route
     policy = action.retry_policy
-    assert policy.retry_on.split(",") == ["5xx", "gateway-error", "reset",
-                                          "retriable-status-codes", "refused-stream",
-                                          "connect-failure"]
+    assert policy.retry_on.split(",") == [
+        "5xx",
+        "gateway-error",
+        "reset",
+        "retriable-status-codes",
+        "refused-stream",
+        "connect-failure",
+    ]
     assert list(policy.retriable_status_codes) == [409]
     assert policy.num_retries.value == 3
     assert policy.per_try_timeout.ToMilliseconds() == 250
     assert [p.name for p in policy.retry_host_predicate] == [
-        "envoy.retry_host_predicates.previous_hosts"]
+        "envoy.retry_host_predicates.previous_hosts"
+    ]
     assert action.timeout.seconds == 5
     assert action.idle_timeout.seconds == 60
 
@@ -106,7 +115,10 @@ def test_explicit_retry_policy_and_timeouts() -> None:
 def test_app_mesh_default_retry_policy_and_timeout() -> None:
     host = virtual_host(rich_mesh().translate("front"), "web.local")
     action = host.routes[-1].route
-    assert action.retry_policy.retry_on == "connect-failure,refused-stream,reset,retriable-status-codes"
+    assert (
+        action.retry_policy.retry_on
+        == "connect-failure,refused-stream,reset,retriable-status-codes"
+    )
     assert list(action.retry_policy.retriable_status_codes) == [503]
     assert action.retry_policy.num_retries.value == 2
     assert not action.retry_policy.HasField("per_try_timeout")
@@ -119,7 +131,8 @@ def test_virtual_node_provider_is_a_catch_all_route_with_defaults() -> None:
     [route] = host.routes
     assert route.match.prefix == "/"
     assert [(c.name, c.weight.value) for c in route.route.weighted_clusters.clusters] == [
-        ("cds_egress_demo_node-v1_http_7000", 100)]
+        ("cds_egress_demo_node-v1_http_7000", 100)
+    ]
     assert route.route.retry_policy.num_retries.value == 2
     assert route.route.timeout.seconds == 15
 
@@ -132,14 +145,20 @@ def test_grpc_routes() -> None:
     assert service.match.prefix == "/shop.Cart/"
     assert anything.match.prefix == "/"
     policy = method.route.retry_policy
-    assert policy.retry_on.split(",") == ["cancelled", "deadline-exceeded", "internal",
-                                          "resource-exhausted", "unavailable"]
+    assert policy.retry_on.split(",") == [
+        "cancelled",
+        "deadline-exceeded",
+        "internal",
+        "resource-exhausted",
+        "unavailable",
+    ]
     assert policy.num_retries.value == 1 and policy.per_try_timeout.seconds == 1
     assert method.route.timeout.seconds == 0 and method.route.HasField("timeout")
     default = anything.route.retry_policy
     assert default.retry_on.split(",")[-1] == "unavailable"
     assert [c.name for c in anything.route.weighted_clusters.clusters] == [
-        "cds_egress_demo_grpc-v1_grpc_50051"]
+        "cds_egress_demo_grpc-v1_grpc_50051"
+    ]
 
 
 def test_http2_scheme_match() -> None:
@@ -153,33 +172,44 @@ def test_router_with_several_listeners_matches_routes_by_port() -> None:
     on_81 = virtual_host(resources, "multi.local_81")
     assert [r.name for r in on_80.routes] == ["on-80"]
     assert [r.name for r in on_81.routes] == ["on-81"]
-    assert on_81.routes[0].route.weighted_clusters.clusters[0].name == \
-        "cds_egress_demo_multi-v1_http_81"
+    assert (
+        on_81.routes[0].route.weighted_clusters.clusters[0].name
+        == "cds_egress_demo_multi-v1_http_81"
+    )
 
 
 def test_unprioritized_routes_follow_prioritized_ones_most_specific_first() -> None:
-    mesh = (MeshBuilder()
-            .node("c", client_node("s")).node("p", provider_node("p", listener(80)))
-            .service("s", router="r").router("r", (80, "http"))
-            .route("r", "a-all", http_route("/", ("p", 1)))
-            .route("r", "b-api", http_route("/api", ("p", 1)))
-            .route("r", "c-api-v2", http_route("/api/v2", ("p", 1)))
-            .route("r", "z-first", http_route("/", ("p", 1), priority=5)))
+    mesh = (
+        MeshBuilder()
+        .node("c", client_node("s"))
+        .node("p", provider_node("p", listener(80)))
+        .service("s", router="r")
+        .router("r", (80, "http"))
+        .route("r", "a-all", http_route("/", ("p", 1)))
+        .route("r", "b-api", http_route("/api", ("p", 1)))
+        .route("r", "c-api-v2", http_route("/api/v2", ("p", 1)))
+        .route("r", "z-first", http_route("/", ("p", 1), priority=5))
+    )
     host = virtual_host(mesh.translate("c"), "s")
     assert [r.name for r in host.routes] == ["z-first", "c-api-v2", "b-api", "a-all"]
 
 
 def test_missing_targets_are_dropped_and_reported() -> None:
-    mesh = (MeshBuilder()
-            .node("c", client_node("s")).node("p", provider_node("p", listener(80)))
-            .service("s", router="r").router("r", (80, "http"))
-            .route("r", "half", http_route("/a", ("p", 50), ("ghost", 50)))
-            .route("r", "none", http_route("/b", ("ghost", 100)))
-            .route("r", "bad-port", http_route("/c", ("p", 100, 81))))
+    mesh = (
+        MeshBuilder()
+        .node("c", client_node("s"))
+        .node("p", provider_node("p", listener(80)))
+        .service("s", router="r")
+        .router("r", (80, "http"))
+        .route("r", "half", http_route("/a", ("p", 50), ("ghost", 50)))
+        .route("r", "none", http_route("/b", ("ghost", 100)))
+        .route("r", "bad-port", http_route("/c", ("p", 100, 81)))
+    )
     resources = mesh.translate("c")
     routes = {r.name: r for r in virtual_host(resources, "s").routes}
     assert [c.name for c in routes["half"].route.weighted_clusters.clusters] == [
-        "cds_egress_demo_p_http_80"]
+        "cds_egress_demo_p_http_80"
+    ]
     assert routes["none"].direct_response.status == 503
     assert routes["bad-port"].direct_response.status == 503
     assert any("'ghost' does not exist" in p for p in resources.problems)
@@ -211,7 +241,9 @@ def test_allow_all_forwards_unknown_hosts() -> None:
     assert last.routes[0].route.cluster == "cds_egress_demo_mesh-allow-all"
     manager = http_manager(by_name(resources.listeners)["lds_egress_127.0.0.1_15001"])
     assert [f.name for f in manager.http_filters] == [
-        "envoy.filters.http.dynamic_forward_proxy", "envoy.filters.http.router"]
+        "envoy.filters.http.dynamic_forward_proxy",
+        "envoy.filters.http.router",
+    ]
     cluster = by_name(resources.clusters)["cds_egress_demo_mesh-allow-all"]
     assert cluster.cluster_type.name == "envoy.clusters.dynamic_forward_proxy"
     assert cluster.lb_policy == cluster.CLUSTER_PROVIDED

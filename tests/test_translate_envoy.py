@@ -24,8 +24,17 @@ from tests.test_translate_support import (
     static_bootstrap,
 )
 
-PROXIES = ["front", "web-v1", "web-v2", "h2-v1", "grpc-v1", "multi-v1", "node-v1", "db-v1",
-           "cloud-v1"]
+PROXIES = [
+    "front",
+    "web-v1",
+    "web-v2",
+    "h2-v1",
+    "grpc-v1",
+    "multi-v1",
+    "node-v1",
+    "db-v1",
+    "cloud-v1",
+]
 
 
 def _check(resources_bootstrap: dict[str, object], tmp_path: Path) -> None:
@@ -51,15 +60,23 @@ def test_envoy_accepts_every_provider(node: str, tmp_path: Path) -> None:
 
 
 def test_envoy_accepts_other_addresses_and_ports(tmp_path: Path) -> None:
-    options = ProxyOptions(address="127.0.0.2", app_port=9999, app_address="127.0.0.3",
-                           egress_address="127.0.0.4", egress_port=16001,
-                           tcp_egress_ports={"db.local": 15432, "tcp-split.local:5433": 15433})
+    options = ProxyOptions(
+        address="127.0.0.2",
+        app_port=9999,
+        app_address="127.0.0.3",
+        egress_address="127.0.0.4",
+        egress_port=16001,
+        tcp_egress_ports={"db.local": 15432, "tcp-split.local:5433": 15433},
+    )
     resources = rich_mesh().translate("front", options)
     _check(static_bootstrap(resources), tmp_path)
 
 
-@settings(max_examples=25, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(mesh=meshes(), address=st.sampled_from(["127.0.0.1", "0.0.0.0", "::1"]))
 def test_envoy_accepts_random_meshes(mesh: MeshBuilder, address: str, tmp_path: Path) -> None:
     assume(valid_mesh(mesh))

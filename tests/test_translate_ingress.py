@@ -93,8 +93,12 @@ def test_app_clusters_are_static_to_the_application() -> None:
     assert (socket.address, socket.port_value) == ("127.0.0.9", 8080)
     assert not cluster.typed_extension_protocol_options
     other = by_name(rich_mesh().translate("front", ProxyOptions(app_port=3000)).clusters)
-    socket = other["cds_ingress_demo_front_tcp_8083"].load_assignment.endpoints[0] \
-        .lb_endpoints[0].endpoint.address.socket_address
+    socket = (
+        other["cds_ingress_demo_front_tcp_8083"]
+        .load_assignment.endpoints[0]
+        .lb_endpoints[0]
+        .endpoint.address.socket_address
+    )
     assert (socket.address, socket.port_value) == ("127.0.0.1", 3000)
 
 
@@ -112,8 +116,12 @@ def test_connection_pools_become_circuit_breakers() -> None:
 
     def thresholds(proto: str, port: int) -> tuple[int, int, int, int]:
         t = clusters[f"cds_ingress_demo_front_{proto}_{port}"].circuit_breakers.thresholds[0]
-        return (t.max_connections.value, t.max_pending_requests.value, t.max_requests.value,
-                t.max_retries.value)
+        return (
+            t.max_connections.value,
+            t.max_pending_requests.value,
+            t.max_requests.value,
+            t.max_retries.value,
+        )
 
     assert thresholds("http", 8080) == (100, 50, UNLIMITED, UNLIMITED)
     assert thresholds("http2", 8081) == (UNLIMITED, UNLIMITED, 200, UNLIMITED)
@@ -122,16 +130,21 @@ def test_connection_pools_become_circuit_breakers() -> None:
 
 
 def _access_log(logging: dict[str, object] | None) -> list[file_pb2.FileAccessLog]:
-    spec: dict[str, object] = {"listeners": [listener(80), listener(81, "tcp")],
-                               "serviceDiscovery": dns("a.local")}
+    spec: dict[str, object] = {
+        "listeners": [listener(80), listener(81, "tcp")],
+        "serviceDiscovery": dns("a.local"),
+    }
     if logging is not None:
         spec["logging"] = logging
     resources = MeshBuilder().node("a", spec).translate("a")
     logs = []
     for item in resources.listeners:
         chain = item.filter_chains[0].filters[0]
-        config = (http_manager(item) if chain.name.endswith("http_connection_manager")
-                  else tcp_proxy(item))
+        config = (
+            http_manager(item)
+            if chain.name.endswith("http_connection_manager")
+            else tcp_proxy(item)
+        )
         for entry in config.access_log:
             assert entry.name == "envoy.access_loggers.file"
             log = file_pb2.FileAccessLog()

@@ -25,8 +25,9 @@ ROUTERS = ["r1", "r2"]
 PORTS = [80, 81, 5432, 15001]
 PROTOCOLS = ["http", "http2", "grpc", "tcp"]
 
-durations = st.fixed_dictionaries({"unit": st.sampled_from(["s", "ms"]),
-                                   "value": st.integers(0, 10**12)})
+durations = st.fixed_dictionaries(
+    {"unit": st.sampled_from(["s", "ms"]), "value": st.integers(0, 10**12)}
+)
 
 
 @st.composite
@@ -35,8 +36,11 @@ def listeners(draw: st.DrawFn) -> dict[str, Any]:
     port = draw(st.sampled_from(PORTS))
     spec: dict[str, Any] = {"portMapping": {"port": port, "protocol": protocol}}
     if draw(st.booleans()):
-        spec["timeout"] = {protocol: {"idle": draw(durations)} if protocol == "tcp"
-                           else {"idle": draw(durations), "perRequest": draw(durations)}}
+        spec["timeout"] = {
+            protocol: {"idle": draw(durations)}
+            if protocol == "tcp"
+            else {"idle": draw(durations), "perRequest": draw(durations)}
+        }
     if draw(st.booleans()):
         spec["connectionPool"] = {
             "tcp": {"tcp": {"maxConnections": draw(st.integers(1, 2**31 - 1))}},
@@ -45,66 +49,110 @@ def listeners(draw: st.DrawFn) -> dict[str, Any]:
             "grpc": {"grpc": {"maxRequests": 4}},
         }[protocol]
     if draw(st.booleans()):
-        spec["healthCheck"] = {"healthyThreshold": 2, "unhealthyThreshold": 10,
-                               "intervalMillis": 5000, "timeoutMillis": 2000,
-                               "protocol": draw(st.sampled_from(PROTOCOLS)),
-                               "path": draw(st.sampled_from(["/", "/ping"]))}
+        spec["healthCheck"] = {
+            "healthyThreshold": 2,
+            "unhealthyThreshold": 10,
+            "intervalMillis": 5000,
+            "timeoutMillis": 2000,
+            "protocol": draw(st.sampled_from(PROTOCOLS)),
+            "path": draw(st.sampled_from(["/", "/ping"])),
+        }
     if draw(st.booleans()):
-        spec["outlierDetection"] = {"maxServerErrors": draw(st.integers(1, 2**63 - 1)),
-                                    "maxEjectionPercent": draw(st.integers(0, 100)),
-                                    "interval": draw(durations),
-                                    "baseEjectionDuration": draw(durations)}
+        spec["outlierDetection"] = {
+            "maxServerErrors": draw(st.integers(1, 2**63 - 1)),
+            "maxEjectionPercent": draw(st.integers(0, 100)),
+            "interval": draw(durations),
+            "baseEjectionDuration": draw(durations),
+        }
     return spec
 
 
 @st.composite
 def nodes(draw: st.DrawFn) -> dict[str, Any]:
     spec: dict[str, Any] = {
-        "listeners": draw(st.lists(listeners(), max_size=3, unique_by=lambda x: x[
-            "portMapping"]["port"])),
-        "backends": [{"virtualService": {"virtualServiceName": s}}
-                     for s in draw(st.lists(st.sampled_from([*SERVICES, "ghost"]),
-                                            unique=True, max_size=4))],
+        "listeners": draw(
+            st.lists(listeners(), max_size=3, unique_by=lambda x: x["portMapping"]["port"])
+        ),
+        "backends": [
+            {"virtualService": {"virtualServiceName": s}}
+            for s in draw(st.lists(st.sampled_from([*SERVICES, "ghost"]), unique=True, max_size=4))
+        ],
     }
     discovery = draw(st.sampled_from(["dns", "endpoints", "cloud", "none"]))
     if discovery in ("dns", "endpoints"):
-        spec["serviceDiscovery"] = {"dns": {"hostname": "h.local", "responseType":
-                                            "ENDPOINTS" if discovery == "endpoints"
-                                            else "LOADBALANCER"}}
+        spec["serviceDiscovery"] = {
+            "dns": {
+                "hostname": "h.local",
+                "responseType": "ENDPOINTS" if discovery == "endpoints" else "LOADBALANCER",
+            }
+        }
     elif discovery == "cloud":
         spec["serviceDiscovery"] = {"awsCloudMap": {"namespaceName": "n", "serviceName": "s"}}
     if draw(st.booleans()):
-        spec["logging"] = {"accessLog": {"file": {"path": "/dev/null", "format": draw(
-            st.sampled_from([{"text": "%RESPONSE_CODE%"}, {"json": [{"key": "a",
-                                                                      "value": "b"}]}]))}}}
+        spec["logging"] = {
+            "accessLog": {
+                "file": {
+                    "path": "/dev/null",
+                    "format": draw(
+                        st.sampled_from(
+                            [{"text": "%RESPONSE_CODE%"}, {"json": [{"key": "a", "value": "b"}]}]
+                        )
+                    ),
+                }
+            }
+        }
     return spec
 
 
 @st.composite
 def routes(draw: st.DrawFn) -> dict[str, Any]:
     kind = draw(st.sampled_from(["httpRoute", "http2Route", "grpcRoute", "tcpRoute"]))
-    targets = draw(st.lists(st.fixed_dictionaries(
-        {"virtualNode": st.sampled_from([*NODES, "ghost"]), "weight": st.integers(0, 100)},
-        optional={"port": st.sampled_from(PORTS)}), min_size=1, max_size=3))
+    targets = draw(
+        st.lists(
+            st.fixed_dictionaries(
+                {"virtualNode": st.sampled_from([*NODES, "ghost"]), "weight": st.integers(0, 100)},
+                optional={"port": st.sampled_from(PORTS)},
+            ),
+            min_size=1,
+            max_size=3,
+        )
+    )
     route: dict[str, Any] = {"action": {"weightedTargets": targets}}
     port = draw(st.none() | st.sampled_from(PORTS))
     if kind == "grpcRoute":
-        route["match"] = {"serviceName": "svc.S", "methodName": "M",
-                          "metadata": [{"name": "m", "invert": True,
-                                        "match": {"range": {"start": 0, "end": 5}}}]}
-        route["retryPolicy"] = {"maxRetries": draw(st.integers(0, 2**40)),
-                                "perRetryTimeout": draw(durations),
-                                "grpcRetryEvents": ["unavailable"]}
+        route["match"] = {
+            "serviceName": "svc.S",
+            "methodName": "M",
+            "metadata": [{"name": "m", "invert": True, "match": {"range": {"start": 0, "end": 5}}}],
+        }
+        route["retryPolicy"] = {
+            "maxRetries": draw(st.integers(0, 2**40)),
+            "perRetryTimeout": draw(durations),
+            "grpcRetryEvents": ["unavailable"],
+        }
     elif kind == "tcpRoute":
         route["match"] = {}
     else:
-        route["match"] = draw(st.sampled_from([
-            {"prefix": "/"}, {"path": {"exact": "/x"}}, {"path": {"regex": "/y.*"}},
-            {"prefix": "/p", "method": "GET", "headers": [{"name": "h", "match": {
-                "suffix": "z"}}], "queryParameters": [{"name": "q"}]},
-        ]))
-        route["retryPolicy"] = {"maxRetries": 1, "perRetryTimeout": draw(durations),
-                                "httpRetryEvents": ["server-error", "stream-error"]}
+        route["match"] = draw(
+            st.sampled_from(
+                [
+                    {"prefix": "/"},
+                    {"path": {"exact": "/x"}},
+                    {"path": {"regex": "/y.*"}},
+                    {
+                        "prefix": "/p",
+                        "method": "GET",
+                        "headers": [{"name": "h", "match": {"suffix": "z"}}],
+                        "queryParameters": [{"name": "q"}],
+                    },
+                ]
+            )
+        )
+        route["retryPolicy"] = {
+            "maxRetries": 1,
+            "perRetryTimeout": draw(durations),
+            "httpRetryEvents": ["server-error", "stream-error"],
+        }
         route["timeout"] = {"perRequest": draw(durations)}
     if port is not None:
         route["match"]["port"] = port
@@ -116,18 +164,34 @@ def routes(draw: st.DrawFn) -> dict[str, Any]:
 
 @st.composite
 def meshes(draw: st.DrawFn) -> MeshBuilder:
-    mesh = MeshBuilder("m", {"egressFilter": {"type": draw(st.sampled_from(
-        ["ALLOW_ALL", "DROP_ALL"]))}, "serviceDiscovery": {"ipPreference": draw(
-            st.sampled_from(["IPv6_PREFERRED", "IPv4_PREFERRED", "IPv4_ONLY", "IPv6_ONLY"]))}})
+    mesh = MeshBuilder(
+        "m",
+        {
+            "egressFilter": {"type": draw(st.sampled_from(["ALLOW_ALL", "DROP_ALL"]))},
+            "serviceDiscovery": {
+                "ipPreference": draw(
+                    st.sampled_from(["IPv6_PREFERRED", "IPv4_PREFERRED", "IPv4_ONLY", "IPv6_ONLY"])
+                )
+            },
+        },
+    )
     for name in NODES:
         mesh.node(name, draw(nodes()))
     for name in SERVICES:
         provider = draw(st.sampled_from([None, *NODES, *ROUTERS]))
-        mesh.service(name, node=provider if provider in NODES else None,
-                     router=provider if provider in ROUTERS else None)
+        mesh.service(
+            name,
+            node=provider if provider in NODES else None,
+            router=provider if provider in ROUTERS else None,
+        )
     for name in ROUTERS:
-        ports = draw(st.lists(st.tuples(st.sampled_from(PORTS), st.sampled_from(PROTOCOLS)),
-                              max_size=2, unique_by=lambda x: x[0]))
+        ports = draw(
+            st.lists(
+                st.tuples(st.sampled_from(PORTS), st.sampled_from(PROTOCOLS)),
+                max_size=2,
+                unique_by=lambda x: x[0],
+            )
+        )
         mesh.router(name, *ports)
         for i, route in enumerate(draw(st.lists(routes(), max_size=4))):
             mesh.route(name, f"route-{i}", route)

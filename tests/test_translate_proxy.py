@@ -18,23 +18,32 @@ def chain_mesh(size: int) -> MeshBuilder:
     """``size`` nodes ``n<i>``, each providing ``svc-<i>`` and calling ``svc-<i+1>``."""
     mesh = MeshBuilder("big")
     for i in range(size):
-        mesh.node(f"n{i}", client_node(f"svc-{(i + 1) % size}", listeners=[listener(8080)],
-                                       serviceDiscovery=dns(f"n{i}.local")))
+        mesh.node(
+            f"n{i}",
+            client_node(
+                f"svc-{(i + 1) % size}",
+                listeners=[listener(8080)],
+                serviceDiscovery=dns(f"n{i}.local"),
+            ),
+        )
         mesh.service(f"svc-{i}", node=f"n{i}")
     return mesh
 
 
 def _shape(resources: object) -> list[int]:
-    return [len(getattr(resources, kind))
-            for kind in ("clusters", "endpoints", "listeners", "routes", "secrets")]
+    return [
+        len(getattr(resources, kind))
+        for kind in ("clusters", "endpoints", "listeners", "routes", "secrets")
+    ]
 
 
 def test_a_node_gets_only_its_backends_whatever_the_mesh_size() -> None:
     small = chain_mesh(10).translate("n0")
     large = chain_mesh(1000).translate("n0")
     assert _shape(small) == _shape(large) == [2, 0, 2, 2, 0]
-    assert [m.SerializeToString(deterministic=True) for m in small.all()] == \
-        [m.SerializeToString(deterministic=True) for m in large.all()]
+    assert [m.SerializeToString(deterministic=True) for m in small.all()] == [
+        m.SerializeToString(deterministic=True) for m in large.all()
+    ]
 
 
 def test_all_is_in_make_before_break_order() -> None:
@@ -48,15 +57,18 @@ def test_all_is_in_make_before_break_order() -> None:
 def test_translation_is_deterministic() -> None:
     first = rich_mesh().translate("front").all()
     second = rich_mesh().translate("front").all()
-    assert [m.SerializeToString(deterministic=True) for m in first] == \
-        [m.SerializeToString(deterministic=True) for m in second]
+    assert [m.SerializeToString(deterministic=True) for m in first] == [
+        m.SerializeToString(deterministic=True) for m in second
+    ]
 
 
 def test_unknown_proxies_get_nothing_and_wait() -> None:
     view = rich_mesh().view()
-    for target in (ProxyTarget("demo", Kind.VIRTUAL_NODE, "nobody"),
-                   ProxyTarget("other-mesh", Kind.VIRTUAL_NODE, "front"),
-                   ProxyTarget("demo", Kind.VIRTUAL_SERVICE, "web.local")):
+    for target in (
+        ProxyTarget("demo", Kind.VIRTUAL_NODE, "nobody"),
+        ProxyTarget("other-mesh", Kind.VIRTUAL_NODE, "front"),
+        ProxyTarget("demo", Kind.VIRTUAL_SERVICE, "web.local"),
+    ):
         resources = translate_proxy(view, target)
         assert resources.empty, target
         assert resources.problems, target
@@ -77,11 +89,15 @@ def test_gateways_get_their_listeners_and_unknown_ones_wait() -> None:
 
 
 def test_inputs_are_everything_read_including_what_is_missing() -> None:
-    mesh = (MeshBuilder().node("c", client_node("s", "ghost")).node("p", {
-        "listeners": [listener(80)], "serviceDiscovery": dns("p")})
-        .service("s", router="r").router("r", (80, "http"))
+    mesh = (
+        MeshBuilder()
+        .node("c", client_node("s", "ghost"))
+        .node("p", {"listeners": [listener(80)], "serviceDiscovery": dns("p")})
+        .service("s", router="r")
+        .router("r", (80, "http"))
         .route("r", "x", http_route("/", ("p", 1), ("q", 1)))
-        .node("unrelated", {}))
+        .node("unrelated", {})
+    )
     resources = mesh.translate("c")
     key = ResourceKey
     assert resources.inputs == {
@@ -96,8 +112,12 @@ def test_inputs_are_everything_read_including_what_is_missing() -> None:
 
 
 def test_invalid_stored_specs_are_reported() -> None:
-    mesh = MeshBuilder().node("c", client_node("s")).service("s", node="p").node(
-        "p", {"listeners": [listener(80)]})  # no service discovery: invalid
+    mesh = (
+        MeshBuilder()
+        .node("c", client_node("s"))
+        .service("s", node="p")
+        .node("p", {"listeners": [listener(80)]})
+    )  # no service discovery: invalid
     resources = mesh.translate("c")
     assert any("stored spec is invalid" in p for p in resources.problems)
     assert any("'p'" in p and "does not exist" in p for p in resources.problems)

@@ -39,9 +39,7 @@ class MeshBuilder:
 
     def __init__(self, name: str = "demo", spec: Json | None = None) -> None:
         self.name = name
-        self.specs: dict[ResourceKey, Json | None] = {
-            ResourceKey(Kind.MESH, name, name): spec
-        }
+        self.specs: dict[ResourceKey, Json | None] = {ResourceKey(Kind.MESH, name, name): spec}
 
     def _add(self, kind: Kind, name: str, spec: Json, parent: str = "") -> MeshBuilder:
         self.specs[ResourceKey(kind, self.name, name, parent)] = spec
@@ -50,8 +48,9 @@ class MeshBuilder:
     def node(self, name: str, spec: Json) -> MeshBuilder:
         return self._add(Kind.VIRTUAL_NODE, name, spec)
 
-    def service(self, name: str, *, node: str | None = None,
-                router: str | None = None) -> MeshBuilder:
+    def service(
+        self, name: str, *, node: str | None = None, router: str | None = None
+    ) -> MeshBuilder:
         provider: Json | None = None
         if node is not None:
             provider = {"virtualNode": {"virtualNodeName": node}}
@@ -74,9 +73,17 @@ class MeshBuilder:
 
     def records(self) -> list[Record]:
         return [
-            Record(key=key, spec=spec or {}, uid=f"uid-{i}", version=1, created_at=0.0,
-                   updated_at=0.0, mesh_owner="111122223333", resource_owner="111122223333",
-                   revision=i + 1)
+            Record(
+                key=key,
+                spec=spec or {},
+                uid=f"uid-{i}",
+                version=1,
+                created_at=0.0,
+                updated_at=0.0,
+                mesh_owner="111122223333",
+                resource_owner="111122223333",
+                revision=i + 1,
+            )
             for i, (key, spec) in enumerate(self.specs.items())
         ]
 
@@ -125,14 +132,18 @@ def targets(*pairs: tuple[str, int] | tuple[str, int, int]) -> list[Json]:
     return out
 
 
-def http_route(prefix: str = "/", *pairs: tuple[str, int] | tuple[str, int, int],
-               kind: str = "httpRoute", priority: int | None = None,
-               match_port: int | None = None, **extra: Any) -> Json:
+def http_route(
+    prefix: str = "/",
+    *pairs: tuple[str, int] | tuple[str, int, int],
+    kind: str = "httpRoute",
+    priority: int | None = None,
+    match_port: int | None = None,
+    **extra: Any,
+) -> Json:
     match: Json = {"prefix": prefix}
     if match_port is not None:
         match["port"] = match_port
-    spec: Json = {kind: {"match": match, "action": {"weightedTargets": targets(*pairs)},
-                         **extra}}
+    spec: Json = {kind: {"match": match, "action": {"weightedTargets": targets(*pairs)}, **extra}}
     if priority is not None:
         spec["priority"] = priority
     return spec
@@ -140,116 +151,304 @@ def http_route(prefix: str = "/", *pairs: tuple[str, int] | tuple[str, int, int]
 
 # --- a mesh that uses every feature the translation knows ----------------------------------
 
-HEALTH = {"healthyThreshold": 2, "unhealthyThreshold": 3, "intervalMillis": 5000,
-          "timeoutMillis": 2000}
-OUTLIER = {"maxServerErrors": 5, "maxEjectionPercent": 50,
-           "interval": {"unit": "s", "value": 10}, "baseEjectionDuration": {"unit": "ms",
-                                                                            "value": 30000}}
-JSON_LOG = {"accessLog": {"file": {"path": "/dev/stdout", "format": {"json": [
-    {"key": "status", "value": "%RESPONSE_CODE%"}, {"key": "path", "value": "%REQ(:PATH)%"}]}}}}
-TEXT_LOG = {"accessLog": {"file": {"path": "/dev/stderr",
-                                   "format": {"text": "%START_TIME% %RESPONSE_CODE%"}}}}
+HEALTH = {
+    "healthyThreshold": 2,
+    "unhealthyThreshold": 3,
+    "intervalMillis": 5000,
+    "timeoutMillis": 2000,
+}
+OUTLIER = {
+    "maxServerErrors": 5,
+    "maxEjectionPercent": 50,
+    "interval": {"unit": "s", "value": 10},
+    "baseEjectionDuration": {"unit": "ms", "value": 30000},
+}
+JSON_LOG = {
+    "accessLog": {
+        "file": {
+            "path": "/dev/stdout",
+            "format": {
+                "json": [
+                    {"key": "status", "value": "%RESPONSE_CODE%"},
+                    {"key": "path", "value": "%REQ(:PATH)%"},
+                ]
+            },
+        }
+    }
+}
+TEXT_LOG = {
+    "accessLog": {
+        "file": {"path": "/dev/stderr", "format": {"text": "%START_TIME% %RESPONSE_CODE%"}}
+    }
+}
 
 
 def rich_mesh(egress: str = "ALLOW_ALL", mesh: str = "demo") -> MeshBuilder:
     """Every feature at once: the consumer is ``front``; providers behind routers and nodes."""
-    b = MeshBuilder(mesh, {"egressFilter": {"type": egress},
-                           "serviceDiscovery": {"ipPreference": "IPv4_PREFERRED"}})
-    b.node("front", client_node(
-        "web.local", "h2.local", "grpc.local", "multi.local", "node.local", "db.local",
-        "tcp-split.local", "cloud.local", "missing.local",
-        listeners=[
-            listener(8080, "http", connectionPool={"http": {"maxConnections": 100,
-                                                            "maxPendingRequests": 50}},
-                     timeout={"http": {"perRequest": {"unit": "s", "value": 30},
-                                       "idle": {"unit": "s", "value": 600}}}),
-            listener(8081, "http2", connectionPool={"http2": {"maxRequests": 200}},
-                     timeout={"http2": {"perRequest": {"unit": "ms", "value": 2500}}}),
-            listener(8082, "grpc", connectionPool={"grpc": {"maxRequests": 300}},
-                     timeout={"grpc": {"idle": {"unit": "s", "value": 0}}}),
-            listener(8083, "tcp", connectionPool={"tcp": {"maxConnections": 400}},
-                     timeout={"tcp": {"idle": {"unit": "s", "value": 120}}}),
-        ],
-        serviceDiscovery=dns("front.local"), logging=JSON_LOG,
-    ))
-    b.node("web-v1", provider_node("web-v1.local", listener(
-        9080, healthCheck={**HEALTH, "protocol": "http", "path": "/ping"},
-        outlierDetection=OUTLIER)))
-    b.node("web-v2", provider_node("web-v2.local", listener(
-        9080, healthCheck={**HEALTH, "protocol": "tcp"})))
-    b.node("h2-v1", provider_node("h2-v1.local", listener(
-        9090, "http2", healthCheck={**HEALTH, "protocol": "http2", "path": "/health"})))
-    b.node("grpc-v1", provider_node("grpc-v1.local", listener(
-        50051, "grpc", healthCheck={**HEALTH, "protocol": "grpc"}, outlierDetection=OUTLIER)))
-    b.node("multi-v1", {"listeners": [listener(80), listener(81)],
-                        "serviceDiscovery": dns("multi.local", responseType="ENDPOINTS",
-                                                ipPreference="IPv6_ONLY")})
-    b.node("node-v1", {"listeners": [listener(7000), listener(7001, "tcp")],
-                       "serviceDiscovery": dns("node.local", ipPreference="IPv4_ONLY")})
+    b = MeshBuilder(
+        mesh,
+        {"egressFilter": {"type": egress}, "serviceDiscovery": {"ipPreference": "IPv4_PREFERRED"}},
+    )
+    b.node(
+        "front",
+        client_node(
+            "web.local",
+            "h2.local",
+            "grpc.local",
+            "multi.local",
+            "node.local",
+            "db.local",
+            "tcp-split.local",
+            "cloud.local",
+            "missing.local",
+            listeners=[
+                listener(
+                    8080,
+                    "http",
+                    connectionPool={"http": {"maxConnections": 100, "maxPendingRequests": 50}},
+                    timeout={
+                        "http": {
+                            "perRequest": {"unit": "s", "value": 30},
+                            "idle": {"unit": "s", "value": 600},
+                        }
+                    },
+                ),
+                listener(
+                    8081,
+                    "http2",
+                    connectionPool={"http2": {"maxRequests": 200}},
+                    timeout={"http2": {"perRequest": {"unit": "ms", "value": 2500}}},
+                ),
+                listener(
+                    8082,
+                    "grpc",
+                    connectionPool={"grpc": {"maxRequests": 300}},
+                    timeout={"grpc": {"idle": {"unit": "s", "value": 0}}},
+                ),
+                listener(
+                    8083,
+                    "tcp",
+                    connectionPool={"tcp": {"maxConnections": 400}},
+                    timeout={"tcp": {"idle": {"unit": "s", "value": 120}}},
+                ),
+            ],
+            serviceDiscovery=dns("front.local"),
+            logging=JSON_LOG,
+        ),
+    )
+    b.node(
+        "web-v1",
+        provider_node(
+            "web-v1.local",
+            listener(
+                9080,
+                healthCheck={**HEALTH, "protocol": "http", "path": "/ping"},
+                outlierDetection=OUTLIER,
+            ),
+        ),
+    )
+    b.node(
+        "web-v2",
+        provider_node("web-v2.local", listener(9080, healthCheck={**HEALTH, "protocol": "tcp"})),
+    )
+    b.node(
+        "h2-v1",
+        provider_node(
+            "h2-v1.local",
+            listener(9090, "http2", healthCheck={**HEALTH, "protocol": "http2", "path": "/health"}),
+        ),
+    )
+    b.node(
+        "grpc-v1",
+        provider_node(
+            "grpc-v1.local",
+            listener(
+                50051, "grpc", healthCheck={**HEALTH, "protocol": "grpc"}, outlierDetection=OUTLIER
+            ),
+        ),
+    )
+    b.node(
+        "multi-v1",
+        {
+            "listeners": [listener(80), listener(81)],
+            "serviceDiscovery": dns(
+                "multi.local", responseType="ENDPOINTS", ipPreference="IPv6_ONLY"
+            ),
+        },
+    )
+    b.node(
+        "node-v1",
+        {
+            "listeners": [listener(7000), listener(7001, "tcp")],
+            "serviceDiscovery": dns("node.local", ipPreference="IPv4_ONLY"),
+        },
+    )
     b.node("db-v1", provider_node("db-v1.local", listener(5432, "tcp"), logging=TEXT_LOG))
     b.node("db-v2", provider_node("db-v2.local", listener(5432, "tcp")))
-    b.node("cloud-v1", {"listeners": [listener(6000, "http2")], "serviceDiscovery": {
-        "awsCloudMap": {"namespaceName": "ns", "serviceName": "cloud",
-                        "attributes": [{"key": "stage", "value": "prod"}]}}})
-    b.service("web.local", router="web").router("web", (80, "http"))
-    b.route("web", "api", {"priority": 1, "httpRoute": {
-        "match": {
-            "prefix": "/api",
-            "method": "POST",
-            "headers": [
-                {"name": "X-Exact", "match": {"exact": "a"}},
-                {"name": "x-prefix", "match": {"prefix": "p"}},
-                {"name": "x-suffix", "match": {"suffix": "s"}},
-                {"name": "x-regex", "match": {"regex": "^v[0-9]+$"}},
-                {"name": "x-range", "match": {"range": {"start": 1, "end": 10}}},
-                {"name": "x-not", "invert": True, "match": {"exact": "no"}},
-                {"name": "x-present"},
-            ],
-            "queryParameters": [{"name": "debug", "match": {"exact": "1"}}, {"name": "flag"}],
+    b.node(
+        "cloud-v1",
+        {
+            "listeners": [listener(6000, "http2")],
+            "serviceDiscovery": {
+                "awsCloudMap": {
+                    "namespaceName": "ns",
+                    "serviceName": "cloud",
+                    "attributes": [{"key": "stage", "value": "prod"}],
+                }
+            },
         },
-        "action": {"weightedTargets": targets(("web-v1", 90), ("web-v2", 10))},
-        "retryPolicy": {"maxRetries": 3, "perRetryTimeout": {"unit": "ms", "value": 250},
-                        "httpRetryEvents": ["server-error", "gateway-error", "client-error",
-                                            "stream-error"],
-                        "tcpRetryEvents": ["connection-error"]},
-        "timeout": {"perRequest": {"unit": "s", "value": 5}, "idle": {"unit": "s", "value": 60}},
-    }})
-    b.route("web", "exact", {"priority": 2, "httpRoute": {
-        "match": {"path": {"exact": "/healthz"}},
-        "action": {"weightedTargets": targets(("web-v1", 100, 9080), ("web-v2", 0))}}})
-    b.route("web", "regex", {"priority": 3, "httpRoute": {
-        "match": {"path": {"regex": "/items/[0-9]+"}},
-        "action": {"weightedTargets": targets(("web-v2", 1))}}})
-    b.route("web", "dark", {"priority": 4, "httpRoute": {
-        "match": {"prefix": "/dark"}, "action": {"weightedTargets": targets(("web-v1", 0))}}})
+    )
+    b.service("web.local", router="web").router("web", (80, "http"))
+    b.route(
+        "web",
+        "api",
+        {
+            "priority": 1,
+            "httpRoute": {
+                "match": {
+                    "prefix": "/api",
+                    "method": "POST",
+                    "headers": [
+                        {"name": "X-Exact", "match": {"exact": "a"}},
+                        {"name": "x-prefix", "match": {"prefix": "p"}},
+                        {"name": "x-suffix", "match": {"suffix": "s"}},
+                        {"name": "x-regex", "match": {"regex": "^v[0-9]+$"}},
+                        {"name": "x-range", "match": {"range": {"start": 1, "end": 10}}},
+                        {"name": "x-not", "invert": True, "match": {"exact": "no"}},
+                        {"name": "x-present"},
+                    ],
+                    "queryParameters": [
+                        {"name": "debug", "match": {"exact": "1"}},
+                        {"name": "flag"},
+                    ],
+                },
+                "action": {"weightedTargets": targets(("web-v1", 90), ("web-v2", 10))},
+                "retryPolicy": {
+                    "maxRetries": 3,
+                    "perRetryTimeout": {"unit": "ms", "value": 250},
+                    "httpRetryEvents": [
+                        "server-error",
+                        "gateway-error",
+                        "client-error",
+                        "stream-error",
+                    ],
+                    "tcpRetryEvents": ["connection-error"],
+                },
+                "timeout": {
+                    "perRequest": {"unit": "s", "value": 5},
+                    "idle": {"unit": "s", "value": 60},
+                },
+            },
+        },
+    )
+    b.route(
+        "web",
+        "exact",
+        {
+            "priority": 2,
+            "httpRoute": {
+                "match": {"path": {"exact": "/healthz"}},
+                "action": {"weightedTargets": targets(("web-v1", 100, 9080), ("web-v2", 0))},
+            },
+        },
+    )
+    b.route(
+        "web",
+        "regex",
+        {
+            "priority": 3,
+            "httpRoute": {
+                "match": {"path": {"regex": "/items/[0-9]+"}},
+                "action": {"weightedTargets": targets(("web-v2", 1))},
+            },
+        },
+    )
+    b.route(
+        "web",
+        "dark",
+        {
+            "priority": 4,
+            "httpRoute": {
+                "match": {"prefix": "/dark"},
+                "action": {"weightedTargets": targets(("web-v1", 0))},
+            },
+        },
+    )
     b.route("web", "default", http_route("/", ("web-v1", 50), ("web-v2", 50)))
     b.service("h2.local", router="h2").router("h2", (9090, "http2"))
-    b.route("h2", "secure", {"http2Route": {
-        "match": {"prefix": "/", "scheme": "https"},
-        "action": {"weightedTargets": targets(("h2-v1", 100))}}})
+    b.route(
+        "h2",
+        "secure",
+        {
+            "http2Route": {
+                "match": {"prefix": "/", "scheme": "https"},
+                "action": {"weightedTargets": targets(("h2-v1", 100))},
+            }
+        },
+    )
     b.service("grpc.local", router="grpc").router("grpc", (50051, "grpc"))
-    b.route("grpc", "method", {"priority": 0, "grpcRoute": {
-        "match": {"serviceName": "shop.Cart", "methodName": "Add",
-                  "metadata": [{"name": "tenant", "match": {"prefix": "t-"}}]},
-        "action": {"weightedTargets": targets(("grpc-v1", 100))},
-        "retryPolicy": {"maxRetries": 1, "perRetryTimeout": {"unit": "s", "value": 1},
-                        "grpcRetryEvents": ["cancelled", "deadline-exceeded", "internal",
-                                            "resource-exhausted", "unavailable"]},
-        "timeout": {"perRequest": {"unit": "s", "value": 0}}}})
-    b.route("grpc", "service", {"priority": 1, "grpcRoute": {
-        "match": {"serviceName": "shop.Cart"},
-        "action": {"weightedTargets": targets(("grpc-v1", 100))}}})
-    b.route("grpc", "any", {"priority": 2, "grpcRoute": {
-        "match": {}, "action": {"weightedTargets": targets(("grpc-v1", 100))}}})
+    b.route(
+        "grpc",
+        "method",
+        {
+            "priority": 0,
+            "grpcRoute": {
+                "match": {
+                    "serviceName": "shop.Cart",
+                    "methodName": "Add",
+                    "metadata": [{"name": "tenant", "match": {"prefix": "t-"}}],
+                },
+                "action": {"weightedTargets": targets(("grpc-v1", 100))},
+                "retryPolicy": {
+                    "maxRetries": 1,
+                    "perRetryTimeout": {"unit": "s", "value": 1},
+                    "grpcRetryEvents": [
+                        "cancelled",
+                        "deadline-exceeded",
+                        "internal",
+                        "resource-exhausted",
+                        "unavailable",
+                    ],
+                },
+                "timeout": {"perRequest": {"unit": "s", "value": 0}},
+            },
+        },
+    )
+    b.route(
+        "grpc",
+        "service",
+        {
+            "priority": 1,
+            "grpcRoute": {
+                "match": {"serviceName": "shop.Cart"},
+                "action": {"weightedTargets": targets(("grpc-v1", 100))},
+            },
+        },
+    )
+    b.route(
+        "grpc",
+        "any",
+        {
+            "priority": 2,
+            "grpcRoute": {"match": {}, "action": {"weightedTargets": targets(("grpc-v1", 100))}},
+        },
+    )
     b.service("multi.local", router="multi").router("multi", (80, "http"), (81, "http"))
     b.route("multi", "on-80", http_route("/", ("multi-v1", 100, 80), match_port=80))
     b.route("multi", "on-81", http_route("/", ("multi-v1", 100, 81), match_port=81))
     b.service("node.local", node="node-v1")
     b.service("db.local", node="db-v1")
     b.service("tcp-split.local", router="split").router("split", (5433, "tcp"))
-    b.route("split", "split", {"tcpRoute": {
-        "action": {"weightedTargets": targets(("db-v1", 80), ("db-v2", 20))},
-        "timeout": {"idle": {"unit": "s", "value": 30}}}})
+    b.route(
+        "split",
+        "split",
+        {
+            "tcpRoute": {
+                "action": {"weightedTargets": targets(("db-v1", 80), ("db-v2", 20))},
+                "timeout": {"idle": {"unit": "s", "value": 30}},
+            }
+        },
+    )
     b.service("cloud.local", node="cloud-v1")
     return b
 
@@ -263,8 +462,7 @@ def to_json(message: Any) -> Json:
     return result
 
 
-def static_bootstrap(resources: ProxyResources, node_id: str = "mesh/demo/virtualNode/x"
-                     ) -> Json:
+def static_bootstrap(resources: ProxyResources, node_id: str = "mesh/demo/virtualNode/x") -> Json:
     """A bootstrap with the resources as static ones: RDS inlined, EDS kept over ADS."""
     routes = {r.name: r for r in resources.routes}
     listeners = []
@@ -281,26 +479,49 @@ def static_bootstrap(resources: ProxyResources, node_id: str = "mesh/demo/virtua
                     network_filter.typed_config.Pack(manager)
         listeners.append(to_json(listener))
     clusters = [to_json(c) for c in resources.clusters]
-    clusters.append({
-        "name": "xds_cluster", "type": "STATIC", "connect_timeout": "1s",
-        "typed_extension_protocol_options": {
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                "@type": "type.googleapis.com/"
-                         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                "explicit_http_config": {"http2_protocol_options": {}},
-            }
-        },
-        "load_assignment": {"cluster_name": "xds_cluster", "endpoints": [{"lb_endpoints": [
-            {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1",
-                                                         "port_value": 15000}}}}]}]},
-    })
+    clusters.append(
+        {
+            "name": "xds_cluster",
+            "type": "STATIC",
+            "connect_timeout": "1s",
+            "typed_extension_protocol_options": {
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                    "@type": "type.googleapis.com/"
+                    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                    "explicit_http_config": {"http2_protocol_options": {}},
+                }
+            },
+            "load_assignment": {
+                "cluster_name": "xds_cluster",
+                "endpoints": [
+                    {
+                        "lb_endpoints": [
+                            {
+                                "endpoint": {
+                                    "address": {
+                                        "socket_address": {
+                                            "address": "127.0.0.1",
+                                            "port_value": 15000,
+                                        }
+                                    }
+                                }
+                            }
+                        ]
+                    }
+                ],
+            },
+        }
+    )
     return {
         "node": {"id": node_id, "cluster": node_id},
         "static_resources": {"listeners": listeners, "clusters": clusters},
-        "dynamic_resources": {"ads_config": {
-            "api_type": "GRPC", "transport_api_version": "V3",
-            "grpc_services": [{"envoy_grpc": {"cluster_name": "xds_cluster"}}],
-        }},
+        "dynamic_resources": {
+            "ads_config": {
+                "api_type": "GRPC",
+                "transport_api_version": "V3",
+                "grpc_services": [{"envoy_grpc": {"cluster_name": "xds_cluster"}}],
+            }
+        },
     }
 
 
@@ -316,9 +537,21 @@ def envoy_validate(bootstrap: Mapping[str, Any], workdir: Path) -> subprocess.Co
     config = workdir / "bootstrap.json"
     config.write_text(json.dumps(bootstrap, indent=1))
     return subprocess.run(
-        [envoy_path(), "--mode", "validate", "-c", str(config), "--log-level", "warn",
-         "--base-id-path", str(workdir / "base-id")],
-        capture_output=True, text=True, timeout=120, check=False,
+        [
+            envoy_path(),
+            "--mode",
+            "validate",
+            "-c",
+            str(config),
+            "--log-level",
+            "warn",
+            "--base-id-path",
+            str(workdir / "base-id"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -354,12 +587,21 @@ def virtual_host(resources: ProxyResources, name: str, port: int = 15001) -> Any
 
 
 def test_builder_makes_one_record_per_resource() -> None:
-    mesh = (MeshBuilder("m").node("a", provider_node("a.local", listener(80)))
-            .service("a.local", node="a").router("r", (80, "http"))
-            .route("r", "all", http_route("/", ("a", 1))))
+    mesh = (
+        MeshBuilder("m")
+        .node("a", provider_node("a.local", listener(80)))
+        .service("a.local", node="a")
+        .router("r", (80, "http"))
+        .route("r", "all", http_route("/", ("a", 1)))
+    )
     records = mesh.records()
-    assert [r.key.kind for r in records] == [Kind.MESH, Kind.VIRTUAL_NODE, Kind.VIRTUAL_SERVICE,
-                                             Kind.VIRTUAL_ROUTER, Kind.ROUTE]
+    assert [r.key.kind for r in records] == [
+        Kind.MESH,
+        Kind.VIRTUAL_NODE,
+        Kind.VIRTUAL_SERVICE,
+        Kind.VIRTUAL_ROUTER,
+        Kind.ROUTE,
+    ]
     view = mesh.view()
     assert view.mesh == "m"
     assert view.node("a") is not None

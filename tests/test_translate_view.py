@@ -11,15 +11,27 @@ from tests.test_translate_support import MeshBuilder, http_route, listener, prov
 
 
 def _record(key: ResourceKey, spec: dict[str, object]) -> Record:
-    return Record(key=key, spec=spec, uid="u", version=1, created_at=0.0, updated_at=0.0,
-                  mesh_owner="", resource_owner="", revision=1)
+    return Record(
+        key=key,
+        spec=spec,
+        uid="u",
+        version=1,
+        created_at=0.0,
+        updated_at=0.0,
+        mesh_owner="",
+        resource_owner="",
+        revision=1,
+    )
 
 
 def test_lookups() -> None:
-    mesh = (MeshBuilder("m", {"egressFilter": {"type": "ALLOW_ALL"}})
-            .node("a", provider_node("a.local", listener(80)))
-            .service("s", node="a").router("r", (80, "http"))
-            .gateway("g", {"listeners": [listener(8080)]}))
+    mesh = (
+        MeshBuilder("m", {"egressFilter": {"type": "ALLOW_ALL"}})
+        .node("a", provider_node("a.local", listener(80)))
+        .service("s", node="a")
+        .router("r", (80, "http"))
+        .gateway("g", {"listeners": [listener(8080)]})
+    )
     view = mesh.view()
     assert len(view) == 5
     assert view.mesh_spec is not None and view.mesh_spec.egressFilter.type == "ALLOW_ALL"
@@ -65,13 +77,16 @@ def test_an_invalid_stored_spec_is_absent_with_its_error() -> None:
 
 
 def test_routes_are_ordered_by_priority_then_name() -> None:
-    view = (MeshBuilder("m").router("r", (80, "http"))
-            .route("r", "b", http_route("/", ("n", 1), priority=10))
-            .route("r", "a", http_route("/", ("n", 1), priority=10))
-            .route("r", "c", http_route("/", ("n", 1), priority=0))
-            .route("r", "d", http_route("/x", ("n", 1)))
-            .route("r", "bad", {"httpRoute": {}})
-            .route("other", "e", http_route("/", ("n", 1)))).view()
+    view = (
+        MeshBuilder("m")
+        .router("r", (80, "http"))
+        .route("r", "b", http_route("/", ("n", 1), priority=10))
+        .route("r", "a", http_route("/", ("n", 1), priority=10))
+        .route("r", "c", http_route("/", ("n", 1), priority=0))
+        .route("r", "d", http_route("/x", ("n", 1)))
+        .route("r", "bad", {"httpRoute": {}})
+        .route("other", "e", http_route("/", ("n", 1)))
+    ).view()
     assert [r.name for r in view.routes("r")] == ["c", "a", "b", "d"]
     assert [r.name for r in view.routes("other")] == ["e"]
 
@@ -82,8 +97,10 @@ def test_with_changes_keeps_unchanged_parses() -> None:
     a, b = view.node("a"), view.node("b")
     key_b = view.key(Kind.VIRTUAL_NODE, "b")
     new = view.with_changes(
-        upserts=[_record(key_b, {"backends": [{"virtualService": {"virtualServiceName": "s"}}]}),
-                 _record(ResourceKey(Kind.VIRTUAL_NODE, "elsewhere", "x"), {})],
+        upserts=[
+            _record(key_b, {"backends": [{"virtualService": {"virtualServiceName": "s"}}]}),
+            _record(ResourceKey(Kind.VIRTUAL_NODE, "elsewhere", "x"), {}),
+        ],
         removals=[view.key(Kind.VIRTUAL_NODE, "a")],
     )
     assert new.node("a") is None and view.node("a") is a
@@ -94,8 +111,12 @@ def test_with_changes_keeps_unchanged_parses() -> None:
 
 
 def test_with_changes_reorders_routes() -> None:
-    view = MeshBuilder("m").router("r", (80, "http")).route(
-        "r", "x", http_route("/", ("n", 1), priority=5)).view()
+    view = (
+        MeshBuilder("m")
+        .router("r", (80, "http"))
+        .route("r", "x", http_route("/", ("n", 1), priority=5))
+        .view()
+    )
     assert [r.name for r in view.routes("r")] == ["x"]
     key = ResourceKey(Kind.ROUTE, "m", "y", "r")
     new = view.with_changes([_record(key, http_route("/", ("n", 1), priority=1))])

@@ -63,8 +63,9 @@ def ingress_cluster(ctx: Context, listener: Listener) -> cluster_pb2.Cluster:
         name=name,
         type=_C.STATIC,
         connect_timeout=seconds(CONNECT_TIMEOUT_SECONDS),
-        load_assignment=_assignment(name, options.app_address,
-                                    options.local_app_port(mapping.port)),
+        load_assignment=_assignment(
+            name, options.app_address, options.local_app_port(mapping.port)
+        ),
         typed_extension_protocol_options=upstream_http_options(mapping.protocol),
     )
     pool = listener.connectionPool
@@ -73,10 +74,12 @@ def ingress_cluster(ctx: Context, listener: Listener) -> cluster_pb2.Cluster:
     elif pool.tcp is not None:
         cluster.circuit_breakers.CopyFrom(circuit_breakers(max_connections=pool.tcp.maxConnections))
     elif pool.http is not None:
-        cluster.circuit_breakers.CopyFrom(circuit_breakers(
-            max_connections=pool.http.maxConnections,
-            max_pending_requests=pool.http.maxPendingRequests,
-        ))
+        cluster.circuit_breakers.CopyFrom(
+            circuit_breakers(
+                max_connections=pool.http.maxConnections,
+                max_pending_requests=pool.http.maxPendingRequests,
+            )
+        )
     else:
         h2 = pool.http2 or pool.grpc
         assert h2 is not None
@@ -101,8 +104,7 @@ def egress_cluster(ctx: Context, provider: Provider) -> cluster_pb2.Cluster | No
         dns = discovery.dns
         preference = dns.ipPreference
         cluster.type = _C.STRICT_DNS if dns.responseType == "ENDPOINTS" else _C.LOGICAL_DNS
-        cluster.load_assignment.CopyFrom(_assignment(provider.cluster, dns.hostname,
-                                                     provider.port))
+        cluster.load_assignment.CopyFrom(_assignment(provider.cluster, dns.hostname, provider.port))
     elif discovery.awsCloudMap is not None:
         preference = discovery.awsCloudMap.ipPreference
         cluster.type = _C.EDS
@@ -116,8 +118,10 @@ def egress_cluster(ctx: Context, provider: Provider) -> cluster_pb2.Cluster | No
     if listener.healthCheck is not None:
         policy = listener.healthCheck
         if policy.protocol == "grpc" and provider.protocol not in ("http2", "grpc"):
-            ctx.problem(f"virtual node {provider.node!r} port {provider.port}: a gRPC health"
-                        f" check needs an http2 or grpc listener, a TCP check is used instead")
+            ctx.problem(
+                f"virtual node {provider.node!r} port {provider.port}: a gRPC health"
+                f" check needs an http2 or grpc listener, a TCP check is used instead"
+            )
             policy = policy.model_copy(update={"protocol": "tcp"})
         cluster.health_checks.append(health_check(policy))
     if listener.outlierDetection is not None:
@@ -145,8 +149,9 @@ def allow_all_cluster(ctx: Context) -> cluster_pb2.Cluster:
         name=names.allow_all_cluster(ctx.mesh),
         connect_timeout=seconds(CONNECT_TIMEOUT_SECONDS),
         lb_policy=_C.CLUSTER_PROVIDED,
-        cluster_type=_C.CustomClusterType(name=DYNAMIC_FORWARD_PROXY_CLUSTER,
-                                          typed_config=pack(config)),
+        cluster_type=_C.CustomClusterType(
+            name=DYNAMIC_FORWARD_PROXY_CLUSTER, typed_config=pack(config)
+        ),
         circuit_breakers=circuit_breakers(),
     )
 
@@ -209,4 +214,3 @@ def _assignment(cluster: str, host: str, port: int) -> endpoint_pb2.ClusterLoadA
         cluster_name=cluster,
         endpoints=[endpoint_components_pb2.LocalityLbEndpoints(lb_endpoints=[endpoint])],
     )
-

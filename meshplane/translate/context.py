@@ -29,11 +29,22 @@ class Context:
     """One translation in progress (see the module docstring)."""
 
     __slots__ = (
-        "inputs", "mesh", "mesh_spec", "options", "problems", "security", "target", "view",
+        "inputs",
+        "mesh",
+        "mesh_spec",
+        "options",
+        "problems",
+        "security",
+        "target",
+        "view",
     )
 
     def __init__(
-        self, view: MeshView, target: ProxyTarget, options: ProxyOptions, mesh_spec: MeshSpec,
+        self,
+        view: MeshView,
+        target: ProxyTarget,
+        options: ProxyOptions,
+        mesh_spec: MeshSpec,
         security: MeshSecurity | None = None,
     ) -> None:
         self.view = view

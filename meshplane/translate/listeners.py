@@ -67,17 +67,29 @@ def ingress_listener(
     if protocol == "tcp":
         idle = timeout.tcp.idle if timeout is not None and timeout.tcp is not None else None
         cluster = names.ingress_cluster(ctx.mesh, ctx.target.name, protocol, port)
-        chain = _filter(TCP_PROXY, _tcp_proxy(names.ingress_stat_prefix(protocol, port),
-                                              (Target(cluster, 1),), idle, logs))
+        chain = _filter(
+            TCP_PROXY,
+            _tcp_proxy(
+                names.ingress_stat_prefix(protocol, port), (Target(cluster, 1),), idle, logs
+            ),
+        )
     else:
         limits = timeout.http or timeout.http2 or timeout.grpc if timeout is not None else None
-        manager = _http_manager(names.ingress_stat_prefix(protocol, port),
-                                names.ingress_route_config(protocol, port), logs)
+        manager = _http_manager(
+            names.ingress_stat_prefix(protocol, port),
+            names.ingress_route_config(protocol, port),
+            logs,
+        )
         if limits is not None and limits.idle is not None:
             manager.stream_idle_timeout.CopyFrom(duration(limits.idle))
         chain = _filter(HTTP_CONNECTION_MANAGER, manager)
-    return _listener(names.ingress_listener(ctx.options.address, port), ctx.options.address,
-                     port, base_pb2.INBOUND, chain)
+    return _listener(
+        names.ingress_listener(ctx.options.address, port),
+        ctx.options.address,
+        port,
+        base_pb2.INBOUND,
+        chain,
+    )
 
 
 def egress_http_listener(
@@ -85,22 +97,29 @@ def egress_http_listener(
 ) -> listener_pb2.Listener:
     """The HTTP egress listener every sidecar has (the application's HTTP proxy)."""
     options = ctx.options
-    manager = _http_manager(names.EGRESS_HTTP_STAT_PREFIX,
-                            names.egress_route_config(options.egress_port), logs)
+    manager = _http_manager(
+        names.EGRESS_HTTP_STAT_PREFIX, names.egress_route_config(options.egress_port), logs
+    )
     manager.http_protocol_options.allow_absolute_url.CopyFrom(wrappers_pb2.BoolValue(value=True))
     if ctx.mesh_spec.egressFilter.type == "ALLOW_ALL":
         forward = dfp_filter_pb2.FilterConfig(dns_cache_config=allow_all_dns_cache(ctx))
-        manager.http_filters.insert(0, hcm_pb2.HttpFilter(name=DYNAMIC_FORWARD_PROXY,
-                                                          typed_config=pack(forward)))
+        manager.http_filters.insert(
+            0, hcm_pb2.HttpFilter(name=DYNAMIC_FORWARD_PROXY, typed_config=pack(forward))
+        )
     return _listener(
         names.egress_listener(options.egress_address, options.egress_port),
-        options.egress_address, options.egress_port, base_pb2.OUTBOUND,
+        options.egress_address,
+        options.egress_port,
+        base_pb2.OUTBOUND,
         _filter(HTTP_CONNECTION_MANAGER, manager),
     )
 
 
 def egress_tcp_listener(
-    ctx: Context, port: int, targets: tuple[Target, ...], idle: Duration | None,
+    ctx: Context,
+    port: int,
+    targets: tuple[Target, ...],
+    idle: Duration | None,
     logs: list[accesslog_pb2.AccessLog],
 ) -> listener_pb2.Listener | None:
     """A TCP backend's local listener on ``egress_address:port`` (None: no live target)."""
@@ -109,8 +128,13 @@ def egress_tcp_listener(
         return None
     address = ctx.options.egress_address
     proxy = _tcp_proxy(names.egress_tcp_stat_prefix(port), live, idle, logs)
-    return _listener(names.egress_listener(address, port), address, port, base_pb2.OUTBOUND,
-                     _filter(TCP_PROXY, proxy))
+    return _listener(
+        names.egress_listener(address, port),
+        address,
+        port,
+        base_pb2.OUTBOUND,
+        _filter(TCP_PROXY, proxy),
+    )
 
 
 def gateway_listener(
@@ -118,19 +142,26 @@ def gateway_listener(
 ) -> listener_pb2.Listener:
     """The inbound listener of one virtual gateway listener, bound on the gateway address."""
     protocol, port = listener.portMapping.protocol, listener.portMapping.port
-    manager = _http_manager(names.ingress_stat_prefix(protocol, port),
-                            names.ingress_route_config(protocol, port), logs)
+    manager = _http_manager(
+        names.ingress_stat_prefix(protocol, port), names.ingress_route_config(protocol, port), logs
+    )
     check = listener.healthCheck
     if check is not None and check.protocol in ("http", "http2") and check.path:
         answer = health_check_pb2.HealthCheck(
             pass_through_mode=wrappers_pb2.BoolValue(value=False),
             headers=[exact_header(":path", check.path)],
         )
-        manager.http_filters.insert(0, hcm_pb2.HttpFilter(name=HEALTH_CHECK,
-                                                          typed_config=pack(answer)))
+        manager.http_filters.insert(
+            0, hcm_pb2.HttpFilter(name=HEALTH_CHECK, typed_config=pack(answer))
+        )
     address = ctx.options.address
-    return _listener(names.ingress_listener(address, port), address, port, base_pb2.INBOUND,
-                     _filter(HTTP_CONNECTION_MANAGER, manager))
+    return _listener(
+        names.ingress_listener(address, port),
+        address,
+        port,
+        base_pb2.INBOUND,
+        _filter(HTTP_CONNECTION_MANAGER, manager),
+    )
 
 
 def listener_address(listener: listener_pb2.Listener) -> tuple[str, int]:
@@ -156,7 +187,9 @@ def _http_manager(
 
 
 def _tcp_proxy(
-    stat_prefix: str, targets: tuple[Target, ...], idle: Duration | None,
+    stat_prefix: str,
+    targets: tuple[Target, ...],
+    idle: Duration | None,
     logs: list[accesslog_pb2.AccessLog],
 ) -> tcp_proxy_pb2.TcpProxy:
     proxy = tcp_proxy_pb2.TcpProxy(stat_prefix=stat_prefix, access_log=logs)
@@ -164,9 +197,11 @@ def _tcp_proxy(
         proxy.cluster = targets[0].cluster
     else:
         weighted = tcp_proxy_pb2.TcpProxy.WeightedCluster
-        proxy.weighted_clusters.CopyFrom(weighted(clusters=[
-            weighted.ClusterWeight(name=t.cluster, weight=t.weight) for t in targets
-        ]))
+        proxy.weighted_clusters.CopyFrom(
+            weighted(
+                clusters=[weighted.ClusterWeight(name=t.cluster, weight=t.weight) for t in targets]
+            )
+        )
     if idle is not None:
         proxy.idle_timeout.CopyFrom(duration(idle))
     return proxy
@@ -177,7 +212,10 @@ def _filter(name: str, config: message.Message) -> listener_components_pb2.Filte
 
 
 def _listener(
-    name: str, address: str, port: int, direction: int,
+    name: str,
+    address: str,
+    port: int,
+    direction: int,
     network_filter: listener_components_pb2.Filter,
 ) -> listener_pb2.Listener:
     return listener_pb2.Listener(

@@ -63,12 +63,15 @@ def header_matcher(header: HttpRouteHeader) -> rc.HeaderMatcher:
     if method is None:
         result.present_match = True
     elif method.range is not None:
-        result.range_match.CopyFrom(range_pb2.Int64Range(start=method.range.start,
-                                                         end=method.range.end))
+        result.range_match.CopyFrom(
+            range_pb2.Int64Range(start=method.range.start, end=method.range.end)
+        )
     else:
-        result.string_match.CopyFrom(_string_matcher(
-            exact=method.exact, prefix=method.prefix, suffix=method.suffix, regex=method.regex
-        ))
+        result.string_match.CopyFrom(
+            _string_matcher(
+                exact=method.exact, prefix=method.prefix, suffix=method.suffix, regex=method.regex
+            )
+        )
     return result
 
 

@@ -151,7 +151,8 @@ class ProxyOptions:
             egress_address=_ip(
                 "egress_address", section.get("egress_address"), default.egress_address
             ),
-            egress_port=default.egress_port if egress_port is None
+            egress_port=default.egress_port
+            if egress_port is None
             else _port("egress_port", egress_port),
             tcp_egress_ports={
                 str(name): _port(f"tcp_egress_ports.{name}", port)

@@ -105,11 +105,14 @@ class EgressPlan:
 
 def plan_egress(ctx: Context, node: VirtualNodeSpec) -> EgressPlan:
     """Resolve the backends of ``node`` (see the module docstring)."""
-    return plan_services(ctx, [
-        backend.virtualService.virtualServiceName
-        for backend in node.backends or ()
-        if backend.virtualService is not None
-    ])
+    return plan_services(
+        ctx,
+        [
+            backend.virtualService.virtualServiceName
+            for backend in node.backends or ()
+            if backend.virtualService is not None
+        ],
+    )
 
 
 def plan_services(ctx: Context, services: Iterable[str]) -> EgressPlan:
@@ -174,8 +177,11 @@ class _Planner:
                 continue
             rules = []
             for route in fitting:
-                http = route.spec.grpcRoute if protocol == "grpc" else (
-                    route.spec.httpRoute or route.spec.http2Route)
+                http = (
+                    route.spec.grpcRoute
+                    if protocol == "grpc"
+                    else (route.spec.httpRoute or route.spec.http2Route)
+                )
                 assert http is not None
                 targets = self._targets(route.name, http.action, protocol)
                 rules.append(HttpRule(route.name, protocol, http, targets))

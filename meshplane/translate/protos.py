@@ -93,6 +93,7 @@ def circuit_breakers(
     max_requests: int | None = None,
 ) -> circuit_breaker_pb2.CircuitBreakers:
     """Default-priority thresholds: the given limits, App Mesh's 2147483647 for the rest."""
+
     def limit(value: int | None) -> wrappers_pb2.UInt32Value:
         return u32(APP_MESH_UNLIMITED if value is None else value)
 

@@ -40,7 +40,9 @@ _WILDCARDS = ("0.0.0.0", "::")
 
 
 def translate_proxy(
-    view: MeshView, target: ProxyTarget, options: ProxyOptions | None = None,
+    view: MeshView,
+    target: ProxyTarget,
+    options: ProxyOptions | None = None,
     security: MeshSecurity | None = None,
 ) -> ProxyResources:
     """The resources of the proxy running as ``target`` (empty when it is unknown).
@@ -52,8 +54,9 @@ def translate_proxy(
     mesh_key = ResourceKey(Kind.MESH, target.mesh, target.mesh)
     mesh_spec = view.mesh_spec if target.mesh == view.mesh else None
     if mesh_spec is None:
-        return ProxyResources(inputs=frozenset({mesh_key}),
-                              problems=(f"mesh {target.mesh!r} does not exist",))
+        return ProxyResources(
+            inputs=frozenset({mesh_key}), problems=(f"mesh {target.mesh!r} does not exist",)
+        )
     ctx = Context(view, target, options, mesh_spec, security)
     if target.kind is Kind.VIRTUAL_NODE:
         return _translate_node(ctx)
@@ -95,12 +98,15 @@ def _translate_node(ctx: Context) -> ProxyResources:
         out_clusters.append(clusters.allow_all_cluster(ctx))
     out_listeners = security.secure_ingress(ctx, node.listeners or (), out_listeners)
     out_clusters = security.secure_egress(ctx, security.node_policies(node), plan, out_clusters)
-    return _wrap(ctx, ProxyResources(
-        clusters=tuple(out_clusters),
-        endpoints=tuple(endpoints.cloud_map_assignments(plan.providers)),
-        listeners=_bindable(ctx, out_listeners),
-        routes=tuple(out_routes),
-    ))
+    return _wrap(
+        ctx,
+        ProxyResources(
+            clusters=tuple(out_clusters),
+            endpoints=tuple(endpoints.cloud_map_assignments(plan.providers)),
+            listeners=_bindable(ctx, out_listeners),
+            routes=tuple(out_routes),
+        ),
+    )
 
 
 def _bindable(

@@ -43,5 +43,6 @@ class ProxyResources:
     @property
     def empty(self) -> bool:
         """No resource at all (an unknown proxy: it waits)."""
-        return not (self.clusters or self.endpoints or self.listeners or self.routes
-                    or self.secrets)
+        return not (
+            self.clusters or self.endpoints or self.listeners or self.routes or self.secrets
+        )

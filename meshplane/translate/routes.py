@@ -138,8 +138,9 @@ def egress_route(rule: HttpRule) -> rc.Route:
 
 def _weighted(targets: tuple[Target, ...]) -> rc.WeightedCluster:
     return rc.WeightedCluster(
-        clusters=[rc.WeightedCluster.ClusterWeight(name=t.cluster, weight=u32(t.weight))
-                  for t in targets]
+        clusters=[
+            rc.WeightedCluster.ClusterWeight(name=t.cluster, weight=u32(t.weight)) for t in targets
+        ]
     )
 
 
@@ -153,9 +154,7 @@ def _apply_timeouts(action: rc.RouteAction, timeout: HttpTimeout | None) -> None
         action.idle_timeout.CopyFrom(duration(timeout.idle))
 
 
-def retry_policy(
-    spec: HttpRetryPolicy | GrpcRetryPolicy | None, grpc: bool
-) -> rc.RetryPolicy:
+def retry_policy(spec: HttpRetryPolicy | GrpcRetryPolicy | None, grpc: bool) -> rc.RetryPolicy:
     """An App Mesh retry policy, or App Mesh's hidden default one when ``spec`` is None."""
     policy = rc.RetryPolicy(
         retry_host_predicate=[
@@ -185,4 +184,3 @@ def retry_policy(
             policy.per_try_timeout.CopyFrom(duration(spec.perRetryTimeout))
     policy.retry_on = ",".join(dict.fromkeys(retry_on))
     return policy
-

@@ -107,8 +107,9 @@ class MeshView:
         return cls(mesh or "", raw)
 
     @classmethod
-    def from_specs(cls, mesh: str, specs: Mapping[ResourceKey, Mapping[str, Any] | None]
-                   ) -> MeshView:
+    def from_specs(
+        cls, mesh: str, specs: Mapping[ResourceKey, Mapping[str, Any] | None]
+    ) -> MeshView:
         """A view from JSON specs by key (tests and tools that have no store records)."""
         return cls(mesh, {k: v for k, v in specs.items() if k.mesh == mesh})
 
@@ -142,8 +143,9 @@ class MeshView:
     def names(self, kind: Kind) -> tuple[str, ...]:
         """The sorted names of the resources of one kind (children: ``parent/name``)."""
         return tuple(
-            sorted(f"{k.parent}/{k.name}" if k.parent else k.name
-                   for k in self._raw if k.kind is kind)
+            sorted(
+                f"{k.parent}/{k.name}" if k.parent else k.name for k in self._raw if k.kind is kind
+            )
         )
 
     def error(self, key: ResourceKey) -> str | None:
