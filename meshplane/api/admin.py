@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from meshplane.api.appmesh import error_response, json_response, read_json_body
+from meshplane.api.appmesh import guarded, read_json_body
 from meshplane.api.auth import principal_of
-from meshplane.errors import BadRequestError, MeshplaneError
+from meshplane.errors import BadRequestError
 from meshplane.service import inputs
 from meshplane.service.access import ALL_MESHES, Role
 from meshplane.service.tokens import TokenService, describe
@@ -62,19 +60,6 @@ def _number(query: dict[str, str], name: str, default: float, low: float, high: 
     return value
 
 
-def _guard(handler: Callable[[Request], Awaitable[Any]]) -> Callable[[Request], Any]:
-    async def endpoint(request: Request) -> Response:
-        try:
-            return json_response(await handler(request))
-        except MeshplaneError as error:
-            return error_response(error)
-        except Exception:
-            log.exception("internal error in %s %s", request.method, request.url.path)
-            return error_response(MeshplaneError("internal error; see the server log"))
-
-    return endpoint
-
-
 class AdminApi:
     """Token management and the audit log."""
 
@@ -84,10 +69,10 @@ class AdminApi:
     def routes(self) -> list[BaseRoute]:
         prefix = "/meshplane/v1"
         return [
-            Route(f"{prefix}/tokens", _guard(self.create_token), methods=["POST"]),
-            Route(f"{prefix}/tokens", _guard(self.list_tokens), methods=["GET"]),
-            Route(f"{prefix}/tokens/{{id}}", _guard(self.revoke_token), methods=["DELETE"]),
-            Route(f"{prefix}/audit", _guard(self.audit), methods=["GET"]),
+            Route(f"{prefix}/tokens", guarded(self.create_token), methods=["POST"]),
+            Route(f"{prefix}/tokens", guarded(self.list_tokens), methods=["GET"]),
+            Route(f"{prefix}/tokens/{{id}}", guarded(self.revoke_token), methods=["DELETE"]),
+            Route(f"{prefix}/audit", guarded(self.audit), methods=["GET"]),
         ]
 
     async def create_token(self, request: Request) -> dict[str, Any]:

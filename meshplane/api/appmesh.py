@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -36,6 +36,22 @@ _READS = frozenset({Action.DESCRIBE, Action.LIST, Action.LIST_TAGS})
 def json_response(payload: Any, status: int = 200) -> Response:
     body = json.dumps(payload, separators=(",", ":")).encode()
     return Response(body, status_code=status, media_type="application/json")
+
+
+def guarded(handler: Callable[[Request], Awaitable[Any]]) -> Callable[[Request], Any]:
+    """A JSON endpoint around ``handler``: meshplane errors become modeled error responses,
+    anything else a logged 500 without a stack trace.  Used by the ``/meshplane/v1`` APIs."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            return json_response(await handler(request))
+        except MeshplaneError as error:
+            return error_response(error)
+        except Exception:
+            log.exception("internal error in %s %s", request.method, request.url.path)
+            return error_response(MeshplaneError("internal error; see the server log"))
+
+    return endpoint
 
 
 def error_response(error: MeshplaneError) -> Response:

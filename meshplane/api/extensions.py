@@ -18,12 +18,11 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from meshplane.api.appmesh import error_response, json_response, read_json_body
+from meshplane.api.appmesh import guarded, read_json_body
 from meshplane.api.auth import principal_of
-from meshplane.errors import BadRequestError, MeshplaneError
+from meshplane.errors import BadRequestError
 from meshplane.manifests import Manifest, parse_documents
 from meshplane.service import inputs
 from meshplane.service.access import Role
@@ -64,50 +63,32 @@ class ExtensionsApi:
     def routes(self) -> list[BaseRoute]:
         prefix = "/meshplane/v1"
         return [
-            Route(f"{prefix}/apply", self._guard(self.apply), methods=["POST"]),
-            Route(f"{prefix}/delete", self._guard(self.delete), methods=["POST"]),
-            Route(f"{prefix}/namespaces", self._guard(self.list_namespaces), methods=["GET"]),
-            Route(
-                f"{prefix}/namespaces/{{name}}", self._guard(self.label_namespace), methods=["PUT"]
-            ),
-            Route(f"{prefix}/manifests", self._guard(self.list_manifests), methods=["GET"]),
-            Route(f"{prefix}/proxies", self._guard(self.list_proxies), methods=["GET"]),
+            Route(f"{prefix}/apply", guarded(self.apply), methods=["POST"]),
+            Route(f"{prefix}/delete", guarded(self.delete), methods=["POST"]),
+            Route(f"{prefix}/namespaces", guarded(self.list_namespaces), methods=["GET"]),
+            Route(f"{prefix}/namespaces/{{name}}", guarded(self.label_namespace), methods=["PUT"]),
+            Route(f"{prefix}/manifests", guarded(self.list_manifests), methods=["GET"]),
+            Route(f"{prefix}/proxies", guarded(self.list_proxies), methods=["GET"]),
         ]
-
-    @staticmethod
-    def _guard(handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
-        async def endpoint(request: Request) -> Response:
-            try:
-                result = await handler(request)
-                return json_response(result)
-            except MeshplaneError as error:
-                return error_response(error)
-            except Exception:
-                log.exception("internal error in %s %s", request.method, request.url.path)
-                return error_response(MeshplaneError("internal error; see the server log"))
-
-        return endpoint
 
     def _caller(self, request: Request) -> Caller:
         return dataclasses.replace(self.caller, principal=principal_of(request))
 
     async def apply(self, request: Request) -> dict[str, Any]:
-        body = await read_json_body(request)
-        dry_run = bool(body.get("dryRun", False))
-        self.manifests.require(principal_of(request), dry_run=dry_run, action="apply manifests")
-        manifests = _documents(body)
-        outcome = await run_in_threadpool(
-            self.manifests.apply, manifests, caller=self._caller(request), dry_run=dry_run
-        )
-        return outcome.as_json()
+        return await self._manifests(request, remove=False)
 
     async def delete(self, request: Request) -> dict[str, Any]:
+        return await self._manifests(request, remove=True)
+
+    async def _manifests(self, request: Request, *, remove: bool) -> dict[str, Any]:
         body = await read_json_body(request)
         dry_run = bool(body.get("dryRun", False))
-        self.manifests.require(principal_of(request), dry_run=dry_run, action="delete manifests")
+        action = "delete manifests" if remove else "apply manifests"
+        self.manifests.require(principal_of(request), dry_run=dry_run, action=action)
         manifests = _documents(body)
+        run = self.manifests.delete if remove else self.manifests.apply
         outcome = await run_in_threadpool(
-            self.manifests.delete, manifests, caller=self._caller(request), dry_run=dry_run
+            run, manifests, caller=self._caller(request), dry_run=dry_run
         )
         return outcome.as_json()
 

@@ -25,10 +25,9 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from meshplane.api.appmesh import error_response, json_response, read_json_body
+from meshplane.api.appmesh import guarded, read_json_body
 from meshplane.api.auth import principal_of
 from meshplane.errors import BadRequestError, MeshplaneError, NotFoundError
 from meshplane.identity import AuthorityError, MeshIdentities, TokenKey
@@ -62,27 +61,14 @@ class IdentityApi:
     def routes(self) -> list[BaseRoute]:
         prefix = "/meshplane/v1"
         return [
-            Route(f"{prefix}/proxy-tokens", self._guard(self.create_token), methods=["POST"]),
-            Route(f"{prefix}/meshes/{{mesh}}/ca", self._guard(self.describe_ca), methods=["GET"]),
+            Route(f"{prefix}/proxy-tokens", guarded(self.create_token), methods=["POST"]),
+            Route(f"{prefix}/meshes/{{mesh}}/ca", guarded(self.describe_ca), methods=["GET"]),
             Route(
                 f"{prefix}/meshes/{{mesh}}/ca/rotate",
-                self._guard(self.rotate_ca),
+                guarded(self.rotate_ca),
                 methods=["POST"],
             ),
         ]
-
-    @staticmethod
-    def _guard(handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
-        async def endpoint(request: Request) -> Response:
-            try:
-                return json_response(await handler(request))
-            except MeshplaneError as error:
-                return error_response(error)
-            except Exception:
-                log.exception("internal error in %s %s", request.method, request.url.path)
-                return error_response(MeshplaneError("internal error; see the server log"))
-
-        return endpoint
 
     def _check(self, request: Request, mesh: str, role: Role, what: str) -> None:
         principal_of(request).require(mesh, role, what)
