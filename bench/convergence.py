@@ -66,7 +66,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench import machine
 from bench.meshes import COLOR_PORT, consumer_node, provider_node, weight_steps, weights_route
 from meshplane.proxy import BootstrapOptions, EnvoyOptions, EnvoyProcess, start_envoy
-from tests.support.server import MeshplaneServer, free_port
+from tests.support.ports import free_port
+from tests.support.server import MeshplaneServer
 
 MESH = "bench"
 SERVICE = f"color.{MESH}"

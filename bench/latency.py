@@ -48,7 +48,8 @@ import httpx
 from bench import machine
 from meshplane.proxy import BootstrapOptions, EnvoyOptions, EnvoyProcess, start_envoy
 from meshplane.proxy.runner import find_envoy_binary
-from tests.support.server import MeshplaneServer, free_port
+from tests.support.ports import free_port
+from tests.support.server import MeshplaneServer
 
 MESH = "lat"
 SERVICE = f"server.{MESH}"

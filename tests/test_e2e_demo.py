@@ -22,25 +22,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.ports import free_run
+
 pytestmark = pytest.mark.e2e
-
-
-def free_run(count: int) -> int:
-    """The first of ``count`` consecutive ports free on 127.0.0.1 right now."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = int(probe.getsockname()[1])
-        if base + count > 65535:
-            continue
-        try:
-            for port in range(base, base + count):
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise AssertionError(f"no {count} consecutive free ports")
 
 
 def bindable(address: str, port: int) -> bool:

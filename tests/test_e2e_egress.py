@@ -18,7 +18,7 @@ import pytest
 
 from tests.support.apps import App
 from tests.support.mesh import Mesh, Sidecar, next_address
-from tests.support.server import free_port
+from tests.support.ports import free_port
 from tests.support.topology import call, http_listener, outcome, workload
 
 pytestmark = pytest.mark.e2e

@@ -25,7 +25,7 @@ import pytest
 
 from tests.support.apps import App
 from tests.support.mesh import Mesh, Sidecar, next_address
-from tests.support.server import free_port
+from tests.support.ports import free_port
 from tests.support.topology import http_listener, workload
 from tests.test_e2e_protocols import GrpcApp
 

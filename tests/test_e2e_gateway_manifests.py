@@ -26,7 +26,7 @@ import yaml
 from tests.conftest import Cli
 from tests.support.apps import App
 from tests.support.mesh import Mesh, Sidecar, next_address
-from tests.support.server import free_port
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.e2e
 

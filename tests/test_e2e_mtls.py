@@ -42,7 +42,7 @@ from meshplane.identity.keystore import KeyStore
 from meshplane.xds import types
 from tests.support.apps import App
 from tests.support.mesh import Mesh, Sidecar, next_address
-from tests.support.server import free_port
+from tests.support.ports import free_port
 from tests.support.xds import AdsClient, request
 
 pytestmark = pytest.mark.e2e

@@ -26,7 +26,7 @@ import grpc
 import pytest
 
 from tests.support.mesh import Mesh, Sidecar
-from tests.support.server import free_port
+from tests.support.ports import free_port
 from tests.support.topology import cluster_hosts, http_listener, workload
 
 pytestmark = pytest.mark.e2e

@@ -24,7 +24,7 @@ import pytest
 
 from tests.support.apps import App
 from tests.support.mesh import Mesh, Sidecar
-from tests.support.server import free_port
+from tests.support.ports import free_port
 from tests.support.topology import call, cluster_hosts, counted, http_listener, outcome, workload
 
 pytestmark = pytest.mark.e2e

@@ -21,7 +21,7 @@ from meshplane.proxy import (
     run_envoy,
     start_envoy,
 )
-from tests.support.net import free_port
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -15,7 +15,8 @@ from meshplane.proxy import BootstrapOptions
 from meshplane.xds import Snapshot, SnapshotCache, XdsServer, types
 from tests.support import xds as build
 from tests.support.envoy import EnvoyHarness
-from tests.support.net import EchoServer, free_port
+from tests.support.net import EchoServer
+from tests.support.ports import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 

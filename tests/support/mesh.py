@@ -23,7 +23,8 @@ import httpx
 
 from meshplane.proxy import BootstrapOptions, EnvoyOptions, EnvoyProcess, start_envoy
 from tests.support.apps import App
-from tests.support.server import MeshplaneServer, free_port
+from tests.support.ports import free_port
+from tests.support.server import MeshplaneServer
 
 _ADDRESSES = itertools.count(2)
 

@@ -1,4 +1,4 @@
-"""Network helpers for tests: free loopback ports and small real HTTP upstreams.
+"""Network helpers for tests: small real HTTP upstreams.
 
 :class:`EchoServer` is a threaded HTTP/1.1 server on a 127.0.0.x address that answers every
 request with 200 and its own name (body and ``x-served-by`` header), counting requests.  It runs
@@ -9,17 +9,9 @@ Used by the real-Envoy tests of every layer.
 
 from __future__ import annotations
 
-import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on ``host`` right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 class _Handler(BaseHTTPRequestHandler):
