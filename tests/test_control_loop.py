@@ -134,3 +134,65 @@ async def _settle(loop: ControlLoop, store: SqlStore) -> None:
                 return
         await asyncio.sleep(0.01)
     raise AssertionError("the control loop did not catch up with the store")
+
+
+async def test_consumers_with_the_same_backends_share_serialized_resources(
+    store: SqlStore,
+) -> None:
+    """Two consumers of one service get the same Resource objects (one serialization) for
+    their egress route table, listener and clusters; after a change both get the new ones."""
+    service = ResourceService(store, Partition("us-east-1", "000000000000"))
+
+    def key(kind: Kind, name: str) -> ResourceKey:
+        return ResourceKey(kind, "m", name)
+
+    service.create(ResourceKey(Kind.MESH, "m", "m"), None, caller=CALLER)
+    service.create(key(Kind.VIRTUAL_NODE, "a"), node_spec("10.0.0.1"), caller=CALLER)
+    service.create(
+        key(Kind.VIRTUAL_SERVICE, "a.svc"),
+        {"provider": {"virtualNode": {"virtualNodeName": "a"}}},
+        caller=CALLER,
+    )
+    for name, host in (("c1", "10.0.0.3"), ("c2", "10.0.0.4")):
+        service.create(key(Kind.VIRTUAL_NODE, name), node_spec(host, ("a.svc",)), caller=CALLER)
+
+    cache = SnapshotCache()
+    loop = ControlLoop(store, cache, debounce=0.01)
+    await loop.start()
+    try:
+        await loop.proxy_connected(connection(1, "mesh/m/virtualNode/c1"))
+        await loop.proxy_connected(connection(2, "mesh/m/virtualNode/c2"))
+
+        def egress(node: str) -> list[Any]:
+            snapshot = cache.get(f"mesh/m/virtualNode/{node}")
+            assert snapshot is not None
+            return [
+                snapshot.get(types.ROUTE)["rds_egress_http_15001"],
+                snapshot.get(types.LISTENER)["lds_egress_127.0.0.1_15001"],
+                snapshot.get(types.CLUSTER)["cds_egress_m_a_http_8080"],
+            ]
+
+        before = egress("c1")
+        assert all(x is y for x, y in zip(before, egress("c2"), strict=True))
+        own = [cache.get(f"mesh/m/virtualNode/{n}") for n in ("c1", "c2")]
+        assert [
+            s.get(types.CLUSTER)[f"cds_ingress_m_{n}_http_8080"].name
+            for s, n in zip(own, ("c1", "c2"), strict=True)
+            if s is not None
+        ] == [
+            "cds_ingress_m_c1_http_8080",
+            "cds_ingress_m_c2_http_8080",
+        ]
+
+        await asyncio.to_thread(
+            lambda: service.update(
+                key(Kind.VIRTUAL_NODE, "a"), node_spec("10.1.1.1"), caller=CALLER
+            )
+        )
+        await _settle(loop, store)
+        after = egress("c1")
+        assert after[2].version != before[2].version  # the provider's new address
+        assert after[0].version == before[0].version  # the route table did not change
+        assert all(x is y for x, y in zip(after, egress("c2"), strict=True))
+    finally:
+        await loop.stop()

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from meshplane.model import Kind, ResourceKey
-from meshplane.translate import MeshView, ProxyTarget, translate_proxy
+from meshplane.translate import MeshView, ProxyOptions, ProxyTarget, translate_proxy
+from meshplane.translate.resources import ProxyResources
 from tests.test_translate_support import (
     MeshBuilder,
     client_node,
     dns,
     http_route,
     listener,
+    provider_node,
     rich_mesh,
 )
 
@@ -121,3 +123,93 @@ def test_invalid_stored_specs_are_reported() -> None:
     resources = mesh.translate("c")
     assert any("stored spec is invalid" in p for p in resources.problems)
     assert any("'p'" in p and "does not exist" in p for p in resources.problems)
+
+
+def sharing_mesh() -> MeshBuilder:
+    """Consumers ``c0``..``c2`` call ``color.svc`` (a router: blue/green); ``odd`` calls a
+    service that does not exist as well; providers have DNS discovery."""
+    mesh = MeshBuilder("share")
+    for color in ("blue", "green"):
+        mesh.node(color, provider_node(f"{color}.local", listener(8080)))
+    mesh.router("color", (8080, "http"))
+    mesh.route("color", "split", http_route("/", ("blue", 60), ("green", 40)))
+    mesh.service("color.svc", router="color")
+    for i in range(3):
+        mesh.node(
+            f"c{i}",
+            client_node(
+                "color.svc", listeners=[listener(9000 + i)], serviceDiscovery=dns(f"c{i}.local")
+            ),
+        )
+    mesh.node("odd", client_node("color.svc", "missing.svc"))
+    return mesh
+
+
+def test_consumers_with_the_same_backends_share_their_egress_messages() -> None:
+    view = sharing_mesh().view()
+    first, second = (
+        translate_proxy(view, ProxyTarget("share", Kind.VIRTUAL_NODE, name))
+        for name in ("c0", "c1")
+    )
+    shared = [m for m in first.all() if id(m) in first.shared]
+    assert {type(m).__name__ for m in shared} == {"Cluster", "Listener", "RouteConfiguration"}
+    assert shared == [m for m in second.all() if id(m) in second.shared]
+    assert all(any(m is n for n in second.all()) for m in shared)  # the same objects
+    # what differs is not shared: each consumer's own ingress listener and cluster
+    own = [m for m in first.all() if id(m) not in first.shared]
+    assert sorted(m.name for m in own) == [
+        "cds_ingress_share_c0_http_9000",
+        "lds_ingress_127.0.0.1_9000",
+        "rds_ingress_http_9000",
+    ]
+    # a shared translation still records the inputs it read, for every consumer
+    route_input = ResourceKey(Kind.VIRTUAL_ROUTER, "share", "color")
+    assert route_input in first.inputs and route_input in second.inputs
+    assert ResourceKey(Kind.VIRTUAL_NODE, "share", "green") in second.inputs
+
+
+def test_a_shared_translation_is_the_same_as_a_fresh_one() -> None:
+    mesh = sharing_mesh()
+    view = mesh.view()
+    for name in ("c0", "c1", "c2", "odd", "c1"):  # warm the memo, then compare each
+        warm = translate_proxy(view, ProxyTarget("share", Kind.VIRTUAL_NODE, name))
+        cold = mesh.translate(name)  # a fresh view: nothing memoized
+        assert [m.SerializeToString(deterministic=True) for m in warm.all()] == [
+            m.SerializeToString(deterministic=True) for m in cold.all()
+        ]
+        assert warm.inputs == cold.inputs
+        assert sorted(warm.problems) == sorted(cold.problems)
+    odd = translate_proxy(view, ProxyTarget("share", Kind.VIRTUAL_NODE, "odd"))
+    assert "backend virtual service 'missing.svc' does not exist" in odd.problems
+    assert not translate_proxy(view, ProxyTarget("share", Kind.VIRTUAL_NODE, "c2")).problems
+
+
+def test_other_backends_or_egress_port_get_their_own_translation() -> None:
+    view = sharing_mesh().view()
+    c0 = translate_proxy(view, ProxyTarget("share", Kind.VIRTUAL_NODE, "c0"))
+    odd = translate_proxy(view, ProxyTarget("share", Kind.VIRTUAL_NODE, "odd"))
+    moved = translate_proxy(
+        view, ProxyTarget("share", Kind.VIRTUAL_NODE, "c1"), ProxyOptions(egress_port=15101)
+    )
+    assert c0.routes[-1] is not odd.routes[-1]  # other backends
+    assert c0.routes[-1] is not moved.routes[-1]  # other egress port
+    assert moved.routes[-1].name == "rds_egress_http_15101"
+    assert odd.routes[-1].name == c0.routes[-1].name == "rds_egress_http_15001"
+
+
+def test_the_next_view_translates_again() -> None:
+    mesh = sharing_mesh()
+    before = mesh.view()
+    old = translate_proxy(before, ProxyTarget("share", Kind.VIRTUAL_NODE, "c0"))
+    route = ResourceKey(Kind.ROUTE, "share", "split", "color")
+    mesh.route("color", "split", http_route("/", ("blue", 10), ("green", 90)))
+    record = next(r for r in mesh.records() if r.key == route)
+    after = before.with_changes([record])
+    new = translate_proxy(after, ProxyTarget("share", Kind.VIRTUAL_NODE, "c0"))
+
+    def weights(resources: ProxyResources) -> list[int]:
+        (route,) = resources.routes[-1].virtual_hosts[0].routes
+        return [w.weight.value for w in route.route.weighted_clusters.clusters]
+
+    assert weights(old) == [60, 40]
+    assert weights(new) == [10, 90]

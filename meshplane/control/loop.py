@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from google.protobuf.message import Message
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from meshplane.control.secrets import IdentityProvider, proxy_secrets
@@ -61,6 +62,19 @@ class _Proxy:
     """The translation's resources (secrets are added to them for each snapshot)."""
     translation_problems: tuple[str, ...] = ()
     secret_versions: frozenset[tuple[str, str]] = frozenset()
+
+
+_WRAPPED = "control.resources"
+"""The view memo's key for the :class:`Resource` of each shared message, by ``id``."""
+
+
+def _wrap(message: Message, shared: dict[int, Resource] | None) -> Resource:
+    if shared is None:
+        return Resource.of(message)
+    found = shared.get(id(message))
+    if found is None:
+        found = shared[id(message)] = Resource.of(message)
+    return found
 
 
 def snapshot_key(connection: ProxyConnection) -> str:
@@ -194,11 +208,15 @@ class ControlLoop:
     def _publish(self, key: str, entry: _Proxy) -> None:
         started = time.perf_counter()
         security, tag_problem = self._mesh_security(entry.target.mesh)
-        resources = translate_proxy(
-            self._view(entry.target.mesh), entry.target, entry.options, security
-        )
+        view = self._view(entry.target.mesh)
+        resources = translate_proxy(view, entry.target, entry.options, security)
+        # messages shared with other proxies' translations of this view: serialized once
+        wrapped: dict[int, Resource] = view.memo.setdefault(_WRAPPED, {})
         try:
-            translated = tuple(Resource.of(message) for message in resources.all())
+            translated = tuple(
+                _wrap(message, wrapped if id(message) in resources.shared else None)
+                for message in resources.all()
+            )
             Snapshot(translated)
         except Exception as error:  # a translation bug must not take the loop down
             log.exception("snapshot of %s is invalid", key)

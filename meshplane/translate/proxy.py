@@ -21,18 +21,22 @@ Called by the xDS control loop, the CLI's config preview and tests.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from functools import partial
 
+from envoy.config.accesslog.v3 import accesslog_pb2
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
 
-from meshplane.model import Kind, ResourceKey
+from meshplane.model import Kind, ResourceKey, VirtualNodeSpec
 from meshplane.translate import clusters, endpoints, listeners, routes, security
 from meshplane.translate.access_logs import access_logs
 from meshplane.translate.context import Context
 from meshplane.translate.gateway import translate_gateway
 from meshplane.translate.options import MeshSecurity, ProxyOptions, ProxyTarget
-from meshplane.translate.plan import plan_egress
+from meshplane.translate.plan import EgressPlan, plan_services
 from meshplane.translate.resources import ProxyResources
 from meshplane.translate.view import MeshView
 
@@ -73,7 +77,9 @@ def _translate_node(ctx: Context) -> ProxyResources:
         ctx.problem(f"virtual node {name!r} does not exist")
         return _wrap(ctx, ProxyResources())
     logs = access_logs(node.logging)
-    plan = plan_egress(ctx, node)
+    egress = _shared_egress(ctx, node)
+    plan = egress.plan
+    egress_listener = _shared_egress_listener(ctx, node, logs)
     out_clusters = [clusters.ingress_cluster(ctx, lst) for lst in node.listeners or ()]
     out_routes: list[route_pb2.RouteConfiguration] = []
     out_listeners: list[listener_pb2.Listener] = []
@@ -81,8 +87,8 @@ def _translate_node(ctx: Context) -> ProxyResources:
         out_listeners.append(listeners.ingress_listener(ctx, listener, logs))
         if listener.portMapping.protocol != "tcp":
             out_routes.append(routes.ingress_route_config(ctx, listener))
-    out_listeners.append(listeners.egress_http_listener(ctx, logs))
-    out_routes.append(routes.egress_route_config(ctx, plan))
+    out_listeners.append(egress_listener)
+    out_routes.append(egress.route_config)
     for backend in plan.tcp:
         port = ctx.options.tcp_egress_port(backend.service, backend.port, backend.first)
         tcp = listeners.egress_tcp_listener(ctx, port, backend.targets, backend.idle, logs)
@@ -90,23 +96,78 @@ def _translate_node(ctx: Context) -> ProxyResources:
             ctx.problem(f"tcp backend {backend.service!r} port {backend.port} has no target")
         else:
             out_listeners.append(tcp)
-    for provider in plan.providers:
-        cluster = clusters.egress_cluster(ctx, provider)
-        if cluster is not None:
-            out_clusters.append(cluster)
-    if ctx.mesh_spec.egressFilter.type == "ALLOW_ALL":
-        out_clusters.append(clusters.allow_all_cluster(ctx))
+    out_clusters.extend(egress.clusters)
     out_listeners = security.secure_ingress(ctx, node.listeners or (), out_listeners)
     out_clusters = security.secure_egress(ctx, security.node_policies(node), plan, out_clusters)
-    return _wrap(
-        ctx,
-        ProxyResources(
-            clusters=tuple(out_clusters),
-            endpoints=tuple(endpoints.cloud_map_assignments(plan.providers)),
-            listeners=_bindable(ctx, out_listeners),
-            routes=tuple(out_routes),
-        ),
+    shared = {id(egress.route_config), id(egress_listener), *map(id, egress.clusters)}
+    result = ProxyResources(
+        clusters=tuple(out_clusters),
+        endpoints=egress.endpoints,
+        listeners=_bindable(ctx, out_listeners),
+        routes=tuple(out_routes),
     )
+    return replace(
+        _wrap(ctx, result), shared=frozenset(id(m) for m in result.all() if id(m) in shared)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Egress:
+    """The part of a virtual node's translation that only its backends decide: shared by
+    every consumer of the same view with the same backends and egress port."""
+
+    plan: EgressPlan
+    route_config: route_pb2.RouteConfiguration
+    clusters: tuple[cluster_pb2.Cluster, ...]
+    """The provider clusters (and the allow-all cluster), before client TLS."""
+    endpoints: tuple[endpoint_pb2.ClusterLoadAssignment, ...]
+    inputs: frozenset[ResourceKey]
+    problems: tuple[str, ...]
+
+
+def _shared_egress(ctx: Context, node: VirtualNodeSpec) -> _Egress:
+    """The egress plan, route table and clusters of ``node``, from the view's memo when a
+    node with the same backends was translated on this view already.  Its inputs and problems
+    are added to ``ctx`` as if it had been translated here."""
+    services = tuple(
+        backend.virtualService.virtualServiceName
+        for backend in node.backends or ()
+        if backend.virtualService is not None
+    )
+    key = ("egress", services, ctx.options.egress_port)
+    egress: _Egress | None = ctx.view.memo.get(key)
+    if egress is None:
+        own = Context(ctx.view, ctx.target, ctx.options, ctx.mesh_spec, ctx.security)
+        plan = plan_services(own, services)
+        route_config = routes.egress_route_config(own, plan)
+        out = [c for c in map(partial(clusters.egress_cluster, own), plan.providers) if c]
+        if own.mesh_spec.egressFilter.type == "ALLOW_ALL":
+            out.append(clusters.allow_all_cluster(own))
+        egress = _Egress(
+            plan,
+            route_config,
+            tuple(out),
+            tuple(endpoints.cloud_map_assignments(plan.providers)),
+            frozenset(own.inputs),
+            tuple(own.problems),
+        )
+        ctx.view.memo[key] = egress
+    ctx.inputs.update(egress.inputs)
+    for problem in egress.problems:
+        ctx.problem(problem)
+    return egress
+
+
+def _shared_egress_listener(
+    ctx: Context, node: VirtualNodeSpec, logs: list[accesslog_pb2.AccessLog]
+) -> listener_pb2.Listener:
+    """The HTTP egress listener, shared by nodes of the view with equal logging and address."""
+    logging = None if node.logging is None else node.logging.model_dump_json()
+    key = ("egress-listener", logging, ctx.options.egress_address, ctx.options.egress_port)
+    listener: listener_pb2.Listener | None = ctx.view.memo.get(key)
+    if listener is None:
+        listener = ctx.view.memo[key] = listeners.egress_http_listener(ctx, logs)
+    return listener
 
 
 def _bindable(

@@ -34,6 +34,10 @@ class ProxyResources:
     :func:`~meshplane.translate.view.dependency_key`)."""
     problems: tuple[str, ...] = ()
     """What was left out and why, for proxy-status."""
+    shared: frozenset[int] = field(default=frozenset())
+    """The ``id`` of each message here that is the very same object in other translations
+    on the same view (from the view's memo, which keeps it alive as long as the view): a
+    producer may serialize such a message once for all of them."""
 
     def all(self) -> tuple[message.Message, ...]:
         """Every resource, in make-before-break order: clusters, endpoints, listeners,

@@ -14,7 +14,7 @@ module.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -66,7 +66,7 @@ def dependency_key(key: ResourceKey) -> ResourceKey:
 class MeshView:
     """The specs of one mesh, parsed on first use.  Never changes once built."""
 
-    __slots__ = ("_children", "_errors", "_parsed", "_raw", "_sorted", "mesh")
+    __slots__ = ("_children", "_errors", "_parsed", "_raw", "_sorted", "memo", "mesh")
 
     def __init__(
         self,
@@ -81,6 +81,10 @@ class MeshView:
         self._parsed: dict[ResourceKey, Spec | None] = dict(parsed or {})
         self._errors: dict[ResourceKey, str] = dict(errors or {})
         self._sorted: dict[ResourceKey, tuple[Any, ...]] = {}
+        self.memo: dict[Hashable, Any] = {}
+        """Values derived from this view alone, shared by every translation that reads it
+        (the egress half of consumers with the same backends): the view never changes, so
+        they stay right for its lifetime, and the next view starts empty."""
         children: dict[ResourceKey, list[str]] = {}
         for key in self._raw:
             parent_kind = _CHILD_KINDS.get(key.kind)
