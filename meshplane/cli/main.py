@@ -115,6 +115,23 @@ def cli(ctx: click.Context, server: str | None, token: str | None, tls_ca: str |
     help="PEM private key of --tls-cert [env MESHPLANE_TLS_KEY].",
 )
 @click.option(
+    "--tls-issue",
+    is_flag=True,
+    default=None,
+    help="TLS on the API and xDS ports with a certificate issued by meshplane's own "
+    "control-plane CA (kept in <data dir>/tls; clients trust <data dir>/tls/ca.pem) "
+    "[env MESHPLANE_TLS_ISSUE].",
+)
+@click.option(
+    "--tls-name",
+    "tls_names",
+    multiple=True,
+    metavar="NAME",
+    help="Another DNS name or IP address for --tls-issue's certificate (repeatable; localhost, "
+    "127.0.0.1 and the --host address are always in it) [env MESHPLANE_TLS_NAMES, "
+    "comma-separated].",
+)
+@click.option(
     "--require-proxy-auth",
     is_flag=True,
     default=None,
@@ -174,6 +191,8 @@ def serve(
     require_auth: bool | None,
     tls_cert: Path | None,
     tls_key: Path | None,
+    tls_issue: bool | None,
+    tls_names: tuple[str, ...],
     require_proxy_auth: bool | None,
     trust_domain: str | None,
     cert_lifetime: str | None,
@@ -200,6 +219,7 @@ def serve(
       meshplane token create --data-dir /var/lib/meshplane --mesh '*' --role admin
       meshplane serve --data-dir /var/lib/meshplane --host 0.0.0.0 \\
           --tls-cert /etc/meshplane/tls.crt --tls-key /etc/meshplane/tls.key
+      meshplane serve --host 0.0.0.0 --tls-issue --tls-name cp.example.internal
     """
     from meshplane.server.run import serve as run_server
 
@@ -216,6 +236,8 @@ def serve(
             require_auth=require_auth,
             tls_cert=tls_cert,
             tls_key=tls_key,
+            tls_issue=tls_issue,
+            tls_names=tls_names,
             require_proxy_auth=require_proxy_auth,
             trust_domain=trust_domain,
             cert_lifetime=cert_lifetime,

@@ -100,7 +100,8 @@ def _host_port(value: str, option: str) -> tuple[str, int]:
 @click.option(
     "--xds-ca",
     type=click.Path(dir_okay=False, exists=True),
-    help="Speak TLS to the control plane, trusting this CA (PEM) [with serve --tls-cert].",
+    help="Speak TLS to the control plane, trusting this CA (PEM): <data dir>/tls/ca.pem with "
+    "serve --tls-issue, the operator's CA with serve --tls-cert.",
 )
 @click.option("--print-bootstrap", is_flag=True, help="Print the bootstrap and exit.")
 def envoy(

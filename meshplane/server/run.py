@@ -31,6 +31,7 @@ from meshplane.api.identity import IdentityApi
 from meshplane.control import ControlLoop
 from meshplane.errors import MeshplaneError
 from meshplane.identity import MeshIdentities, TokenKey
+from meshplane.identity.server_tls import ensure_server_certificate
 from meshplane.identity.tokens import KEY_FILE as PROXY_TOKEN_KEY_FILE
 from meshplane.server.keys import token_key
 from meshplane.server.proxy_auth import ProxyAuthorizer
@@ -98,6 +99,15 @@ class Application:
             self.tokens = TokenService(self.store, box, clock=time.time)
         credentials = None
         if settings.tls is not None:
+            if settings.tls.issue is not None:
+                folder = settings.tls.cert_file.parent
+                issued = ensure_server_certificate(folder, settings.tls.issue)
+                log.info(
+                    "API and xDS TLS: certificate for %s issued by meshplane's control-plane CA;"
+                    " clients trust %s (--tls-ca, --xds-ca)",
+                    ", ".join(settings.tls.issue),
+                    issued.ca_file,
+                )
             cert, key = _read_tls(settings.tls)
             credentials = grpc.ssl_server_credentials([(key, cert)])
         self.registry = CollectorRegistry()
@@ -149,7 +159,8 @@ class Application:
         if self.settings.tls is None and not is_loopback(self.settings.xds.host):
             log.warning(
                 "the xDS port is reachable from other hosts without TLS: proxy tokens and "
-                "proxy private keys cross the network in clear; use --tls-cert/--tls-key"
+                "proxy private keys cross the network in clear;"
+                " use --tls-issue or --tls-cert/--tls-key"
             )
 
     async def _stop_xds(self) -> None:

@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from meshplane.identity import IdentitySettings
+from meshplane.identity.server_tls import server_names
 
 DEFAULT_API_PORT = 8765
 DEFAULT_XDS_PORT = 18000
@@ -73,10 +74,13 @@ class AuthSettings:
 
 @dataclass(frozen=True, slots=True)
 class TlsSettings:
-    """An operator-supplied certificate and key (PEM) for the API and xDS ports."""
+    """The certificate and key (PEM) of the API and xDS ports: supplied by the operator, or
+    (``issue`` set) issued at start-up by meshplane's control-plane CA in ``<data dir>/tls``
+    (:mod:`meshplane.identity.server_tls`) for the names in ``issue``."""
 
     cert_file: Path
     key_file: Path
+    issue: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +118,8 @@ class Settings:
         require_auth: bool | None = None,
         tls_cert: Path | None = None,
         tls_key: Path | None = None,
+        tls_issue: bool | None = None,
+        tls_names: tuple[str, ...] = (),
         env: Mapping[str, str] | None = None,
     ) -> Settings:
         """Settings from flags and the environment; ValueError names a bad combination."""
@@ -127,6 +133,26 @@ class Settings:
         key = tls_key or _path(environ.get("MESHPLANE_TLS_KEY"))
         if (cert is None) != (key is None):
             raise ValueError("--tls-cert and --tls-key go together: give both or neither")
+        issue = tls_issue or _truthy(environ.get("MESHPLANE_TLS_ISSUE"))
+        names = tls_names or tuple(
+            n.strip() for n in (environ.get("MESHPLANE_TLS_NAMES") or "").split(",") if n.strip()
+        )
+        if issue and cert is not None:
+            raise ValueError(
+                "--tls-issue makes its own certificate: give it or --tls-cert/--tls-key, not both"
+            )
+        if names and not issue:
+            raise ValueError(
+                "--tls-name names hosts for --tls-issue's certificate: add --tls-issue"
+            )
+        tls = TlsSettings(cert, key) if cert is not None and key is not None else None
+        if issue:
+            folder = resolved_dir / "tls"
+            tls = TlsSettings(
+                folder / "server.pem",
+                folder / "server-key.pem",
+                issue=server_names(resolved_host, names),
+            )
         return cls(
             store=StoreSettings(
                 data_dir=resolved_dir,
@@ -136,7 +162,7 @@ class Settings:
                 required=required or not is_loopback(resolved_host),
                 key_file=resolved_dir / "token.key",
             ),
-            tls=TlsSettings(cert, key) if cert is not None and key is not None else None,
+            tls=tls,
             api=ApiSettings(
                 host=resolved_host,
                 port=api_port or int(environ.get("MESHPLANE_API_PORT") or DEFAULT_API_PORT),
