@@ -120,3 +120,19 @@ def weight_steps(count: int) -> list[tuple[int, int]]:
     changes only the consumers' route configuration, not their clusters)."""
     cycle = [(90, 10), (70, 30), (50, 50), (30, 70), (10, 90), (30, 70), (50, 50), (70, 30)]
     return [cycle[i % len(cycle)] for i in range(count)]
+
+
+def weights_mesh(mesh: str, clients: int) -> Specs:
+    """The convergence benchmark's mesh as specs (see the module docstring)."""
+    service = f"color.{mesh}"
+    specs: Specs = {ResourceKey(Kind.MESH, mesh, mesh): {}}
+    for i, color in enumerate(("blue", "green")):
+        specs[ResourceKey(Kind.VIRTUAL_NODE, mesh, color)] = provider_node(f"127.0.1.{i + 2}")
+    specs[ResourceKey(Kind.VIRTUAL_ROUTER, mesh, "color")] = {
+        "listeners": [http_listener(COLOR_PORT)]
+    }
+    specs[ResourceKey(Kind.ROUTE, mesh, "split", "color")] = weights_route(90, 10)
+    specs[ResourceKey(Kind.VIRTUAL_SERVICE, mesh, service)] = service_by_router("color")
+    for i in range(clients):
+        specs[ResourceKey(Kind.VIRTUAL_NODE, mesh, f"c{i}")] = consumer_node([service])
+    return specs

@@ -33,7 +33,8 @@ from collections.abc import Callable
 from typing import Any
 
 from bench import machine
-from bench.meshes import record, records, service_mesh, weighted_route
+from bench.meshes import record, records, service_mesh, weighted_route, weights_mesh
+from meshplane.control import wrap_resources
 from meshplane.model import Kind, ResourceKey
 from meshplane.translate import MeshView, ProxyOptions, ProxyTarget, translate_proxy
 from meshplane.xds import Snapshot
@@ -73,10 +74,17 @@ def run_size(nodes: int, repeat: int, passes: int, profile: bool) -> list[tuple[
         f"{len(resources.clusters)} clusters, {len(resources.listeners)} listeners, "
         f"{len(resources.routes)} route configs"
     )
-    warm = timed(lambda: translate_proxy(view, one, options), repeat)
+
+    def warm_once() -> None:
+        view.memo.clear()  # parses kept, nothing shared: as after a change to its backends
+        translate_proxy(view, one, options)
+
+    warm = timed(warm_once, repeat)
+    shared = timed(lambda: translate_proxy(view, one, options), repeat)
     snap = timed(lambda: Snapshot(resources.all()), repeat)
     rows.append((f"one proxy, cold view ({counts})", cold, f"{cold / build:.3f}"))
     rows.append(("one proxy, warm view", warm, f"{warm / build:.3f}"))
+    rows.append(("one proxy, warm view, egress half shared", shared, f"{shared / build:.3f}"))
     rows.append(("  + its Snapshot (serialize, hash, refs)", snap, f"{snap / build:.3f}"))
 
     targets = [target(i) for i in range(nodes)]
@@ -91,9 +99,10 @@ def run_size(nodes: int, repeat: int, passes: int, profile: bool) -> list[tuple[
         colds.append((time.perf_counter() - start) / nodes)
         if profiler is not None:
             profiler.enable()
+        fresh.memo.clear()  # a change makes a new view: nothing shared yet
         start = time.perf_counter()
         for t in targets:
-            Snapshot(translate_proxy(fresh, t, options).all())
+            Snapshot(wrap_resources(fresh, translate_proxy(fresh, t, options)))
         snaps.append((time.perf_counter() - start) / nodes)
         if profiler is not None:
             profiler.disable()
@@ -120,10 +129,46 @@ def run_size(nodes: int, repeat: int, passes: int, profile: bool) -> list[tuple[
     rows.append(
         ("  re-translate a proxy reading it (first)", retranslate, f"{retranslate / build:.3f}")
     )
+    rows.extend(consumers(nodes, passes))
     if profiler is not None:
         print(f"\n--- cProfile: every proxy + Snapshot, {nodes} nodes (top 25 by own time)")
         pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
     return rows
+
+
+def consumers(count: int, passes: int) -> list[tuple[str, float, str]]:
+    """The convergence benchmark's mesh (``count`` consumers of one routed service): every
+    consumer + Snapshot on a new view, as after a weight change, with the egress half shared
+    between them (what the control loop does) against translating each on its own."""
+    recs = records(weights_mesh(MESH, count))
+    targets = [ProxyTarget(MESH, Kind.VIRTUAL_NODE, f"c{i}") for i in range(count)]
+    options = ProxyOptions()
+    alone, together = [], []
+    for _ in range(passes):
+        view = MeshView.from_records(recs, MESH)
+        for t in targets:  # parse every spec once, as a long-lived view has
+            translate_proxy(view, t, options)
+        gc.collect()
+        start = time.perf_counter()
+        for t in targets:
+            view.memo.clear()
+            Snapshot(wrap_resources(view, translate_proxy(view, t, options)))
+        alone.append((time.perf_counter() - start) / count)
+        view.memo.clear()
+        start = time.perf_counter()
+        for t in targets:
+            Snapshot(wrap_resources(view, translate_proxy(view, t, options)))
+        together.append((time.perf_counter() - start) / count)
+    each, shared = statistics.median(alone), statistics.median(together)
+    return [
+        (f"{count} consumers of one service + Snapshot, each alone: per proxy", each, "1.00"),
+        (
+            "  the same, egress half shared (control loop): per proxy",
+            shared,
+            f"{shared / each:.3f}",
+        ),
+        ("  = total, shared", shared * count, ""),
+    ]
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
 """The control loop: from the store's change feed to per-proxy xDS snapshots."""
 
-from meshplane.control.loop import ControlLoop
+from meshplane.control.loop import ControlLoop, wrap_resources
 
-__all__ = ["ControlLoop"]
+__all__ = ["ControlLoop", "wrap_resources"]

@@ -26,7 +26,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from google.protobuf.message import Message
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from meshplane.control.secrets import IdentityProvider, proxy_secrets
@@ -38,6 +37,7 @@ from meshplane.translate import (
     MeshSecurity,
     MeshView,
     ProxyOptions,
+    ProxyResources,
     ProxyTarget,
     dependency_key,
     translate_proxy,
@@ -68,13 +68,21 @@ _WRAPPED = "control.resources"
 """The view memo's key for the :class:`Resource` of each shared message, by ``id``."""
 
 
-def _wrap(message: Message, shared: dict[int, Resource] | None) -> Resource:
-    if shared is None:
-        return Resource.of(message)
-    found = shared.get(id(message))
-    if found is None:
-        found = shared[id(message)] = Resource.of(message)
-    return found
+def wrap_resources(view: MeshView, resources: ProxyResources) -> tuple[Resource, ...]:
+    """The :class:`Resource` of each message of a translation on ``view``.  A message that is
+    shared with other translations on the view (``resources.shared``) is serialized once, the
+    first time, and the same Resource is handed to every snapshot that carries it."""
+    wrapped: dict[int, Resource] = view.memo.setdefault(_WRAPPED, {})
+    out = []
+    for message in resources.all():
+        if id(message) not in resources.shared:
+            out.append(Resource.of(message))
+            continue
+        found = wrapped.get(id(message))
+        if found is None:
+            found = wrapped[id(message)] = Resource.of(message)
+        out.append(found)
+    return tuple(out)
 
 
 def snapshot_key(connection: ProxyConnection) -> str:
@@ -210,13 +218,8 @@ class ControlLoop:
         security, tag_problem = self._mesh_security(entry.target.mesh)
         view = self._view(entry.target.mesh)
         resources = translate_proxy(view, entry.target, entry.options, security)
-        # messages shared with other proxies' translations of this view: serialized once
-        wrapped: dict[int, Resource] = view.memo.setdefault(_WRAPPED, {})
         try:
-            translated = tuple(
-                _wrap(message, wrapped if id(message) in resources.shared else None)
-                for message in resources.all()
-            )
+            translated = wrap_resources(view, resources)
             Snapshot(translated)
         except Exception as error:  # a translation bug must not take the loop down
             log.exception("snapshot of %s is invalid", key)
