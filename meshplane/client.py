@@ -186,6 +186,16 @@ class Client:
         )
         return result
 
+    async def revoke_proxy_tokens(self, resource: str, token_id: str | None) -> dict[str, Any]:
+        """Revoke the proxy token ``token_id`` of ``resource``, or (None) all its tokens."""
+        body: dict[str, Any] = {"resource": resource}
+        if token_id is not None:
+            body["tokenId"] = token_id
+        result: dict[str, Any] = await self._request(
+            "POST", "/meshplane/v1/proxy-tokens/revoke", json=body
+        )
+        return result
+
     async def mesh_ca(self, mesh: str, *, rotate: bool = False) -> dict[str, Any]:
         """The CA of ``mesh`` (trust bundle and roots); ``rotate`` starts a CA rotation."""
         path = f"/meshplane/v1/meshes/{quote(mesh, safe='')}/ca"

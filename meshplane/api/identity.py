@@ -5,14 +5,18 @@
   one proxy (``meshplane envoy --token``); the xDS server gives a stream presenting it the
   configuration and secrets of that resource only.  The mesh must exist; the resource need
   not yet.
+- ``POST /meshplane/v1/proxy-tokens/revoke`` ``{"resource": ..., "tokenId": ...}`` -> the
+  revocation: the one token ``tokenId`` (the id create returned), or without it every token
+  issued for the resource until now (:mod:`meshplane.identity.revocations`).  Open ADS streams
+  holding a revoked token are ended at once (``streamsClosed``); they cannot reconnect with it.
 - ``GET /meshplane/v1/meshes/{mesh}/ca``: the mesh's trust bundle (PEM) and its roots —
   public material, for clients outside the mesh that must trust its proxies.
 - ``POST /meshplane/v1/meshes/{mesh}/ca/rotate``: start a CA rotation (new root trusted at
   once, signing after the propagation delay, old root trusted for the overlap).
 
-Who may call (the caller's principal from ``meshplane.api.auth``): a proxy token needs the
-editor role on its mesh, reading a CA the viewer role, rotating it the admin role.  Mounted by
-``meshplane.api.app`` (passed in by ``meshplane.server``).
+Who may call (the caller's principal from ``meshplane.api.auth``): creating or revoking a
+proxy token needs the editor role on its mesh, reading a CA the viewer role, rotating it the
+admin role.  Mounted by ``meshplane.api.app`` (passed in by ``meshplane.server``).
 """
 
 from __future__ import annotations
@@ -31,11 +35,12 @@ from meshplane.api.appmesh import guarded, read_json_body
 from meshplane.api.auth import principal_of
 from meshplane.errors import BadRequestError, MeshplaneError, NotFoundError
 from meshplane.identity import AuthorityError, MeshIdentities, TokenKey
+from meshplane.identity.revocations import Revocations
 from meshplane.identity.spiffe import proxy_key
 from meshplane.model.kinds import Kind, ResourceKey
 from meshplane.service import inputs
 from meshplane.service.access import Role
-from meshplane.store.base import Store
+from meshplane.store.base import Store, Transaction
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +57,22 @@ class IdentityApi:
         tokens: TokenKey | None,
         identities: MeshIdentities | None,
         clock: Callable[[], float] = time.time,
+        revocations: Revocations | None = None,
+        on_revoked: Callable[[], int] | None = None,
     ) -> None:
         self.store = store
         self.tokens = tokens
         self.identities = identities
         self.clock = clock
+        self.revocations = revocations
+        self.on_revoked = on_revoked
+        """Ends the open streams whose token is now revoked; returns how many."""
 
     def routes(self) -> list[BaseRoute]:
         prefix = "/meshplane/v1"
         return [
             Route(f"{prefix}/proxy-tokens", guarded(self.create_token), methods=["POST"]),
+            Route(f"{prefix}/proxy-tokens/revoke", guarded(self.revoke_tokens), methods=["POST"]),
             Route(f"{prefix}/meshes/{{mesh}}/ca", guarded(self.describe_ca), methods=["GET"]),
             Route(
                 f"{prefix}/meshes/{{mesh}}/ca/rotate",
@@ -95,7 +106,21 @@ class IdentityApi:
         self._check(
             request, subject.split("/")[1], Role.EDITOR, f"create a proxy token for {subject}"
         )
-        token, claims = self.tokens.issue(subject, int(self.clock()), ttl)
+        issued = int(self.clock())
+        cutoff = self.revocations.cutoff(subject) if self.revocations is not None else None
+        if cutoff is not None and issued <= cutoff:
+            issued = cutoff + 1  # revoked "until now" must not catch a token made just after
+        token, claims = self.tokens.issue(subject, issued, ttl)
+        principal = principal_of(request).id
+        await run_in_threadpool(
+            self.store.transact,
+            lambda tx: tx.audit(
+                principal,
+                "CreateProxyToken",
+                mesh=subject.split("/")[1],
+                resource=f"{subject}/proxy-token/{claims.token_id}",
+            ),
+        )
         log.info(
             "proxy token %s issued for %s until %s",
             claims.token_id,
@@ -108,6 +133,52 @@ class IdentityApi:
             "tokenId": claims.token_id,
             "expiresAt": _iso(claims.expires_at),
         }
+
+    async def revoke_tokens(self, request: Request) -> dict[str, Any]:
+        body = await read_json_body(request)
+        unknown = sorted(set(body) - {"resource", "tokenId"})
+        if unknown:
+            raise BadRequestError(f"{unknown[0]}: unknown member (expected resource, tokenId)")
+        resource = body.get("resource")
+        if not isinstance(resource, str):
+            raise BadRequestError("resource: is required, mesh/<mesh>/virtualNode/<name>")
+        try:
+            subject = proxy_key(resource)
+        except ValueError as error:
+            raise BadRequestError(f"resource: {error}") from None
+        token_id = body.get("tokenId")
+        if token_id is not None and (
+            not isinstance(token_id, str)
+            or not 1 <= len(token_id) <= 64
+            or not all(c in "0123456789abcdef" for c in token_id)
+        ):
+            raise BadRequestError("tokenId: must be the hex token id that create returned")
+        if self.revocations is None:
+            raise MeshplaneError("this server issues no proxy tokens")
+        what = f"token {token_id} of {subject}" if token_id else f"every token of {subject}"
+        self._check(request, subject.split("/")[1], Role.EDITOR, f"revoke proxy {what}")
+        now = int(self.clock())
+        revocations = self.revocations
+        principal = principal_of(request).id
+        target = f"{subject}/proxy-token/{token_id}" if token_id else f"{subject}/proxy-tokens"
+
+        def work(tx: Transaction) -> None:  # audited only if the revocation is written
+            tx.audit(principal, "RevokeProxyToken", mesh=subject.split("/")[1], resource=target)
+            if token_id:
+                revocations.revoke_token(token_id, now)
+            else:
+                revocations.revoke_subject(subject, now)
+
+        await run_in_threadpool(self.store.transact, work)
+        closed = self.on_revoked() if self.on_revoked is not None else 0
+        log.warning("revoked proxy %s; %d open stream(s) ended", what, closed)
+        answer: dict[str, Any] = {"resource": subject, "revokedAt": _iso(now)}
+        if token_id:
+            answer["tokenId"] = token_id
+        else:
+            answer["issuedUntil"] = _iso(now)
+        answer["streamsClosed"] = closed
+        return answer
 
     async def describe_ca(self, request: Request) -> dict[str, Any]:
         mesh = inputs.resource_name(request.path_params["mesh"], "mesh")

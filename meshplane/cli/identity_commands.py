@@ -1,5 +1,5 @@
-"""``meshplane proxy-token create`` and ``meshplane ca show|rotate``: proxy credentials and the
-mesh certificate authorities, through the API (``meshplane.api.identity``).
+"""``meshplane proxy-token create|revoke`` and ``meshplane ca show|rotate``: proxy credentials
+and the mesh certificate authorities, through the API (``meshplane.api.identity``).
 """
 
 from __future__ import annotations
@@ -53,9 +53,53 @@ def create(ctx: click.Context, resource: str, ttl: str, fmt: str) -> None:
     result = run_client(ctx, lambda c: c.create_proxy_token(resource, seconds))
     if fmt == "token":
         output.out.print(result["token"], highlight=False, soft_wrap=True)
-        output.err.print(f"proxy token for {result['resource']}, expires {result['expiresAt']}")
+        output.err.print(
+            f"proxy token {result['tokenId']} for {result['resource']},"
+            f" expires {result['expiresAt']}",
+            highlight=False,
+        )
         return
     output.dump(result, fmt)
+
+
+@proxy_token.command("revoke")
+@click.option(
+    "--resource",
+    required=True,
+    metavar="ID",
+    help="mesh/<mesh>/virtualNode/<name>, mesh/<mesh>/virtualGateway/<name> or the ARN.",
+)
+@click.option(
+    "--token-id",
+    metavar="ID",
+    help="Revoke only this token (the tokenId that create printed with -o json); without it, "
+    "every token issued for the resource until now.",
+)
+@output_option("table", "json", "yaml")
+@click.pass_context
+def revoke(ctx: click.Context, resource: str, token_id: str | None, fmt: str) -> None:
+    """Revoke proxy tokens (needs the editor role on the mesh).
+
+    A revoked token is refused from then on, and the proxies streaming with it are
+    disconnected at once; a proxy holding another, valid token reconnects.
+
+    \b
+    Examples:
+      meshplane proxy-token revoke --resource mesh/demo/virtualNode/blue
+      meshplane proxy-token revoke --resource mesh/demo/virtualNode/blue --token-id 3f9c2a1b0d4e5f67
+    """
+    result = run_client(ctx, lambda c: c.revoke_proxy_tokens(resource, token_id))
+    if fmt != "table":
+        output.dump(result, fmt)
+        return
+    what = f"proxy token {token_id}" if token_id else "every proxy token"
+    output.out.print(
+        f"revoked {what} of {result['resource']}"
+        + ("" if token_id else f" issued until {result['issuedUntil']}")
+        + f"; {result['streamsClosed']} open stream(s) closed",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @click.group("ca")

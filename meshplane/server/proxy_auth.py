@@ -10,7 +10,9 @@ and counted (``meshplane_proxy_auth_refused_total``).
 
 When authentication is not required (the server binds loopback only and was not started with
 ``--require-proxy-auth``), a stream without a token is let in; a stream *with* a token is
-still checked, so a wrong or foreign token is always refused.
+still checked, so a wrong or foreign token is always refused.  A revoked token
+(:mod:`meshplane.identity.revocations`) is refused too; :meth:`ProxyAuthorizer.revoked` tells
+the server which open streams to end after a revocation.
 
 Built by :mod:`meshplane.server.run`.
 """
@@ -24,7 +26,8 @@ from typing import NoReturn
 
 from prometheus_client import CollectorRegistry, Counter
 
-from meshplane.identity import InvalidTokenError, TokenKey
+from meshplane.identity import InvalidTokenError, TokenClaims, TokenKey
+from meshplane.identity.revocations import Revocations
 from meshplane.identity.spiffe import proxy_key
 from meshplane.xds import ProxyIdentity
 from meshplane.xds.producer import Metadata
@@ -54,8 +57,10 @@ class ProxyAuthorizer:
         required: bool,
         registry: CollectorRegistry | None = None,
         clock: Callable[[], float] = time.time,
+        revocations: Revocations | None = None,
     ) -> None:
         self.key = key
+        self.revocations = revocations
         self.required = required
         self.clock = clock
         self._refused = Counter(
@@ -67,13 +72,14 @@ class ProxyAuthorizer:
 
     def __call__(
         self, identity: ProxyIdentity, metadata: Metadata, peer_certificate: bytes | None
-    ) -> None:
+    ) -> TokenClaims | None:
+        """The claims of the stream's token (its credential), or None when it sent none."""
         del peer_certificate
         token = bearer_token(metadata)
         if token is None:
             if self.required:
                 self._refuse(identity, "missing", "no proxy token (authorization: Bearer ...)")
-            return
+            return None
         try:
             claims = self.key.verify(token, int(self.clock()))
         except InvalidTokenError as error:
@@ -88,6 +94,18 @@ class ProxyAuthorizer:
                 "other_identity",
                 f"the proxy token (id {claims.token_id}) is for {subject}",
             )
+        revoked = self.revocations.why(claims) if self.revocations is not None else None
+        if revoked is not None:
+            self._refuse(identity, "revoked", revoked)
+        return claims
+
+    def revoked(self, identity: ProxyIdentity, credential: object) -> str | None:
+        """Why an open stream's credential is now revoked (None: it is not, or it has none);
+        for :meth:`meshplane.xds.XdsServer.close_streams`."""
+        del identity
+        if self.revocations is None or not isinstance(credential, TokenClaims):
+            return None
+        return self.revocations.why(credential)
 
     def _refuse(self, identity: ProxyIdentity, reason: str, message: str) -> NoReturn:
         self._refused.labels(reason).inc()

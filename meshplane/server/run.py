@@ -31,6 +31,8 @@ from meshplane.api.identity import IdentityApi
 from meshplane.control import ControlLoop
 from meshplane.errors import MeshplaneError
 from meshplane.identity import MeshIdentities, TokenKey
+from meshplane.identity.revocations import FILE as REVOCATIONS_FILE
+from meshplane.identity.revocations import Revocations
 from meshplane.identity.server_tls import ensure_server_certificate
 from meshplane.identity.tokens import KEY_FILE as PROXY_TOKEN_KEY_FILE
 from meshplane.server.keys import token_key
@@ -115,8 +117,12 @@ class Application:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.identities = MeshIdentities(data_dir / "ca", settings.identity)
         self.proxy_tokens = TokenKey.load_or_create(data_dir / PROXY_TOKEN_KEY_FILE)
+        self.revocations = Revocations(data_dir / REVOCATIONS_FILE)
         self.authorizer = ProxyAuthorizer(
-            self.proxy_tokens, required=settings.xds.require_proxy_auth, registry=self.registry
+            self.proxy_tokens,
+            required=settings.xds.require_proxy_auth,
+            registry=self.registry,
+            revocations=self.revocations,
         )
         self.cache = SnapshotCache()
         self.control = ControlLoop(
@@ -139,7 +145,11 @@ class Application:
             proxies=self.proxy_status,
             lifespan=self._lifespan,
             extra_routes=IdentityApi(
-                self.store, tokens=self.proxy_tokens, identities=self.identities
+                self.store,
+                tokens=self.proxy_tokens,
+                identities=self.identities,
+                revocations=self.revocations,
+                on_revoked=lambda: self.xds.close_streams(self.authorizer.revoked),
             ).routes(),
             tokens=self.tokens,
             require_auth=settings.auth is not None and settings.auth.required,

@@ -62,6 +62,8 @@ class SnapshotKeyer(Protocol):
 
 Metadata = Sequence[tuple[str, str | bytes]]
 
-Authorizer = Callable[[ProxyIdentity, Metadata, bytes | None], Awaitable[None] | None]
+Authorizer = Callable[[ProxyIdentity, Metadata, bytes | None], Awaitable[object] | object]
 """``authorize(identity, invocation metadata, peer certificate PEM or None)``: return (or
-await) None to allow; raise :class:`PermissionError` to refuse with ``PERMISSION_DENIED``."""
+await) to allow — what it returns is the stream's *credential* (None when it had none), which
+:meth:`~meshplane.xds.XdsServer.close_streams` can later judge; raise :class:`PermissionError`
+to refuse with ``PERMISSION_DENIED``."""

@@ -27,6 +27,7 @@ import itertools
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -36,7 +37,7 @@ from prometheus_client import CollectorRegistry
 from meshplane.xds import delta, sotw
 from meshplane.xds._proto import json_format
 from meshplane.xds.cache import SnapshotCache
-from meshplane.xds.identity import InvalidNodeIdError, parse_node_id
+from meshplane.xds.identity import InvalidNodeIdError, ProxyIdentity, parse_node_id
 from meshplane.xds.metrics import XdsMetrics
 from meshplane.xds.producer import (
     Authorizer,
@@ -51,6 +52,13 @@ log = logging.getLogger(__name__)
 
 _EOF = object()
 _WAKE = object()
+
+
+@dataclass(frozen=True, slots=True)
+class _Close:
+    """Queued to end a stream with ``PERMISSION_DENIED`` (its credential was revoked)."""
+
+    reason: str
 
 
 class XdsServer:
@@ -76,6 +84,8 @@ class XdsServer:
         self.credentials = credentials
         self._server: grpc.aio.Server | None = None
         self._streams: dict[int, Stream] = {}
+        self._open_streams: dict[int, tuple[ProxyIdentity, object, asyncio.Queue[object]]] = {}
+        """stream id -> (identity, credential from the authorizer, its request queue)"""
         self._ids = itertools.count(1)
         # nonces differ between server instances, so a reconnecting client's are never current
         self._nonce_prefix = secrets.token_hex(3) + "-"
@@ -110,6 +120,19 @@ class XdsServer:
         if server is not None:
             await server.stop(grace)
 
+    def close_streams(self, revoked: Callable[[ProxyIdentity, object], str | None]) -> int:
+        """End every open stream for which ``revoked(identity, credential)`` gives a reason,
+        with ``PERMISSION_DENIED`` and that reason; return how many.  The proxy reconnects and
+        is authorized again (so one holding another, valid credential gets back in).  Call it
+        on the server's event loop."""
+        closed = 0
+        for identity, credential, queue in list(self._open_streams.values()):
+            reason = revoked(identity, credential)
+            if reason is not None:
+                queue.put_nowait(_Close(reason))
+                closed += 1
+        return closed
+
     def proxies(self) -> list[ProxyStatus]:
         """One status record per open stream, oldest first."""
         return [stream.status() for _, stream in sorted(self._streams.items())]
@@ -133,7 +156,8 @@ class XdsServer:
             first = await queue.get()
             if first is _EOF:
                 return
-            stream, connection = await self._open(kind, first, context)
+            stream, connection, credential = await self._open(kind, first, context)
+            self._open_streams[stream.stream_id] = (connection.identity, credential, queue)
 
             def wake() -> None:
                 loop.call_soon_threadsafe(queue.put_nowait, _WAKE)
@@ -151,6 +175,9 @@ class XdsServer:
                 for item in items:
                     if item is _EOF:
                         return
+                    if isinstance(item, _Close):
+                        log.warning("closed the ADS stream of %s: %s", stream.identity, item.reason)
+                        await context.abort(grpc.StatusCode.PERMISSION_DENIED, item.reason)
                     if item is not _WAKE:
                         handle(stream, item, snapshot)
                 for _, response in stream.outgoing(snapshot, build):
@@ -167,6 +194,8 @@ class XdsServer:
             reader.cancel()
             if unwatch is not None:
                 unwatch()
+            if stream is not None:
+                self._open_streams.pop(stream.stream_id, None)
             if stream is not None and self._streams.pop(stream.stream_id, None) is not None:
                 self.metrics.connected.dec()
             if connection is not None:
@@ -183,7 +212,7 @@ class XdsServer:
 
     async def _open(
         self, kind: str, first: Any, context: grpc.aio.ServicerContext
-    ) -> tuple[Stream, ProxyConnection]:
+    ) -> tuple[Stream, ProxyConnection, object]:
         node = first.node
         if not node.id:
             await context.abort(
@@ -193,12 +222,13 @@ class XdsServer:
             identity = parse_node_id(node.id)
         except InvalidNodeIdError as error:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, error.message)
+        credential: object = None
         if self.authorize is not None:
             try:
                 metadata = context.invocation_metadata() or ()
-                result = self.authorize(identity, metadata, _peer_cert(context))
-                if inspect.isawaitable(result):
-                    await result
+                credential = self.authorize(identity, metadata, _peer_cert(context))
+                if inspect.isawaitable(credential):
+                    credential = await credential
             except PermissionError as error:
                 await context.abort(
                     grpc.StatusCode.PERMISSION_DENIED,
@@ -226,7 +256,7 @@ class XdsServer:
             metadata=json_format.MessageToDict(node.metadata),
             user_agent=f"{node.user_agent_name}/{node.user_agent_build_version.version}",
         )
-        return stream, connection
+        return stream, connection, credential
 
     async def _notify(self, method: str, connection: ProxyConnection) -> None:
         if self.producer is None:

@@ -211,6 +211,19 @@ class AdsClient:
             return
         raise AssertionError(f"unexpected response: {response}")
 
+    @property
+    def ended(self) -> bool:
+        """The server ended the stream (or it failed)."""
+        return self._reader.done()
+
+    async def end_code(self, timeout: float = 10.0) -> grpc.StatusCode:
+        """Wait for the server to end the stream; its status code."""
+        try:
+            await asyncio.wait_for(asyncio.shield(self._reader), timeout)
+        except grpc.aio.AioRpcError as error:
+            return error.code()
+        return grpc.StatusCode.OK
+
     async def close(self) -> None:
         self.call.cancel()
         self._reader.cancel()

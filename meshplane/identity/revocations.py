@@ -1,0 +1,108 @@
+"""Revoked proxy tokens: one token by its id, or every token issued for a proxy until a moment.
+
+Proxy tokens are stateless (:mod:`meshplane.identity.tokens`), so revoking one is remembering
+it until it cannot be valid any more.  :class:`Revocations` keeps two lists in
+``<data dir>/proxy-token-revocations.json`` (mode 0600, rewritten atomically on every change):
+
+- token ids (``jti``) — ``meshplane proxy-token revoke --token-id``;
+- per proxy (``mesh/<mesh>/virtualNode/<name>``), a cut-off: every token for it issued at or
+  before that second is revoked — ``meshplane proxy-token revoke --resource`` (a leaked token
+  whose id nobody noted, or a decommissioned workload).
+
+An entry is dropped once every token it can match has expired anyway (a token lives at most
+:data:`~meshplane.identity.tokens.MAX_TTL_SECONDS`).  Thread-safe; the xDS authorizer asks
+:meth:`Revocations.why` for every new stream, the API records revocations.
+
+Used by :mod:`meshplane.server.proxy_auth` and :mod:`meshplane.api.identity`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+from meshplane.errors import MeshplaneError
+from meshplane.identity.tokens import MAX_TTL_SECONDS, TokenClaims
+
+FILE = "proxy-token-revocations.json"
+
+
+class RevocationsFileError(MeshplaneError):
+    """The revocation list cannot be read or written."""
+
+
+class Revocations:
+    """The revoked proxy tokens of one server (see the module docstring)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._tokens: dict[str, int] = {}
+        """token id -> when it was revoked (unix seconds)"""
+        self._subjects: dict[str, int] = {}
+        """proxy key -> cut-off: tokens issued at or before it are revoked"""
+        self._load()
+
+    def why(self, claims: TokenClaims) -> str | None:
+        """Why a (genuine, unexpired) token is revoked, or None if it is not."""
+        with self._lock:
+            if claims.token_id in self._tokens:
+                return f"proxy token {claims.token_id} was revoked"
+            cutoff = self._subjects.get(claims.subject)
+        if cutoff is not None and claims.issued_at <= cutoff:
+            return f"every proxy token for {claims.subject} issued until {cutoff} was revoked"
+        return None
+
+    def cutoff(self, subject: str) -> int | None:
+        """The second up to which every token for ``subject`` is revoked, if any: a token
+        issued for it now must say it was issued after that (``iat`` is in whole seconds)."""
+        with self._lock:
+            return self._subjects.get(subject)
+
+    def revoke_token(self, token_id: str, now: int) -> None:
+        """Revoke one token (its ``jti``); written before it takes effect."""
+        with self._lock:
+            self._save({**self._tokens, token_id: now}, self._subjects, now)
+
+    def revoke_subject(self, subject: str, now: int) -> None:
+        """Revoke every token for ``subject`` issued at or before ``now``."""
+        with self._lock:
+            cutoff = max(now, self._subjects.get(subject, now))
+            self._save(self._tokens, {**self._subjects, subject: cutoff}, now)
+
+    def _load(self) -> None:
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return
+        except OSError as error:
+            raise RevocationsFileError(f"{self.path}: cannot read ({error.strerror})") from None
+        try:
+            data = json.loads(text)
+            self._tokens = {str(k): int(v) for k, v in data.get("tokens", {}).items()}
+            self._subjects = {str(k): int(v) for k, v in data.get("resources", {}).items()}
+        except (ValueError, TypeError, AttributeError) as error:
+            raise RevocationsFileError(
+                f"{self.path}: not a proxy token revocation list ({error})"
+            ) from None
+
+    def _save(self, tokens: dict[str, int], subjects: dict[str, int], now: int) -> None:
+        """Write the lists, then adopt them (a failed write changes nothing)."""
+        horizon = now - MAX_TTL_SECONDS  # whatever was revoked before cannot be valid now
+        tokens = {k: v for k, v in tokens.items() if v >= horizon}
+        subjects = {k: v for k, v in subjects.items() if v >= horizon}
+        body = json.dumps({"tokens": tokens, "resources": subjects}, indent=1, sort_keys=True)
+        temporary = self.path.with_name(f".{self.path.name}.tmp")
+        try:
+            temporary.unlink(missing_ok=True)
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(body + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, self.path)
+        except OSError as error:
+            raise RevocationsFileError(f"{self.path}: cannot write ({error.strerror})") from None
+        self._tokens, self._subjects = tokens, subjects
