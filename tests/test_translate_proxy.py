@@ -213,3 +213,22 @@ def test_the_next_view_translates_again() -> None:
 
     assert weights(old) == [60, 40]
     assert weights(new) == [10, 90]
+
+
+def test_a_provider_cluster_is_shared_by_consumers_with_other_backends() -> None:
+    mesh = MeshBuilder("share")
+    for name in ("p1", "p2"):
+        mesh.node(name, provider_node(f"{name}.local", listener(8080)))
+        mesh.service(f"{name}.svc", node=name)
+    mesh.node("x", client_node("p1.svc", "p2.svc"))
+    mesh.node("y", client_node("p1.svc"))
+    view = mesh.view()
+    x, y = (translate_proxy(view, ProxyTarget("share", Kind.VIRTUAL_NODE, n)) for n in "xy")
+    (p1_in_x,) = [c for c in x.clusters if c.name == "cds_egress_share_p1_http_8080"]
+    (p1_in_y,) = [c for c in y.clusters if c.name == "cds_egress_share_p1_http_8080"]
+    assert p1_in_x is p1_in_y and id(p1_in_x) in x.shared and id(p1_in_y) in y.shared
+    assert x.routes[-1] is not y.routes[-1]  # their route tables differ
+    cold = mesh.translate("y")
+    assert [m.SerializeToString(deterministic=True) for m in y.all()] == [
+        m.SerializeToString(deterministic=True) for m in cold.all()
+    ]

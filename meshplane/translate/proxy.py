@@ -36,7 +36,7 @@ from meshplane.translate.access_logs import access_logs
 from meshplane.translate.context import Context
 from meshplane.translate.gateway import translate_gateway
 from meshplane.translate.options import MeshSecurity, ProxyOptions, ProxyTarget
-from meshplane.translate.plan import EgressPlan, plan_services
+from meshplane.translate.plan import EgressPlan, Provider, plan_services
 from meshplane.translate.resources import ProxyResources
 from meshplane.translate.view import MeshView
 
@@ -140,7 +140,7 @@ def _shared_egress(ctx: Context, node: VirtualNodeSpec) -> _Egress:
         own = Context(ctx.view, ctx.target, ctx.options, ctx.mesh_spec, ctx.security)
         plan = plan_services(own, services)
         route_config = routes.egress_route_config(own, plan)
-        out = [c for c in map(partial(clusters.egress_cluster, own), plan.providers) if c]
+        out = [c for c in map(partial(_shared_cluster, own), plan.providers) if c]
         if own.mesh_spec.egressFilter.type == "ALLOW_ALL":
             out.append(clusters.allow_all_cluster(own))
         egress = _Egress(
@@ -156,6 +156,20 @@ def _shared_egress(ctx: Context, node: VirtualNodeSpec) -> _Egress:
     for problem in egress.problems:
         ctx.problem(problem)
     return egress
+
+
+def _shared_cluster(ctx: Context, provider: Provider) -> cluster_pb2.Cluster | None:
+    """The egress cluster of one provider listener, built once per view for every consumer
+    that reaches it (whatever its other backends); its problems are added to ``ctx``."""
+    key = ("egress-cluster", provider.cluster)
+    found: tuple[cluster_pb2.Cluster | None, tuple[str, ...]] | None = ctx.view.memo.get(key)
+    if found is None:
+        own = Context(ctx.view, ctx.target, ctx.options, ctx.mesh_spec, ctx.security)
+        found = ctx.view.memo[key] = (clusters.egress_cluster(own, provider), tuple(own.problems))
+    cluster, problems = found
+    for problem in problems:
+        ctx.problem(problem)
+    return cluster
 
 
 def _shared_egress_listener(
