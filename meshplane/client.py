@@ -154,8 +154,12 @@ class Client:
         result = await self._request("GET", "/meshplane/v1/manifests")
         return list(result["manifests"])
 
-    async def proxies(self) -> list[dict[str, Any]]:
-        result = await self._request("GET", "/meshplane/v1/proxies")
+    async def proxies(
+        self, *, mesh: str | None = None, name: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The connected proxies (of ``mesh``, named ``name``, if given)."""
+        params = {k: v for k, v in (("mesh", mesh), ("name", name)) if v is not None}
+        result = await self._request("GET", "/meshplane/v1/proxies", params=params or None)
         return list(result["proxies"])
 
     async def health(self) -> dict[str, Any]:

@@ -208,6 +208,14 @@ def test_proxy_commands_through_the_real_cli(colors: tuple[Mesh, Sidecar]) -> No
     table = cli("proxy-status")
     assert "mesh/demo/virtualNode/client" in table
     assert "SYNCED" in table
+    assert len(json.loads(cli("proxy-status", "--mesh", "demo", "-o", "json"))) == 3
+    assert json.loads(cli("proxy-status", "--mesh", "elsewhere", "-o", "json")) == []
+    only = httpx.get(
+        f"{mesh.server.url}/meshplane/v1/proxies", params={"mesh": "demo", "name": "blue"}
+    ).json()["proxies"]
+    assert [p["nodeId"] for p in only] == ["mesh/demo/virtualNode/blue"]
+    bad = httpx.get(f"{mesh.server.url}/meshplane/v1/proxies", params={"node": "blue"})
+    assert bad.status_code == 400 and "node" in bad.text
 
     clusters = yaml.safe_load(cli("proxy-config", "client", "--type", "clusters"))
     names = {

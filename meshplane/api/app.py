@@ -28,15 +28,13 @@ from starlette.routing import BaseRoute, Route
 from meshplane.api.admin import AdminApi
 from meshplane.api.appmesh import MAX_BODY, AppMeshApi, error_response, json_response
 from meshplane.api.auth import Authentication, Authenticator
-from meshplane.api.extensions import ExtensionsApi
+from meshplane.api.extensions import ExtensionsApi, ProxyStatusSource
 from meshplane.api.openapi import openapi_document
 from meshplane.errors import NotFoundError
 from meshplane.service.resources import Caller, ResourceService
 from meshplane.service.tokens import TokenService
 
 log = logging.getLogger(__name__)
-
-ProxyStatusSource = Callable[[], list[dict[str, Any]]]
 
 
 def _any_path(path: str, endpoint: Callable[..., Any], methods: list[str]) -> Route:

@@ -4,7 +4,7 @@
   ``{"documents": [{"source": "app.yaml", "text": "..."}], "dryRun": false}``
 - ``GET /meshplane/v1/namespaces``, ``PUT /meshplane/v1/namespaces/{name}`` ``{"labels": {}}``
 - ``GET /meshplane/v1/manifests``: the applied manifests
-- ``GET /meshplane/v1/proxies``: connected proxies and their xDS state
+- ``GET /meshplane/v1/proxies[?mesh=M&name=N]``: connected proxies and their xDS state
 What a caller sees and may change follows its roles (``meshplane.service.access``): lists
 hold only what is in meshes it may view.  Used by the CLI; mounted by ``meshplane.api.app``.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -47,13 +47,21 @@ def _documents(body: dict[str, Any]) -> list[Manifest]:
     return manifests
 
 
+class ProxyStatusSource(Protocol):
+    """The status JSON of the connected proxies, of one mesh and/or one name if given."""
+
+    def __call__(
+        self, *, mesh: str | None = None, name: str | None = None
+    ) -> list[dict[str, Any]]: ...
+
+
 class ExtensionsApi:
     def __init__(
         self,
         service: ResourceService,
         caller: Caller,
         *,
-        proxies: Callable[[], list[dict[str, Any]]] | None = None,
+        proxies: ProxyStatusSource | None = None,
     ) -> None:
         self.manifests = ManifestService(service.store)
         self.store = service.store
@@ -127,5 +135,13 @@ class ExtensionsApi:
 
     async def list_proxies(self, request: Request) -> dict[str, Any]:
         principal = principal_of(request)
-        proxies = self.proxies() if self.proxies is not None else []
+        query = request.query_params
+        unknown = sorted(set(query) - {"mesh", "name"})
+        if unknown:
+            raise BadRequestError(f"{unknown[0]}: unknown query parameter (expected mesh, name)")
+        mesh = inputs.resource_name(query["mesh"], "mesh") if "mesh" in query else None
+        name = inputs.resource_name(query["name"], "name") if "name" in query else None
+        if mesh is not None:
+            principal.require(mesh, Role.VIEWER, f"read the proxies of mesh {mesh}")
+        proxies = self.proxies(mesh=mesh, name=name) if self.proxies is not None else []
         return {"proxies": [p for p in proxies if principal.can(str(p.get("mesh")), Role.VIEWER)]}

@@ -22,6 +22,7 @@ from meshplane.errors import MeshplaneError
 from meshplane.proxy import BootstrapOptions, EnvoyOptions, run_envoy
 from meshplane.proxy.bootstrap import XdsTls
 from meshplane.server.settings import DEFAULT_XDS_PORT
+from meshplane.xds.identity import InvalidNodeIdError, parse_node_id
 
 
 def _host_port(value: str, option: str) -> tuple[str, int]:
@@ -204,9 +205,10 @@ def _state(types: dict[str, Any], short: str) -> str:
 
 
 @click.command("proxy-status")
+@click.option("--mesh", help="Only the proxies of this mesh.")
 @output_option("table", "wide", "json", "yaml")
 @click.pass_context
-def proxy_status(ctx: click.Context, fmt: str) -> None:
+def proxy_status(ctx: click.Context, mesh: str | None, fmt: str) -> None:
     """Every proxy connected to the control plane and the state of its configuration.
 
     Per xDS type (SDS: certificates and trust bundles): SYNCED (the last push was
@@ -216,9 +218,10 @@ def proxy_status(ctx: click.Context, fmt: str) -> None:
     \b
     Examples:
       meshplane proxy-status
+      meshplane proxy-status --mesh demo -o wide
       meshplane proxy-status -o json | jq '.[] | select(.types.Listener.lastNack)'
     """
-    proxies = run_client(ctx, lambda c: c.proxies())
+    proxies = run_client(ctx, lambda c: c.proxies(mesh=mesh))
     if fmt in ("json", "yaml"):
         output.dump(proxies, fmt)
         return
@@ -245,7 +248,16 @@ def proxy_status(ctx: click.Context, fmt: str) -> None:
 
 
 async def _find(client: Client, proxy: str) -> dict[str, Any]:
-    proxies = await client.proxies()
+    if proxy.isdigit():  # a stream number
+        proxies = await client.proxies()
+    elif "/" in proxy or proxy.startswith("arn:"):
+        try:
+            identity = parse_node_id(proxy)
+        except InvalidNodeIdError as error:
+            raise MeshplaneError(f"{proxy!r}: {error.message}") from None
+        proxies = await client.proxies(mesh=identity.mesh, name=identity.name)
+    else:
+        proxies = await client.proxies(name=proxy)
     found = [p for p in proxies if proxy in (p["nodeId"], p["name"], str(p["stream"]))]
     if not found:
         raise MeshplaneError(f"no connected proxy {proxy!r} (see meshplane proxy-status)")

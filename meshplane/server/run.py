@@ -44,7 +44,7 @@ from meshplane.service.arns import Partition
 from meshplane.service.resources import Caller, ResourceService
 from meshplane.service.tokens import SecretBox, TokenService
 from meshplane.store import SqlStore, open_store
-from meshplane.xds import SnapshotCache, XdsServer
+from meshplane.xds import ProxyIdentity, SnapshotCache, XdsServer
 
 log = logging.getLogger("meshplane")
 
@@ -176,9 +176,18 @@ class Application:
     async def _stop_xds(self) -> None:
         await self.xds.stop(grace=1.0)
 
-    def proxy_status(self) -> list[dict[str, Any]]:
+    def proxy_status(
+        self, *, mesh: str | None = None, name: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Status JSON of the connected proxies (of ``mesh``, named ``name``, if given)."""
+
+        def match(identity: ProxyIdentity) -> bool:
+            return (mesh is None or identity.mesh == mesh) and (
+                name is None or identity.name == name
+            )
+
         result = []
-        for status in self.xds.proxies():
+        for status in self.xds.proxies(match if mesh is not None or name is not None else None):
             connection = self.control.connections.get(status.stream_id)
             metadata = connection.metadata.get("meshplane", {}) if connection else {}
             result.append(

@@ -133,9 +133,14 @@ class XdsServer:
                 closed += 1
         return closed
 
-    def proxies(self) -> list[ProxyStatus]:
-        """One status record per open stream, oldest first."""
-        return [stream.status() for _, stream in sorted(self._streams.items())]
+    def proxies(self, match: Callable[[ProxyIdentity], bool] | None = None) -> list[ProxyStatus]:
+        """One status record per open stream (those whose identity ``match`` accepts), oldest
+        first."""
+        return [
+            stream.status()
+            for _, stream in sorted(self._streams.items())
+            if match is None or match(stream.identity)
+        ]
 
     # -- one stream ---------------------------------------------------------------------
 
