@@ -87,17 +87,7 @@ class IdentityApi:
             raise NotFoundError(f"mesh {mesh!r} does not exist")
 
     async def create_token(self, request: Request) -> dict[str, Any]:
-        body = await read_json_body(request)
-        unknown = sorted(set(body) - {"resource", "ttlSeconds"})
-        if unknown:
-            raise BadRequestError(f"{unknown[0]}: unknown member (expected resource, ttlSeconds)")
-        resource = body.get("resource")
-        if not isinstance(resource, str):
-            raise BadRequestError("resource: is required, mesh/<mesh>/virtualNode/<name>")
-        try:
-            subject = proxy_key(resource)
-        except ValueError as error:
-            raise BadRequestError(f"resource: {error}") from None
+        body, subject = await _token_request(request, "ttlSeconds")
         ttl = body.get("ttlSeconds", DEFAULT_TTL_SECONDS)
         if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= 366 * 24 * 3600:
             raise BadRequestError("ttlSeconds: must be an integer from 1 to 31622400 (366 days)")
@@ -135,17 +125,7 @@ class IdentityApi:
         }
 
     async def revoke_tokens(self, request: Request) -> dict[str, Any]:
-        body = await read_json_body(request)
-        unknown = sorted(set(body) - {"resource", "tokenId"})
-        if unknown:
-            raise BadRequestError(f"{unknown[0]}: unknown member (expected resource, tokenId)")
-        resource = body.get("resource")
-        if not isinstance(resource, str):
-            raise BadRequestError("resource: is required, mesh/<mesh>/virtualNode/<name>")
-        try:
-            subject = proxy_key(resource)
-        except ValueError as error:
-            raise BadRequestError(f"resource: {error}") from None
+        body, subject = await _token_request(request, "tokenId")
         token_id = body.get("tokenId")
         if token_id is not None and (
             not isinstance(token_id, str)
@@ -219,6 +199,21 @@ class IdentityApi:
                 for root in authority.roots
             ],
         }
+
+
+async def _token_request(request: Request, option: str) -> tuple[dict[str, Any], str]:
+    """A proxy-token request's body (members ``resource`` and ``option``) and its proxy key."""
+    body = await read_json_body(request)
+    unknown = sorted(set(body) - {"resource", option})
+    if unknown:
+        raise BadRequestError(f"{unknown[0]}: unknown member (expected resource, {option})")
+    resource = body.get("resource")
+    if not isinstance(resource, str):
+        raise BadRequestError("resource: is required, mesh/<mesh>/virtualNode/<name>")
+    try:
+        return body, proxy_key(resource)
+    except ValueError as error:
+        raise BadRequestError(f"resource: {error}") from None
 
 
 def _iso(unix: int) -> str:

@@ -13,7 +13,8 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+
+from tests.support.net import ThreadedServer
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -73,13 +74,12 @@ class _Server(ThreadingHTTPServer):
         super().__init__(address, _Handler)
 
 
-class App:
+class App(ThreadedServer):
     """An HTTP application that says who it is."""
 
     def __init__(self, name: str, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(host, port)
         self.name = name
-        self.host = host
-        self.port = port
         self.requests = 0
         self.fail_every = 0
         self.fail_status = 503
@@ -87,39 +87,11 @@ class App:
         self.status: int | None = None
         self.healthy = True
         self._lock = threading.Lock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     def count(self) -> int:
         with self._lock:
             self.requests += 1
             return self.requests
 
-    def start(self) -> App:
-        self._server = _Server((self.host, self.port), self)
-        self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> App:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def _build(self) -> ThreadingHTTPServer:
+        return _Server((self.host, self.port), self)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
+from typing import Self
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -43,24 +44,21 @@ class _EchoHTTPServer(ThreadingHTTPServer):
         super().__init__(address, _Handler)
 
 
-class EchoServer:
-    """An HTTP server that says who it is.  Use as a context manager or call start/stop."""
+class ThreadedServer:
+    """A ``ThreadingHTTPServer`` served from its own thread: start/stop, or a context manager.
+    Subclasses say which server to build (:meth:`_build`)."""
 
-    def __init__(self, name: str, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.name = name
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.host = host
         self.port = port
-        self.requests = 0
-        self._lock = threading.Lock()
-        self._server: _EchoHTTPServer | None = None
+        self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
-    def _count(self) -> None:
-        with self._lock:
-            self.requests += 1
+    def _build(self) -> ThreadingHTTPServer:
+        raise NotImplementedError
 
-    def start(self) -> EchoServer:
-        self._server = _EchoHTTPServer((self.host, self.port), self)
+    def start(self) -> Self:
+        self._server = self._build()
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -81,7 +79,7 @@ class EchoServer:
     def address(self) -> tuple[str, int]:
         return self.host, self.port
 
-    def __enter__(self) -> EchoServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(
@@ -91,3 +89,20 @@ class EchoServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class EchoServer(ThreadedServer):
+    """An HTTP server that says who it is.  Use as a context manager or call start/stop."""
+
+    def __init__(self, name: str, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(host, port)
+        self.name = name
+        self.requests = 0
+        self._lock = threading.Lock()
+
+    def _count(self) -> None:
+        with self._lock:
+            self.requests += 1
+
+    def _build(self) -> ThreadingHTTPServer:
+        return _EchoHTTPServer((self.host, self.port), self)
