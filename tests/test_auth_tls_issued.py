@@ -209,3 +209,14 @@ def test_contradicting_tls_flags_are_refused(tmp_path: Path, args: list[str], me
     assert result.returncode == 2
     assert message in result.stderr
     assert not (tmp_path / "data" / "tls").exists()
+
+
+def test_a_server_bound_to_every_address_is_named_by_its_host_and_addresses() -> None:
+    import socket
+
+    names = server_names("0.0.0.0", ["cp.example.internal"])
+    assert names[:3] == ("localhost", "127.0.0.1", "::1")
+    assert socket.gethostname().lower() in names and "cp.example.internal" in names
+    resolved = {info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None)}
+    assert resolved <= set(names)
+    assert "10.1.2.3" in server_names("10.1.2.3") and "0.0.0.0" not in names

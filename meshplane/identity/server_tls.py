@@ -3,9 +3,9 @@
 ``meshplane serve --tls-issue`` needs no operator PKI: the server keeps a control-plane CA in
 ``<data dir>/tls`` (``ca.pem``, readable; ``ca-key.pem``, mode 0600, never served) and issues
 itself a server certificate (``server.pem``, ``server-key.pem``, mode 0600) whose SANs are
-``localhost``, ``127.0.0.1``, ``::1``, the address it binds (the host name too when it binds
-every address) and any ``--tls-name``.  Clients trust ``ca.pem``: the CLI's ``--tls-ca``, boto3's
-``verify=``, ``meshplane envoy --xds-ca``.
+``localhost``, ``127.0.0.1``, ``::1``, the address it binds (when it binds every address: the
+host name and the addresses it resolves to) and any ``--tls-name``.  Clients trust ``ca.pem``:
+the CLI's ``--tls-ca``, boto3's ``verify=``, ``meshplane envoy --xds-ca``.
 
 The CA lasts ten years.  The server certificate lasts a year and is issued again at start-up
 when fewer than 90 days are left, when it names other hosts than asked, when the CA changed, or
@@ -72,11 +72,23 @@ def server_names(host: str, extra: Iterable[str] = ()) -> tuple[str, ...]:
     """The SANs of the server certificate for a server bound to ``host``."""
     names = ["localhost", "127.0.0.1", "::1"]
     if host in _WILDCARDS:
-        names.append(socket.gethostname())
+        hostname = socket.gethostname()
+        names.append(hostname)
+        names.extend(_addresses(hostname))
     else:
         names.append(host)
     names.extend(extra)
     return tuple(dict.fromkeys(n.strip().lower() for n in names if n.strip()))
+
+
+def _addresses(hostname: str) -> list[str]:
+    """The addresses ``hostname`` resolves to here (a server bound to every address is
+    reached by them); none when it does not resolve."""
+    try:
+        found = socket.getaddrinfo(hostname, None, proto=socket.IPPROTO_TCP)
+    except OSError:
+        return []
+    return sorted({str(info[4][0]).split("%")[0] for info in found})
 
 
 def ensure_server_certificate(
