@@ -143,5 +143,16 @@ class ExtensionsApi:
         name = inputs.resource_name(query["name"], "name") if "name" in query else None
         if mesh is not None:
             principal.require(mesh, Role.VIEWER, f"read the proxies of mesh {mesh}")
-        proxies = self.proxies(mesh=mesh, name=name) if self.proxies is not None else []
-        return {"proxies": [p for p in proxies if principal.can(str(p.get("mesh")), Role.VIEWER)]}
+        proxies: list[dict[str, Any]] = []
+        if self.proxies is not None:
+            filters = {k: v for k, v in (("mesh", mesh), ("name", name)) if v is not None}
+            proxies = self.proxies(**filters)
+        return {
+            "proxies": [
+                p
+                for p in proxies
+                if principal.can(str(p.get("mesh")), Role.VIEWER)
+                and (mesh is None or p.get("mesh") == mesh)
+                and (name is None or p.get("name") == name)
+            ]
+        }
