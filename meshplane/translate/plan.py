@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from meshplane.model import ResourceKey
 from meshplane.model.common import Duration, PortProtocol
 from meshplane.model.route import GrpcRoute, HttpRoute, HttpRouteAction, RouteSpec
 from meshplane.model.virtual_node import Listener, VirtualNodeSpec
@@ -117,11 +118,43 @@ def plan_egress(ctx: Context, node: VirtualNodeSpec) -> EgressPlan:
 
 def plan_services(ctx: Context, services: Iterable[str]) -> EgressPlan:
     """Resolve the virtual services ``services`` (a node's backends, or the targets of a
-    gateway's routes), each once, in order."""
-    planner = _Planner(ctx)
+    gateway's routes), each once, in order.
+
+    A service resolves the same way for every proxy (its virtual hosts are numbered within the
+    service only), so each is resolved once per view (:func:`_service_plan`) and the plan is
+    their concatenation, the providers in first-seen order."""
+    http: list[HttpBackend] = []
+    tcp: list[TcpBackend] = []
+    providers: dict[str, Provider] = {}
     for service in dict.fromkeys(services):
+        part = _service_plan(ctx, service)
+        http.extend(part.http)
+        tcp.extend(part.tcp)
+        for provider in part.providers:
+            providers.setdefault(provider.cluster, provider)
+    return EgressPlan(tuple(http), tuple(tcp), tuple(providers.values()))
+
+
+def _service_plan(ctx: Context, service: str) -> EgressPlan:
+    """One service's plan, from the view's memo when another proxy resolved it on this view;
+    its inputs and problems are added to ``ctx`` as if it had been resolved here."""
+    key = ("service-plan", service)
+    found: tuple[EgressPlan, frozenset[ResourceKey], tuple[str, ...]] | None = ctx.view.memo.get(
+        key
+    )
+    if found is None:
+        own = Context(ctx.view, ctx.target, ctx.options, ctx.mesh_spec, ctx.security)
+        planner = _Planner(own)
         planner.add_service(service)
-    return EgressPlan(tuple(planner.http), tuple(planner.tcp), tuple(planner.providers.values()))
+        plan = EgressPlan(
+            tuple(planner.http), tuple(planner.tcp), tuple(planner.providers.values())
+        )
+        found = ctx.view.memo[key] = (plan, frozenset(own.inputs), tuple(own.problems))
+    plan, inputs, problems = found
+    ctx.inputs.update(inputs)
+    for problem in problems:
+        ctx.problem(problem)
+    return plan
 
 
 class _Planner:

@@ -34,7 +34,7 @@ from meshplane.model.virtual_node import Listener
 from meshplane.translate import names
 from meshplane.translate.context import Context
 from meshplane.translate.matches import grpc_route_match, http_route_match, match_all
-from meshplane.translate.plan import EgressPlan, HttpRule, Target
+from meshplane.translate.plan import EgressPlan, HttpBackend, HttpRule, Target
 from meshplane.translate.protos import duration, pack, seconds, u32
 
 DEFAULT_REQUEST_TIMEOUT_SECONDS = 15
@@ -89,13 +89,7 @@ def egress_route_config(ctx: Context, plan: EgressPlan) -> route_pb2.RouteConfig
             continue
         taken.update(d.lower() for d in domains)
         vhost_names.add(backend.virtual_host)
-        config.virtual_hosts.append(
-            rc.VirtualHost(
-                name=backend.virtual_host,
-                domains=domains,
-                routes=[egress_route(rule) for rule in backend.rules],
-            )
-        )
+        config.virtual_hosts.append(_egress_virtual_host(ctx, backend, domains))
     if ctx.mesh_spec.egressFilter.type == "ALLOW_ALL":
         config.virtual_hosts.append(
             rc.VirtualHost(
@@ -111,6 +105,22 @@ def egress_route_config(ctx: Context, plan: EgressPlan) -> route_pb2.RouteConfig
             )
         )
     return config
+
+
+def _egress_virtual_host(ctx: Context, backend: HttpBackend, domains: list[str]) -> rc.VirtualHost:
+    """The virtual host of one backend, built once per view for every proxy whose plan holds
+    this very backend (plans share them: :func:`~meshplane.translate.plan.plan_services`)."""
+    key = ("egress-vhost", backend.service, backend.port, backend.virtual_host, tuple(domains))
+    found: tuple[HttpBackend, rc.VirtualHost] | None = ctx.view.memo.get(key)
+    if found is not None and found[0] is backend:
+        return found[1]
+    vhost = rc.VirtualHost(
+        name=backend.virtual_host,
+        domains=domains,
+        routes=[egress_route(rule) for rule in backend.rules],
+    )
+    ctx.view.memo[key] = (backend, vhost)
+    return vhost
 
 
 def egress_route(rule: HttpRule) -> rc.Route:
