@@ -36,7 +36,7 @@ Envoys retry; the benchmark instead caps how many streams are connecting at a ti
 
     python -m bench.convergence [--envoys 100] [--clients 1000[,10000]] [--writes 10]
                                 [--large-writes 3] [--client-procs 1] [--burst 500]
-                                [--profile DIR [--py-spy PATH]]
+                                [--distinct] [--profile DIR [--py-spy PATH]]
 """
 
 from __future__ import annotations
@@ -76,10 +76,12 @@ SERVICE = f"color.{MESH}"
 # --- the mesh --------------------------------------------------------------------------
 
 
-def create_mesh(server: MeshplaneServer, consumers: int) -> float:
+def create_mesh(server: MeshplaneServer, consumers: int, distinct: bool = False) -> float:
     """The providers, router, route, service (boto3) and ``consumers`` consumer virtual nodes
     (plain keep-alive HTTP/1.1 PUTs on a few connections: a light client); seconds taken by
-    the consumers.  Setup, not measured."""
+    the consumers.  ``distinct``: each consumer ``c<i>`` also calls a service of its own,
+    ``own<i>.bench`` (provided by virtual node ``p<i>``), so no two consumers have the same
+    backends.  Setup, not measured."""
     api = server.boto3()
     api.create_mesh(meshName=MESH)
     for i, color in enumerate(("blue", "green")):
@@ -100,33 +102,54 @@ def create_mesh(server: MeshplaneServer, consumers: int) -> float:
         spec={"provider": {"virtualRouter": {"virtualRouterName": "color"}}},
     )
     started = time.monotonic()
-    asyncio.run(_create_consumers(server.api_port, consumers))
+    asyncio.run(_create_consumers(server.api_port, consumers, distinct))
     return time.monotonic() - started
 
 
-async def _create_consumers(port: int, count: int, connections: int = 8) -> None:
-    spec = consumer_node([SERVICE])
+def _consumer_requests(i: int, distinct: bool) -> list[tuple[str, dict[str, Any]]]:
+    """The (collection, body) PUTs that make consumer ``c<i>`` (and its own service)."""
+    if not distinct:
+        return [("virtualNodes", {"virtualNodeName": f"c{i}", "spec": consumer_node([SERVICE])})]
+    own = f"own{i}.{MESH}"
+    host = f"127.2.{i // 250}.{i % 250 + 2}"
+    return [
+        ("virtualNodes", {"virtualNodeName": f"p{i}", "spec": provider_node(host)}),
+        (
+            "virtualServices",
+            {
+                "virtualServiceName": own,
+                "spec": {"provider": {"virtualNode": {"virtualNodeName": f"p{i}"}}},
+            },
+        ),
+        ("virtualNodes", {"virtualNodeName": f"c{i}", "spec": consumer_node([SERVICE, own])}),
+    ]
+
+
+async def _create_consumers(port: int, count: int, distinct: bool, connections: int = 8) -> None:
     names = iter(range(count))
 
     async def worker() -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             for i in names:
-                body = json.dumps({"virtualNodeName": f"c{i}", "spec": spec}).encode()
-                writer.write(
-                    f"PUT /v20190125/meshes/{MESH}/virtualNodes HTTP/1.1\r\nHost: bench\r\n"
-                    f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-                    + body
-                )
-                head = await reader.readuntil(b"\r\n\r\n")
-                status = head.split(b" ", 2)[1]
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":")[1])
-                answer = await reader.readexactly(length)
-                if status != b"200":
-                    raise RuntimeError(f"creating c{i}: HTTP {status.decode()} {answer[:300]!r}")
+                for collection, payload in _consumer_requests(i, distinct):
+                    body = json.dumps(payload).encode()
+                    writer.write(
+                        f"PUT /v20190125/meshes/{MESH}/{collection} HTTP/1.1\r\nHost: bench\r\n"
+                        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                        + body
+                    )
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    status = head.split(b" ", 2)[1]
+                    length = 0
+                    for line in head.split(b"\r\n"):
+                        if line.lower().startswith(b"content-length:"):
+                            length = int(line.split(b":")[1])
+                    answer = await reader.readexactly(length)
+                    if status != b"200":
+                        raise RuntimeError(
+                            f"creating {collection} for c{i}: HTTP {status.decode()} {answer[:300]!r}"
+                        )
         finally:
             writer.close()
 
@@ -692,6 +715,11 @@ def main() -> None:
         help="sample the server with py-spy during the writes; raw stacks to DIR",
     )
     parser.add_argument("--py-spy", default=shutil.which("py-spy"), help="the py-spy binary")
+    parser.add_argument(
+        "--distinct",
+        action="store_true",
+        help="each consumer also calls a service of its own: no two have the same backends",
+    )
     args = parser.parse_args()
     profiler = Profiler(args.py_spy, args.profile)
     sizes = [int(s) for s in args.clients.split(",") if s.strip()]
@@ -702,10 +730,11 @@ def main() -> None:
         server.start()
         try:
             consumers = max([args.envoys, *sizes])
-            seconds = create_mesh(server, consumers)
+            seconds = create_mesh(server, consumers, args.distinct)
             print(
                 f"mesh: {consumers} consumer virtual nodes created through the API in "
                 f"{seconds:.1f} s ({consumers / seconds:.0f}/s)"
+                + (", each with a backend service of its own" if args.distinct else "")
             )
             if args.envoys:
                 server.restart()

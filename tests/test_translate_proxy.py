@@ -238,3 +238,49 @@ def test_a_provider_cluster_is_shared_by_consumers_with_other_backends() -> None
     (in_x,) = [v for v in x.routes[-1].virtual_hosts if v.name == "p1.svc"]
     (in_y,) = [v for v in y.routes[-1].virtual_hosts if v.name == "p1.svc"]
     assert in_x == in_y
+
+
+def test_memoized_pieces_pass_to_the_next_view_only_when_untouched() -> None:
+    """What was memoized on one view passes to the next unless a resource it was made from
+    changed; a translation on the next view equals one on a fresh view of the same records."""
+    mesh = sharing_mesh()
+    mesh.service("other.svc", node="blue")
+    mesh.node("lone", client_node("other.svc"))
+    names = ("c0", "c1", "lone", "odd")
+
+    def same_as_fresh(view: MeshView) -> None:
+        for name in names:
+            warm = translate_proxy(view, ProxyTarget("share", Kind.VIRTUAL_NODE, name))
+            cold = mesh.translate(name)  # a fresh view of the builder's current records
+            assert [m.SerializeToString(deterministic=True) for m in warm.all()] == [
+                m.SerializeToString(deterministic=True) for m in cold.all()
+            ], name
+            assert warm.inputs == cold.inputs, name
+            assert sorted(warm.problems) == sorted(cold.problems), name
+
+    before = mesh.view()
+    same_as_fresh(before)
+    blue = ("egress-cluster", "cds_egress_share_blue_http_8080")
+    assert blue in before.memo and ("service-plan", "color.svc") in before.memo
+
+    # a weight change touches the router: its service's plan goes, the clusters stay
+    mesh.route("color", "split", http_route("/", ("blue", 10), ("green", 90)))
+    split = ResourceKey(Kind.ROUTE, "share", "split", "color")
+    after = before.with_changes([r for r in mesh.records() if r.key == split])
+    assert ("service-plan", "color.svc") not in after.memo
+    assert ("service-plan", "other.svc") in after.memo
+    assert after.memo[blue] is before.memo[blue]
+    same_as_fresh(after)
+
+    # a change to blue itself drops its cluster and every plan that reaches it
+    mesh.node("blue", provider_node("blue.elsewhere", listener(8080)))
+    node = ResourceKey(Kind.VIRTUAL_NODE, "share", "blue")
+    later = after.with_changes([r for r in mesh.records() if r.key == node])
+    assert blue not in later.memo and ("service-plan", "other.svc") not in later.memo
+    same_as_fresh(later)
+    # and a change to the mesh drops everything
+    mesh.specs[ResourceKey(Kind.MESH, "share", "share")] = {"egressFilter": {"type": "ALLOW_ALL"}}
+    meshkey = ResourceKey(Kind.MESH, "share", "share")
+    last = later.with_changes([r for r in mesh.records() if r.key == meshkey])
+    assert not last.memo
+    same_as_fresh(last)

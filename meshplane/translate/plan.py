@@ -149,7 +149,8 @@ def _service_plan(ctx: Context, service: str) -> EgressPlan:
         plan = EgressPlan(
             tuple(planner.http), tuple(planner.tcp), tuple(planner.providers.values())
         )
-        found = ctx.view.memo[key] = (plan, frozenset(own.inputs), tuple(own.problems))
+        found = (plan, frozenset(own.inputs), tuple(own.problems))
+        ctx.view.remember(key, found, found[1])
     plan, inputs, problems = found
     ctx.inputs.update(inputs)
     for problem in problems:

@@ -151,7 +151,7 @@ def _shared_egress(ctx: Context, node: VirtualNodeSpec) -> _Egress:
             frozenset(own.inputs),
             tuple(own.problems),
         )
-        ctx.view.memo[key] = egress
+        ctx.view.remember(key, egress, egress.inputs)
     ctx.inputs.update(egress.inputs)
     for problem in egress.problems:
         ctx.problem(problem)
@@ -165,7 +165,10 @@ def _shared_cluster(ctx: Context, provider: Provider) -> cluster_pb2.Cluster | N
     found: tuple[cluster_pb2.Cluster | None, tuple[str, ...]] | None = ctx.view.memo.get(key)
     if found is None:
         own = Context(ctx.view, ctx.target, ctx.options, ctx.mesh_spec, ctx.security)
-        found = ctx.view.memo[key] = (clusters.egress_cluster(own, provider), tuple(own.problems))
+        found = (clusters.egress_cluster(own, provider), tuple(own.problems))
+        # made from the provider's spec (read when it was planned) and the mesh's
+        inputs = frozenset(own.inputs) | {ctx.view.key(Kind.VIRTUAL_NODE, provider.node)}
+        ctx.view.remember(key, found, inputs)
     cluster, problems = found
     for problem in problems:
         ctx.problem(problem)
@@ -180,7 +183,8 @@ def _shared_egress_listener(
     key = ("egress-listener", logging, ctx.options.egress_address, ctx.options.egress_port)
     listener: listener_pb2.Listener | None = ctx.view.memo.get(key)
     if listener is None:
-        listener = ctx.view.memo[key] = listeners.egress_http_listener(ctx, logs)
+        listener = listeners.egress_http_listener(ctx, logs)  # the mesh spec, the node's logging
+        ctx.view.remember(key, listener, frozenset({ctx.view.key(Kind.MESH, ctx.view.mesh)}))
     return listener
 
 

@@ -119,7 +119,11 @@ def _egress_virtual_host(ctx: Context, backend: HttpBackend, domains: list[str])
         domains=domains,
         routes=[egress_route(rule) for rule in backend.rules],
     )
-    ctx.view.memo[key] = (backend, vhost)
+    inputs = ctx.view.inputs_of(("service-plan", backend.service))
+    if inputs is None:  # a plan not from the memo: keep it for this view only
+        ctx.view.memo[key] = (backend, vhost)
+    else:  # made from what the service's plan was made from
+        ctx.view.remember(key, (backend, vhost), inputs)
     return vhost
 
 

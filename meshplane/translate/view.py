@@ -66,7 +66,7 @@ def dependency_key(key: ResourceKey) -> ResourceKey:
 class MeshView:
     """The specs of one mesh, parsed on first use.  Never changes once built."""
 
-    __slots__ = ("_children", "_errors", "_parsed", "_raw", "_sorted", "memo", "mesh")
+    __slots__ = ("_carry", "_children", "_errors", "_parsed", "_raw", "_sorted", "memo", "mesh")
 
     def __init__(
         self,
@@ -75,16 +75,21 @@ class MeshView:
         *,
         parsed: Mapping[ResourceKey, Spec | None] | None = None,
         errors: Mapping[ResourceKey, str] | None = None,
+        memo: Mapping[Hashable, Any] | None = None,
+        carry: Mapping[Hashable, frozenset[ResourceKey]] | None = None,
     ) -> None:
         self.mesh = mesh
         self._raw = dict(raw)
         self._parsed: dict[ResourceKey, Spec | None] = dict(parsed or {})
         self._errors: dict[ResourceKey, str] = dict(errors or {})
         self._sorted: dict[ResourceKey, tuple[Any, ...]] = {}
-        self.memo: dict[Hashable, Any] = {}
+        self.memo: dict[Hashable, Any] = dict(memo or {})
         """Values derived from this view alone, shared by every translation that reads it
         (the egress half of consumers with the same backends): the view never changes, so
-        they stay right for its lifetime, and the next view starts empty."""
+        they stay right for its lifetime.  Those stored with :meth:`remember` also pass to the
+        next view (:meth:`with_changes`) when none of the resources they were made from
+        changed; the others do not."""
+        self._carry: dict[Hashable, frozenset[ResourceKey]] = dict(carry or {})
         children: dict[ResourceKey, list[str]] = {}
         for key in self._raw:
             parent_kind = _CHILD_KINDS.get(key.kind)
@@ -132,7 +137,25 @@ class MeshView:
                 changed.add(record.key)
         parsed = {k: v for k, v in self._parsed.items() if k not in changed}
         errors = {k: v for k, v in self._errors.items() if k not in changed}
-        return MeshView(self.mesh, raw, parsed=parsed, errors=errors)
+        touched = {dependency_key(k) for k in changed}
+        carry = {
+            k: inputs
+            for k, inputs in self._carry.items()
+            if k in self.memo and not inputs & touched
+        }
+        memo = {k: self.memo[k] for k in carry}
+        return MeshView(self.mesh, raw, parsed=parsed, errors=errors, memo=memo, carry=carry)
+
+    def remember(self, key: Hashable, value: Any, inputs: frozenset[ResourceKey]) -> None:
+        """Memoize ``value`` (see :attr:`memo`), made from the resources ``inputs`` (as a
+        translation records them: routes as their router, the mesh included); it passes to
+        the next view while none of them changes."""
+        self.memo[key] = value
+        self._carry[key] = inputs
+
+    def inputs_of(self, key: Hashable) -> frozenset[ResourceKey] | None:
+        """The inputs a :meth:`remember` ed value was made from (None: not remembered)."""
+        return self._carry.get(key)
 
     def __len__(self) -> int:
         return len(self._raw)
