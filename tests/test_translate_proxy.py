@@ -284,3 +284,16 @@ def test_memoized_pieces_pass_to_the_next_view_only_when_untouched() -> None:
     last = later.with_changes([r for r in mesh.records() if r.key == meshkey])
     assert not last.memo
     same_as_fresh(last)
+
+
+def test_the_pieces_passed_to_the_next_view_are_bounded() -> None:
+    view = sharing_mesh().view()
+    mesh_key = ResourceKey(Kind.MESH, "share", "share")
+    for i in range(20_000):  # far more than 4 per stored resource + 10,000
+        view.remember(("junk", i), i, frozenset({ResourceKey(Kind.VIRTUAL_NODE, "share", "x")}))
+    assert not view.with_changes([], [ResourceKey(Kind.VIRTUAL_NODE, "share", "y")]).memo
+    few = sharing_mesh().view()
+    few.remember(("kept", 1), 1, frozenset({mesh_key}))
+    assert few.with_changes([], [ResourceKey(Kind.VIRTUAL_NODE, "share", "y")]).memo == {
+        ("kept", 1): 1
+    }

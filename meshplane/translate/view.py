@@ -54,6 +54,13 @@ class NamedGatewayRoute:
     spec: GatewayRouteSpec
 
 
+_CARRY_LIMIT_PER_RECORD = 4
+_CARRY_LIMIT_BASE = 10_000
+"""At most this many memoized pieces (4 per stored resource, plus 10,000) pass to the next
+view: a piece stays while its inputs do not change, so pieces made for proxies long gone
+(another egress port, other logging) would otherwise accumulate."""
+
+
 def dependency_key(key: ResourceKey) -> ResourceKey:
     """The key a translation records when it reads ``key``: a route counts as its router and a
     gateway route as its gateway (a proxy reads all routes of a router at once)."""
@@ -143,6 +150,8 @@ class MeshView:
             for k, inputs in self._carry.items()
             if k in self.memo and not inputs & touched
         }
+        if len(carry) > _CARRY_LIMIT_PER_RECORD * len(raw) + _CARRY_LIMIT_BASE:
+            carry = {}  # pieces for configurations long gone pile up: start afresh
         memo = {k: self.memo[k] for k in carry}
         return MeshView(self.mesh, raw, parsed=parsed, errors=errors, memo=memo, carry=carry)
 
