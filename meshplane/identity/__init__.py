@@ -7,7 +7,11 @@
 - :mod:`~meshplane.identity.keystore`: CA files under ``<data dir>/ca/<mesh>/`` (keys 0600).
 - :mod:`~meshplane.identity.identities`: :class:`MeshIdentities`, the CA-per-mesh service the
   control loop asks for certificates and trust bundles.
-- :mod:`~meshplane.identity.tokens`: HMAC-signed, expiring proxy tokens scoped to one proxy.
+- :mod:`~meshplane.identity.tokens`: HMAC-signed, expiring proxy tokens scoped to one proxy;
+  :mod:`~meshplane.identity.revocations`: the ones revoked before they expire.
+- :mod:`~meshplane.identity.server_tls`: the control plane's own CA and server certificate
+  (``serve --tls-issue``).
+- :mod:`~meshplane.identity.files`: atomic writes with their permissions from the start.
 
 Sits just above ``meshplane.model`` in the layers: of meshplane it imports only
 ``meshplane.errors``.

@@ -88,7 +88,6 @@ class IssuedCertificate:
 
 def new_root(mesh: str, now: datetime, lifetime: timedelta, *, trust_domain: str = "") -> Root:
     """A fresh self-signed EC P-256 root for ``mesh``, signing from ``now``."""
-    key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "meshplane"),
@@ -96,6 +95,16 @@ def new_root(mesh: str, now: datetime, lifetime: timedelta, *, trust_domain: str
             x509.NameAttribute(NameOID.COMMON_NAME, f"mesh CA {mesh}"[:64]),
         ]
     )
+    certificate, key = self_signed_ca(name, now, lifetime)
+    return Root(certificate=certificate, key=key, sign_from=now)
+
+
+def self_signed_ca(
+    name: x509.Name, now: datetime, lifetime: timedelta
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A fresh self-signed EC P-256 CA certificate named ``name`` (no intermediates below it),
+    valid from ``now`` (less the clock skew) for ``lifetime``, and its key."""
+    key = ec.generate_private_key(ec.SECP256R1())
     public = key.public_key()
     certificate = (
         x509.CertificateBuilder()
@@ -106,24 +115,35 @@ def new_root(mesh: str, now: datetime, lifetime: timedelta, *, trust_domain: str
         .not_valid_before(now - CLOCK_SKEW)
         .not_valid_after(now + lifetime)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(key_usage(cert_sign=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
         .sign(key, hashes.SHA256())
     )
-    return Root(certificate=certificate, key=key, sign_from=now)
+    return certificate, key
+
+
+def key_usage(*, cert_sign: bool = False, key_agreement: bool = False) -> x509.KeyUsage:
+    """Digital signature, plus certificate and CRL signing (a CA) or key agreement (a leaf)."""
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=key_agreement,
+        key_cert_sign=cert_sign,
+        crl_sign=cert_sign,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def private_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    """``key`` as unencrypted PKCS#8 PEM (files are protected by their mode)."""
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
 
 
 def operator_root(certificate_pem: bytes, key_pem: bytes, now: datetime) -> Root:
@@ -228,20 +248,7 @@ class MeshAuthority:
                 critical=False,
             )
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=True,
-                    key_cert_sign=False,
-                    crl_sign=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
+            .add_extension(key_usage(key_agreement=True), critical=True)
             .add_extension(
                 x509.ExtendedKeyUsage(
                     [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
@@ -263,11 +270,7 @@ class MeshAuthority:
         return IssuedCertificate(
             spiffe_id=spiffe_id,
             certificate_chain=b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain),
-            private_key=key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            ),
+            private_key=private_pem(key),
             not_before=not_before,
             not_after=not_after,
             rotate_at=max(rotate_at, now),

@@ -29,7 +29,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from meshplane.identity.authority import AuthorityError, MeshAuthority, Root
+from meshplane.identity.authority import AuthorityError, MeshAuthority, Root, private_pem
+from meshplane.identity.files import write_file
 
 _PLAIN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$")
 STATE_FILE = "roots.json"
@@ -74,18 +75,12 @@ class KeyStore:
             stem = f"root-{root.serial:x}"
             key_path = folder / f"{stem}.key"
             if not key_path.exists():
-                _write(
-                    key_path,
-                    root.key.private_bytes(
-                        serialization.Encoding.PEM,
-                        serialization.PrivateFormat.PKCS8,
-                        serialization.NoEncryption(),
-                    ),
-                    0o600,
-                )
+                write_file(key_path, private_pem(root.key), 0o600)
             cert_path = folder / f"{stem}.pem"
             if not cert_path.exists():
-                _write(cert_path, root.certificate.public_bytes(serialization.Encoding.PEM), 0o644)
+                write_file(
+                    cert_path, root.certificate.public_bytes(serialization.Encoding.PEM), 0o644
+                )
             entries.append(
                 {
                     "certificate": cert_path.name,
@@ -95,7 +90,7 @@ class KeyStore:
                 }
             )
         state = {"mesh": authority.mesh, "roots": entries}
-        _write(folder / STATE_FILE, (json.dumps(state, indent=1) + "\n").encode(), 0o644)
+        write_file(folder / STATE_FILE, (json.dumps(state, indent=1) + "\n").encode(), 0o644)
         kept = {e["certificate"] for e in entries} | {e["key"] for e in entries}
         for stale in folder.glob("root-*"):
             if stale.name not in kept:
@@ -117,20 +112,3 @@ def _load_root(folder: Path, entry: dict[str, str | None]) -> Root:
         sign_from=datetime.fromisoformat(str(entry["signFrom"])),
         trusted_until=datetime.fromisoformat(until) if until else None,
     )
-
-
-def _write(path: Path, data: bytes, mode: int) -> None:
-    """Write ``data`` to ``path`` atomically; the file has ``mode`` from its creation on."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.unlink(missing_ok=True)
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    os.chmod(temporary, mode)  # the umask may have taken bits away
-    os.replace(temporary, path)

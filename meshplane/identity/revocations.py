@@ -19,11 +19,11 @@ Used by :mod:`meshplane.server.proxy_auth` and :mod:`meshplane.api.identity`.
 from __future__ import annotations
 
 import json
-import os
 import threading
 from pathlib import Path
 
 from meshplane.errors import MeshplaneError
+from meshplane.identity.files import write_file
 from meshplane.identity.tokens import MAX_TTL_SECONDS, TokenClaims
 
 FILE = "proxy-token-revocations.json"
@@ -94,15 +94,8 @@ class Revocations:
         tokens = {k: v for k, v in tokens.items() if v >= horizon}
         subjects = {k: v for k, v in subjects.items() if v >= horizon}
         body = json.dumps({"tokens": tokens, "resources": subjects}, indent=1, sort_keys=True)
-        temporary = self.path.with_name(f".{self.path.name}.tmp")
         try:
-            temporary.unlink(missing_ok=True)
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(body + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, self.path)
+            write_file(self.path, (body + "\n").encode(), 0o600)
         except OSError as error:
             raise RevocationsFileError(f"{self.path}: cannot write ({error.strerror})") from None
         self._tokens, self._subjects = tokens, subjects

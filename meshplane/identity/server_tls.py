@@ -32,11 +32,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from meshplane.errors import MeshplaneError
+from meshplane.identity.authority import CLOCK_SKEW, key_usage, private_pem, self_signed_ca
+from meshplane.identity.files import write_file
 
 CA_LIFETIME = timedelta(days=3650)
 SERVER_LIFETIME = timedelta(days=365)
 RENEW_BEFORE = timedelta(days=90)
-_SKEW = timedelta(minutes=5)
 _CA_NAME = "meshplane control plane CA"
 _WILDCARDS = ("0.0.0.0", "::", "")
 
@@ -127,23 +128,10 @@ def _load_or_create_ca(
             raise ServerTlsError(f"{files.ca_key_file}: not an EC private key")
         if ca.not_valid_after_utc - now > RENEW_BEFORE:
             return ca, key
-    key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, _CA_NAME)])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _SKEW)
-        .not_valid_after(now + CA_LIFETIME)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_key_usage(cert_sign=True), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    _write(files.ca_key_file, _private_pem(key), 0o600)
-    _write(files.ca_file, ca.public_bytes(serialization.Encoding.PEM), 0o644)
+    ca, key = self_signed_ca(name, now, CA_LIFETIME)
+    write_file(files.ca_key_file, private_pem(key), 0o600)
+    write_file(files.ca_file, ca.public_bytes(serialization.Encoding.PEM), 0o644)
     files.cert_file.unlink(missing_ok=True)  # signed by the old CA: issue again
     return ca, key
 
@@ -188,11 +176,11 @@ def _issue(
         .issuer_name(ca.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _SKEW)
+        .not_valid_before(now - CLOCK_SKEW)
         .not_valid_after(min(now + SERVER_LIFETIME, ca.not_valid_after_utc))
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_key_usage(cert_sign=False), critical=True)
+        .add_extension(key_usage(), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
@@ -200,8 +188,8 @@ def _issue(
         )
         .sign(ca_key, hashes.SHA256())
     )
-    _write(files.key_file, _private_pem(key), 0o600)
-    _write(files.cert_file, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    write_file(files.key_file, private_pem(key), 0o600)
+    write_file(files.cert_file, cert.public_bytes(serialization.Encoding.PEM), 0o644)
 
 
 def _normal(name: str) -> str:
@@ -209,37 +197,3 @@ def _normal(name: str) -> str:
         return str(ipaddress.ip_address(name))
     except ValueError:
         return name.lower()
-
-
-def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=cert_sign,
-        crl_sign=cert_sign,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
-def _private_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-def _write(path: Path, data: bytes, mode: int) -> None:
-    """Write ``data`` to ``path`` atomically, created with ``mode`` (never wider, even briefly)."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.unlink(missing_ok=True)
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
