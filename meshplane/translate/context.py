@@ -12,6 +12,9 @@ Created by :mod:`meshplane.translate.proxy`; read by the planning and output mod
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable, Iterable
+from typing import TypeVar
+
 from meshplane.model import (
     Kind,
     MeshSpec,
@@ -23,6 +26,8 @@ from meshplane.model import (
 )
 from meshplane.translate.options import MeshSecurity, ProxyOptions, ProxyTarget
 from meshplane.translate.view import MeshView, NamedGatewayRoute, NamedRoute
+
+T = TypeVar("T")
 
 
 class Context:
@@ -55,6 +60,27 @@ class Context:
         self.mesh_spec = mesh_spec
         self.inputs: set[ResourceKey] = {view.key(Kind.MESH, view.mesh)}
         self.problems: list[str] = []
+
+    def shared(
+        self, key: Hashable, build: Callable[[Context], T], *, reads: Iterable[ResourceKey] = ()
+    ) -> T:
+        """``build``'s result for this view, made once and shared by every translation on it
+        (and on the next views, while none of its inputs changes: :meth:`MeshView.remember`).
+        ``build`` runs in a context of its own, whose reads (plus ``reads``: what it uses
+        without looking it up, such as a spec handed to it) are its inputs; those inputs and its
+        problems are added to this context, hit or miss, as if it had run here."""
+        found: tuple[T, frozenset[ResourceKey], tuple[str, ...]] | None = self.view.memo.get(key)
+        if found is None:
+            own = Context(self.view, self.target, self.options, self.mesh_spec, self.security)
+            value = build(own)
+            inputs = frozenset(own.inputs).union(reads)
+            found = (value, inputs, tuple(own.problems))
+            self.view.remember(key, found, inputs)
+        value, inputs, problems = found
+        self.inputs.update(inputs)
+        for problem in problems:
+            self.problem(problem)
+        return value
 
     def problem(self, message: str) -> None:
         if message not in self.problems:

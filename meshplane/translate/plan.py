@@ -20,7 +20,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from meshplane.model import ResourceKey
 from meshplane.model.common import Duration, PortProtocol
 from meshplane.model.route import GrpcRoute, HttpRoute, HttpRouteAction, RouteSpec
 from meshplane.model.virtual_node import Listener, VirtualNodeSpec
@@ -136,26 +135,22 @@ def plan_services(ctx: Context, services: Iterable[str]) -> EgressPlan:
 
 
 def _service_plan(ctx: Context, service: str) -> EgressPlan:
-    """One service's plan, from the view's memo when another proxy resolved it on this view;
-    its inputs and problems are added to ``ctx`` as if it had been resolved here."""
-    key = ("service-plan", service)
-    found: tuple[EgressPlan, frozenset[ResourceKey], tuple[str, ...]] | None = ctx.view.memo.get(
-        key
-    )
-    if found is None:
-        own = Context(ctx.view, ctx.target, ctx.options, ctx.mesh_spec, ctx.security)
+    """One service's plan, resolved once per view (:meth:`Context.shared`)."""
+
+    def build(own: Context) -> EgressPlan:
         planner = _Planner(own)
         planner.add_service(service)
-        plan = EgressPlan(
+        return EgressPlan(
             tuple(planner.http), tuple(planner.tcp), tuple(planner.providers.values())
         )
-        found = (plan, frozenset(own.inputs), tuple(own.problems))
-        ctx.view.remember(key, found, found[1])
-    plan, inputs, problems = found
-    ctx.inputs.update(inputs)
-    for problem in problems:
-        ctx.problem(problem)
-    return plan
+
+    return ctx.shared(service_plan_key(service), build)
+
+
+def service_plan_key(service: str) -> tuple[str, str]:
+    """The view memo's key of a service's plan (its inputs are what the service's egress
+    virtual host is made from too)."""
+    return ("service-plan", service)
 
 
 class _Planner:

@@ -121,71 +121,48 @@ class _Egress:
     clusters: tuple[cluster_pb2.Cluster, ...]
     """The provider clusters (and the allow-all cluster), before client TLS."""
     endpoints: tuple[endpoint_pb2.ClusterLoadAssignment, ...]
-    inputs: frozenset[ResourceKey]
-    problems: tuple[str, ...]
 
 
 def _shared_egress(ctx: Context, node: VirtualNodeSpec) -> _Egress:
-    """The egress plan, route table and clusters of ``node``, from the view's memo when a
-    node with the same backends was translated on this view already.  Its inputs and problems
-    are added to ``ctx`` as if it had been translated here."""
+    """The egress plan, route table and clusters of ``node``, made once per view for every
+    node with the same backends and egress port (:meth:`Context.shared`)."""
     services = tuple(
         backend.virtualService.virtualServiceName
         for backend in node.backends or ()
         if backend.virtualService is not None
     )
-    key = ("egress", services, ctx.options.egress_port)
-    egress: _Egress | None = ctx.view.memo.get(key)
-    if egress is None:
-        own = Context(ctx.view, ctx.target, ctx.options, ctx.mesh_spec, ctx.security)
+
+    def build(own: Context) -> _Egress:
         plan = plan_services(own, services)
         route_config = routes.egress_route_config(own, plan)
         out = [c for c in map(partial(_shared_cluster, own), plan.providers) if c]
         if own.mesh_spec.egressFilter.type == "ALLOW_ALL":
             out.append(clusters.allow_all_cluster(own))
-        egress = _Egress(
-            plan,
-            route_config,
-            tuple(out),
-            tuple(endpoints.cloud_map_assignments(plan.providers)),
-            frozenset(own.inputs),
-            tuple(own.problems),
-        )
-        ctx.view.remember(key, egress, egress.inputs)
-    ctx.inputs.update(egress.inputs)
-    for problem in egress.problems:
-        ctx.problem(problem)
-    return egress
+        assignments = tuple(endpoints.cloud_map_assignments(plan.providers))
+        return _Egress(plan, route_config, tuple(out), assignments)
+
+    return ctx.shared(("egress", services, ctx.options.egress_port), build)
 
 
 def _shared_cluster(ctx: Context, provider: Provider) -> cluster_pb2.Cluster | None:
-    """The egress cluster of one provider listener, built once per view for every consumer
-    that reaches it (whatever its other backends); its problems are added to ``ctx``."""
-    key = ("egress-cluster", provider.cluster)
-    found: tuple[cluster_pb2.Cluster | None, tuple[str, ...]] | None = ctx.view.memo.get(key)
-    if found is None:
-        own = Context(ctx.view, ctx.target, ctx.options, ctx.mesh_spec, ctx.security)
-        found = (clusters.egress_cluster(own, provider), tuple(own.problems))
-        # made from the provider's spec (read when it was planned) and the mesh's
-        inputs = frozenset(own.inputs) | {ctx.view.key(Kind.VIRTUAL_NODE, provider.node)}
-        ctx.view.remember(key, found, inputs)
-    cluster, problems = found
-    for problem in problems:
-        ctx.problem(problem)
-    return cluster
+    """The egress cluster of one provider listener, made once per view for every consumer
+    that reaches it, whatever their other backends; made from the provider's spec (read when
+    it was planned) and the mesh's."""
+    return ctx.shared(
+        ("egress-cluster", provider.cluster),
+        partial(clusters.egress_cluster, provider=provider),
+        reads=(ctx.view.key(Kind.VIRTUAL_NODE, provider.node),),
+    )
 
 
 def _shared_egress_listener(
     ctx: Context, node: VirtualNodeSpec, logs: list[accesslog_pb2.AccessLog]
 ) -> listener_pb2.Listener:
-    """The HTTP egress listener, shared by nodes of the view with equal logging and address."""
+    """The HTTP egress listener (made from the mesh's spec and the node's logging), shared by
+    the nodes of the view with equal logging and egress address."""
     logging = None if node.logging is None else node.logging.model_dump_json()
     key = ("egress-listener", logging, ctx.options.egress_address, ctx.options.egress_port)
-    listener: listener_pb2.Listener | None = ctx.view.memo.get(key)
-    if listener is None:
-        listener = listeners.egress_http_listener(ctx, logs)  # the mesh spec, the node's logging
-        ctx.view.remember(key, listener, frozenset({ctx.view.key(Kind.MESH, ctx.view.mesh)}))
-    return listener
+    return ctx.shared(key, partial(listeners.egress_http_listener, logs=logs))
 
 
 def _bindable(

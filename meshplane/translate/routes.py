@@ -34,7 +34,7 @@ from meshplane.model.virtual_node import Listener
 from meshplane.translate import names
 from meshplane.translate.context import Context
 from meshplane.translate.matches import grpc_route_match, http_route_match, match_all
-from meshplane.translate.plan import EgressPlan, HttpBackend, HttpRule, Target
+from meshplane.translate.plan import EgressPlan, HttpBackend, HttpRule, Target, service_plan_key
 from meshplane.translate.protos import duration, pack, seconds, u32
 
 DEFAULT_REQUEST_TIMEOUT_SECONDS = 15
@@ -119,7 +119,7 @@ def _egress_virtual_host(ctx: Context, backend: HttpBackend, domains: list[str])
         domains=domains,
         routes=[egress_route(rule) for rule in backend.rules],
     )
-    inputs = ctx.view.inputs_of(("service-plan", backend.service))
+    inputs = ctx.view.inputs_of(service_plan_key(backend.service))
     if inputs is None:  # a plan not from the memo: keep it for this view only
         ctx.view.memo[key] = (backend, vhost)
     else:  # made from what the service's plan was made from
