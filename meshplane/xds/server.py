@@ -84,8 +84,8 @@ class XdsServer:
         self.credentials = credentials
         self._server: grpc.aio.Server | None = None
         self._streams: dict[int, Stream] = {}
-        self._open_streams: dict[int, tuple[ProxyIdentity, object, asyncio.Queue[object]]] = {}
-        """stream id -> (identity, credential from the authorizer, its request queue)"""
+        self._controls: dict[int, tuple[object, asyncio.Queue[object]]] = {}
+        """stream id -> (its credential from the authorizer, its request queue)"""
         self._ids = itertools.count(1)
         # nonces differ between server instances, so a reconnecting client's are never current
         self._nonce_prefix = secrets.token_hex(3) + "-"
@@ -126,8 +126,8 @@ class XdsServer:
         is authorized again (so one holding another, valid credential gets back in).  Call it
         on the server's event loop."""
         closed = 0
-        for identity, credential, queue in list(self._open_streams.values()):
-            reason = revoked(identity, credential)
+        for stream_id, (credential, queue) in list(self._controls.items()):
+            reason = revoked(self._streams[stream_id].identity, credential)
             if reason is not None:
                 queue.put_nowait(_Close(reason))
                 closed += 1
@@ -162,7 +162,6 @@ class XdsServer:
             if first is _EOF:
                 return
             stream, connection, credential = await self._open(kind, first, context)
-            self._open_streams[stream.stream_id] = (connection.identity, credential, queue)
 
             def wake() -> None:
                 loop.call_soon_threadsafe(queue.put_nowait, _WAKE)
@@ -170,6 +169,7 @@ class XdsServer:
             key = self.snapshot_key(connection)
             unwatch = self.cache.watch(key, wake)
             self._streams[stream.stream_id] = stream
+            self._controls[stream.stream_id] = (credential, queue)
             self.metrics.connected.inc()
             await self._notify("proxy_connected", connection)
             items: list[object] = [first]
@@ -200,7 +200,7 @@ class XdsServer:
             if unwatch is not None:
                 unwatch()
             if stream is not None:
-                self._open_streams.pop(stream.stream_id, None)
+                self._controls.pop(stream.stream_id, None)
             if stream is not None and self._streams.pop(stream.stream_id, None) is not None:
                 self.metrics.connected.dec()
             if connection is not None:
