@@ -133,27 +133,37 @@ async def _create_consumers(port: int, count: int, distinct: bool, connections: 
         try:
             for i in names:
                 for collection, payload in _consumer_requests(i, distinct):
-                    body = json.dumps(payload).encode()
-                    writer.write(
-                        f"PUT /v20190125/meshes/{MESH}/{collection} HTTP/1.1\r\nHost: bench\r\n"
-                        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-                        + body
-                    )
-                    head = await reader.readuntil(b"\r\n\r\n")
-                    status = head.split(b" ", 2)[1]
-                    length = 0
-                    for line in head.split(b"\r\n"):
-                        if line.lower().startswith(b"content-length:"):
-                            length = int(line.split(b":")[1])
-                    answer = await reader.readexactly(length)
-                    if status != b"200":
-                        raise RuntimeError(
-                            f"creating {collection} for c{i}: HTTP {status.decode()} {answer[:300]!r}"
-                        )
+                    await _put(reader, writer, collection, payload)
         finally:
             writer.close()
 
     await asyncio.gather(*(worker() for _ in range(connections)))
+
+
+async def _put(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    collection: str,
+    payload: dict[str, Any],
+) -> None:
+    """One keep-alive HTTP/1.1 PUT that creates a resource of ``collection``; raises unless 200."""
+    body = json.dumps(payload).encode()
+    writer.write(
+        f"PUT /v20190125/meshes/{MESH}/{collection} HTTP/1.1\r\nHost: bench\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = head.split(b" ", 2)[1]
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    answer = await reader.readexactly(length)
+    if status != b"200":
+        raise RuntimeError(
+            f"creating {collection} {payload}: HTTP {status.decode()} {answer[:300]!r}"
+        )
 
 
 class Writer:
