@@ -20,6 +20,14 @@ def _seconds(value: str) -> int:
         raise click.BadParameter(str(error), param_hint="--ttl") from None
 
 
+_resource_option = click.option(
+    "--resource",
+    required=True,
+    metavar="ID",
+    help="mesh/<mesh>/virtualNode/<name>, mesh/<mesh>/virtualGateway/<name> or the ARN.",
+)
+
+
 @click.group("proxy-token")
 def proxy_token() -> None:
     """Bootstrap credentials for proxies: a token scoped to one virtual node or gateway.
@@ -31,12 +39,7 @@ def proxy_token() -> None:
 
 
 @proxy_token.command("create")
-@click.option(
-    "--resource",
-    required=True,
-    metavar="ID",
-    help="mesh/<mesh>/virtualNode/<name>, mesh/<mesh>/virtualGateway/<name> or the ARN.",
-)
+@_resource_option
 @click.option("--ttl", default="24h", show_default=True, help="Lifetime: 3600, 90m, 24h, 30d.")
 @output_option("token", "json", "yaml")
 @click.pass_context
@@ -63,12 +66,7 @@ def create(ctx: click.Context, resource: str, ttl: str, fmt: str) -> None:
 
 
 @proxy_token.command("revoke")
-@click.option(
-    "--resource",
-    required=True,
-    metavar="ID",
-    help="mesh/<mesh>/virtualNode/<name>, mesh/<mesh>/virtualGateway/<name> or the ARN.",
-)
+@_resource_option
 @click.option(
     "--token-id",
     metavar="ID",
