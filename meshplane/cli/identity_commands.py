@@ -12,7 +12,7 @@ from meshplane.errors import MeshplaneError
 
 
 def _seconds(value: str) -> int:
-    from meshplane.server.settings import parse_duration
+    from meshplane.server.setting import parse_duration
 
     try:
         return int(parse_duration(value).total_seconds())

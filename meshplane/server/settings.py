@@ -1,7 +1,20 @@
-"""Settings of ``meshplane serve``: one typed tree, each section owned by one component.
+"""Settings of ``meshplane serve``: each declared once, built into one typed tree.
 
-Built once at start-up from command-line flags and ``MESHPLANE_*`` environment variables
-(flags win); nothing reads the environment anywhere else.  Used by ``meshplane.server.run``.
+:data:`SETTINGS` declares every setting once (:class:`~meshplane.server.setting.Setting`:
+name, flag, environment variable, kind, default, help, section).  From it follow the click
+options of ``meshplane serve`` (``meshplane.cli.settings_options``), the ``MESHPLANE_*``
+environment lookup (:meth:`Settings.load`; flags win; nothing reads the environment anywhere
+else) and the README's configuration table (``tests/test_settings.py`` checks it).
+:meth:`Settings.load` then builds the typed tree, one section a component.
+
+Adding a setting is a one-place change: append a ``Setting(...)`` to :data:`SETTINGS` (its
+``name`` is the ``Settings.load`` keyword and the click parameter, ``flag`` ``--like-this``,
+``env`` ``MESHPLANE_LIKE_THIS``, ``section`` the README group) and read ``values["name"]``
+where :meth:`Settings.load` builds its section (add the field to that section's dataclass).
+``meshplane serve --help`` shows it and the environment sets it from then on; regenerate the
+README table with ``python -m meshplane.server.settings``.
+
+Used by ``meshplane.server.run`` and the CLI.
 """
 
 from __future__ import annotations
@@ -10,17 +23,232 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from meshplane.identity import IdentitySettings
 from meshplane.identity.server_tls import server_names
+from meshplane.server.setting import Kind, Setting, markdown_table, parse_duration, resolve
 
 DEFAULT_API_PORT = 8765
 DEFAULT_XDS_PORT = 18000
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_REGION = "us-east-1"
 DEFAULT_ACCOUNT_ID = "000000000000"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+__all__ = ["SETTINGS", "Settings", "is_loopback", "parse_duration"]
+
+
+def _account_id(value: str) -> str | None:
+    if len(value) != 12 or not value.isdigit():
+        return f"{value!r} is not a 12-digit account ID"
+    return None
+
+
+_IDENTITY = IdentitySettings()
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "data_dir",
+        "--data-dir",
+        "MESHPLANE_DATA_DIR",
+        Kind.PATH,
+        "Where the embedded SQLite database, the CAs and the keys live "
+        "(`scripts/run`: `.meshplane/data`).",
+        "store",
+        default_text="`~/.local/share/meshplane`",
+    ),
+    Setting(
+        "database_url",
+        "--database-url",
+        "MESHPLANE_DATABASE_URL",
+        Kind.TEXT,
+        "A SQLAlchemy database URL instead of the embedded SQLite store.",
+        "store",
+        metavar="URL",
+    ),
+    Setting(
+        "host",
+        "--host",
+        "MESHPLANE_HOST",
+        Kind.TEXT,
+        "Address the API and xDS ports bind.",
+        "server",
+        default=DEFAULT_HOST,
+    ),
+    Setting(
+        "api_port",
+        "--api-port",
+        "MESHPLANE_API_PORT",
+        Kind.PORT,
+        "REST API port.",
+        "server",
+        default=DEFAULT_API_PORT,
+    ),
+    Setting(
+        "xds_port",
+        "--xds-port",
+        "MESHPLANE_XDS_PORT",
+        Kind.PORT,
+        "xDS (gRPC ADS) port.",
+        "server",
+        default=DEFAULT_XDS_PORT,
+    ),
+    Setting(
+        "region",
+        "--region",
+        "MESHPLANE_REGION",
+        Kind.TEXT,
+        "Region in ARNs.",
+        "server",
+        default=DEFAULT_REGION,
+    ),
+    Setting(
+        "account_id",
+        "--account-id",
+        "MESHPLANE_ACCOUNT_ID",
+        Kind.TEXT,
+        "Account ID in ARNs, `meshOwner` and `resourceOwner`.",
+        "server",
+        default=DEFAULT_ACCOUNT_ID,
+        check=_account_id,
+    ),
+    Setting(
+        "log_level",
+        "--log-level",
+        "MESHPLANE_LOG_LEVEL",
+        Kind.CHOICE,
+        "Log level.",
+        "server",
+        default="info",
+        choices=LOG_LEVELS,
+    ),
+    Setting(
+        "require_auth",
+        "--require-auth",
+        "MESHPLANE_REQUIRE_AUTH",
+        Kind.BOOL,
+        "Require API credentials even on loopback (always required when --host is not a "
+        "loopback address).",
+        "auth",
+        default=False,
+        default_text="off on loopback, always on otherwise",
+    ),
+    Setting(
+        "require_proxy_auth",
+        "--require-proxy-auth",
+        "MESHPLANE_REQUIRE_PROXY_AUTH",
+        Kind.BOOL,
+        "Proxies must present a proxy token ('meshplane proxy-token create') even on "
+        "loopback (always required when --host is not a loopback address).",
+        "auth",
+        default=False,
+        default_text="off on loopback, always on otherwise",
+    ),
+    Setting(
+        "tls_cert",
+        "--tls-cert",
+        "MESHPLANE_TLS_CERT",
+        Kind.PATH,
+        "PEM certificate (chain) for the API and xDS ports (default: plain HTTP and gRPC).",
+        "tls",
+    ),
+    Setting(
+        "tls_key",
+        "--tls-key",
+        "MESHPLANE_TLS_KEY",
+        Kind.PATH,
+        "PEM private key of --tls-cert.",
+        "tls",
+    ),
+    Setting(
+        "tls_issue",
+        "--tls-issue",
+        "MESHPLANE_TLS_ISSUE",
+        Kind.BOOL,
+        "TLS on the API and xDS ports with a certificate issued by meshplane's own "
+        "control-plane CA (kept in <data dir>/tls; clients trust <data dir>/tls/ca.pem).",
+        "tls",
+        default=False,
+    ),
+    Setting(
+        "tls_names",
+        "--tls-name",
+        "MESHPLANE_TLS_NAMES",
+        Kind.NAMES,
+        "Another DNS name or IP address for --tls-issue's certificate (repeatable; in the "
+        "variable comma-separated; localhost, 127.0.0.1 and the --host address are always in it).",
+        "tls",
+        default=(),
+        metavar="NAME",
+    ),
+    Setting(
+        "trust_domain",
+        "--trust-domain",
+        "MESHPLANE_TRUST_DOMAIN",
+        Kind.TEXT,
+        "SPIFFE trust domain of proxy identities.",
+        "identity",
+        default=_IDENTITY.trust_domain,
+    ),
+    Setting(
+        "cert_lifetime",
+        "--cert-lifetime",
+        "MESHPLANE_CERT_LIFETIME",
+        Kind.DURATION,
+        "Lifetime of proxy certificates, e.g. 24h, 90m.",
+        "identity",
+        default=_IDENTITY.cert_lifetime,
+        metavar="DURATION",
+    ),
+    Setting(
+        "cert_rotate_after",
+        "--cert-rotate-after",
+        "MESHPLANE_CERT_ROTATE_AFTER",
+        Kind.FRACTION,
+        "Fraction of its lifetime after which a proxy certificate is replaced.",
+        "identity",
+        default=_IDENTITY.rotate_after,
+    ),
+    Setting(
+        "ca_cert",
+        "--ca-cert",
+        "MESHPLANE_CA_CERT",
+        Kind.FILE,
+        "An operator CA certificate (PEM) that signs proxy certificates of every mesh, "
+        "instead of one generated CA per mesh.",
+        "identity",
+    ),
+    Setting(
+        "ca_key",
+        "--ca-key",
+        "MESHPLANE_CA_KEY",
+        Kind.FILE,
+        "The EC private key (PEM) of --ca-cert.",
+        "identity",
+    ),
+    Setting(
+        "ca_propagation",
+        "--ca-propagation",
+        "MESHPLANE_CA_PROPAGATION",
+        Kind.DURATION,
+        "After 'meshplane ca rotate', how long the new root is only trusted before it signs.",
+        "identity",
+        default=_IDENTITY.ca_propagation,
+        metavar="DURATION",
+    ),
+    Setting(
+        "ca_overlap",
+        "--ca-overlap",
+        "MESHPLANE_CA_OVERLAP",
+        Kind.DURATION,
+        "How long the old root stays trusted once the new one signs.",
+        "identity",
+        default_text="the `--cert-lifetime`",
+        metavar="DURATION",
+    ),
+)
 
 
 def default_data_dir(env: Mapping[str, str]) -> Path:
@@ -36,10 +264,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False  # a host name: it may resolve to anything
-
-
-def _flag(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,154 +320,70 @@ class Settings:
     identity: IdentitySettings = field(default_factory=IdentitySettings)
 
     @classmethod
-    def load(
-        cls,
-        *,
-        data_dir: Path | None = None,
-        database_url: str | None = None,
-        host: str | None = None,
-        api_port: int | None = None,
-        xds_port: int | None = None,
-        region: str | None = None,
-        account_id: str | None = None,
-        log_level: str | None = None,
-        require_proxy_auth: bool | None = None,
-        trust_domain: str | None = None,
-        cert_lifetime: str | None = None,
-        cert_rotate_after: float | None = None,
-        ca_cert: Path | None = None,
-        ca_key: Path | None = None,
-        ca_propagation: str | None = None,
-        ca_overlap: str | None = None,
-        require_auth: bool | None = None,
-        tls_cert: Path | None = None,
-        tls_key: Path | None = None,
-        tls_issue: bool | None = None,
-        tls_names: tuple[str, ...] = (),
-        env: Mapping[str, str] | None = None,
-    ) -> Settings:
-        """Settings from flags and the environment; ValueError names a bad combination."""
+    def load(cls, *, env: Mapping[str, str] | None = None, **given: Any) -> Settings:
+        """Settings from flags (keywords named as in :data:`SETTINGS`; None or empty: not
+        given) and the environment; ValueError names a bad value or combination."""
         environ = os.environ if env is None else env
-        resolved_host = host or environ.get("MESHPLANE_HOST") or DEFAULT_HOST
-        resolved_dir = data_dir or Path(
-            environ.get("MESHPLANE_DATA_DIR") or default_data_dir(environ)
-        )
-        required = require_auth or _flag(environ.get("MESHPLANE_REQUIRE_AUTH"))
-        cert = tls_cert or _path(environ.get("MESHPLANE_TLS_CERT"))
-        key = tls_key or _path(environ.get("MESHPLANE_TLS_KEY"))
-        if (cert is None) != (key is None):
-            raise ValueError("--tls-cert and --tls-key go together: give both or neither")
-        issue = tls_issue or _truthy(environ.get("MESHPLANE_TLS_ISSUE"))
-        names = tls_names or tuple(
-            n.strip() for n in (environ.get("MESHPLANE_TLS_NAMES") or "").split(",") if n.strip()
-        )
-        if issue and cert is not None:
-            raise ValueError(
-                "--tls-issue makes its own certificate: give it or --tls-cert/--tls-key, not both"
-            )
-        if names and not issue:
-            raise ValueError(
-                "--tls-name names hosts for --tls-issue's certificate: add --tls-issue"
-            )
-        tls = TlsSettings(cert, key) if cert is not None and key is not None else None
-        if issue:
-            folder = resolved_dir / "tls"
-            tls = TlsSettings(
-                folder / "server.pem",
-                folder / "server-key.pem",
-                issue=server_names(resolved_host, names),
-            )
+        values = resolve(SETTINGS, given, environ)
+        host: str = values["host"]
+        data_dir: Path = values["data_dir"] or default_data_dir(environ)
         return cls(
-            store=StoreSettings(
-                data_dir=resolved_dir,
-                database_url=database_url or environ.get("MESHPLANE_DATABASE_URL") or None,
-            ),
+            store=StoreSettings(data_dir=data_dir, database_url=values["database_url"]),
             auth=AuthSettings(
-                required=required or not is_loopback(resolved_host),
-                key_file=resolved_dir / "token.key",
+                required=values["require_auth"] or not is_loopback(host),
+                key_file=data_dir / "token.key",
             ),
-            tls=tls,
-            api=ApiSettings(
-                host=resolved_host,
-                port=api_port or int(environ.get("MESHPLANE_API_PORT") or DEFAULT_API_PORT),
-            ),
+            tls=_tls_settings(values, data_dir),
+            api=ApiSettings(host=host, port=values["api_port"]),
             xds=XdsSettings(
-                host=resolved_host,
-                port=xds_port or int(environ.get("MESHPLANE_XDS_PORT") or DEFAULT_XDS_PORT),
-                require_proxy_auth=bool(
-                    require_proxy_auth
-                    or _truthy(environ.get("MESHPLANE_REQUIRE_PROXY_AUTH"))
-                    or not is_loopback(resolved_host)
-                ),
+                host=host,
+                port=values["xds_port"],
+                require_proxy_auth=values["require_proxy_auth"] or not is_loopback(host),
             ),
-            region=region or environ.get("MESHPLANE_REGION") or DEFAULT_REGION,
-            account_id=account_id or environ.get("MESHPLANE_ACCOUNT_ID") or DEFAULT_ACCOUNT_ID,
-            log_level=log_level or environ.get("MESHPLANE_LOG_LEVEL") or "info",
-            identity=_identity_settings(
-                environ,
-                trust_domain=trust_domain,
-                cert_lifetime=cert_lifetime,
-                cert_rotate_after=cert_rotate_after,
-                ca_cert=ca_cert,
-                ca_key=ca_key,
-                ca_propagation=ca_propagation,
-                ca_overlap=ca_overlap,
+            region=values["region"],
+            account_id=values["account_id"],
+            log_level=values["log_level"],
+            identity=IdentitySettings(
+                trust_domain=values["trust_domain"],
+                cert_lifetime=values["cert_lifetime"],
+                rotate_after=values["cert_rotate_after"],
+                ca_certificate_file=values["ca_cert"],
+                ca_key_file=values["ca_key"],
+                ca_propagation=values["ca_propagation"],
+                ca_overlap=values["ca_overlap"],
             ),
         )
 
 
-def _path(value: str | None) -> Path | None:
-    return Path(value) if value else None
+def _tls_settings(values: Mapping[str, Any], data_dir: Path) -> TlsSettings | None:
+    cert: Path | None = values["tls_cert"]
+    key: Path | None = values["tls_key"]
+    issue: bool = values["tls_issue"]
+    names: tuple[str, ...] = values["tls_names"]
+    if (cert is None) != (key is None):
+        raise ValueError("--tls-cert and --tls-key go together: give both or neither")
+    if issue and cert is not None:
+        raise ValueError(
+            "--tls-issue makes its own certificate: give it or --tls-cert/--tls-key, not both"
+        )
+    if names and not issue:
+        raise ValueError("--tls-name names hosts for --tls-issue's certificate: add --tls-issue")
+    if issue:
+        folder = data_dir / "tls"
+        return TlsSettings(
+            folder / "server.pem",
+            folder / "server-key.pem",
+            issue=server_names(values["host"], names),
+        )
+    if cert is not None and key is not None:
+        return TlsSettings(cert, key)
+    return None
 
 
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+def readme_table() -> str:
+    """The configuration table of the README, generated from :data:`SETTINGS`."""
+    return markdown_table(SETTINGS)
 
 
-def parse_duration(text: str) -> timedelta:
-    """``90``, ``90s``, ``15m``, ``24h`` or ``7d``; ValueError otherwise."""
-    value = text.strip().lower()
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    scale = units.get(value[-1:], 0)
-    number = value[:-1] if scale else value
-    try:
-        seconds = float(number) * (scale or 1)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a duration (90s, 15m, 24h, 7d)") from None
-    if seconds <= 0:
-        raise ValueError(f"{text!r}: a duration must be positive")
-    return timedelta(seconds=seconds)
-
-
-def _identity_settings(
-    environ: Mapping[str, str],
-    *,
-    trust_domain: str | None,
-    cert_lifetime: str | None,
-    cert_rotate_after: float | None,
-    ca_cert: Path | None,
-    ca_key: Path | None,
-    ca_propagation: str | None,
-    ca_overlap: str | None,
-) -> IdentitySettings:
-    default = IdentitySettings()
-
-    def duration(flag: str | None, variable: str) -> timedelta | None:
-        text = flag or environ.get(variable)
-        return parse_duration(text) if text else None
-
-    def path(flag: Path | None, variable: str) -> Path | None:
-        text = environ.get(variable)
-        return flag or (Path(text) if text else None)
-
-    rotate = cert_rotate_after or float(environ.get("MESHPLANE_CERT_ROTATE_AFTER") or 0)
-    return IdentitySettings(
-        trust_domain=trust_domain or environ.get("MESHPLANE_TRUST_DOMAIN") or default.trust_domain,
-        cert_lifetime=duration(cert_lifetime, "MESHPLANE_CERT_LIFETIME") or default.cert_lifetime,
-        rotate_after=rotate or default.rotate_after,
-        ca_certificate_file=path(ca_cert, "MESHPLANE_CA_CERT"),
-        ca_key_file=path(ca_key, "MESHPLANE_CA_KEY"),
-        ca_propagation=duration(ca_propagation, "MESHPLANE_CA_PROPAGATION")
-        or default.ca_propagation,
-        ca_overlap=duration(ca_overlap, "MESHPLANE_CA_OVERLAP"),
-    )
+if __name__ == "__main__":
+    print(readme_table(), end="")
