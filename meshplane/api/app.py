@@ -26,9 +26,10 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from meshplane.api.admin import AdminApi
-from meshplane.api.appmesh import MAX_BODY, AppMeshApi, error_response, json_response
+from meshplane.api.appmesh import AppMeshApi, error_response, json_response
 from meshplane.api.auth import Authentication, Authenticator
 from meshplane.api.extensions import ExtensionsApi, ProxyStatusSource
+from meshplane.api.limits import HttpLimits
 from meshplane.api.openapi import openapi_document
 from meshplane.errors import NotFoundError
 from meshplane.service.resources import Caller, ResourceService
@@ -55,8 +56,10 @@ def build_app(
     extra_routes: Sequence[BaseRoute] = (),
     tokens: TokenService | None = None,
     require_auth: bool = False,
+    limits: HttpLimits | None = None,
 ) -> Starlette:
     """The application; without ``tokens``, an open API for ``caller`` (in-process tests)."""
+    limits = limits or HttpLimits()
     appmesh = AppMeshApi(service, caller)
     extensions = ExtensionsApi(service, caller, proxies=proxies)
     document = openapi_document()
@@ -89,12 +92,14 @@ def build_app(
     if tokens is not None:
         authenticator = Authenticator(tokens, required=require_auth)
         middleware.append(
-            Middleware(Authentication, authenticator=authenticator, max_body=MAX_BODY)
+            Middleware(Authentication, authenticator=authenticator, max_body=limits.max_body)
         )
-    return Starlette(
+    app = Starlette(
         routes=routes,
         lifespan=lifespan,
         middleware=middleware,
         # a 404 Starlette raises itself is a modeled error too
         exception_handlers={404: not_found},
     )
+    app.state.http_limits = limits
+    return app

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from meshplane.api.auth import principal_of
+from meshplane.api.limits import HttpLimits, parse_json
 from meshplane.errors import BadRequestError, MeshplaneError, NotFoundError
 from meshplane.model.kinds import Kind, ResourceKey
 from meshplane.service import inputs
@@ -29,7 +30,6 @@ from .routing import Action, Operation, allowed_methods, match
 
 log = logging.getLogger(__name__)
 
-MAX_BODY = 1024 * 1024
 _READS = frozenset({Action.DESCRIBE, Action.LIST, Action.LIST_TAGS})
 
 
@@ -60,16 +60,42 @@ def error_response(error: MeshplaneError) -> Response:
     return response
 
 
+def limits_of(request: Request) -> HttpLimits:
+    """The request limits the application was built with (``build_app``)."""
+    found = getattr(request.app.state, "http_limits", None)
+    return found if isinstance(found, HttpLimits) else HttpLimits()
+
+
+async def read_body(request: Request, limits: HttpLimits) -> bytes:
+    """The request body, refused as soon as it passes ``limits.max_body`` (a body the
+    authentication middleware already read is not read again)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limits.max_body:
+        raise BadRequestError(f"request body: larger than {limits.max_body} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limits.max_body:
+            raise BadRequestError(f"request body: larger than {limits.max_body} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+_INLINE_JSON = 64 * 1024
+"""Bodies up to this size are parsed on the event loop; larger ones in a worker thread."""
+
+
 async def read_json_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        raise BadRequestError(f"request body: larger than {MAX_BODY} bytes")
+    """The JSON object of the request body ({} when empty), under the app's limits."""
+    limits = limits_of(request)
+    raw = await read_body(request, limits)
     if not raw.strip():
         return {}
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequestError(f"request body: not valid JSON ({exc})") from None
+    if len(raw) <= _INLINE_JSON:
+        body = parse_json(raw, limits)
+    else:
+        body = await run_in_threadpool(parse_json, raw, limits)
     if not isinstance(body, dict):
         raise BadRequestError("request body: must be a JSON object")
     return body

@@ -64,6 +64,10 @@ class _Proxy:
     secret_versions: frozenset[tuple[str, str]] = frozenset()
 
 
+_MAX_LEFT_OUT = 8
+"""At most this many resources are left out of one proxy's translation (each costs a
+bisection of the mesh); past that, the proxy keeps its previous snapshot."""
+
 _WRAPPED = "control.resources"
 """The view memo's key for the :class:`Resource` of each shared message, by ``id``."""
 
@@ -217,21 +221,75 @@ class ControlLoop:
         started = time.perf_counter()
         security, tag_problem = self._mesh_security(entry.target.mesh)
         view = self._view(entry.target.mesh)
-        resources = translate_proxy(view, entry.target, entry.options, security)
         try:
-            translated = wrap_resources(view, resources)
-            Snapshot(translated)
-        except Exception as error:  # a translation bug must not take the loop down
-            log.exception("snapshot of %s is invalid", key)
+            translated, resources, left_out = self._translate(view, entry, security)
+        except Exception as error:  # not even without the others: keep what it had
+            log.exception("translation of %s failed", key)
             entry.problems = (f"internal error building the snapshot: {error}",)
             return
         entry.resources = translated
-        entry.inputs = resources.inputs
-        entry.translation_problems = resources.problems + ((tag_problem,) if tag_problem else ())
+        entry.inputs = resources.inputs | {dependency_key(k) for k in left_out}
+        entry.translation_problems = (
+            resources.problems + tuple(left_out.values()) + ((tag_problem,) if tag_problem else ())
+        )
         entry.revision = self._revision
         self._publish_secrets(key, entry, force=True)
         self._translations.inc()
         self._translate_seconds.observe(time.perf_counter() - started)
+
+    def _translate(
+        self, view: MeshView, entry: _Proxy, security: MeshSecurity
+    ) -> tuple[tuple[Resource, ...], ProxyResources, dict[ResourceKey, str]]:
+        """The proxy's resources on ``view``.  When translating fails, the resources of the
+        mesh whose absence lets it succeed are found (by bisection) and left out: the proxy
+        gets everything else, and each one left out is a problem (by key) in proxy-status."""
+
+        def attempt(on: MeshView) -> tuple[tuple[Resource, ...], ProxyResources]:
+            resources = translate_proxy(on, entry.target, entry.options, security)
+            translated = wrap_resources(on, resources)
+            Snapshot(translated)
+            return translated, resources
+
+        try:
+            return (*attempt(view), {})
+        except Exception as error:
+            first = error
+        target = entry.target
+        own = {view.key(Kind.MESH, view.mesh), view.key(target.kind, target.name)}
+        candidates = [k for k in view.resource_keys() if k not in own]
+        left_out: dict[ResourceKey, str] = {}
+        failure: Exception = first
+        for _ in range(_MAX_LEFT_OUT):
+            remaining = [k for k in candidates if k not in left_out]
+
+            def works(count: int, remaining: list[ResourceKey] = remaining) -> bool:
+                try:
+                    attempt(view.without([*left_out, *remaining[:count]]))
+                except Exception:
+                    return False
+                return True
+
+            if not remaining or not works(len(remaining)):
+                raise failure  # the proxy's own resource or the mesh: nothing to isolate
+            low, high = 0, len(remaining)  # leaving out remaining[:high] works, [:low] fails
+            while high - low > 1:
+                middle = (low + high) // 2
+                if works(middle):
+                    high = middle
+                else:
+                    low = middle
+            culprit = remaining[high - 1]
+            where = f"{culprit.parent}/{culprit.name}" if culprit.parent else culprit.name
+            left_out[culprit] = (
+                f"{culprit.kind.title} {where!r} is left out: it cannot be translated "
+                f"({type(failure).__name__}: {failure})"
+            )
+            log.warning("%s (for %s)", left_out[culprit], target)
+            try:
+                return (*attempt(view.without(left_out)), left_out)
+            except Exception as error:
+                failure = error
+        raise failure
 
     def _publish_secrets(self, key: str, entry: _Proxy, *, force: bool = False) -> None:
         """Publish the entry's resources with their current secrets (if they changed)."""

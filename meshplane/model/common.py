@@ -11,10 +11,19 @@ translation layer that reads the typed specs.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    model_validator,
+)
 
 INT32_MAX = 2**31 - 1
 INT64_MIN = -(2**63)
@@ -75,11 +84,33 @@ def _null_is(default: object) -> BeforeValidator:
     return BeforeValidator(lambda v: default if v is None else v)
 
 
+def lone_surrogate(text: str) -> int | None:
+    """The position of the first lone UTF-16 surrogate in ``text`` (JSON's ``\\ud800``
+    escapes make them; no UTF-8 encoder, database or proxy takes them), or None."""
+    found = _SURROGATE.search(text)
+    return found.start() if found is not None else None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _unicode(value: str) -> str:
+    position = lone_surrogate(value)
+    if position is not None:
+        raise RuleError(
+            [("", f"must be Unicode text (a lone UTF-16 surrogate at character {position})")]
+        )
+    return value
+
+
+UnicodeText = AfterValidator(_unicode)
+"""Every string of the model is real Unicode text."""
+
 # --- scalars (names follow the botocore shapes) -------------------------------------------
 
 Boolean = Annotated[bool, Strict()]
 BooleanDefaultTrue = Annotated[bool, Strict(), _null_is(True)]
-String = Annotated[str, Strict()]
+String = Annotated[str, Strict(), UnicodeText]
 Arn = String
 Hostname = String
 ServiceName = String
@@ -97,13 +128,13 @@ HealthCheckIntervalMillis = Annotated[int, Strict(), Field(ge=5000, le=300000)]
 HealthCheckTimeoutMillis = Annotated[int, Strict(), Field(ge=2000, le=60000)]
 DurationValue = Annotated[int, Strict(), Field(ge=0, le=INT64_MAX)]
 Priority = Annotated[int, Strict(), Field(ge=0, le=1000)]
-FilePath = Annotated[str, Strict(), Field(min_length=1, max_length=255)]
+FilePath = Annotated[str, Strict(), Field(min_length=1, max_length=255), UnicodeText]
 ResourceName = FilePath
 HeaderMatch = FilePath
-HeaderName = Annotated[str, Strict(), Field(min_length=1, max_length=50)]
-JsonKey = Annotated[str, Strict(), Field(min_length=1, max_length=100)]
+HeaderName = Annotated[str, Strict(), Field(min_length=1, max_length=50), UnicodeText]
+JsonKey = Annotated[str, Strict(), Field(min_length=1, max_length=100), UnicodeText]
 JsonValue = JsonKey
-TextFormat = Annotated[str, Strict(), Field(min_length=1, max_length=1000)]
+TextFormat = Annotated[str, Strict(), Field(min_length=1, max_length=1000), UnicodeText]
 
 # --- enums ---------------------------------------------------------------------------------
 

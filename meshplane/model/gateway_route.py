@@ -22,6 +22,7 @@ from meshplane.model.common import (
     ServiceName,
     SpecModel,
     String,
+    UnicodeText,
 )
 from meshplane.model.matches import (
     GrpcGatewayRouteMetadata,
@@ -34,9 +35,9 @@ from meshplane.model.matches import (
 from meshplane.model.route import HttpMethod
 
 DefaultGatewayRouteRewrite = Literal["ENABLED", "DISABLED"]
-ExactHostName = Annotated[str, Strict(), Field(min_length=1, max_length=253)]
+ExactHostName = Annotated[str, Strict(), Field(min_length=1, max_length=253), UnicodeText]
 SuffixHostname = ExactHostName
-HttpGatewayRoutePrefix = Annotated[str, Strict(), Field(min_length=1, max_length=255)]
+HttpGatewayRoutePrefix = Annotated[str, Strict(), Field(min_length=1, max_length=255), UnicodeText]
 GatewayRoutePriority = Priority
 RESERVED_PATH_PREFIXES = ("/aws-appmesh", "/aws-app-mesh")
 RESERVED_GRPC_SERVICE_PREFIXES = ("aws.appmesh", "aws.app-mesh")

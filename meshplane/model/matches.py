@@ -20,10 +20,11 @@ from meshplane.model.common import (
     QueryParameterName,
     SpecModel,
     String,
+    UnicodeText,
     UnionModel,
 )
 
-HttpPathExact = Annotated[str, Strict(), Field(min_length=1, max_length=255)]
+HttpPathExact = Annotated[str, Strict(), Field(min_length=1, max_length=255), UnicodeText]
 HttpPathRegex = HttpPathExact
 
 

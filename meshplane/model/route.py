@@ -26,6 +26,7 @@ from meshplane.model.common import (
     SpecModel,
     String,
     TcpTimeout,
+    UnicodeText,
 )
 from meshplane.model.matches import (
     GrpcRouteMetadata,
@@ -41,10 +42,10 @@ TcpRetryPolicyEvent = Literal["connection-error"]
 GrpcRetryPolicyEvent = Literal[
     "cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable"
 ]
-HttpRetryPolicyEvent = Annotated[str, Strict(), Field(min_length=1, max_length=25)]
+HttpRetryPolicyEvent = Annotated[str, Strict(), Field(min_length=1, max_length=25), UnicodeText]
 HTTP_RETRY_EVENTS = ("server-error", "gateway-error", "client-error", "stream-error")
 MaxRetries = Annotated[int, Strict(), Field(ge=0, le=INT64_MAX)]
-MethodName = Annotated[str, Strict(), Field(min_length=1, max_length=50)]
+MethodName = Annotated[str, Strict(), Field(min_length=1, max_length=50), UnicodeText]
 RoutePriority = Priority
 
 

@@ -19,10 +19,11 @@ from meshplane.model.common import (
     PortNumber,
     SdsSecretName,
     SpecModel,
+    UnicodeText,
     UnionModel,
 )
 
-SubjectAlternativeName = Annotated[str, Strict(), Field(min_length=1, max_length=254)]
+SubjectAlternativeName = Annotated[str, Strict(), Field(min_length=1, max_length=254), UnicodeText]
 
 
 class ListenerTlsFileCertificate(SpecModel):

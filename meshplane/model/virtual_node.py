@@ -27,6 +27,7 @@ from meshplane.model.common import (
     ServiceName,
     SpecModel,
     TcpTimeout,
+    UnicodeText,
     UnionModel,
     VirtualNodeGrpcConnectionPool,
     VirtualNodeHttp2ConnectionPool,
@@ -37,7 +38,7 @@ from meshplane.model.common import (
 from meshplane.model.tls import BackendDefaults, ClientPolicy, ListenerTls
 
 DnsResponseType = Literal["LOADBALANCER", "ENDPOINTS"]
-AwsCloudMapName = Annotated[str, Strict(), Field(min_length=1, max_length=1024)]
+AwsCloudMapName = Annotated[str, Strict(), Field(min_length=1, max_length=1024), UnicodeText]
 AwsCloudMapInstanceAttributeKey = Annotated[
     str, Strict(), Field(min_length=1, max_length=255, pattern=r"^[a-zA-Z0-9!-~]+$")
 ]

@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from meshplane.errors import BadRequestError, TooManyTagsError
+from meshplane.model.common import lone_surrogate
 from meshplane.store.records import Tag
 
 MAX_TAGS = 50
@@ -28,6 +29,8 @@ def resource_name(value: Any, field: str) -> str:
         raise BadRequestError(f"{field}: must be 1 to 255 characters long (got {len(value)})")
     if "/" in value or any(ord(c) < 32 or ord(c) == 127 for c in value):
         raise BadRequestError(f"{field}: must not contain '/' or control characters")
+    if lone_surrogate(value) is not None:
+        raise BadRequestError(f"{field}: must be Unicode text (it holds a lone UTF-16 surrogate)")
     return value
 
 
@@ -79,6 +82,9 @@ def tags(value: Any, field: str = "tags") -> list[Tag]:
             raise BadRequestError(f"{where}.key: is required, 1 to 128 characters")
         if not isinstance(val, str) or len(val) > 256:
             raise BadRequestError(f"{where}.value: is required, 0 to 256 characters")
+        for member, text in (("key", key), ("value", val)):
+            if lone_surrogate(text) is not None:
+                raise BadRequestError(f"{where}.{member}: must be Unicode text (a lone surrogate)")
         result[key] = Tag(key, val)
     return list(result.values())
 

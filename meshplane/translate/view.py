@@ -155,6 +155,17 @@ class MeshView:
         memo = {k: self.memo[k] for k in carry}
         return MeshView(self.mesh, raw, parsed=parsed, errors=errors, memo=memo, carry=carry)
 
+    def without(self, keys: Iterable[ResourceKey]) -> MeshView:
+        """A fresh view of the same mesh with the resources ``keys`` left out (nothing of
+        this view's parses or memo is shared: the control loop translates on it to find a
+        resource that cannot be translated)."""
+        gone = set(keys)
+        return MeshView(self.mesh, {k: v for k, v in self._raw.items() if k not in gone})
+
+    def resource_keys(self) -> tuple[ResourceKey, ...]:
+        """The keys of every resource of the view (valid or not), in a stable order."""
+        return tuple(sorted(self._raw, key=lambda k: (k.kind.value, k.parent, k.name)))
+
     def remember(self, key: Hashable, value: Any, inputs: frozenset[ResourceKey]) -> None:
         """Memoize ``value`` (see :attr:`memo`), made from the resources ``inputs`` (as a
         translation records them: routes as their router, the mesh included); it passes to
