@@ -15,6 +15,7 @@ import click
 from meshplane import __version__
 from meshplane.cli import output
 from meshplane.cli.audit_commands import audit
+from meshplane.cli.capture_commands import proxy_init
 from meshplane.cli.common import DEFAULT_SERVER
 from meshplane.cli.identity_commands import ca, proxy_token
 from meshplane.cli.manifest_commands import apply, diff, label
@@ -190,6 +191,7 @@ for command in (
     proxy_status,
     proxy_config,
     proxy_log,
+    proxy_init,
     token,
     audit,
     proxy_token,
