@@ -11,12 +11,56 @@ from typing import Any
 
 import pytest
 
+from tests.support.postgres import PostgresServer
 from tests.support.server import MeshplaneServer
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session (each test takes its own database)."""
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new, empty database of each backend: the store's conformance parameter."""
+    if request.param == "sqlite":
+        data = tmp_path / "sqlite"
+        data.mkdir()
+        return f"sqlite:///{data / 'meshplane.db'}"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.create_database()
+
+
+API_SUITES = {"tests.test_api_boto3", "tests.test_api_awscli", "tests.test_cli_manifests"}
+"""Modules whose tests run against a server on each backend (the rest: SQLite only)."""
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.module.__name__ in API_SUITES and "backend" in metafunc.fixturenames:
+        metafunc.parametrize("backend", BACKENDS, indirect=True, scope="module")
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshplaneServer]:
-    srv = MeshplaneServer(tmp_path_factory.mktemp("meshplane") / "data").start()
+def backend(request: pytest.FixtureRequest) -> str:
+    """The store backend of the module's server: both for :data:`API_SUITES`."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture(scope="module")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest, backend: str
+) -> Iterator[MeshplaneServer]:
+    url = None
+    if backend == "postgresql":
+        url = request.getfixturevalue("postgres").create_database()
+    srv = MeshplaneServer(tmp_path_factory.mktemp("meshplane") / "data", database_url=url).start()
     try:
         yield srv
     finally:

@@ -1,5 +1,7 @@
-"""The embedded SQLite store: durability across a server restart, atomic units of work,
-concurrent writers that lose no update, and the awaitable change feed."""
+"""The store's conformance suite, run against every backend (embedded SQLite and a real
+PostgreSQL server): atomic units of work, concurrent writers that lose no update, the awaitable
+change feed, and several stores sharing one database (replicas) that follow each other's writes.
+Also SQLite's durability across a server restart and its data-directory lock."""
 
 from __future__ import annotations
 
@@ -25,13 +27,21 @@ def node(name: str) -> ResourceKey:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Any:
-    s = open_store(data_dir=tmp_path)
+def store(database_url: str) -> Any:
+    s = open_store(url=database_url)
     yield s
     s.close()
 
 
-def test_sqlite_runs_in_wal_mode_with_full_sync(store: SqlStore) -> None:
+def test_sqlite_runs_in_wal_mode_with_full_sync(tmp_path: Path) -> None:
+    store = open_store(data_dir=tmp_path)
+    try:
+        _check_wal(store)
+    finally:
+        store.close()
+
+
+def _check_wal(store: SqlStore) -> None:
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
@@ -116,7 +126,7 @@ def test_concurrent_writers_lose_no_update_and_share_commits(store: SqlStore) ->
     revisions = [c.revision for c in store.changes_since(0)]
     assert revisions == list(range(1, 403))  # no gaps, no duplicates
     store.close()
-    reopened = open_store(url=str(store.engine.url))
+    reopened = open_store(url=store.url)
     assert reopened.get(node("counter")) == final  # what was answered was on disk
     reopened.close()
 

@@ -37,13 +37,14 @@ from meshplane.identity.server_tls import ensure_server_certificate
 from meshplane.identity.tokens import KEY_FILE as PROXY_TOKEN_KEY_FILE
 from meshplane.server.keys import token_key
 from meshplane.server.proxy_auth import ProxyAuthorizer
-from meshplane.server.settings import Settings, TlsSettings, is_loopback
+from meshplane.server.settings import Settings, StoreSettings, TlsSettings, is_loopback
 from meshplane.server.status import proxy_status_json
 from meshplane.service.access import ANONYMOUS
 from meshplane.service.arns import Partition
 from meshplane.service.resources import Caller, ResourceService
 from meshplane.service.tokens import SecretBox, TokenService
 from meshplane.store import SqlStore, open_store
+from meshplane.store.sql import StoreUnavailableError, describe_url
 from meshplane.xds import ProxyIdentity, SnapshotCache, XdsServer
 
 log = logging.getLogger("meshplane")
@@ -70,6 +71,36 @@ def lock_data_dir(data_dir: Path) -> IO[str]:
     return handle
 
 
+class DatabaseUnreachable(MeshplaneError):
+    """The database did not answer within the start-up wait."""
+
+
+def open_with_retry(
+    settings: StoreSettings, sleep: Callable[[float], None] = time.sleep
+) -> SqlStore:
+    """Open the store; while its database cannot be reached, say so and retry with backoff
+    for up to ``settings.database_wait`` seconds."""
+    deadline = time.monotonic() + settings.database_wait
+    delay = 0.5
+    while True:
+        try:
+            return open_store(data_dir=settings.data_dir, url=settings.database_url)
+        except StoreUnavailableError as error:
+            where = describe_url(settings.database_url or "")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DatabaseUnreachable(
+                    f"database {where} could not be reached for {settings.database_wait:g} s "
+                    f"({error.message.split(';')[0]}); is it running, and is the URL right? "
+                    "(--database-wait / MESHPLANE_DATABASE_WAIT sets how long start-up waits)"
+                ) from None
+            log.error(
+                "database %s: %s; retrying in %.1f s", where, error.message.split(";")[0], delay
+            )
+            sleep(min(delay, max(left, 0.05)))
+            delay = min(delay * 2, 10.0)
+
+
 class TlsFilesError(MeshplaneError):
     """The TLS certificate or key cannot be read."""
 
@@ -89,9 +120,7 @@ class Application:
         self._lock: IO[str] | None = None
         if settings.store.database_url is None:
             self._lock = lock_data_dir(settings.store.data_dir)
-        self.store: SqlStore = open_store(
-            data_dir=settings.store.data_dir, url=settings.store.database_url
-        )
+        self.store: SqlStore = open_with_retry(settings.store)
         self.partition = Partition(settings.region, settings.account_id)
         self.caller = Caller(settings.account_id, ANONYMOUS)
         self.service = ResourceService(self.store, self.partition)

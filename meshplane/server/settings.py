@@ -64,9 +64,20 @@ SETTINGS: tuple[Setting, ...] = (
         "--database-url",
         "MESHPLANE_DATABASE_URL",
         Kind.TEXT,
-        "A SQLAlchemy database URL instead of the embedded SQLite store.",
+        "A SQLAlchemy database URL instead of the embedded SQLite store: "
+        "`postgresql://user:password@host/db` for several replicas sharing one database.",
         "store",
         metavar="URL",
+    ),
+    Setting(
+        "database_wait",
+        "--database-wait",
+        "MESHPLANE_DATABASE_WAIT",
+        Kind.DURATION,
+        "How long start-up retries (with backoff) a database it cannot reach before it gives up.",
+        "store",
+        default=parse_duration("60s"),
+        default_text="`60s`",
     ),
     Setting(
         "host",
@@ -270,6 +281,8 @@ def is_loopback(host: str) -> bool:
 class StoreSettings:
     data_dir: Path
     database_url: str | None = None
+    database_wait: float = 60.0
+    """How long start-up retries (with backoff) a database it cannot reach, in seconds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,7 +341,11 @@ class Settings:
         host: str = values["host"]
         data_dir: Path = values["data_dir"] or default_data_dir(environ)
         return cls(
-            store=StoreSettings(data_dir=data_dir, database_url=values["database_url"]),
+            store=StoreSettings(
+                data_dir=data_dir,
+                database_url=values["database_url"],
+                database_wait=values["database_wait"].total_seconds(),
+            ),
             auth=AuthSettings(
                 required=values["require_auth"] or not is_loopback(host),
                 key_file=data_dir / "token.key",

@@ -101,11 +101,14 @@ def update_in(
     *,
     caller: Caller,
     mesh_owner: str | None = None,
+    read_version: int | None = None,
 ) -> Record:
+    """Update inside a transaction; with ``read_version`` (the version the request read before
+    the transaction), a resource another request changed meanwhile raises ConflictError."""
     check_mesh(tx, key.mesh, mesh_owner)
     _existing(tx, key)
     rules.check_references(tx, key, spec)
-    record = tx.update(key, spec)
+    record = tx.update(key, spec, expected_version=read_version)
     _audit(tx, caller, f"Update{key.kind.title}", record)
     return record
 
@@ -185,12 +188,19 @@ class ResourceService:
         token = inputs.client_token(client_token)
         canonical = canonical_spec(key.kind, spec)
         fingerprint = _fingerprint("update", key, canonical)
+        # The version this replica saw when the request came in: if another request (through
+        # any replica) changes the resource before this one commits, this one loses.
+        seen = self.store.get(key)
+        read_version = seen.version if seen is not None else None
 
         def work(tx: Transaction) -> dict[str, Any]:
             replay = self._replay(tx, token, fingerprint)
             if replay is not None:
                 return replay
-            answer = self._data(update_in(tx, key, canonical, caller=caller, mesh_owner=owner))
+            record = update_in(
+                tx, key, canonical, caller=caller, mesh_owner=owner, read_version=read_version
+            )
+            answer = self._data(record)
             if token is not None:
                 tx.remember_client_token(token, fingerprint, answer)
             return answer

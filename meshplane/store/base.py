@@ -1,4 +1,4 @@
-"""The store seam: what every backend (SQLite now, PostgreSQL later) must provide.
+"""The store seam: what every backend (SQLite, PostgreSQL) must provide.
 
 Callers (the service layer, manifest apply, the xDS control loop) see only these Protocols.
 Reads happen on the store directly; every write happens inside ``store.transact(work)``: the
@@ -71,7 +71,12 @@ class Transaction(Reader, Protocol):
         tags: Sequence[Tag] = (),
     ) -> Record: ...
 
-    def update(self, key: ResourceKey, spec: Mapping[str, Any]) -> Record: ...
+    def update(
+        self, key: ResourceKey, spec: Mapping[str, Any], *, expected_version: int | None = None
+    ) -> Record:
+        """Replace the spec; ConflictError if ``expected_version`` is given and is not the
+        version the resource has now (another writer changed it since it was read)."""
+        ...
 
     def set_tags(self, key: ResourceKey, tags: Sequence[Tag]) -> Record: ...
 

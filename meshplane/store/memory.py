@@ -1,10 +1,10 @@
 """The store's in-memory read model, and the overlay a unit of work writes into.
 
-``ReadModel`` holds every committed record, namespace, manifest, API token and recent
-idempotency token of the store, indexed for the lookups the service layer makes, so reads
-never touch SQL (the audit log is the exception: it only grows, and is read from SQL).  The
-SQL store is the only writer (the data directory is locked), loads the model at start and
-applies each committed batch to it.  ``Overlay`` is a unit of work's pending changes;
+``ReadModel`` holds every committed record, namespace, manifest and API token of the store,
+indexed for the lookups the service layer makes, so reads never touch SQL (the audit log and
+idempotency tokens are the exceptions: they are read from SQL).  The SQL store loads the model
+at start, applies each batch it commits, and follows what other writers sharing the database
+commit (the change feeds).  ``Overlay`` is a unit of work's pending changes;
 reads inside a transaction look through overlays to the model.  Used by
 ``meshplane.store.sql`` only.
 """
@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import bisect
 import threading
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from meshplane.model.kinds import Kind, ResourceKey
 from meshplane.store.records import ApiToken, Namespace, Record, StoredManifest
@@ -31,14 +29,12 @@ class Overlay:
     records: dict[ResourceKey, Record | None] = field(default_factory=dict)
     namespaces: dict[str, Namespace] = field(default_factory=dict)
     manifests: dict[ManifestKey, StoredManifest | None] = field(default_factory=dict)
-    tokens: dict[str, tuple[str, Any, float]] = field(default_factory=dict)
     api_tokens: dict[str, ApiToken | None] = field(default_factory=dict)
 
     def absorb(self, other: Overlay) -> None:
         self.records.update(other.records)
         self.namespaces.update(other.namespaces)
         self.manifests.update(other.manifests)
-        self.tokens.update(other.tokens)
         self.api_tokens.update(other.api_tokens)
 
 
@@ -53,7 +49,6 @@ class ReadModel:
         self._meshes: dict[str, dict[ResourceKey, Record]] = {}
         self._namespaces: dict[str, Namespace] = {}
         self._manifests: dict[ManifestKey, StoredManifest] = {}
-        self._tokens: dict[str, tuple[str, Any, float]] = {}
         self._api_tokens: dict[str, ApiToken] = {}
 
     # reads ------------------------------------------------------------------------------
@@ -95,9 +90,6 @@ class ReadModel:
         with self._lock:
             return dict(self._manifests)
 
-    def token(self, token: str) -> tuple[str, Any, float] | None:
-        return self._tokens.get(token)
-
     def api_token(self, token_id: str) -> ApiToken | None:
         return self._api_tokens.get(token_id)
 
@@ -106,22 +98,6 @@ class ReadModel:
             return dict(self._api_tokens)
 
     # writes (the writer thread only) ----------------------------------------------------
-
-    def load(
-        self,
-        records: Iterable[Record],
-        namespaces: Iterable[Namespace],
-        manifests: Iterable[StoredManifest],
-        tokens: Iterable[tuple[str, str, Any, float]],
-        api_tokens: Iterable[ApiToken] = (),
-    ) -> None:
-        overlay = Overlay()
-        overlay.records = {r.key: r for r in records}
-        overlay.namespaces = {n.name: n for n in namespaces}
-        overlay.manifests = {(m.kind, m.namespace, m.name): m for m in manifests}
-        overlay.tokens = {t[0]: (t[1], t[2], t[3]) for t in tokens}
-        overlay.api_tokens = {t.id: t for t in api_tokens}
-        self.apply(overlay)
 
     def apply(self, overlay: Overlay) -> None:
         with self._lock:
@@ -150,16 +126,8 @@ class ReadModel:
                     self._manifests.pop(mkey, None)
                 else:
                     self._manifests[mkey] = manifest
-            self._tokens.update(overlay.tokens)
             for token_id, api_token in overlay.api_tokens.items():
                 if api_token is None:
                     self._api_tokens.pop(token_id, None)
                 else:
                     self._api_tokens[token_id] = api_token
-
-    def expire_tokens(self, older_than: float) -> list[str]:
-        with self._lock:
-            old = [t for t, (_, _, at) in self._tokens.items() if at < older_than]
-            for token in old:
-                del self._tokens[token]
-            return old

@@ -1,6 +1,9 @@
 """The SQL schema of the store and its prepared statements.
 
-Used by ``meshplane.store.sql``; portable SQLAlchemy Core (SQLite today, PostgreSQL later).
+Used by ``meshplane.store.sql``; portable SQLAlchemy Core (SQLite and PostgreSQL).  Two feeds:
+``changes`` (one row per changed resource, by revision: what the control loop follows) and
+``state_changes`` (one row per write to the other tables a replica keeps in memory: API tokens,
+manifests, namespaces), so that every replica sharing the database follows every write.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ resources = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
     sa.Column("mesh_owner", sa.String(12), nullable=False),
     sa.Column("resource_owner", sa.String(12), nullable=False),
-    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False, index=True),
     sa.Column("spec", sa.Text, nullable=False),
     sa.Column("tags", sa.Text, nullable=False),
 )
@@ -36,6 +39,14 @@ changes = sa.Table(
     sa.Column("mesh", sa.String(255), nullable=False),
     sa.Column("parent", sa.String(255), nullable=False),
     sa.Column("name", sa.String(512), nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+)
+
+state_changes = sa.Table(
+    "state_changes",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("what", sa.String(32), nullable=False),
     sa.Column("at", sa.Float, nullable=False),
 )
 
@@ -114,6 +125,10 @@ UPDATE_RESOURCE = (
 )
 DELETE_RESOURCE = resources.delete().where(_KEY)
 INSERT_CHANGE = changes.insert()
+INSERT_STATE_CHANGE = state_changes.insert()
+SELECT_TOKEN = sa.select(
+    client_tokens.c.fingerprint, client_tokens.c.answer, client_tokens.c.created_at
+).where(client_tokens.c.token == sa.bindparam("token"))
 INSERT_TOKEN = client_tokens.insert()
 DELETE_TOKEN = client_tokens.delete().where(client_tokens.c.token == sa.bindparam("token"))
 INSERT_NAMESPACE = namespaces.insert()

@@ -1,6 +1,10 @@
 """One unit of work of the SQL store: reads through the batch's and its own pending changes,
 writes to SQL inside its savepoint and to its overlay.
 
+Idempotency tokens are read from SQL (the unit of work runs under the store's write lock, so
+every replica sees the tokens every other one recorded); writes to the tables replicas keep in
+memory besides resources (API tokens, manifests, namespaces) add a ``state_changes`` row.
+
 ``meshplane.store.sql.SqlStore`` runs each ``transact(work)`` call as one of these, several
 per committed batch (group commit).  Also the row <-> record conversions.
 """
@@ -39,7 +43,9 @@ from meshplane.store.schema import (
     INSERT_MANIFEST,
     INSERT_NAMESPACE,
     INSERT_RESOURCE,
+    INSERT_STATE_CHANGE,
     INSERT_TOKEN,
+    SELECT_TOKEN,
     UPDATE_RESOURCE,
 )
 
@@ -234,8 +240,16 @@ class SqlTransaction:
         self.overlay.records[record.key] = record
         return record
 
-    def update(self, key: ResourceKey, spec: Mapping[str, Any]) -> Record:
+    def update(
+        self, key: ResourceKey, spec: Mapping[str, Any], *, expected_version: int | None = None
+    ) -> Record:
         current = self._existing(key)
+        if expected_version is not None and current.version != expected_version:
+            raise ConflictError(
+                f"{key.kind.title} {key.name!r} was changed by another request while this one "
+                f"ran (version {current.version}, this update read version {expected_version});"
+                " read it again and retry"
+            )
         return self._rewrite(
             Record(
                 key=key,
@@ -267,23 +281,13 @@ class SqlTransaction:
         return Record(**{**_fields(current), "status": "DELETED"})
 
     def client_token(self, token: str) -> tuple[str, Any] | None:
-        for source in (self.overlay.tokens, self._batch.tokens):
-            if token in source:
-                fingerprint, answer, _ = source[token]
-                return fingerprint, answer
-        seen = self._model.token(token)
-        if seen is None or seen[2] < self._now - TOKEN_TTL_SECONDS:
+        row = self._conn.execute(SELECT_TOKEN, {"token": token}).first()
+        if row is None or row.created_at < self._now - TOKEN_TTL_SECONDS:
             return None
-        return seen[0], seen[1]
+        return str(row.fingerprint), json.loads(row.answer)
 
     def remember_client_token(self, token: str, fingerprint: str, answer: Any) -> None:
-        known = (
-            token in self.overlay.tokens
-            or token in self._batch.tokens
-            or self._model.token(token) is not None
-        )
-        if known:
-            self._conn.execute(DELETE_TOKEN, {"token": token})
+        self._conn.execute(DELETE_TOKEN, {"token": token})
         self._conn.execute(
             INSERT_TOKEN,
             {
@@ -293,7 +297,9 @@ class SqlTransaction:
                 "created_at": self._now,
             },
         )
-        self.overlay.tokens[token] = (fingerprint, answer, self._now)
+
+    def _state_changed(self, what: str) -> None:
+        self._conn.execute(INSERT_STATE_CHANGE, {"what": what, "at": self._now})
 
     def put_namespace(self, namespace: Namespace) -> None:
         self._conn.execute(DELETE_NAMESPACE, {"name": namespace.name})
@@ -301,6 +307,7 @@ class SqlTransaction:
             INSERT_NAMESPACE, {"name": namespace.name, "labels": _dumps(dict(namespace.labels))}
         )
         self.overlay.namespaces[namespace.name] = namespace
+        self._state_changed("namespaces")
 
     def put_manifest(self, kind: str, namespace: str, name: str, body: Any, source: str) -> None:
         self.delete_manifest(kind, namespace, name)
@@ -322,6 +329,7 @@ class SqlTransaction:
     def delete_manifest(self, kind: str, namespace: str, name: str) -> None:
         self._conn.execute(DELETE_MANIFEST, {"kind": kind, "namespace": namespace, "name": name})
         self.overlay.manifests[(kind, namespace, name)] = None
+        self._state_changed("manifests")
 
     def put_api_token(self, token: ApiToken) -> None:
         self._conn.execute(DELETE_API_TOKEN, {"id": token.id})
@@ -329,10 +337,12 @@ class SqlTransaction:
             INSERT_API_TOKEN, {name: getattr(token, name) for name in ApiToken.__slots__}
         )
         self.overlay.api_tokens[token.id] = token
+        self._state_changed("api_tokens")
 
     def delete_api_token(self, token_id: str) -> None:
         self._conn.execute(DELETE_API_TOKEN, {"id": token_id})
         self.overlay.api_tokens[token_id] = None
+        self._state_changed("api_tokens")
 
     def audit(
         self,

@@ -1,5 +1,6 @@
-"""A real ``meshplane serve`` process for tests: free ports, its own data directory,
-waits until healthy, stops with SIGTERM (and is killed if it does not stop).
+"""A real ``meshplane serve`` process for tests: free ports, its own data directory (and a
+database URL if it is given one), waits until healthy, stops with SIGTERM (and is killed if it
+does not stop).
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ class MeshplaneServer:
         env: dict[str, str] | None = None,
         extra_args: list[str] | None = None,
         https: bool = False,
+        database_url: str | None = None,
     ) -> None:
         self.data_dir = data_dir
+        self.database_url = database_url
         self.api_port = free_port()
         self.xds_port = free_port()
         self.https = https
@@ -52,6 +55,7 @@ class MeshplaneServer:
                 str(self.api_port),
                 "--xds-port",
                 str(self.xds_port),
+                *(["--database-url", self.database_url] if self.database_url else []),
                 *self.extra_args,
             ],
             stdout=self._log,
