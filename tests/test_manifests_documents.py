@@ -163,7 +163,10 @@ def test_alias_bombs_are_refused() -> None:
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
     lines += [f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]" for n in range(1, 8)]
     text = "apiVersion: v1\nkind: A\nmetadata: {name: a}\n" + "\n".join(lines)
-    assert problem(text) == "app.yaml#0: document is too large (more than 1000000 values)"
+    assert problem(text) == (
+        "app.yaml#0: larger than 1048576 bytes once YAML aliases are expanded"
+        " (the limit of one object)"
+    )
 
 
 def test_load_paths_reads_files_directories_and_stdin(tmp_path: Path) -> None:

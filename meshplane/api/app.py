@@ -32,6 +32,7 @@ from meshplane.api.extensions import ExtensionsApi, ProxyStatusSource
 from meshplane.api.limits import HttpLimits
 from meshplane.api.openapi import openapi_document
 from meshplane.errors import NotFoundError
+from meshplane.manifests import ManifestLimits
 from meshplane.service.resources import Caller, ResourceService
 from meshplane.service.tokens import TokenService
 
@@ -57,11 +58,12 @@ def build_app(
     tokens: TokenService | None = None,
     require_auth: bool = False,
     limits: HttpLimits | None = None,
+    manifest_limits: ManifestLimits | None = None,
 ) -> Starlette:
     """The application; without ``tokens``, an open API for ``caller`` (in-process tests)."""
     limits = limits or HttpLimits()
     appmesh = AppMeshApi(service, caller)
-    extensions = ExtensionsApi(service, caller, proxies=proxies)
+    extensions = ExtensionsApi(service, caller, proxies=proxies, limits=manifest_limits)
     document = openapi_document()
 
     async def openapi(_: Request) -> Response:

@@ -23,7 +23,7 @@ from starlette.routing import BaseRoute, Route
 from meshplane.api.appmesh import guarded, read_json_body
 from meshplane.api.auth import principal_of
 from meshplane.errors import BadRequestError
-from meshplane.manifests import Manifest, parse_documents
+from meshplane.manifests import Manifest, ManifestLimits, parse_documents
 from meshplane.service import inputs
 from meshplane.service.access import Role
 from meshplane.service.apply import ManifestService
@@ -34,16 +34,28 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Request], Any]
 
 
-def _documents(body: dict[str, Any]) -> list[Manifest]:
+def _documents(body: dict[str, Any], limits: ManifestLimits) -> list[Manifest]:
+    """The manifests of an apply/delete body, under ``limits`` (in a worker thread: parsing
+    YAML is slow pure Python, and must not hold up the event loop)."""
     docs = body.get("documents")
     if not isinstance(docs, list):
         raise BadRequestError("documents: is required, a list of {source, text}")
+    if len(docs) > limits.max_documents:
+        raise BadRequestError(
+            f"documents: more than {limits.max_documents} documents (the limit per apply)"
+        )
     manifests: list[Manifest] = []
     for i, doc in enumerate(docs):
         if not isinstance(doc, dict) or not isinstance(doc.get("text"), str):
             raise BadRequestError(f"documents[{i}]: must be an object with a text member")
         source = doc.get("source")
-        manifests += parse_documents(doc["text"], source if isinstance(source, str) else "-")
+        manifests += parse_documents(
+            doc["text"], source if isinstance(source, str) else "-", limits
+        )
+        if len(manifests) > limits.max_documents:
+            raise BadRequestError(
+                f"documents: more than {limits.max_documents} objects (the limit per apply)"
+            )
     return manifests
 
 
@@ -62,7 +74,9 @@ class ExtensionsApi:
         caller: Caller,
         *,
         proxies: ProxyStatusSource | None = None,
+        limits: ManifestLimits | None = None,
     ) -> None:
+        self.limits = limits or ManifestLimits()
         self.manifests = ManifestService(service.store)
         self.store = service.store
         self.caller = caller
@@ -93,7 +107,7 @@ class ExtensionsApi:
         dry_run = bool(body.get("dryRun", False))
         action = "delete manifests" if remove else "apply manifests"
         self.manifests.require(principal_of(request), dry_run=dry_run, action=action)
-        manifests = _documents(body)
+        manifests = await run_in_threadpool(_documents, body, self.limits)
         run = self.manifests.delete if remove else self.manifests.apply
         outcome = await run_in_threadpool(
             run, manifests, caller=self._caller(request), dry_run=dry_run

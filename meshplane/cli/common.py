@@ -17,6 +17,7 @@ import click
 from meshplane.cli import output
 from meshplane.client import Client, ServerUnreachable, connect
 from meshplane.errors import MeshplaneError
+from meshplane.manifests import ManifestError, ManifestLimits, files_under, read_file
 from meshplane.server.settings import DEFAULT_API_PORT, DEFAULT_HOST
 
 P = ParamSpec("P")
@@ -70,31 +71,35 @@ def output_option(*choices: str) -> Callable[[Callable[P, T]], Callable[P, T]]:
 
 
 def read_sources(paths: tuple[str, ...]) -> list[tuple[str, str]]:
-    """(source, text) for -f arguments: files, directories (recursively) and '-' (stdin)."""
+    """(source, text) for -f arguments: files, directories (recursively) and '-' (stdin).
+    Regular files only, each at most ``MAX_FILE`` bytes: a FIFO, a device or a socket named
+    on the command line is refused without being read; one inside a directory is skipped,
+    and said so on stderr."""
     result: list[tuple[str, str]] = []
     for path in paths:
         if path == "-":
-            result.append(("-", sys.stdin.read()))
+            text = sys.stdin.read(MAX_FILE + 1)
+            if len(text) > MAX_FILE:
+                raise output.fail(f"-: standard input is larger than {MAX_FILE} bytes")
+            result.append(("-", text))
         elif os.path.isdir(path):
-            found = []
-            for root, _dirs, files in os.walk(path):
-                found += [
-                    os.path.join(root, f) for f in files if f.endswith((".yaml", ".yml", ".json"))
-                ]
+            found, skipped = files_under(path)
+            for file, reason in skipped:
+                output.err.print(f"{file} skipped: {reason}", highlight=False, markup=False)
             if not found:
                 raise output.fail(f"{path}: no .yaml, .yml or .json files in this directory")
-            for file in sorted(found):
+            for file in found:
                 result.append((file, _read(file)))
         else:
             result.append((path, _read(path)))
     return result
 
 
+MAX_FILE = ManifestLimits().max_file_size
+
+
 def _read(path: str) -> str:
     try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except OSError as exc:
-        raise output.fail(f"{path}: cannot read ({exc.strerror})") from None
-    except UnicodeDecodeError:
-        raise output.fail(f"{path}: not UTF-8 text") from None
+        return read_file(path, MAX_FILE)
+    except ManifestError as error:
+        raise output.fail(error.message) from None

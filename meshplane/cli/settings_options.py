@@ -25,6 +25,8 @@ def _type(setting: Setting) -> Any:
     kind = setting.kind
     if kind is Kind.PORT:
         return click.IntRange(1, 65535)
+    if kind is Kind.COUNT:
+        return click.IntRange(min=1)
     if kind is Kind.FRACTION:
         return click.FloatRange(0, 1, min_open=True, max_open=True)
     if kind is Kind.CHOICE:
@@ -33,7 +35,7 @@ def _type(setting: Setting) -> Any:
         return click.Path(path_type=Path, dir_okay=setting.name.endswith("_dir"))
     if kind is Kind.FILE:
         return click.Path(path_type=Path, dir_okay=False, exists=True)
-    return None  # text, durations (parsed by Settings.load) and names
+    return None  # text, durations and sizes (parsed by Settings.load) and names
 
 
 def _option(setting: Setting, own: tuple[Any, str | None] | None) -> Callable[[F], F]:

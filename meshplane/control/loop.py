@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from meshplane.control.secrets import IdentityProvider, proxy_secrets
 from meshplane.identity import DEFAULT_TRUST_DOMAIN
@@ -131,6 +131,11 @@ class ControlLoop:
         self._rotation: asyncio.Task[None] | None = None
         self._secrets_due = asyncio.Event()
         registry = registry if registry is not None else CollectorRegistry()
+        Gauge(
+            "meshplane_mesh_views",
+            "Meshes whose translation view the control loop keeps",
+            registry=registry,
+        ).set_function(lambda: len(self._views))
         self._translations = Counter(
             "meshplane_translations", "Proxy snapshots computed", registry=registry
         )
@@ -201,10 +206,14 @@ class ControlLoop:
     # --- translation --------------------------------------------------------------------
 
     def _view(self, mesh: str) -> MeshView:
+        """The current view of ``mesh``, kept while the mesh exists.  A mesh that does not
+        exist gets an empty view that is not kept: a stream naming one more made-up mesh
+        must not grow the server (the proxy is translated again when the mesh is created)."""
         view = self._views.get(mesh)
         if view is None:
             view = MeshView.from_records(self.store.mesh_records(mesh), mesh)
-            self._views[mesh] = view
+            if view.key(Kind.MESH, mesh) in view:
+                self._views[mesh] = view
         return view
 
     def _mesh_security(self, mesh: str) -> tuple[MeshSecurity, str | None]:
@@ -214,7 +223,9 @@ class ControlLoop:
             td = self.identities.trust_domain if self.identities else DEFAULT_TRUST_DOMAIN
             record = self.store.get(ResourceKey(Kind.MESH, mesh, mesh))
             tags = {t.key: t.value for t in record.tags} if record is not None else {}
-            cached = self._security[mesh] = MeshSecurity.from_mesh_tags(tags, td)
+            cached = MeshSecurity.from_mesh_tags(tags, td)
+            if record is not None:  # kept for meshes that exist only (see _view)
+                self._security[mesh] = cached
         return cached
 
     def _publish(self, key: str, entry: _Proxy) -> None:

@@ -9,7 +9,14 @@ document, object and field of every problem.  Pure apart from reading the given 
 Used by the server's apply endpoint and the CLI (``meshplane apply -f``, ``meshplane diff``).
 """
 
-from meshplane.manifests.documents import Manifest, load_paths, parse_documents
+from meshplane.manifests.documents import (
+    Manifest,
+    ManifestLimits,
+    files_under,
+    load_paths,
+    parse_documents,
+    read_file,
+)
 from meshplane.manifests.errors import ManifestError
 from meshplane.manifests.translate import (
     SUPPORTED_VERSION,
@@ -24,9 +31,12 @@ __all__ = [
     "DesiredResource",
     "Manifest",
     "ManifestError",
+    "ManifestLimits",
     "Translation",
     "default_aws_name",
+    "files_under",
     "load_paths",
     "parse_documents",
+    "read_file",
     "translate",
 ]

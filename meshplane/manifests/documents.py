@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,12 +23,28 @@ from typing import Any
 import yaml
 
 from meshplane.manifests.errors import ManifestError, Path, format_path
+from meshplane.model.common import lone_surrogate
 
 APPMESH_GROUP = "appmesh.k8s.aws"
 _CLUSTER_SCOPED = {(APPMESH_GROUP, "Mesh"), ("", "Namespace")}
 _EXTENSIONS = (".yaml", ".yml", ".json")
 _MAX_DEPTH = 200
-_MAX_NODES = 1_000_000
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestLimits:
+    """What one apply may hold (defaults: far above any real set of manifests; the
+    Kubernetes API server refuses objects over 1.5 MiB and requests over 3 MiB)."""
+
+    max_documents: int = 10_000
+    """Documents in one apply (empty ones between ``---`` separators count)."""
+    max_object_size: int = 1 * MiB
+    """Bytes of one object as JSON, YAML aliases expanded: what is stored and served back."""
+    max_aliases: int = 1_000
+    """YAML alias uses (``*name``) in one stream."""
+    max_file_size: int = 16 * MiB
+    """Bytes of one file ``meshplane apply -f`` reads."""
 
 
 @dataclass(frozen=True)
@@ -69,53 +86,128 @@ class Manifest:
         return ManifestError(f"{self.ref()}: {message}")
 
 
-def load_paths(paths: Sequence[str], stdin_text: str | None = None) -> list[Manifest]:
-    """The manifests in files, directories (recursive, sorted) and ``-`` (standard input)."""
+def load_paths(
+    paths: Sequence[str], stdin_text: str | None = None, limits: ManifestLimits | None = None
+) -> list[Manifest]:
+    """The manifests in files, directories (recursive, sorted) and ``-`` (standard input).
+    Only regular files are read (:func:`read_file`); in a directory, anything else is left
+    out silently, as ``kubectl`` does."""
+    limits = limits or ManifestLimits()
     manifests: list[Manifest] = []
     for path in paths:
         if path == "-":
             if stdin_text is None:
                 raise ManifestError("-: no standard input was given")
-            manifests.extend(parse_documents(stdin_text, "-"))
+            manifests.extend(parse_documents(stdin_text, "-", limits))
         elif os.path.isdir(path):
-            for file_path in _files_under(path):
-                manifests.extend(parse_documents(_read(file_path), file_path))
+            found, _ = files_under(path)
+            for file_path in found:
+                text = read_file(file_path, limits.max_file_size)
+                manifests.extend(parse_documents(text, file_path, limits))
         else:
-            manifests.extend(parse_documents(_read(path), path))
+            manifests.extend(parse_documents(read_file(path, limits.max_file_size), path, limits))
     return manifests
 
 
-def parse_documents(text: str, source: str) -> list[Manifest]:
-    """The objects in one YAML stream or JSON text; empty documents are ignored."""
+def parse_documents(text: str, source: str, limits: ManifestLimits | None = None) -> list[Manifest]:
+    """The objects in one YAML stream or JSON text; empty documents are ignored.  Bounded by
+    ``limits``: documents, alias uses, and each object's size with aliases expanded."""
+    limits = limits or ManifestLimits()
     manifests: list[Manifest] = []
-    for index, document in _documents(text, source):
+    for index, document in _documents(text, source, limits):
+        if index >= limits.max_documents:
+            raise ManifestError(
+                f"{source}: more than {limits.max_documents} documents (the limit per apply)"
+            )
         if document is None:
             continue
-        body = _plain(document, f"{source}#{index}")
+        body = _plain(document, f"{source}#{index}", limits.max_object_size)
         manifests.extend(_manifests(body, source, index))
     return manifests
 
 
-def _files_under(directory: str) -> list[str]:
+def files_under(directory: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """The manifest files below ``directory`` (``.yaml``, ``.yml``, ``.json``; symbolic links
+    to directories are not followed), sorted, and those left out with the reason (a FIFO,
+    a device, a socket, a dangling link: :func:`read_file` reads regular files only)."""
     found: list[str] = []
+    skipped: list[tuple[str, str]] = []
     for root, dirs, files in os.walk(directory, followlinks=False):
         dirs.sort()
-        found.extend(os.path.join(root, f) for f in files if f.endswith(_EXTENSIONS))
-    return sorted(found)
+        for name in files:
+            if not name.endswith(_EXTENSIONS):
+                continue
+            path = os.path.join(root, name)
+            problem = _not_regular(path)
+            if problem is None:
+                found.append(path)
+            else:
+                skipped.append((path, problem))
+    return sorted(found), sorted(skipped)
 
 
-def _read(path: str) -> str:
+def _not_regular(path: str) -> str | None:
     try:
-        with open(path, encoding="utf-8-sig") as stream:
-            return stream.read()
-    except UnicodeDecodeError as error:
-        raise ManifestError(f"{path}: not UTF-8 text ({error.reason})") from None
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        return error.strerror or str(error)
+    if stat.S_ISREG(mode):
+        return None
+    return f"not a regular file ({_file_type(mode)})"
+
+
+def _file_type(mode: int) -> str:
+    for check, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a directory"),
+    ):
+        if check(mode):
+            return name
+    return "not a regular file"
+
+
+def read_file(path: str, max_bytes: int) -> str:
+    """The text of the regular file ``path`` (symbolic links followed), at most ``max_bytes``.
+    A FIFO, a device or a socket is refused without reading from it (opening a FIFO does not
+    wait for a writer), as is a larger file; ManifestError names the file and the rule."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as error:
         raise ManifestError(f"{path}: {error.strerror or error}") from None
+    with os.fdopen(fd, "rb") as handle:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise ManifestError(f"{path}: not a regular file ({_file_type(mode)}); not read")
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ManifestError(f"{path}: larger than {max_bytes} bytes (the limit); not read")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ManifestError(f"{path}: not UTF-8 text ({error.reason})") from None
 
 
 class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader, made to read values as Kubernetes does."""
+    """PyYAML's safe loader, made to read values as Kubernetes does, counting alias uses."""
+
+    max_aliases = ManifestLimits().max_aliases
+    aliases = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > self.max_aliases:
+                event = self.peek_event()  # type: ignore[no-untyped-call]
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"more than {self.max_aliases} alias uses (the limit)",
+                    event.start_mark,
+                )
+        return super().compose_node(parent, index)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[tuple[str, str]] = set()
@@ -139,7 +231,7 @@ _Loader.yaml_implicit_resolvers = {
 _Loader.add_constructor("tag:yaml.org,2002:map", _Loader.construct_mapping)
 
 
-def _documents(text: str, source: str) -> Iterator[tuple[int, object]]:
+def _documents(text: str, source: str, limits: ManifestLimits) -> Iterator[tuple[int, object]]:
     stripped = text.lstrip()
     if stripped.startswith(("{", "[")):
         try:
@@ -153,6 +245,7 @@ def _documents(text: str, source: str) -> Iterator[tuple[int, object]]:
     loader: _Loader | None = None
     try:
         loader = _Loader(text)
+        loader.max_aliases = limits.max_aliases
         while loader.check_data():  # type: ignore[no-untyped-call]
             document = loader.get_data()
             yield index, document
@@ -190,23 +283,43 @@ def _no_constant(name: str) -> object:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _plain(value: object, where: str) -> Any:
-    """A fresh copy of ``value`` made of JSON types only (aliases unshared, cycles refused)."""
-    budget = [_MAX_NODES]
+def _plain(value: object, where: str, max_size: int) -> Any:
+    """A fresh copy of ``value`` made of JSON types only (aliases unshared, cycles refused),
+    refused once its JSON form (about: one byte a value, plus its text) passes ``max_size``
+    — how far YAML aliases may expand a document."""
+    budget = [max_size]
+
+    def spend(amount: int) -> None:
+        budget[0] -= amount
+        if budget[0] < 0:
+            raise ManifestError(
+                f"{where}: larger than {max_size} bytes once YAML aliases are expanded "
+                "(the limit of one object)"
+            )
 
     def copy(item: object, depth: int) -> Any:
-        budget[0] -= 1
-        if budget[0] < 0:
-            raise ManifestError(f"{where}: document is too large (more than {_MAX_NODES} values)")
+        spend(1)
         if depth > _MAX_DEPTH:
             raise ManifestError(f"{where}: document is nested too deeply")
         if isinstance(item, dict):
-            return {_key(key, where): copy(sub, depth + 1) for key, sub in item.items()}
+            result = {}
+            for key, sub in item.items():
+                name = _key(key, where)
+                spend(len(name) + 3)
+                result[name] = copy(sub, depth + 1)
+            return result
         if isinstance(item, list):
             return [copy(sub, depth + 1) for sub in item]
         if isinstance(item, float) and not math.isfinite(item):
             raise ManifestError(f"{where}: {item} is not a JSON number")
-        if item is None or isinstance(item, str | bool | int | float):
+        if isinstance(item, str):
+            spend(len(item) + 2)
+            if lone_surrogate(item) is not None:
+                raise ManifestError(
+                    f"{where}: {item[:40]!r}: must be Unicode text (a lone UTF-16 surrogate)"
+                )
+            return item
+        if item is None or isinstance(item, bool | int | float):
             return item
         raise ManifestError(f"{where}: a value of YAML type {type(item).__name__} is not JSON data")
 
@@ -288,4 +401,13 @@ def type_name(value: object) -> str:
     return "a mapping"
 
 
-__all__ = ["APPMESH_GROUP", "Manifest", "load_paths", "parse_documents", "type_name"]
+__all__ = [
+    "APPMESH_GROUP",
+    "Manifest",
+    "ManifestLimits",
+    "files_under",
+    "load_paths",
+    "parse_documents",
+    "read_file",
+    "type_name",
+]

@@ -70,6 +70,25 @@ class ProxyAuthorizer:
             registry=registry if registry is not None else CollectorRegistry(),
         )
 
+    def admit(self, metadata: Metadata, peer_certificate: bytes | None) -> None:
+        """The check made before any message of a stream is read (``XdsServer``'s ``admit``):
+        a required token must be there, and a token that is sent must verify and not be
+        revoked.  Whether it names the identity the stream claims is checked by ``__call__``
+        once the first request says who it is."""
+        del peer_certificate
+        token = bearer_token(metadata)
+        if token is None:
+            if self.required:
+                self._refuse(None, "missing", "no proxy token (authorization: Bearer ...)")
+            return
+        try:
+            claims = self.key.verify(token, int(self.clock()))
+        except InvalidTokenError as error:
+            self._refuse(None, "invalid", str(error))
+        revoked = self.revocations.why(claims) if self.revocations is not None else None
+        if revoked is not None:
+            self._refuse(None, "revoked", revoked)
+
     def __call__(
         self, identity: ProxyIdentity, metadata: Metadata, peer_certificate: bytes | None
     ) -> TokenClaims | None:
@@ -107,7 +126,10 @@ class ProxyAuthorizer:
             return None
         return self.revocations.why(credential)
 
-    def _refuse(self, identity: ProxyIdentity, reason: str, message: str) -> NoReturn:
+    def _refuse(self, identity: ProxyIdentity | None, reason: str, message: str) -> NoReturn:
         self._refused.labels(reason).inc()
-        log.warning("refused an ADS stream claiming %s: %s", identity, message)
+        if identity is None:
+            log.warning("refused an ADS stream before reading it: %s", message)
+        else:
+            log.warning("refused an ADS stream claiming %s: %s", identity, message)
         raise PermissionError(message)

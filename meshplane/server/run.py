@@ -162,6 +162,8 @@ class Application:
             self.control,
             self.registry,
             authorize=self.authorizer,
+            admit=self.authorizer.admit,
+            limits=settings.xds.limits,
             credentials=credentials,
         )
         self.xds_port = settings.xds.port
@@ -182,6 +184,8 @@ class Application:
             ).routes(),
             tokens=self.tokens,
             require_auth=settings.auth is not None and settings.auth.required,
+            limits=settings.api.limits,
+            manifest_limits=settings.api.manifests,
         )
 
     async def _start_xds(self) -> None:

@@ -38,6 +38,8 @@ class Kind(enum.Enum):
     FRACTION = "fraction"  # a number strictly between 0 and 1
     CHOICE = "choice"  # one of ``choices``
     NAMES = "names"  # a repeatable flag; in a variable, comma-separated
+    COUNT = "count"  # a positive integer
+    SIZE = "size"  # bytes: 1048576, 64KiB, 4MiB, 1GiB -> int
 
 
 def parse_bool(text: str | None) -> bool:
@@ -58,6 +60,28 @@ def parse_duration(text: str) -> timedelta:
     if seconds <= 0:
         raise ValueError(f"{text!r}: a duration must be positive")
     return timedelta(seconds=seconds)
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kib": 1024, "m": 1024**2, "mib": 1024**2}
+_SIZE_UNITS |= {"g": 1024**3, "gib": 1024**3}
+
+
+def parse_size(text: str) -> int:
+    """``1048576``, ``64KiB``, ``4MiB`` or ``1GiB`` (``K``/``M``/``G`` too) in bytes."""
+    value = text.strip().lower().replace(" ", "")
+    number = value.rstrip("kmgib")
+    unit = value[len(number) :]
+    if not number.isdigit() or unit not in _SIZE_UNITS:
+        raise ValueError(f"{text!r} is not a size (1048576, 64KiB, 4MiB)")
+    return int(number) * _SIZE_UNITS[unit]
+
+
+def size_text(value: int) -> str:
+    """``4194304`` -> ``4MiB`` (bytes when not a whole number of KiB)."""
+    for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if value % size == 0:
+            return f"{value // size}{unit}"
+    return str(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +116,10 @@ class Setting:
             return Path(text)
         if kind is Kind.DURATION:
             return parse_duration(text)
-        if kind is Kind.PORT:
+        if kind in (Kind.PORT, Kind.COUNT):
             return int(text)
+        if kind is Kind.SIZE:
+            return parse_size(text)
         if kind is Kind.FRACTION:
             return float(text)
         return text
@@ -103,6 +129,8 @@ class Setting:
         problem: str | None = None
         if self.kind is Kind.PORT and not 1 <= value <= 65535:
             problem = f"{value} is not a port (1-65535)"
+        elif self.kind in (Kind.COUNT, Kind.SIZE) and value < 1:
+            problem = f"{value} must be at least 1"
         elif self.kind is Kind.FRACTION and not 0 < value < 1:
             problem = f"{value} is not between 0 and 1"
         elif self.kind is Kind.CHOICE and value not in self.choices:
@@ -121,6 +149,8 @@ class Setting:
             return None
         if isinstance(self.default, timedelta):
             return _duration_text(self.default)
+        if self.kind is Kind.SIZE:
+            return size_text(self.default)
         return str(self.default)
 
 

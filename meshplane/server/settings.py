@@ -23,12 +23,16 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from meshplane.api.limits import HttpLimits
 from meshplane.identity import IdentitySettings
 from meshplane.identity.server_tls import server_names
+from meshplane.manifests import ManifestLimits
 from meshplane.server.setting import Kind, Setting, markdown_table, parse_duration, resolve
+from meshplane.xds.limits import XdsLimits
 
 DEFAULT_API_PORT = 8765
 DEFAULT_XDS_PORT = 18000
@@ -47,6 +51,9 @@ def _account_id(value: str) -> str | None:
 
 
 _IDENTITY = IdentitySettings()
+_HTTP = HttpLimits()
+_XDS = XdsLimits()
+_MANIFESTS = ManifestLimits()
 
 SETTINGS: tuple[Setting, ...] = (
     Setting(
@@ -259,6 +266,167 @@ SETTINGS: tuple[Setting, ...] = (
         default_text="the `--cert-lifetime`",
         metavar="DURATION",
     ),
+    Setting(
+        "max_request_body",
+        "--max-request-body",
+        "MESHPLANE_MAX_REQUEST_BODY",
+        Kind.SIZE,
+        "Largest API request body (an apply's manifests included); larger ones get 400.",
+        "limits",
+        default=_HTTP.max_body,
+        metavar="SIZE",
+    ),
+    Setting(
+        "max_json_depth",
+        "--max-json-depth",
+        "MESHPLANE_MAX_JSON_DEPTH",
+        Kind.COUNT,
+        "Deepest nesting of objects and arrays in a JSON request body.",
+        "limits",
+        default=_HTTP.max_json_depth,
+        metavar="N",
+    ),
+    Setting(
+        "max_connections",
+        "--max-connections",
+        "MESHPLANE_MAX_CONNECTIONS",
+        Kind.COUNT,
+        "Open API connections; one more is answered 503 and closed.",
+        "limits",
+        default=_HTTP.max_connections,
+        metavar="N",
+    ),
+    Setting(
+        "header_timeout",
+        "--header-timeout",
+        "MESHPLANE_HEADER_TIMEOUT",
+        Kind.DURATION,
+        "Time an API connection has to send a request's head (then 408 and closed).",
+        "limits",
+        default=timedelta(seconds=_HTTP.header_timeout),
+        metavar="DURATION",
+    ),
+    Setting(
+        "body_timeout",
+        "--body-timeout",
+        "MESHPLANE_BODY_TIMEOUT",
+        Kind.DURATION,
+        "Time an API request has to send its whole body (then 408 and closed).",
+        "limits",
+        default=timedelta(seconds=_HTTP.body_timeout),
+        metavar="DURATION",
+    ),
+    Setting(
+        "keep_alive_timeout",
+        "--keep-alive-timeout",
+        "MESHPLANE_KEEP_ALIVE_TIMEOUT",
+        Kind.DURATION,
+        "Time an idle keep-alive API connection stays open.",
+        "limits",
+        default=timedelta(seconds=_HTTP.keep_alive_timeout),
+        metavar="DURATION",
+    ),
+    Setting(
+        "max_manifest_documents",
+        "--max-manifest-documents",
+        "MESHPLANE_MAX_MANIFEST_DOCUMENTS",
+        Kind.COUNT,
+        "Documents in one apply (empty ones between `---` count).",
+        "limits",
+        default=_MANIFESTS.max_documents,
+        metavar="N",
+    ),
+    Setting(
+        "max_manifest_object",
+        "--max-manifest-object",
+        "MESHPLANE_MAX_MANIFEST_OBJECT",
+        Kind.SIZE,
+        "Largest manifest object as JSON with YAML aliases expanded (what is stored).",
+        "limits",
+        default=_MANIFESTS.max_object_size,
+        metavar="SIZE",
+    ),
+    Setting(
+        "max_yaml_aliases",
+        "--max-yaml-aliases",
+        "MESHPLANE_MAX_YAML_ALIASES",
+        Kind.COUNT,
+        "YAML alias uses (`*name`) in one manifest stream.",
+        "limits",
+        default=_MANIFESTS.max_aliases,
+        metavar="N",
+    ),
+    Setting(
+        "xds_max_message",
+        "--xds-max-message",
+        "MESHPLANE_XDS_MAX_MESSAGE",
+        Kind.SIZE,
+        "Largest xDS request message; a larger one ends its stream (RESOURCE_EXHAUSTED).",
+        "limits",
+        default=_XDS.max_message,
+        metavar="SIZE",
+    ),
+    Setting(
+        "xds_max_node_metadata",
+        "--xds-max-node-metadata",
+        "MESHPLANE_XDS_MAX_NODE_METADATA",
+        Kind.SIZE,
+        "Largest `node.metadata` a proxy may send (INVALID_ARGUMENT past it).",
+        "limits",
+        default=_XDS.max_node_metadata,
+        metavar="SIZE",
+    ),
+    Setting(
+        "xds_streams_per_connection",
+        "--xds-streams-per-connection",
+        "MESHPLANE_XDS_STREAMS_PER_CONNECTION",
+        Kind.COUNT,
+        "Concurrent xDS streams on one HTTP/2 connection (Envoy opens one).",
+        "limits",
+        default=_XDS.streams_per_connection,
+        metavar="N",
+    ),
+    Setting(
+        "xds_streams_per_peer",
+        "--xds-streams-per-peer",
+        "MESHPLANE_XDS_STREAMS_PER_PEER",
+        Kind.COUNT,
+        "Open xDS streams from one peer address (RESOURCE_EXHAUSTED past it).",
+        "limits",
+        default=_XDS.streams_per_peer,
+        metavar="N",
+    ),
+    Setting(
+        "xds_first_request_timeout",
+        "--xds-first-request-timeout",
+        "MESHPLANE_XDS_FIRST_REQUEST_TIMEOUT",
+        Kind.DURATION,
+        "Time a new xDS stream has to send its first request.",
+        "limits",
+        default=timedelta(seconds=_XDS.first_request_timeout),
+        metavar="DURATION",
+    ),
+    Setting(
+        "xds_keepalive",
+        "--xds-keepalive",
+        "MESHPLANE_XDS_KEEPALIVE",
+        Kind.DURATION,
+        "Interval of keepalive pings on an idle xDS connection (a peer that does not answer "
+        "within 20s is dropped).",
+        "limits",
+        default=timedelta(seconds=_XDS.keepalive_time),
+        metavar="DURATION",
+    ),
+    Setting(
+        "xds_idle_timeout",
+        "--xds-idle-timeout",
+        "MESHPLANE_XDS_IDLE_TIMEOUT",
+        Kind.DURATION,
+        "Time an xDS connection without any stream stays open.",
+        "limits",
+        default=timedelta(seconds=_XDS.max_connection_idle),
+        metavar="DURATION",
+    ),
 )
 
 
@@ -289,6 +457,8 @@ class StoreSettings:
 class ApiSettings:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_API_PORT
+    limits: HttpLimits = field(default_factory=HttpLimits)
+    manifests: ManifestLimits = field(default_factory=ManifestLimits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +468,7 @@ class XdsSettings:
     require_proxy_auth: bool = False
     """Proxies must present a proxy token scoped to the identity they claim (always on when
     ``host`` is not a loopback address)."""
+    limits: XdsLimits = field(default_factory=XdsLimits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,11 +522,36 @@ class Settings:
                 key_file=data_dir / "token.key",
             ),
             tls=_tls_settings(values, data_dir),
-            api=ApiSettings(host=host, port=values["api_port"]),
+            api=ApiSettings(
+                host=host,
+                port=values["api_port"],
+                limits=HttpLimits(
+                    max_body=values["max_request_body"],
+                    max_json_depth=values["max_json_depth"],
+                    header_timeout=values["header_timeout"].total_seconds(),
+                    body_timeout=values["body_timeout"].total_seconds(),
+                    keep_alive_timeout=values["keep_alive_timeout"].total_seconds(),
+                    max_connections=values["max_connections"],
+                ),
+                manifests=ManifestLimits(
+                    max_documents=values["max_manifest_documents"],
+                    max_object_size=values["max_manifest_object"],
+                    max_aliases=values["max_yaml_aliases"],
+                ),
+            ),
             xds=XdsSettings(
                 host=host,
                 port=values["xds_port"],
                 require_proxy_auth=values["require_proxy_auth"] or not is_loopback(host),
+                limits=XdsLimits(
+                    max_message=values["xds_max_message"],
+                    max_node_metadata=values["xds_max_node_metadata"],
+                    streams_per_connection=values["xds_streams_per_connection"],
+                    streams_per_peer=values["xds_streams_per_peer"],
+                    first_request_timeout=values["xds_first_request_timeout"].total_seconds(),
+                    keepalive_time=values["xds_keepalive"].total_seconds(),
+                    max_connection_idle=values["xds_idle_timeout"].total_seconds(),
+                ),
             ),
             region=values["region"],
             account_id=values["account_id"],

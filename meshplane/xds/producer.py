@@ -62,6 +62,11 @@ class SnapshotKeyer(Protocol):
 
 Metadata = Sequence[tuple[str, str | bytes]]
 
+Admission = Callable[[Metadata, bytes | None], None]
+"""``admit(invocation metadata, peer certificate PEM or None)``, called before any message of
+a stream is read: raise :class:`PermissionError` to refuse it (``PERMISSION_DENIED``) —
+a stream without valid credentials never gets a request parsed."""
+
 Authorizer = Callable[[ProxyIdentity, Metadata, bytes | None], Awaitable[object] | object]
 """``authorize(identity, invocation metadata, peer certificate PEM or None)``: return (or
 await) to allow — what it returns is the stream's *credential* (None when it had none), which

@@ -4,10 +4,16 @@
 ``StreamAggregatedResources`` and ``DeltaAggregatedResources``) with ``grpc.aio`` in the
 caller's event loop.  Per stream:
 
-1. The first request must carry ``node``; its id is parsed into a :class:`ProxyIdentity`
-   (``INVALID_ARGUMENT`` if it names no virtual node/gateway) and, if an authorizer is set,
-   authorized (``PERMISSION_DENIED`` when it raises :class:`PermissionError`).  Later requests
-   need not repeat ``node``.
+0. Before any message is read: the peer's open streams are counted against
+   ``limits.streams_per_peer`` (``RESOURCE_EXHAUSTED``) and, if an ``admit`` hook is set,
+   the call metadata is checked (``PERMISSION_DENIED``).  Messages arrive as bytes and are
+   parsed here, the large ones in a worker thread; gRPC refuses one larger than
+   ``limits.max_message`` before it is read (:mod:`meshplane.xds.limits`).
+1. The first request (within ``limits.first_request_timeout``) must carry ``node``, with
+   ``node.metadata`` under ``limits.max_node_metadata``; its id is parsed into a
+   :class:`ProxyIdentity` (``INVALID_ARGUMENT`` if it names no virtual node/gateway) and,
+   if an authorizer is set, authorized (``PERMISSION_DENIED`` when it raises
+   :class:`PermissionError`).  Later requests need not repeat ``node``.
 2. The stream watches its snapshot key in the cache — the producer's ``snapshot_key`` of the
    connection when it has one (:class:`~meshplane.xds.producer.SnapshotKeyer`), else its
    identity's node key — tells the producer it connected, and from then on reacts to
@@ -31,15 +37,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from envoy.service.discovery.v3 import discovery_pb2
 from prometheus_client import CollectorRegistry
 
 from meshplane.xds import delta, sotw
 from meshplane.xds._proto import json_format
 from meshplane.xds.cache import SnapshotCache
 from meshplane.xds.identity import InvalidNodeIdError, ProxyIdentity, parse_node_id
+from meshplane.xds.limits import XdsLimits
 from meshplane.xds.metrics import XdsMetrics
 from meshplane.xds.producer import (
+    Admission,
     Authorizer,
     ProxyConnection,
     SnapshotKeyer,
@@ -74,8 +82,13 @@ class XdsServer:
         nack_backoff: float = 1.0,
         nack_backoff_max: float = 30.0,
         credentials: grpc.ServerCredentials | None = None,
+        admit: Admission | None = None,
+        limits: XdsLimits | None = None,
     ) -> None:
         self.cache = cache
+        self.admit = admit
+        self.limits = limits or XdsLimits()
+        self._per_peer: dict[str, int] = {}
         self.producer = producer
         self.metrics = XdsMetrics(registry if registry is not None else CollectorRegistry())
         self.authorize = authorize
@@ -93,17 +106,22 @@ class XdsServer:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """Start serving on ``host:port`` (0 picks a free port); return the bound port."""
+        limits = self.limits
         server = grpc.aio.server(
             options=[
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 5000),
-                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                ("grpc.keepalive_time_ms", int(limits.keepalive_time * 1000)),
+                ("grpc.keepalive_timeout_ms", int(limits.keepalive_timeout * 1000)),
+                ("grpc.max_connection_idle_ms", int(limits.max_connection_idle * 1000)),
+                ("grpc.max_receive_message_length", limits.max_message),
+                ("grpc.max_concurrent_streams", limits.streams_per_connection),
                 # a reconnect storm of thousands of proxies must queue, not be cancelled
                 ("grpc.server.max_pending_requests", 100_000),
                 ("grpc.server.max_pending_requests_hard_limit", 200_000),
             ]
         )
-        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(_Servicer(self), server)
+        server.add_generic_rpc_handlers((_handlers(self),))
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         if self.credentials is not None:
             bound = server.add_secure_port(address, self.credentials)
@@ -150,17 +168,45 @@ class XdsServer:
         """Run one ADS stream until the client goes away."""
         handle: Callable[[Stream, Any, Any], None] = sotw.handle if kind == "sotw" else delta.handle
         build: Builder = sotw.build if kind == "sotw" else delta.build
+        parse = (
+            discovery_pb2.DiscoveryRequest.FromString
+            if kind == "sotw"
+            else discovery_pb2.DeltaDiscoveryRequest.FromString
+        )
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()
-        reader = asyncio.create_task(_read(requests, queue))
+        peer = _peer_address(context.peer() or "")
+        if self._per_peer.get(peer, 0) >= self.limits.streams_per_peer:
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{peer} has {self.limits.streams_per_peer} open ADS streams (the limit)",
+            )
+        self._per_peer[peer] = self._per_peer.get(peer, 0) + 1
+        reader: asyncio.Task[None] | None = None
         stream: Stream | None = None
         connection: ProxyConnection | None = None
         unwatch: Callable[[], None] | None = None
         timer: asyncio.TimerHandle | None = None
         try:
-            first = await queue.get()
+            if self.admit is not None:  # credentials first: nothing is read before this
+                try:
+                    self.admit(context.invocation_metadata() or (), _peer_cert(context))
+                except PermissionError as error:
+                    await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(error))
+            reader = asyncio.create_task(_read(requests, queue, parse))
+            try:
+                first = await asyncio.wait_for(
+                    queue.get(), timeout=self.limits.first_request_timeout
+                )
+            except TimeoutError:
+                await context.abort(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    f"no request within {self.limits.first_request_timeout:g} s",
+                )
             if first is _EOF:
                 return
+            if isinstance(first, _Invalid):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, first.reason)
             stream, connection, credential = await self._open(kind, first, context)
 
             def wake() -> None:
@@ -180,6 +226,8 @@ class XdsServer:
                 for item in items:
                     if item is _EOF:
                         return
+                    if isinstance(item, _Invalid):
+                        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, item.reason)
                     if isinstance(item, _Close):
                         log.warning("closed the ADS stream of %s: %s", stream.identity, item.reason)
                         await context.abort(grpc.StatusCode.PERMISSION_DENIED, item.reason)
@@ -194,9 +242,13 @@ class XdsServer:
                     timer = loop.call_at(_loop_time(loop, stream), queue.put_nowait, _WAKE)
                 items = [await queue.get()]
         finally:
+            left = self._per_peer.pop(peer, 1) - 1
+            if left > 0:
+                self._per_peer[peer] = left
             if timer is not None:
                 timer.cancel()
-            reader.cancel()
+            if reader is not None:
+                reader.cancel()
             if unwatch is not None:
                 unwatch()
             if stream is not None:
@@ -227,6 +279,13 @@ class XdsServer:
             identity = parse_node_id(node.id)
         except InvalidNodeIdError as error:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, error.message)
+        size = node.metadata.ByteSize()
+        if size > self.limits.max_node_metadata:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"node.metadata is {size} bytes, more than {self.limits.max_node_metadata}"
+                " (the limit)",
+            )
         credential: object = None
         if self.authorize is not None:
             try:
@@ -272,24 +331,54 @@ class XdsServer:
             log.exception("snapshot producer %s(%s) failed", method, connection.identity)
 
 
-class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignore[misc]
-    def __init__(self, server: XdsServer) -> None:
-        self._server = server
+def _handlers(server: XdsServer) -> grpc.GenericRpcHandler:
+    """The ADS methods, receiving each request as bytes (parsed by :func:`_read`, off the event
+    loop when large) and sending serialized responses."""
 
-    async def StreamAggregatedResources(
-        self, request_iterator: AsyncIterator[discovery_pb2.DiscoveryRequest], context: Any
-    ) -> None:
-        await self._server._serve("sotw", request_iterator, context)
+    async def sotw(requests: AsyncIterator[bytes], context: Any) -> None:
+        await server._serve("sotw", requests, context)
 
-    async def DeltaAggregatedResources(
-        self, request_iterator: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest], context: Any
-    ) -> None:
-        await self._server._serve("delta", request_iterator, context)
+    async def delta_(requests: AsyncIterator[bytes], context: Any) -> None:
+        await server._serve("delta", requests, context)
+
+    return grpc.method_handlers_generic_handler(
+        "envoy.service.discovery.v3.AggregatedDiscoveryService",
+        {
+            "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(
+                sotw, response_serializer=discovery_pb2.DiscoveryResponse.SerializeToString
+            ),
+            "DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(
+                delta_,
+                response_serializer=discovery_pb2.DeltaDiscoveryResponse.SerializeToString,
+            ),
+        },
+    )
 
 
-async def _read(requests: AsyncIterator[Any], queue: asyncio.Queue[object]) -> None:
+@dataclass(frozen=True, slots=True)
+class _Invalid:
+    """Queued for a request that is not a valid message: the stream ends INVALID_ARGUMENT."""
+
+    reason: str
+
+
+_INLINE_PARSE = 64 * 1024
+"""Requests up to this size are parsed on the event loop; larger ones in a worker thread."""
+
+
+async def _read(
+    requests: AsyncIterator[bytes], queue: asyncio.Queue[object], parse: Callable[[bytes], Any]
+) -> None:
     try:
-        async for request in requests:
+        async for raw in requests:
+            try:
+                if len(raw) <= _INLINE_PARSE:
+                    request = parse(raw)
+                else:
+                    request = await asyncio.to_thread(parse, raw)
+            except Exception as error:  # DecodeError: not a DiscoveryRequest
+                queue.put_nowait(_Invalid(f"the request is not a valid message: {error}"))
+                return
             queue.put_nowait(request)
     except asyncio.CancelledError:
         raise
@@ -302,6 +391,12 @@ async def _read(requests: AsyncIterator[Any], queue: asyncio.Queue[object]) -> N
 def _loop_time(loop: asyncio.AbstractEventLoop, stream: Stream) -> float:
     assert stream.next_wake is not None
     return loop.time() + max(0.0, stream.next_wake - stream.clock())
+
+
+def _peer_address(peer: str) -> str:
+    """``ipv4:127.0.0.1:41568`` -> ``ipv4:127.0.0.1`` (``ipv6:[::1]:5`` -> ``ipv6:[::1]``)."""
+    address, _, port = peer.rpartition(":")
+    return address if port.isdigit() else peer
 
 
 def _peer_cert(context: grpc.aio.ServicerContext) -> bytes | None:

@@ -1,0 +1,115 @@
+"""Hostile manifests (findings 2, 4 and 8): YAML alias bombs, huge flow scalars, document
+floods and files that are not files.  Each gets a clear error naming the limit, nothing is
+stored, and the server keeps answering a concurrent client while it parses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.abuse.conftest import Healthy
+from tests.support.server import MeshplaneServer
+
+MESH = "apiVersion: appmesh.k8s.aws/v1beta2\nkind: Mesh\nmetadata:\n  name: {name}\n"
+
+
+def apply(server: MeshplaneServer, text: str, *, dry_run: bool) -> httpx.Response:
+    return httpx.post(
+        f"{server.url}/meshplane/v1/apply",
+        json={"documents": [{"source": "bomb.yaml", "text": text}], "dryRun": dry_run},
+        timeout=120,
+    )
+
+
+def refused(response: httpx.Response, *words: str) -> None:
+    assert response.status_code == 400, response.text
+    message = response.json()["message"]
+    for word in words:
+        assert word in message, message[:2000]
+
+
+def alias_bomb(name: str, uses: int) -> str:
+    """The review's bomb: one anchor of ~34 KB used ``uses`` times in annotations."""
+    lines = [MESH.format(name=name), "  annotations:", f"    blob: &b {'x' * 34_000}"]
+    lines += [f"    a{i}: *b" for i in range(uses)]
+    return "\n".join(lines) + "\n"
+
+
+def stored_manifests(server: MeshplaneServer) -> list[dict[str, object]]:
+    answer = httpx.get(f"{server.url}/meshplane/v1/manifests", timeout=30)
+    assert answer.status_code == 200
+    found: list[dict[str, object]] = answer.json()["manifests"]
+    return found
+
+
+def test_yaml_alias_bombs_are_refused_and_nothing_is_stored(
+    target: MeshplaneServer, healthy: Healthy
+) -> None:
+    with healthy():
+        # 20,000 uses: past the alias limit
+        refused(apply(target, alias_bomb("bomb1", 20_000), dry_run=True), "1000 alias uses")
+        # under the alias limit, but 34 KB x 900 = 30 MB once expanded: past the object size
+        refused(
+            apply(target, alias_bomb("bomb2", 900), dry_run=False),
+            "bytes once YAML aliases are expanded",
+        )
+    assert not [m for m in stored_manifests(target) if str(m["name"]).startswith("bomb")]
+    # a manifest with a few aliases is fine
+    fine = apply(target, alias_bomb("fine", 3), dry_run=False)
+    assert fine.status_code == 200, fine.text[:2000]
+
+
+def test_slow_yaml_is_parsed_off_the_event_loop(target: MeshplaneServer, healthy: Healthy) -> None:
+    flow = "[" + ", ".join(f"'{i:06d}'" for i in range(70_000)) + "]"  # ~700 KB of flow scalars
+    text = MESH.format(name="flow") + f"  annotations: {{x: y}}\nspec:\n  list: {flow}\n"
+    separators = "---\n" * 200_000
+    with healthy():
+        refused(apply(target, text, dry_run=True), "spec.list")  # not a field of a Mesh
+        refused(apply(target, separators, dry_run=True), "more than 10000 documents")
+
+
+def run_cli(server: MeshplaneServer, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MESHPLANE_SERVER": server.url, "NO_COLOR": "1", "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "meshplane", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+def test_apply_reads_regular_files_only(target: MeshplaneServer, tmp_path: Path) -> None:
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    (folder / "mesh.yaml").write_text(MESH.format(name="files"))
+    os.mkfifo(folder / "pipe.yaml")
+    (folder / "zero.yaml").symlink_to("/dev/zero")
+
+    # named on the command line: refused at once, nothing read or applied
+    pipe = run_cli(target, "apply", "-f", str(folder / "pipe.yaml"))
+    assert pipe.returncode == 1, pipe
+    assert "pipe.yaml: not a regular file (a FIFO); not read" in pipe.stderr
+    assert "Traceback" not in pipe.stderr
+    zero = run_cli(target, "apply", "-f", str(folder / "zero.yaml"))
+    assert zero.returncode == 1, zero
+    assert "zero.yaml: not a regular file (a character device); not read" in zero.stderr
+    assert "Traceback" not in zero.stderr
+
+    # in a directory: skipped, and said so; the regular file is applied
+    whole = run_cli(target, "apply", "-f", str(folder))
+    assert whole.returncode == 0, whole
+    assert "pipe.yaml skipped: not a regular file (a FIFO)" in whole.stderr
+    assert "zero.yaml skipped: not a regular file (a character device)" in whole.stderr
+    assert "mesh/files created" in whole.stdout
+
+    large = tmp_path / "large.yaml"
+    with large.open("wb") as handle:
+        handle.truncate(17 * 1024 * 1024)
+    big = run_cli(target, "apply", "-f", str(large))
+    assert big.returncode == 1, big
+    assert "larger than 16777216 bytes (the limit); not read" in big.stderr
