@@ -69,3 +69,84 @@ class TooManyRequestsError(MeshplaneError):
 class ServiceUnavailableError(MeshplaneError):
     code = "ServiceUnavailableException"
     status = 503
+
+
+class CloudMapError(MeshplaneError):
+    """An AWS Cloud Map (servicediscovery) modeled error; ``fields`` are the error shape's
+    members besides ``Message`` (``NamespaceId`` of NamespaceAlreadyExists, ...)."""
+
+    def __init__(self, message: str, **fields: str) -> None:
+        super().__init__(message)
+        self.fields = fields
+
+
+class InvalidInputError(CloudMapError):
+    code = "InvalidInput"
+    status = 400
+
+
+class NamespaceNotFoundError(CloudMapError):
+    code = "NamespaceNotFound"
+    status = 404
+
+
+class ServiceNotFoundError(CloudMapError):
+    code = "ServiceNotFound"
+    status = 404
+
+
+class InstanceNotFoundError(CloudMapError):
+    code = "InstanceNotFound"
+    status = 404
+
+
+class OperationNotFoundError(CloudMapError):
+    code = "OperationNotFound"
+    status = 404
+
+
+class CloudMapResourceNotFoundError(CloudMapError):
+    code = "ResourceNotFoundException"
+    status = 404
+
+
+class NamespaceAlreadyExistsError(CloudMapError):
+    code = "NamespaceAlreadyExists"
+    status = 400
+
+
+class ServiceAlreadyExistsError(CloudMapError):
+    code = "ServiceAlreadyExists"
+    status = 400
+
+
+class CloudMapResourceInUseError(CloudMapError):
+    code = "ResourceInUse"
+    status = 409
+
+
+class ResourceLimitExceededError(CloudMapError):
+    code = "ResourceLimitExceeded"
+    status = 400
+
+
+class DuplicateRequestError(CloudMapError):
+    code = "DuplicateRequest"
+    status = 409
+
+
+class CustomHealthNotFoundError(CloudMapError):
+    code = "CustomHealthNotFound"
+    status = 404
+
+
+class CloudMapTooManyTagsError(CloudMapError):
+    code = "TooManyTagsException"
+    status = 400
+
+
+class AccessDeniedError(CloudMapError):
+    """A Cloud Map call the caller's roles do not allow (AWS's generic error type)."""
+
+    code = "AccessDeniedException"
+    status = 400

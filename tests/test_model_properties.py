@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from meshplane.errors import BadRequestError
 from meshplane.model import Kind, dump_spec, parse_spec
+from meshplane.model.kinds import APP_MESH_KINDS
 from tests.test_model_support import ROOTS, member_paths, minimal, shape
 
 MEMBER_NAMES = sorted(
@@ -35,7 +36,7 @@ json_values = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(keys, children, max_size=5),
     max_leaves=30,
 )
-kinds = st.sampled_from(list(Kind))
+kinds = st.sampled_from(APP_MESH_KINDS)
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 

@@ -17,6 +17,7 @@ from meshplane.model import (
     dump_spec,
     parse_spec,
 )
+from meshplane.model.kinds import APP_MESH_KINDS
 
 TARGETS = {"weightedTargets": [{"virtualNode": "blue", "weight": 100}]}
 GW_ACTION = {"target": {"virtualService": {"virtualServiceName": "svc.local"}}}
@@ -49,7 +50,7 @@ def gw_http(match: dict[str, Any], action: dict[str, Any] | None = None) -> dict
 
 def test_spec_required_except_mesh() -> None:
     assert dump_spec(parse_spec(Kind.MESH, None)) == {"egressFilter": {"type": "DROP_ALL"}}
-    for kind in Kind:
+    for kind in APP_MESH_KINDS:
         if kind is not Kind.MESH:
             assert bad(kind, None) == "spec: is required"
 

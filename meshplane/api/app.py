@@ -6,6 +6,8 @@ Built by ``meshplane.server`` (``build_app``); routes:
   tokens and the audit log (``meshplane.api.admin``)
 - ``/meshplane/v1/proxy-tokens``, ``/meshplane/v1/meshes/{mesh}/ca``: proxy tokens and the
   mesh CAs (``meshplane.api.identity``, passed in as ``extra_routes``)
+- ``POST /`` with ``X-Amz-Target: Route53AutoNaming_v20170314.*``: the AWS Cloud Map API
+  (``meshplane.api.cloudmap``)
 - ``/openapi.json``, ``/healthz``, ``/metrics``
 Every request passes the authentication middleware (``meshplane.api.auth``) first.
 """
@@ -28,11 +30,13 @@ from starlette.routing import BaseRoute, Route
 from meshplane.api.admin import AdminApi
 from meshplane.api.appmesh import AppMeshApi, error_response, json_response
 from meshplane.api.auth import Authentication, Authenticator
+from meshplane.api.cloudmap import CloudMapApi
 from meshplane.api.extensions import ExtensionsApi, ProxyStatusSource
 from meshplane.api.limits import HttpLimits
 from meshplane.api.openapi import openapi_document
 from meshplane.errors import NotFoundError
 from meshplane.manifests import ManifestLimits
+from meshplane.service.cloudmap import CloudMapService
 from meshplane.service.resources import Caller, ResourceService
 from meshplane.service.tokens import TokenService
 
@@ -64,6 +68,7 @@ def build_app(
     limits = limits or HttpLimits()
     appmesh = AppMeshApi(service, caller)
     extensions = ExtensionsApi(service, caller, proxies=proxies, limits=manifest_limits)
+    cloud_map = CloudMapApi(CloudMapService(service.store, service.partition), caller)
     document = openapi_document()
 
     async def openapi(_: Request) -> Response:
@@ -84,6 +89,7 @@ def build_app(
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/", cloud_map.handle, methods=["POST"]),
         _any_path("/v20190125/{rest:path}", appmesh.handle, methods),
         *extensions.routes(),
         *(AdminApi(tokens).routes() if tokens is not None else []),

@@ -7,7 +7,8 @@ mesh are checked by the service layer (``meshplane.service.access``); this modul
 the coarse per-path decision:
 
 - ``/healthz``, ``/openapi.json``: public;
-- the App Mesh API and meshplane's own endpoints it knows: any valid credentials;
+- the App Mesh API, the Cloud Map API (``POST /``) and meshplane's own endpoints it knows: any
+  valid credentials (the service layer checks the roles);
 - ``/metrics``: the viewer role on every mesh; any other path: the admin role on every mesh.
 
 Credentials are an API token (``meshplane.service.tokens``), presented as
@@ -69,7 +70,7 @@ def path_needs(path: str) -> Literal["public", "credentials"] | Role:
     checks roles per mesh), or a role on every mesh."""
     if path in PUBLIC_PATHS:
         return "public"
-    if path.startswith("/v20190125/"):
+    if path.startswith("/v20190125/") or path == "/":
         return "credentials"
     if path.startswith("/meshplane/v1/") and path.split("/")[3] in EXTENSION_PATHS:
         return "credentials"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import unquote
 
-from meshplane.model.kinds import Kind
+from meshplane.model.kinds import APP_MESH_KINDS, Kind
 
 PREFIX = "/v20190125"
 
@@ -56,7 +56,7 @@ def _item(kind: Kind) -> str:
 
 
 def _operations() -> Iterator[Operation]:
-    for kind in Kind:
+    for kind in APP_MESH_KINDS:
         title = kind.title
         yield Operation(f"Create{title}", "PUT", _collection(kind), Action.CREATE, kind)
         yield Operation(

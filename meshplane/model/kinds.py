@@ -1,4 +1,5 @@
-"""The seven App Mesh resource kinds and how each is named, nested and addressed.
+"""The seven App Mesh resource kinds and how each is named, nested and addressed; and the
+kinds meshplane stores beside them (the Cloud Map registry, virtual IPs).
 
 Used by the store (keys), the service layer (rules per kind), the REST API (URIs and JSON
 field names) and the CLI (kind names on the command line).
@@ -20,6 +21,19 @@ class Kind(StrEnum):
     ROUTE = "route"
     VIRTUAL_GATEWAY = "virtualGateway"
     GATEWAY_ROUTE = "gatewayRoute"
+    # Not App Mesh resources: the Cloud Map registry (mesh '' — outside every mesh; a
+    # service's parent is its namespace id, an instance's its service id) and the virtual IP
+    # of each virtual service (in its mesh, named after the service).
+    CLOUD_MAP_NAMESPACE = "cloudMapNamespace"
+    CLOUD_MAP_SERVICE = "cloudMapService"
+    CLOUD_MAP_INSTANCE = "cloudMapInstance"
+    CLOUD_MAP_OPERATION = "cloudMapOperation"
+    VIRTUAL_IP = "virtualIp"
+
+    @property
+    def is_app_mesh(self) -> bool:
+        """Whether this is one of the seven App Mesh resource kinds."""
+        return self in APP_MESH_KINDS
 
     @property
     def name_field(self) -> str:
@@ -41,6 +55,18 @@ class Kind(StrEnum):
         """The kind as App Mesh operation names spell it, e.g. ``VirtualNode``."""
         return self.value[0].upper() + self.value[1:]
 
+
+APP_MESH_KINDS = (
+    Kind.MESH,
+    Kind.VIRTUAL_NODE,
+    Kind.VIRTUAL_SERVICE,
+    Kind.VIRTUAL_ROUTER,
+    Kind.ROUTE,
+    Kind.VIRTUAL_GATEWAY,
+    Kind.GATEWAY_ROUTE,
+)
+REGISTRY_MESH = ""
+"""The ``mesh`` of the Cloud Map registry's records (the registry is outside every mesh)."""
 
 _PARENTS = {Kind.ROUTE: Kind.VIRTUAL_ROUTER, Kind.GATEWAY_ROUTE: Kind.VIRTUAL_GATEWAY}
 

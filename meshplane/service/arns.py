@@ -9,10 +9,10 @@ import re
 from dataclasses import dataclass
 
 from meshplane.errors import BadRequestError
-from meshplane.model.kinds import Kind, ResourceKey
+from meshplane.model.kinds import APP_MESH_KINDS, Kind, ResourceKey
 
 _ARN = re.compile(r"^arn:aws[a-z-]*:appmesh(?:-preview)?:([^:]*):(\d{12}):(mesh/.+)$")
-_KINDS = {kind.value: kind for kind in Kind}
+_KINDS = {kind.value: kind for kind in APP_MESH_KINDS}
 
 
 @dataclass(frozen=True, slots=True)
