@@ -76,6 +76,10 @@ def serve(**values: Any) -> None:
     --require-proxy-auth.  Each mesh gets a CA (under <data dir>/ca) that issues its proxies'
     SPIFFE certificates over SDS; the mesh tag meshplane.io/mtls=STRICT|PERMISSIVE turns on
     mTLS between all its proxies.
+    It also serves the AWS Cloud Map API on the API port (POST /, for boto3 and
+    'aws servicediscovery') and a mesh DNS server (--dns-port): virtual service names
+    answer with stable virtual IPs (--vip-range), Cloud Map DNS namespaces with their
+    healthy instances, other names are forwarded (--dns-upstream).
     Stops cleanly on SIGTERM or Ctrl-C.
 
     \b
@@ -86,6 +90,7 @@ def serve(**values: Any) -> None:
       meshplane serve --data-dir /var/lib/meshplane --host 0.0.0.0 \\
           --tls-cert /etc/meshplane/tls.crt --tls-key /etc/meshplane/tls.key
       meshplane serve --host 0.0.0.0 --tls-issue --tls-name cp.example.internal
+      meshplane serve --dns-port 5353 --dns-upstream 127.0.0.53 --vip-range 240.241.0.0/16
     """
     from meshplane.server.run import serve as run_server
 
@@ -163,7 +168,7 @@ def demo(
     from meshplane.demo import DemoPorts, run_demo
 
     settings = Settings.load(
-        data_dir=data_dir, api_port=api_port, xds_port=xds_port, host="127.0.0.1"
+        data_dir=data_dir, api_port=api_port, xds_port=xds_port, host="127.0.0.1", dns_port="0"
     )
     logging.basicConfig(level="WARNING", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

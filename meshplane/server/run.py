@@ -35,14 +35,17 @@ from meshplane.identity.revocations import FILE as REVOCATIONS_FILE
 from meshplane.identity.revocations import Revocations
 from meshplane.identity.server_tls import ensure_server_certificate
 from meshplane.identity.tokens import KEY_FILE as PROXY_TOKEN_KEY_FILE
+from meshplane.nameserver.server import DnsServer, Upstream, resolv_conf_upstreams
 from meshplane.server.keys import token_key
 from meshplane.server.proxy_auth import ProxyAuthorizer
 from meshplane.server.settings import Settings, StoreSettings, TlsSettings, is_loopback
 from meshplane.server.status import proxy_status_json
 from meshplane.service.access import ANONYMOUS
 from meshplane.service.arns import Partition
+from meshplane.service.dns_answers import Answers
 from meshplane.service.resources import Caller, ResourceService
 from meshplane.service.tokens import SecretBox, TokenService
+from meshplane.service.vips import VipAllocator, parse_range
 from meshplane.store import SqlStore, open_store
 from meshplane.store.sql import StoreUnavailableError, describe_url
 from meshplane.xds import ProxyIdentity, SnapshotCache, XdsServer
@@ -99,6 +102,10 @@ def open_with_retry(
             )
             sleep(min(delay, max(left, 0.05)))
             delay = min(delay * 2, 10.0)
+
+
+class DnsPortError(MeshplaneError):
+    """The DNS server cannot bind its port."""
 
 
 class TlsFilesError(MeshplaneError):
@@ -167,8 +174,27 @@ class Application:
             credentials=credentials,
         )
         self.xds_port = settings.xds.port
-        self.startup: list[Callable[[], Any]] = [self._start_xds, self.control.start]
-        self.shutdown: list[Callable[[], Any]] = [self._stop_xds, self.control.stop]
+        self.vips = VipAllocator(self.store, parse_range(settings.dns.vip_range))
+        self.answers = Answers(self.store)
+        upstreams = (
+            [Upstream.parse(u) for u in settings.dns.upstreams]
+            if settings.dns.upstreams is not None
+            else resolv_conf_upstreams()
+        )
+        self.dns = DnsServer(self.answers, upstreams=upstreams, registry=self.registry)
+        self.dns_port = settings.dns.port
+        self.startup: list[Callable[[], Any]] = [
+            self.vips.start,
+            self._start_dns,
+            self._start_xds,
+            self.control.start,
+        ]
+        self.shutdown: list[Callable[[], Any]] = [
+            self.vips.stop,
+            self.dns.stop,
+            self._stop_xds,
+            self.control.stop,
+        ]
         self.app: Starlette = build_app(
             self.service,
             self.caller,
@@ -205,6 +231,27 @@ class Application:
                 "proxy private keys cross the network in clear;"
                 " use --tls-issue or --tls-cert/--tls-key"
             )
+
+    async def _start_dns(self) -> None:
+        dns = self.settings.dns
+        if dns.port == 0:
+            log.info("mesh DNS server: off (--dns-port 0)")
+            return
+        try:
+            self.dns_port = await self.dns.start(dns.host, dns.port)
+        except OSError as error:
+            raise DnsPortError(
+                f"mesh DNS server: cannot listen on {dns.host}:{dns.port} ({error.strerror}); "
+                "choose another --dns-port, or 0 to turn DNS off"
+            ) from None
+        forwarding = ", ".join(f"{u.host}:{u.port}" for u in self.dns.upstreams) or "off"
+        log.info(
+            "mesh DNS on %s:%d (UDP, TCP); VIPs from %s; forwarding to %s",
+            dns.host,
+            self.dns_port,
+            dns.vip_range,
+            forwarding,
+        )
 
     async def _stop_xds(self) -> None:
         await self.xds.stop(grace=1.0)

@@ -40,6 +40,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_REGION = "us-east-1"
 DEFAULT_ACCOUNT_ID = "000000000000"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+DEFAULT_DNS_PORT = 15053
+DEFAULT_VIP_RANGE = "240.240.0.0/16"
 
 __all__ = ["SETTINGS", "Settings", "is_loopback", "parse_duration"]
 
@@ -47,6 +49,29 @@ __all__ = ["SETTINGS", "Settings", "is_loopback", "parse_duration"]
 def _account_id(value: str) -> str | None:
     if len(value) != 12 or not value.isdigit():
         return f"{value!r} is not a 12-digit account ID"
+    return None
+
+
+def _dns_port(value: Any) -> str | None:
+    text = str(value).strip()
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        return f"{value!r} is not a port (0-65535; 0 turns DNS off)"
+    return None
+
+
+def _vip_range(value: str) -> str | None:
+    try:
+        network = ipaddress.ip_network(value.strip(), strict=True)
+    except ValueError as error:
+        return f"{value!r} is not a network in CIDR form ({error})"
+    if network.num_addresses < 4:
+        return f"{value!r} is too small (at least a /30)"
+    return None
+
+
+def _upstreams(value: tuple[str, ...]) -> str | None:
+    if "off" in value and len(value) > 1:
+        return "'off' turns forwarding off: give it alone"
     return None
 
 
@@ -427,6 +452,50 @@ SETTINGS: tuple[Setting, ...] = (
         default=timedelta(seconds=_XDS.max_connection_idle),
         metavar="DURATION",
     ),
+    Setting(
+        "dns_port",
+        "--dns-port",
+        "MESHPLANE_DNS_PORT",
+        Kind.TEXT,
+        "Port of the mesh DNS server (UDP and TCP); 0 turns it off.",
+        "dns",
+        default=str(DEFAULT_DNS_PORT),
+        metavar="PORT",
+        check=_dns_port,
+    ),
+    Setting(
+        "dns_host",
+        "--dns-host",
+        "MESHPLANE_DNS_HOST",
+        Kind.TEXT,
+        "Address the mesh DNS server binds.",
+        "dns",
+        default_text="the `--host`",
+    ),
+    Setting(
+        "dns_upstreams",
+        "--dns-upstream",
+        "MESHPLANE_DNS_UPSTREAM",
+        Kind.NAMES,
+        "Resolver (`HOST[:PORT]`) for the names that are not the mesh's, repeatable; `off` "
+        "answers them REFUSED.",
+        "dns",
+        default=(),
+        default_text="the nameservers of `/etc/resolv.conf`",
+        metavar="HOST[:PORT]",
+        check=_upstreams,
+    ),
+    Setting(
+        "vip_range",
+        "--vip-range",
+        "MESHPLANE_VIP_RANGE",
+        Kind.TEXT,
+        "Range of the stable virtual IPs given to virtual services (kept in the store).",
+        "dns",
+        default=DEFAULT_VIP_RANGE,
+        metavar="CIDR",
+        check=_vip_range,
+    ),
 )
 
 
@@ -472,6 +541,18 @@ class XdsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class DnsSettings:
+    """The mesh DNS server (off when ``port`` is 0) and the virtual IP range.  ``upstreams``:
+    where names that are not the mesh's are forwarded (``host[:port]``); None means the
+    nameservers of the host's /etc/resolv.conf, an empty tuple refuses them."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_DNS_PORT
+    upstreams: tuple[str, ...] | None = None
+    vip_range: str = DEFAULT_VIP_RANGE
+
+
+@dataclass(frozen=True, slots=True)
 class AuthSettings:
     """API authentication: required unless the server binds loopback only.  Token secrets are
     sealed with the key in ``key_file`` (created, mode 0600, on first use)."""
@@ -502,6 +583,7 @@ class Settings:
     account_id: str = DEFAULT_ACCOUNT_ID
     log_level: str = "info"
     identity: IdentitySettings = field(default_factory=IdentitySettings)
+    dns: DnsSettings = field(default_factory=DnsSettings)
 
     @classmethod
     def load(cls, *, env: Mapping[str, str] | None = None, **given: Any) -> Settings:
@@ -556,6 +638,12 @@ class Settings:
             region=values["region"],
             account_id=values["account_id"],
             log_level=values["log_level"],
+            dns=DnsSettings(
+                host=values["dns_host"] or host,
+                port=int(values["dns_port"]),
+                upstreams=_dns_upstreams(values["dns_upstreams"]),
+                vip_range=values["vip_range"].strip(),
+            ),
             identity=IdentitySettings(
                 trust_domain=values["trust_domain"],
                 cert_lifetime=values["cert_lifetime"],
@@ -566,6 +654,12 @@ class Settings:
                 ca_overlap=values["ca_overlap"],
             ),
         )
+
+
+def _dns_upstreams(names: tuple[str, ...]) -> tuple[str, ...] | None:
+    if names == ("off",):
+        return ()
+    return names or None
 
 
 def _tls_settings(values: Mapping[str, Any], data_dir: Path) -> TlsSettings | None:

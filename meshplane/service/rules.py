@@ -137,7 +137,11 @@ def check_deletable(reader: Reader, key: ResourceKey) -> None:
     """Raise ResourceInUseError if something still depends on ``key``."""
     mesh = key.mesh
     if key.kind is Kind.MESH:
-        members = [r for r in reader.mesh_records(mesh) if r.key.kind is not Kind.MESH]
+        members = [
+            r
+            for r in reader.mesh_records(mesh)
+            if r.key.kind is not Kind.MESH and r.key.kind.is_app_mesh  # not its VIPs
+        ]
         if members:
             raise ResourceInUseError(
                 f"mesh {mesh!r} is not empty: it still has {len(members)} resources "

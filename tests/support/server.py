@@ -32,6 +32,7 @@ class MeshplaneServer:
         self.database_url = database_url
         self.api_port = free_port()
         self.xds_port = free_port()
+        self.dns_port = free_port()
         self.https = https
         self.url = f"{'https' if https else 'http'}://127.0.0.1:{self.api_port}"
         self.env = env or {}
@@ -56,6 +57,9 @@ class MeshplaneServer:
                 "--xds-port",
                 str(self.xds_port),
                 *(["--database-url", self.database_url] if self.database_url else []),
+                # its own DNS port, and no forwarding unless a test names an upstream
+                *([] if "--dns-port" in self.extra_args else ["--dns-port", str(self.dns_port)]),
+                *([] if "--dns-upstream" in self.extra_args else ["--dns-upstream", "off"]),
                 *self.extra_args,
             ],
             stdout=self._log,
@@ -107,6 +111,22 @@ class MeshplaneServer:
             self.process.wait()
             self.process = None
             self._log.close()
+
+    def cloudmap(self, key_id: str = "x", secret: str = "x", **options: Any) -> Any:
+        """A Cloud Map (servicediscovery) client; DiscoverInstances' ``data-`` host prefix is
+        off, as it must be against an IP endpoint."""
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "servicediscovery",
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id=key_id,
+            aws_secret_access_key=secret,
+            config=Config(inject_host_prefix=False, retries={"max_attempts": 1}),
+            **options,
+        )
 
     def boto3(self, key_id: str = "x", secret: str = "x", **options: Any) -> Any:
         """An App Mesh client; ``key_id``/``secret`` are an API token's id and secret."""

@@ -1,0 +1,122 @@
+"""Stable virtual IPs: one address from the VIP range (default ``240.240.0.0/16``, as Istio's
+auto-allocation) for every virtual service, kept in the store.
+
+A virtual service's VIP is allocated once, in a store transaction of its own right after the
+service appears, and kept for as long as the service exists, across restarts (it is a record
+of kind ``VIRTUAL_IP``, :mod:`meshplane.store.registry`); it is freed when the service is
+deleted.  The first choice is a hash of ``mesh/name`` inside the range, so a name tends to get
+the same address in another control plane too; a taken address moves to the next free one.
+A range that is changed later keeps the VIPs already given and allocates new ones from the
+new range.  :class:`VipAllocator` follows the change feed; built and started by
+``meshplane.server``; read by the DNS server and the control loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import ipaddress
+import logging
+
+from meshplane.errors import LimitExceededError
+from meshplane.model.kinds import Kind
+from meshplane.store import registry
+from meshplane.store.base import Store, Transaction
+
+log = logging.getLogger(__name__)
+
+DEFAULT_VIP_RANGE = "240.240.0.0/16"
+PRINCIPAL = "meshplane@vip-allocator"
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_range(text: str) -> Network:
+    """The VIP range of ``--vip-range``; ValueError names what is wrong."""
+    try:
+        network = ipaddress.ip_network(text.strip(), strict=True)
+    except ValueError as error:
+        raise ValueError(f"--vip-range: {text!r} is not a network in CIDR form ({error})") from None
+    if network.num_addresses < 4:
+        raise ValueError(f"--vip-range: {text!r} is too small (at least a /30)")
+    return network
+
+
+def allocate(mesh: str, name: str, taken: set[str], network: Network) -> str:
+    """The VIP for ``mesh``/``name``: its hashed slot in ``network``, or the next free one."""
+    size = network.num_addresses - 2  # neither the network nor the broadcast address
+    digest = hashlib.sha256(f"{mesh}/{name}".encode()).digest()
+    start = int.from_bytes(digest[:8], "big") % size
+    for step in range(min(size, len(taken) + 1)):
+        address = str(network[1 + (start + step) % size])
+        if address not in taken:
+            return address
+    raise LimitExceededError(f"--vip-range {network} has no free address left")
+
+
+def sync(tx: Transaction, network: Network) -> int:
+    """Allocate a VIP for each virtual service without one, free those of services that are
+    gone; return how many changed."""
+    vips = registry.vips(tx)
+    taken = set(vips.values())
+    services = {(r.key.mesh, r.key.name) for r in tx.list_kind(Kind.VIRTUAL_SERVICE)}
+    changed = 0
+    for mesh, name in sorted(set(vips) - services):
+        tx.delete(registry.vip_key(mesh, name))
+        taken.discard(vips[(mesh, name)])
+        tx.audit(PRINCIPAL, "FreeVirtualIp", mesh=mesh, resource=f"vip/{mesh}/{name}", via="vip")
+        changed += 1
+    for mesh, name in sorted(services - set(vips)):
+        address = allocate(mesh, name, taken, network)
+        taken.add(address)
+        record = tx.create(
+            registry.vip_key(mesh, name), {"ip": address}, mesh_owner="", resource_owner=""
+        )
+        tx.audit(
+            PRINCIPAL,
+            "AllocateVirtualIp",
+            mesh=mesh,
+            resource=f"vip/{mesh}/{name}",
+            version=record.version,
+            via="vip",
+        )
+        changed += 1
+    return changed
+
+
+class VipAllocator:
+    """Keeps a VIP for every virtual service: at start, then after each change."""
+
+    def __init__(self, store: Store, network: Network) -> None:
+        self.store = store
+        self.network = network
+        self._task: asyncio.Task[None] | None = None
+
+    def sync_now(self) -> int:
+        return self.store.transact(lambda tx: sync(tx, self.network))
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.sync_now)
+        self._task = asyncio.create_task(self._follow(), name="meshplane-vip-allocator")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _follow(self) -> None:
+        revision = self.store.revision
+        while True:
+            await self.store.wait_for_revision(revision)
+            try:
+                changes = await asyncio.to_thread(self.store.changes_since, revision)
+                if changes:
+                    revision = changes[-1].revision
+                if any(c.key.kind is Kind.VIRTUAL_SERVICE for c in changes):
+                    await asyncio.to_thread(self.sync_now)
+            except Exception:
+                log.exception("VIP allocation failed; retrying")
+                await asyncio.sleep(1)
