@@ -112,9 +112,12 @@ class MeshplaneServer:
             self.process = None
             self._log.close()
 
-    def cloudmap(self, key_id: str = "x", secret: str = "x", **options: Any) -> Any:
+    def cloudmap(
+        self, key_id: str = "x", secret: str = "x", *, validate: bool = True, **options: Any
+    ) -> Any:
         """A Cloud Map (servicediscovery) client; DiscoverInstances' ``data-`` host prefix is
-        off, as it must be against an IP endpoint."""
+        off, as it must be against an IP endpoint.  ``validate=False`` sends what botocore
+        would refuse itself (to test the server's own validation)."""
         import boto3
         from botocore.config import Config
 
@@ -124,7 +127,11 @@ class MeshplaneServer:
             region_name="us-east-1",
             aws_access_key_id=key_id,
             aws_secret_access_key=secret,
-            config=Config(inject_host_prefix=False, retries={"max_attempts": 1}),
+            config=Config(
+                inject_host_prefix=False,
+                retries={"max_attempts": 1},
+                parameter_validation=validate,
+            ),
             **options,
         )
 
