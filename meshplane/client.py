@@ -162,6 +162,16 @@ class Client:
         result = await self._request("GET", "/meshplane/v1/proxies", params=params or None)
         return list(result["proxies"])
 
+    async def telemetry(self, mesh: str, seconds: float | None = None) -> dict[str, Any]:
+        """The golden signals of ``mesh`` over the last ``seconds`` (server default 60)."""
+        params: dict[str, str] = {"mesh": mesh}
+        if seconds is not None:
+            params["seconds"] = f"{seconds:g}"
+        result: dict[str, Any] = await self._request(
+            "GET", "/meshplane/v1/telemetry", params=params
+        )
+        return result
+
     async def health(self) -> dict[str, Any]:
         result: dict[str, Any] = await self._request("GET", "/healthz")
         return result

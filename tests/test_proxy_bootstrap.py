@@ -177,6 +177,12 @@ def test_options_from_app_mesh_environment() -> None:
         ({}, "APPMESH_RESOURCE_ARN"),
         ({"APPMESH_RESOURCE_ARN": NODE, "ENVOY_ADMIN_ACCESS_PORT": "x"}, "integer"),
         ({"APPMESH_RESOURCE_ARN": NODE, "APPMESH_XDS_ENDPOINT": "nowhere"}, "<host>:<port>"),
+        ({"APPMESH_RESOURCE_ARN": NODE, "ENVOY_STATS_FLUSH_INTERVAL": "soon"}, "duration"),
+        ({"APPMESH_RESOURCE_ARN": NODE, "ENVOY_STATS_FLUSH_INTERVAL": "0"}, "between"),
+        (
+            {"APPMESH_RESOURCE_ARN": NODE, "ENABLE_ENVOY_DOG_STATSD": "1", "STATSD_PORT": "x"},
+            "STATSD_PORT must be an integer",
+        ),
     ],
 )
 def test_bad_environment(env: dict[str, str], message: str) -> None:
@@ -190,3 +196,51 @@ def test_bad_environment(env: dict[str, str], message: str) -> None:
 def test_bad_resource(resource: str) -> None:
     with pytest.raises(BootstrapError, match="virtualNode"):
         build_bootstrap(BootstrapOptions(resource=resource))
+
+
+def test_stats_stream_to_the_control_plane_and_dog_statsd(tmp_path: Path) -> None:
+    """The metrics service sink rides the ADS cluster with the ADS token; the App Mesh image's
+    DogStatsD switches add a dog_statsd sink; the flush interval follows
+    ENVOY_STATS_FLUSH_INTERVAL."""
+    options = BootstrapOptions.from_env(
+        {
+            "APPMESH_RESOURCE_ARN": NODE,
+            "ENVOY_STATS_FLUSH_INTERVAL": "2s",
+            "ENABLE_ENVOY_DOG_STATSD": "1",
+            "STATSD_ADDRESS": "127.0.0.9",
+            "STATSD_PORT": "9125",
+            "ENABLE_ENVOY_STATS_TAGS": "1",
+        },
+        xds_token="tok",
+    )
+    bootstrap = build_bootstrap(options)
+    metrics, dog = bootstrap["stats_sinks"]
+    assert metrics["name"] == "envoy.stat_sinks.metrics_service"
+    config = metrics["typed_config"]
+    assert config["histogram_emit_mode"] == "HISTOGRAM"
+    assert config["grpc_service"] == {
+        "envoy_grpc": {"cluster_name": "xds_cluster"},
+        "initial_metadata": [{"key": "authorization", "value": "Bearer tok"}],
+    }
+    assert dog["typed_config"]["address"]["socket_address"] == {
+        "protocol": "UDP",
+        "address": "127.0.0.9",
+        "port_value": 9125,
+    }
+    assert bootstrap["stats_flush_interval"] == "2.000s"
+    assert bootstrap["stats_config"]["stats_tags"][0] == {
+        "tag_name": "appmesh.mesh",
+        "fixed_value": "demo",
+    }
+    validate(bootstrap, tmp_path)
+    socket = BootstrapOptions.from_env(
+        {
+            "APPMESH_RESOURCE_ARN": NODE,
+            "ENABLE_ENVOY_DOG_STATSD": "1",
+            "STATSD_SOCKET_PATH": "/run/dd.sock",
+        }
+    )
+    [_, dog] = build_bootstrap(socket)["stats_sinks"]
+    assert dog["typed_config"]["address"] == {"pipe": {"path": "/run/dd.sock"}}
+    quiet = build_bootstrap(BootstrapOptions(resource=NODE, metrics_service=False))
+    assert "stats_sinks" not in quiet

@@ -22,6 +22,7 @@ from meshplane.cli.manifest_commands import apply, diff, label
 from meshplane.cli.proxy_commands import envoy, proxy_config, proxy_log, proxy_status
 from meshplane.cli.resource_commands import delete, describe, get
 from meshplane.cli.settings_options import settings_options
+from meshplane.cli.telemetry_commands import stat, top
 from meshplane.cli.token_commands import token
 from meshplane.errors import MeshplaneError
 from meshplane.server.settings import DEFAULT_API_PORT, DEFAULT_XDS_PORT, Settings
@@ -201,6 +202,8 @@ for command in (
     audit,
     proxy_token,
     ca,
+    stat,
+    top,
 ):
     cli.add_command(command)
 

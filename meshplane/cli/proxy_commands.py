@@ -104,6 +104,18 @@ def _host_port(value: str, option: str) -> tuple[str, int]:
     help="Speak TLS to the control plane, trusting this CA (PEM): <data dir>/tls/ca.pem with "
     "serve --tls-issue, the operator's CA with serve --tls-cert.",
 )
+@click.option(
+    "--stats-flush-interval",
+    type=click.FloatRange(0.1, 3600),
+    help="Seconds between stats flushes to the control plane [env ENVOY_STATS_FLUSH_INTERVAL;"
+    " default 5].",
+)
+@click.option(
+    "--no-telemetry",
+    is_flag=True,
+    help="Do not stream stats to the control plane (Envoy's /stats/prometheus stays on the"
+    " admin port either way).",
+)
 @click.option("--print-bootstrap", is_flag=True, help="Print the bootstrap and exit.")
 def envoy(
     resource: str | None,
@@ -120,12 +132,19 @@ def envoy(
     xds_token: str | None,
     token_file: str | None,
     xds_ca: str | None,
+    stats_flush_interval: float | None,
+    no_telemetry: bool,
     print_bootstrap: bool,
 ) -> None:
     """Run an Envoy sidecar (virtual node) or gateway (virtual gateway) driven by meshplane.
 
     The App Mesh Envoy image's variables work too: APPMESH_RESOURCE_ARN,
-    APPMESH_XDS_ENDPOINT, ENVOY_ADMIN_ACCESS_PORT, ENVOY_LOG_LEVEL, ENVOY_CONCURRENCY.
+    APPMESH_XDS_ENDPOINT, ENVOY_ADMIN_ACCESS_PORT, ENVOY_LOG_LEVEL, ENVOY_CONCURRENCY,
+    ENABLE_ENVOY_STATS_TAGS=1 (appmesh.mesh / appmesh.virtual_node stats tags),
+    ENABLE_ENVOY_DOG_STATSD=1 with STATSD_ADDRESS, STATSD_PORT or STATSD_SOCKET_PATH (a
+    DogStatsD sink), ENVOY_STATS_FLUSH_INTERVAL.  Stats stream to the control plane (the
+    golden signals of meshplane stat/top and /metrics); Envoy's own Prometheus page stays at
+    http://<admin>/stats/prometheus.
 
     \b
     Examples:
@@ -162,6 +181,10 @@ def envoy(
         overrides["xds_token"] = xds_token
     if xds_ca:
         overrides["xds_tls"] = XdsTls(ca_file=xds_ca)
+    if stats_flush_interval is not None:
+        overrides["stats_flush_interval"] = stats_flush_interval
+    if no_telemetry:
+        overrides["metrics_service"] = False
     ports: dict[str, int] = {}
     for item in tcp_backends:
         name, _, port = item.rpartition("=")

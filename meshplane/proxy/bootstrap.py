@@ -72,6 +72,14 @@ class BootstrapOptions:
     xds_token: str | None = None
     """Sent as ``authorization: Bearer <token>`` metadata on the ADS stream."""
     xds_tls: XdsTls | None = None
+    metrics_service: bool = True
+    """Stream Envoy's stats to the control plane (``envoy.stat_sinks.metrics_service`` over
+    the ADS cluster, with the ADS token) every ``stats_flush_interval`` seconds."""
+    stats_flush_interval: float = 5.0
+    dog_statsd: str | None = None
+    """``<host>:<port>`` (UDP) or ``unix:<path>`` of a DogStatsD agent
+    (``ENABLE_ENVOY_DOG_STATSD=1`` with ``STATSD_ADDRESS``/``STATSD_PORT`` or
+    ``STATSD_SOCKET_PATH``), as the App Mesh Envoy image added it."""
     extra_metadata: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -110,6 +118,15 @@ class BootstrapOptions:
             values["initial_fetch_timeout"] = float(env["ENVOY_INITIAL_FETCH_TIMEOUT"])
         if env.get("ENABLE_ENVOY_STATS_TAGS") == "1":
             values["stats_tags"] = True
+        if env.get("ENVOY_STATS_FLUSH_INTERVAL"):
+            values["stats_flush_interval"] = _seconds(env, "ENVOY_STATS_FLUSH_INTERVAL")
+        if env.get("ENABLE_ENVOY_DOG_STATSD") == "1":
+            if env.get("STATSD_SOCKET_PATH"):
+                values["dog_statsd"] = f"unix:{env['STATSD_SOCKET_PATH']}"
+            else:
+                statsd_port = _int(env, "STATSD_PORT") if env.get("STATSD_PORT") else 8125
+                statsd_host = env.get("STATSD_ADDRESS") or "127.0.0.1"
+                values["dog_statsd"] = f"{statsd_host}:{statsd_port}"
         if env.get("MESHPLANE_XDS_TOKEN"):
             values["xds_token"] = env["MESHPLANE_XDS_TOKEN"]
         values.update(overrides)
@@ -125,6 +142,23 @@ def _int(env: Mapping[str, str], name: str) -> int:
         return int(env[name])
     except ValueError:
         raise BootstrapError(f"{name} must be an integer, not {env[name]!r}") from None
+
+
+def _seconds(env: Mapping[str, str], name: str) -> float:
+    """A duration in seconds: ``10``, ``10s`` or ``500ms`` (at least 0.1 s)."""
+    text = env[name].strip().lower()
+    scale = 1.0
+    if text.endswith("ms"):
+        text, scale = text[:-2], 0.001
+    elif text.endswith("s"):
+        text = text[:-1]
+    try:
+        value = float(text) * scale
+    except ValueError:
+        raise BootstrapError(f"{name} must be a duration like 5s, not {env[name]!r}") from None
+    if not 0.1 <= value <= 3600:
+        raise BootstrapError(f"{name} must be between 100ms and 3600s (got {env[name]!r})")
+    return value
 
 
 def split_resource(resource: str) -> tuple[str, str, str]:
@@ -209,6 +243,10 @@ def build_bootstrap(options: BootstrapOptions) -> dict[str, Any]:
             ]
         },
     }
+    sinks = _stats_sinks(options, grpc_service)
+    if sinks:
+        bootstrap["stats_sinks"] = sinks
+        bootstrap["stats_flush_interval"] = _duration(options.stats_flush_interval)
     if options.stats_tags:
         bootstrap["stats_config"] = {
             "stats_tags": [
@@ -222,6 +260,46 @@ def build_bootstrap(options: BootstrapOptions) -> dict[str, Any]:
             ]
         }
     return bootstrap
+
+
+def _stats_sinks(options: BootstrapOptions, grpc_service: dict[str, Any]) -> list[dict[str, Any]]:
+    sinks: list[dict[str, Any]] = []
+    if options.metrics_service:
+        sinks.append(
+            {
+                "name": "envoy.stat_sinks.metrics_service",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.config.metrics.v3.MetricsServiceConfig",
+                    "transport_api_version": "V3",
+                    "histogram_emit_mode": "HISTOGRAM",
+                    "grpc_service": grpc_service,
+                },
+            }
+        )
+    if options.dog_statsd:
+        if options.dog_statsd.startswith("unix:"):
+            address: dict[str, Any] = {"pipe": {"path": options.dog_statsd[5:]}}
+        else:
+            host, _, port = options.dog_statsd.rpartition(":")
+            if not host or not port.isdigit():
+                raise BootstrapError(f"DogStatsD address {options.dog_statsd!r} is not host:port")
+            address = {
+                "socket_address": {
+                    "protocol": "UDP",
+                    "address": host.strip("[]"),
+                    "port_value": int(port),
+                }
+            }
+        sinks.append(
+            {
+                "name": "envoy.stat_sinks.dog_statsd",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.config.metrics.v3.DogStatsdSink",
+                    "address": address,
+                },
+            }
+        )
+    return sinks
 
 
 def _xds_cluster(options: BootstrapOptions) -> dict[str, Any]:

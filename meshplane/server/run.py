@@ -48,6 +48,13 @@ from meshplane.service.tokens import SecretBox, TokenService
 from meshplane.service.vips import VipAllocator, parse_range
 from meshplane.store import SqlStore, open_store
 from meshplane.store.sql import StoreUnavailableError, describe_url
+from meshplane.telemetry import (
+    MetricsService,
+    StreamLimits,
+    TelemetryApi,
+    TelemetryCollector,
+    TelemetryStore,
+)
 from meshplane.xds import ProxyIdentity, SnapshotCache, XdsServer
 
 log = logging.getLogger("meshplane")
@@ -164,6 +171,15 @@ class Application:
         self.control = ControlLoop(
             self.store, self.cache, registry=self.registry, identities=self.identities
         )
+        self.telemetry = TelemetryStore(settings.telemetry)
+        self.registry.register(TelemetryCollector(self.telemetry))
+        self.metrics_service = MetricsService(
+            self.telemetry,
+            authorize=self.authorizer,
+            admit=self.authorizer.admit,
+            limits=StreamLimits(max_message_bytes=settings.xds.limits.max_message),
+            registry=self.registry,
+        )
         self.xds = XdsServer(
             self.cache,
             self.control,
@@ -172,6 +188,7 @@ class Application:
             admit=self.authorizer.admit,
             limits=settings.xds.limits,
             credentials=credentials,
+            handlers=[self.metrics_service.handler()],
         )
         self.xds_port = settings.xds.port
         self.vips = VipAllocator(self.store, parse_range(settings.dns.vip_range))
@@ -207,7 +224,8 @@ class Application:
                 identities=self.identities,
                 revocations=self.revocations,
                 on_revoked=lambda: self.xds.close_streams(self.authorizer.revoked),
-            ).routes(),
+            ).routes()
+            + TelemetryApi(self.telemetry).routes(),
             tokens=self.tokens,
             require_auth=settings.auth is not None and settings.auth.required,
             limits=settings.api.limits,

@@ -33,6 +33,7 @@ from meshplane.identity.server_tls import server_names
 from meshplane.manifests import ManifestLimits
 from meshplane.server.setting import Kind, Setting, markdown_table, parse_duration, resolve
 from meshplane.xds.limits import XdsLimits
+from meshplane.telemetry.window import TelemetrySettings
 
 DEFAULT_API_PORT = 8765
 DEFAULT_XDS_PORT = 18000
@@ -584,6 +585,7 @@ class Settings:
     log_level: str = "info"
     identity: IdentitySettings = field(default_factory=IdentitySettings)
     dns: DnsSettings = field(default_factory=DnsSettings)
+    telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
 
     @classmethod
     def load(cls, *, env: Mapping[str, str] | None = None, **given: Any) -> Settings:

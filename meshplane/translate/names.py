@@ -64,3 +64,10 @@ EGRESS_HTTP_STAT_PREFIX = "egress"
 def egress_tcp_stat_prefix(port: int) -> str:
     """``egress.tcp.<local port>`` for the TCP proxy of one TCP backend."""
     return f"egress.tcp.{port}"
+
+
+def route_stat_prefix(service: str, router: str, route: str) -> str:
+    """``<service>/<router>/<route>`` (``<service>//`` for a virtual node provider): the
+    ``stat_prefix`` of an egress route, so Envoy counts each App Mesh route's requests as
+    ``vhost.<virtual host>.route.<prefix>.upstream_rq_*`` (App Mesh names hold no ``/``)."""
+    return f"{service}/{router}/{route}"

@@ -70,6 +70,9 @@ class HttpRule:
     protocol: HttpProtocol
     route: HttpRoute | GrpcRoute | None
     targets: tuple[Target, ...]
+    stat_prefix: str = ""
+    """The Envoy route's ``stat_prefix`` (:func:`~meshplane.translate.names.route_stat_prefix`):
+    per-route stats the telemetry reads as the service edge."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +190,8 @@ class _Planner:
             if protocol == "tcp":
                 self._add_tcp(service, provider.port, targets, None)
             else:
-                rule = HttpRule(service, protocol, None, targets)
+                prefix = names.route_stat_prefix(service, "", "")
+                rule = HttpRule(service, protocol, None, targets, prefix)
                 self._add_http(service, provider.port, protocol, (rule,))
 
     def _router_provider(self, service: str, router_name: str) -> None:
@@ -213,7 +217,8 @@ class _Planner:
                 )
                 assert http is not None
                 targets = self._targets(route.name, http.action, protocol)
-                rules.append(HttpRule(route.name, protocol, http, targets))
+                prefix = names.route_stat_prefix(service, router_name, route.name)
+                rules.append(HttpRule(route.name, protocol, http, targets, prefix))
             self._add_http(service, port, protocol, tuple(rules))
 
     def _router_tcp(self, service: str, router: str, port: int, routes: list[NamedRoute]) -> None:

@@ -137,7 +137,7 @@ def egress_route(rule: HttpRule) -> rc.Route:
         match = grpc_route_match(route.match)
     else:
         match = http_route_match(route.match)
-    result = rc.Route(name=rule.name, match=match)
+    result = rc.Route(name=rule.name, match=match, stat_prefix=rule.stat_prefix)
     if sum(t.weight for t in rule.targets) <= 0:
         result.direct_response.status = 503
         return result

@@ -32,7 +32,7 @@ import inspect
 import itertools
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,6 +84,7 @@ class XdsServer:
         credentials: grpc.ServerCredentials | None = None,
         admit: Admission | None = None,
         limits: XdsLimits | None = None,
+        handlers: Sequence[grpc.GenericRpcHandler] = (),
     ) -> None:
         self.cache = cache
         self.admit = admit
@@ -95,6 +96,9 @@ class XdsServer:
         self.nack_backoff = nack_backoff
         self.nack_backoff_max = nack_backoff_max
         self.credentials = credentials
+        self.handlers = tuple(handlers)
+        """Further gRPC services served on the same port (Envoy's metrics and access log
+        services), added by the server wiring."""
         self._server: grpc.aio.Server | None = None
         self._streams: dict[int, Stream] = {}
         self._controls: dict[int, tuple[object, asyncio.Queue[object]]] = {}
@@ -122,6 +126,8 @@ class XdsServer:
             ]
         )
         server.add_generic_rpc_handlers((_handlers(self),))
+        if self.handlers:
+            server.add_generic_rpc_handlers(self.handlers)
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         if self.credentials is not None:
             bound = server.add_secure_port(address, self.credentials)

@@ -98,9 +98,11 @@ class Mesh:
         extra: dict[str, Any] | None = None,
         token: str | None = None,
         authenticate: bool = True,
+        bootstrap: dict[str, Any] | None = None,
     ) -> Sidecar:
         """A sidecar (or gateway) Envoy for ``resource``; it presents ``token``, or a fresh
-        proxy token for ``resource`` when ``authenticate`` (if the API can make one)."""
+        proxy token for ``resource`` when ``authenticate`` (if the API can make one);
+        ``bootstrap`` sets further :class:`BootstrapOptions` (``stats_flush_interval``...)."""
         address = address or next_address()
         if token is None and authenticate:
             token = self.proxy_token(resource)
@@ -117,6 +119,7 @@ class Mesh:
             egress_port=egress_port,
             extra_metadata={"admin": f"127.0.0.1:{admin_port}", **(extra or {})},
             xds_token=token,
+            **(bootstrap or {}),
         )
         process = start_envoy(EnvoyOptions(options, drain_time=1.0))
         process.wait_admin(15)

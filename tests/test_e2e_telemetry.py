@@ -1,0 +1,309 @@
+"""Telemetry end to end: two real sidecars stream their stats to a real control plane, and the
+golden signals it computes match what a load generator measured.
+
+1,000 requests at 50 per second, every tenth answered 503 by the application (no retries on
+the route), through the client's sidecar and the server's sidecar:
+
+- ``/meshplane/v1/telemetry`` and ``meshplane stat -o json``: the rate on the client ->
+  service/route edge and the client -> node edge within 10 % of 50/s while the load runs; the
+  error rate 10 % +- 1 point; p99 inside the Envoy histogram bucket of the measured p99;
+- ``/metrics``: exactly 1,000 requests, 100 of them 5xx, on the right edges, and the
+  histogram's p99 bucket;
+- a sidecar that stops shows as not reporting (never as zero traffic).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.mesh import Mesh, Sidecar, next_address
+from tests.support.ports import free_port
+
+pytestmark = pytest.mark.e2e
+
+RATE = 50.0
+COUNT = 1000
+DELAY = 0.15  # seconds: latencies fall inside Envoy's (100, 250] ms bucket
+ENVOY_BOUNDS = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+FLUSH = 1.0
+
+
+class Setup:
+    def __init__(self, mesh: Mesh, client: Sidecar, server: Sidecar) -> None:
+        self.mesh = mesh
+        self.client = client
+        self.server = server
+
+    def telemetry(self, seconds: float) -> dict[str, Any]:
+        response = httpx.get(
+            f"{self.mesh.server.url}/meshplane/v1/telemetry",
+            params={"mesh": "tele", "seconds": str(seconds)},
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    mesh = Mesh(tmp_path_factory.mktemp("telemetry"))
+    try:
+        api = mesh.appmesh
+        port = free_port()
+        api.create_mesh(meshName="tele")
+        app = mesh.app("api")
+        app.delay = DELAY
+        address = next_address()
+        api.create_virtual_node(
+            meshName="tele",
+            virtualNodeName="api",
+            spec={
+                "listeners": [{"portMapping": {"port": port, "protocol": "http"}}],
+                "serviceDiscovery": {"dns": {"hostname": address}},
+            },
+        )
+        api.create_virtual_router(
+            meshName="tele",
+            virtualRouterName="apis",
+            spec={"listeners": [{"portMapping": {"port": port, "protocol": "http"}}]},
+        )
+        api.create_route(
+            meshName="tele",
+            virtualRouterName="apis",
+            routeName="main",
+            spec={
+                "httpRoute": {
+                    "match": {"prefix": "/"},
+                    "action": {"weightedTargets": [{"virtualNode": "api", "weight": 1}]},
+                    "retryPolicy": {
+                        "maxRetries": 0,
+                        "perRetryTimeout": {"unit": "s", "value": 5},
+                        "httpRetryEvents": ["server-error"],
+                    },
+                }
+            },
+        )
+        api.create_virtual_service(
+            meshName="tele",
+            virtualServiceName="api.tele.local",
+            spec={"provider": {"virtualRouter": {"virtualRouterName": "apis"}}},
+        )
+        api.create_virtual_node(
+            meshName="tele",
+            virtualNodeName="web",
+            spec={"backends": [{"virtualService": {"virtualServiceName": "api.tele.local"}}]},
+        )
+        flush = {"stats_flush_interval": FLUSH}
+        server = mesh.sidecar(
+            "mesh/tele/virtualNode/api", address=address, app_port=app.port, bootstrap=flush
+        )
+        client = mesh.sidecar("mesh/tele/virtualNode/web", bootstrap=flush)
+
+        def serving() -> bool:
+            r = httpx.get(
+                f"http://127.0.0.1:{client.egress_port}/health",
+                headers={"host": "api.tele.local"},
+                timeout=2,
+            )
+            return r.status_code == 200
+
+        mesh.wait(serving, "the client's route to api.tele.local")
+        app.fail_every = 10
+        app.requests = 0
+        yield Setup(mesh, client, server)
+    finally:
+        mesh.close()
+
+
+def _load(setup: Setup, during: Any) -> tuple[list[float], list[int], Any]:
+    """COUNT requests at RATE per second; ``during()`` runs 15 s in; latencies in ms."""
+    latencies: list[float] = [0.0] * COUNT
+    statuses: list[int] = [0] * COUNT
+    url = f"http://127.0.0.1:{setup.client.egress_port}/work"
+    start = time.monotonic() + 0.5
+    clients: dict[int, httpx.Client] = {}
+
+    def one(i: int) -> None:
+        http = clients.get(threading.get_ident())
+        if http is None:
+            http = clients[threading.get_ident()] = httpx.Client(timeout=10)
+        delay = start + i / RATE - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        began = time.perf_counter()
+        response = http.get(url, headers={"host": "api.tele.local"})
+        latencies[i] = (time.perf_counter() - began) * 1000
+        statuses[i] = response.status_code
+
+    result: list[Any] = []
+
+    def probe() -> None:
+        time.sleep(15.5)
+        result.append(during())
+
+    watcher = threading.Thread(target=probe)
+    watcher.start()
+    try:
+        with ThreadPoolExecutor(max_workers=24) as pool:
+            list(pool.map(one, range(COUNT)))
+    finally:
+        for http in clients.values():
+            http.close()
+    watcher.join()
+    return latencies, statuses, result[0]
+
+
+def _bucket(value: float) -> tuple[float, float]:
+    lower = 0.0
+    for bound in ENVOY_BOUNDS:
+        if value <= bound:
+            return lower, float(bound)
+        lower = float(bound)
+    return lower, float("inf")
+
+
+def _edge(data: dict[str, Any], kind: str) -> dict[str, Any]:
+    found = [e for e in data["edges"] if e["kind"] == kind and e["source"] == "web"]
+    assert len(found) == 1, data["edges"]
+    return found[0]
+
+
+def _stat_json(setup: Setup, view: str, seconds: float) -> list[dict[str, Any]]:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "meshplane",
+            "--server",
+            setup.mesh.server.url,
+            "stat",
+            view,
+            "--mesh",
+            "tele",
+            "--window",
+            str(seconds),
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return list(json.loads(done.stdout))
+
+
+def _metrics(setup: Setup) -> dict[str, list[Any]]:
+    text = httpx.get(f"{setup.mesh.server.url}/metrics", timeout=10).text
+    return {f.name: f.samples for f in text_string_to_metric_families(text)}
+
+
+def test_golden_signals_match_the_load(setup: Setup) -> None:
+    def during() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        return setup.telemetry(10), _stat_json(setup, "route", 10)
+
+    latencies, statuses, (live, stat_live) = _load(setup, during)
+    assert statuses.count(503) == COUNT // 10, sorted(set(statuses))
+    assert statuses.count(200) == COUNT - COUNT // 10
+    measured_p99 = sorted(latencies)[int(COUNT * 0.99) - 1]
+
+    # rate while the load ran: the service/route edge, the node edge and stat -o json
+    route_edge = _edge(live, "route")
+    assert route_edge["destinationService"] == "api.tele.local"
+    assert (route_edge["router"], route_edge["route"]) == ("apis", "main")
+    node_edge = _edge(live, "edge")
+    assert node_edge["destinationNode"] == "api"
+    for edge in (route_edge, node_edge, *stat_live):
+        assert edge["reporting"] is True
+        assert abs(edge["rate"] - RATE) <= RATE * 0.10, edge
+        assert abs(edge["errorRate"] - 0.10) <= 0.01, edge
+
+    # after the load (within a flush interval or two): the whole run
+    time.sleep(2 * FLUSH + 0.5)
+    data = setup.telemetry(40)
+    stat = _stat_json(setup, "route", 40)
+    lower, upper = _bucket(measured_p99)
+    for edge in (_edge(data, "route"), _edge(data, "edge"), *stat):
+        assert edge["requests"] == COUNT, edge
+        assert edge["responseCodes"]["5xx"] == COUNT // 10, edge
+        assert abs(edge["errorRate"] - 0.10) <= 0.01, edge
+        assert lower <= edge["latencyMs"]["p99"] <= upper, (edge, measured_p99)
+    inbound = [n for n in data["nodes"] if n["source"] == "api"]
+    assert len(inbound) == 1 and inbound[0]["requests"] >= COUNT, data["nodes"]
+
+    # /metrics: the counters and the histogram of both edges
+    samples = _metrics(setup)
+    requests = samples["meshplane_requests"]
+    by_edge: dict[tuple[str, str, str, str], float] = {}
+    for s in requests:
+        if s.labels["mesh"] != "tele" or s.labels["source_node"] != "web":
+            continue
+        key = (
+            s.labels["destination_service"],
+            s.labels["route"],
+            s.labels["destination_node"],
+            s.labels["response_code_class"],
+        )
+        by_edge[key] = by_edge.get(key, 0.0) + s.value
+    route_2xx = by_edge.get(("api.tele.local", "apis/main", "", "2xx"), 0)
+    route_5xx = by_edge.get(("api.tele.local", "apis/main", "", "5xx"), 0)
+    node_2xx = by_edge.get(("", "", "api", "2xx"), 0)
+    node_5xx = by_edge.get(("", "", "api", "5xx"), 0)
+    assert route_5xx == COUNT // 10 and node_5xx == COUNT // 10, by_edge
+    # the readiness probes (/health) before the load are counted too
+    assert COUNT - COUNT // 10 <= route_2xx <= COUNT, by_edge
+    assert COUNT - COUNT // 10 <= node_2xx <= COUNT, by_edge
+    buckets = {
+        float(s.labels["le"]): s.value
+        for s in samples["meshplane_request_duration_milliseconds"]
+        if s.name.endswith("_bucket")
+        and s.labels["route"] == "apis/main"
+        and s.labels["source_node"] == "web"
+    }
+    total = buckets[float("inf")]
+    assert total >= COUNT
+    p99_bound = min(b for b, c in buckets.items() if c >= 0.99 * total)
+    assert p99_bound == upper, (buckets, measured_p99)
+    reporting = {s.labels["proxy"]: s.value for s in samples["meshplane_proxy_reporting"]}
+    assert reporting == {"api": 1.0, "web": 1.0}
+
+
+def test_envoys_own_prometheus_page_stays_reachable(setup: Setup) -> None:
+    status, body = setup.server.admin_get("/stats/prometheus")
+    assert status == 200
+    assert "envoy_cluster_upstream_rq_total" in body
+
+
+def test_a_silent_proxy_is_shown_as_not_reporting(setup: Setup) -> None:
+    setup.client.stop()
+    setup.mesh.sidecars.remove(setup.client)
+
+    def stale() -> bool:
+        data = setup.telemetry(60)
+        return any(e["source"] == "web" and not e["reporting"] for e in data["edges"])
+
+    setup.mesh.wait(stale, "the stopped sidecar shown as not reporting", timeout=30)
+    data = setup.telemetry(60)
+    for edge in data["edges"]:
+        if edge["source"] == "web":
+            assert edge["reporting"] is False
+            assert edge["rate"] is None and edge["requests"] is None, edge
+    proxies = {p["name"]: p["reporting"] for p in data["proxies"]}
+    assert proxies == {"api": True, "web": False}
+    samples = _metrics(setup)
+    assert not [s for s in samples["meshplane_requests"] if s.labels["source_node"] == "web"], (
+        "a proxy that stopped reporting keeps no series"
+    )
+    reporting = {s.labels["proxy"]: s.value for s in samples["meshplane_proxy_reporting"]}
+    assert reporting == {"api": 1.0, "web": 0.0}
