@@ -1,8 +1,9 @@
 """Golden signals from the proxies' windows (pure functions of a :class:`TelemetryStore`).
 
 For a time range (the last ``seconds``), each proxy's counters give deltas between the last
-flush and the last one at or before the range start (a counter that went down — Envoy
-restarted — counts from zero), its histograms are the sum of the flush intervals in the range.
+flush and the last one at or before the range start — or, when the proxy started inside the
+range (Envoy's ``server.uptime``), everything it counted (a counter that went down — Envoy
+restarted — counts from zero); its histograms are the sum of the flush intervals in the range.
 Signals per source are then summed over the instances of that source:
 
 - :func:`edges`: one :class:`Signal` per (source proxy, series) — ``route`` series are the
@@ -137,9 +138,13 @@ def _delta(
             else:
                 for i, count in enumerate(counts):
                     found[1][i] += count
+    first = flushes[0]
+    started = None  # when the proxy started, if that is inside the range
+    if base is None and first.uptime is not None and first.at - first.uptime >= since:
+        started = first.at - first.uptime
     if base is None:
-        base = flushes[0]
-        if base is not last:  # its interval began before the range: leave it out
+        base = first
+        if started is None and base is not last:  # its interval began before the range
             for series, (bounds, counts) in base.histograms.items():
                 found = histograms.get(series)
                 if found is not None and found[0] == bounds:
@@ -150,8 +155,10 @@ def _delta(
         if key[1] == "cx_active":
             values[key] = value
             continue
-        before = base.values.get(key, 0.0) if base is not last else 0.0
+        before = base.values.get(key, 0.0) if base is not last and started is None else 0.0
         values[key] = value - before if value >= before else value
+    if started is not None:  # the proxy started in the range: everything it counted
+        return last.at - started, values, histograms
     if base is last:  # one flush only: totals since the proxy started, no rate
         return 0.0, {k: v for k, v in values.items() if k[1] == "cx_active"}, {}
     return last.at - base.at, values, histograms
@@ -243,6 +250,8 @@ def proxies(store: TelemetryStore, mesh: str | None = None) -> list[dict[str, An
             "reporting": store.reporting(w),
             "lastReportSecondsAgo": round(now - w.last_seen, 3) if w.last_seen else None,
             "droppedSeries": w.dropped,
+            "flushes": len(w.flushes),
+            "windowSeconds": round(w.flushes[-1].at - w.flushes[0].at, 3) if w.flushes else 0.0,
         }
         for w in sorted(store.windows(mesh), key=lambda w: (w.key.mesh, w.key.name))
     ]

@@ -78,6 +78,8 @@ class Flush:
     sums: dict[Series, float] = field(default_factory=dict)
     """The histograms' sums of the interval (ms)."""
     dropped: int = 0
+    uptime: float | None = None
+    """Envoy's ``server.uptime`` (seconds since the process started), when sent."""
 
 
 def _split(name: str) -> tuple[str, str] | None:
@@ -122,6 +124,10 @@ def read_flush(families: Any, at: float, mesh: str, kind: str, own: str, max_ser
     flush = Flush(at)
     seen: set[Series] = set()
     for family in families:
+        if family.name == "server.uptime" and family.metric:
+            uptime = family.metric[0].gauge.value
+            flush.uptime = uptime if 0 <= uptime < 1e10 else None
+            continue
         found = series_of(family.name, mesh, kind, own)
         if found is None or not family.metric:
             continue
