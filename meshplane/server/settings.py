@@ -32,8 +32,8 @@ from meshplane.identity import IdentitySettings
 from meshplane.identity.server_tls import server_names
 from meshplane.manifests import ManifestLimits
 from meshplane.server.setting import Kind, Setting, markdown_table, parse_duration, resolve
-from meshplane.xds.limits import XdsLimits
 from meshplane.telemetry.window import TelemetrySettings
+from meshplane.xds.limits import XdsLimits
 
 DEFAULT_API_PORT = 8765
 DEFAULT_XDS_PORT = 18000
