@@ -36,6 +36,7 @@ from meshplane.identity.revocations import Revocations
 from meshplane.identity.server_tls import ensure_server_certificate
 from meshplane.identity.tokens import KEY_FILE as PROXY_TOKEN_KEY_FILE
 from meshplane.nameserver.server import DnsServer, Upstream, resolv_conf_upstreams
+from meshplane.server.http import guarded_protocol, quiet_accept_errors
 from meshplane.server.keys import token_key
 from meshplane.server.proxy_auth import ProxyAuthorizer
 from meshplane.server.settings import Settings, StoreSettings, TlsSettings, is_loopback
@@ -357,6 +358,7 @@ class _Server(uvicorn.Server):
 
 
 async def serve(settings: Settings) -> None:
+    quiet_accept_errors(asyncio.get_running_loop())
     application = Application(settings)
     try:
         config = uvicorn.Config(
@@ -366,7 +368,8 @@ async def serve(settings: Settings) -> None:
             log_level=settings.log_level,
             access_log=False,
             lifespan="on",
-            http="httptools",
+            http=guarded_protocol(settings.api.limits),
+            timeout_keep_alive=max(1, round(settings.api.limits.keep_alive_timeout)),
             loop="asyncio",  # grpc.aio runs in the same loop and needs the standard one
             ssl_certfile=str(settings.tls.cert_file) if settings.tls is not None else None,
             ssl_keyfile=str(settings.tls.key_file) if settings.tls is not None else None,

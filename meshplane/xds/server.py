@@ -118,6 +118,8 @@ class XdsServer:
                 ("grpc.keepalive_time_ms", int(limits.keepalive_time * 1000)),
                 ("grpc.keepalive_timeout_ms", int(limits.keepalive_timeout * 1000)),
                 ("grpc.max_connection_idle_ms", int(limits.max_connection_idle * 1000)),
+                # a connection that never completes its TLS/HTTP2 handshake is dropped
+                ("grpc.server_handshake_timeout_ms", 20_000),
                 ("grpc.max_receive_message_length", limits.max_message),
                 ("grpc.max_concurrent_streams", limits.streams_per_connection),
                 # a reconnect storm of thousands of proxies must queue, not be cancelled

@@ -38,6 +38,8 @@ class HealthWatch:
     bound: float = 10.0
     """Seconds a probe may take before it counts as unanswered (generous on purpose)."""
     headers: dict[str, str] = field(default_factory=dict)
+    ok_statuses: frozenset[int] = frozenset({200})
+    """Answers that count as answered (a connection flood may rightly be answered 503)."""
     healthz: list[float] = field(default_factory=list)
     api: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
@@ -74,7 +76,7 @@ class HealthWatch:
             self.failures.append(f"GET {path}: {type(error).__name__}: {error}")
             return
         elapsed = time.perf_counter() - started
-        if response.status_code != 200:
+        if response.status_code not in self.ok_statuses:
             self.failures.append(f"GET {path}: HTTP {response.status_code} {response.text[:200]}")
             return
         into.append(elapsed)
