@@ -25,6 +25,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def capture_options(function: F) -> F:
     """The capture settings as flags (each also read from its App Mesh variable)."""
+    return _capture_options(function, with_egress_port=True)
+
+
+def captured_envoy_options(function: F) -> F:
+    """The capture settings of ``meshplane envoy --capture`` (which has its own --egress-port)."""
+    return _capture_options(function, with_egress_port=False)
+
+
+def _capture_options(function: F, with_egress_port: bool) -> F:
     options = [
         click.option(
             "--app-ports",
@@ -85,6 +94,8 @@ def capture_options(function: F) -> F:
             help="An ECS task definition (or its proxyConfiguration) as JSON; '-' reads stdin.",
         ),
     ]
+    if not with_egress_port:
+        del options[2]
     for option in reversed(options):
         function = option(function)
     return function

@@ -16,11 +16,13 @@ import click
 import httpx
 
 from meshplane.cli import output
+from meshplane.cli.capture_commands import captured_envoy_options, settings_from
 from meshplane.cli.common import output_option, run_client
 from meshplane.client import Client
 from meshplane.errors import MeshplaneError
 from meshplane.proxy import BootstrapOptions, EnvoyOptions, run_envoy
 from meshplane.proxy.bootstrap import XdsTls
+from meshplane.proxy.sidecar import run_captured
 from meshplane.server.settings import DEFAULT_XDS_PORT
 from meshplane.xds.identity import InvalidNodeIdError, parse_node_id
 
@@ -61,9 +63,9 @@ def _host_port(value: str, option: str) -> tuple[str, int]:
 @click.option(
     "--egress-port",
     type=click.IntRange(1, 65535),
-    default=15001,
-    show_default=True,
-    help="The egress listener the application sends its outbound calls to.",
+    help="The egress listener the application sends its outbound calls to (with --capture: "
+    "where captured outbound traffic goes) [env APPMESH_ENVOY_EGRESS_PORT with --capture; "
+    "default 15001].",
 )
 @click.option(
     "--egress-address",
@@ -117,12 +119,28 @@ def _host_port(value: str, option: str) -> tuple[str, int]:
     " admin port either way).",
 )
 @click.option("--print-bootstrap", is_flag=True, help="Print the bootstrap and exit.")
+@click.option(
+    "--capture",
+    is_flag=True,
+    help="Transparent capture (needs root): run Envoy as the ignored uid, install App Mesh's "
+    "iptables rules once its listeners are up, remove them when it stops. Takes the "
+    "proxy-init settings below; the application ports default to the virtual node's "
+    "listener ports.",
+)
+@click.option(
+    "--capture-timeout",
+    type=click.FloatRange(1, 3600),
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for the captured listeners before giving up (no rule installed).",
+)
+@captured_envoy_options
 def envoy(
     resource: str | None,
     xds: str | None,
     address: str,
     app_port: int | None,
-    egress_port: int,
+    egress_port: int | None,
     egress_address: str,
     tcp_backends: tuple[str, ...],
     admin_port: int | None,
@@ -135,6 +153,9 @@ def envoy(
     stats_flush_interval: float | None,
     no_telemetry: bool,
     print_bootstrap: bool,
+    capture: bool,
+    capture_timeout: float,
+    **capture_values: Any,
 ) -> None:
     """Run an Envoy sidecar (virtual node) or gateway (virtual gateway) driven by meshplane.
 
@@ -152,14 +173,27 @@ def envoy(
       APPMESH_RESOURCE_ARN=mesh/webapp/virtualGateway/ingress-gw meshplane envoy
       meshplane envoy --resource mesh/demo/virtualNode/client --print-bootstrap
       meshplane envoy --resource mesh/demo/virtualNode/blue --token-file /run/blue.token
+      ip netns exec mp-blue meshplane envoy --capture --resource mesh/demo/virtualNode/blue \
+          --xds 198.18.0.1:18000
+
+    With --capture, the exit code is Envoy's, and the rules are removed when Envoy stops (also
+    when it crashes). If this command is killed with SIGKILL the rules stay and connections are
+    refused: run 'meshplane proxy-init disable' (or this command again) to recover.
     """
     from meshplane.proxy import build_bootstrap
 
+    settings = None
+    if capture:
+        settings = settings_from({**capture_values, "capture_egress_port": egress_port})
+        egress_port = settings.egress_port
+        address = egress_address = "0.0.0.0"
     overrides: dict[str, Any] = {
         "workload_address": address,
-        "egress_port": egress_port,
+        "egress_port": egress_port or 15001,
         "admin_address": admin_address,
     }
+    if settings is not None:
+        overrides.update(capture=True, ingress_port=settings.ingress_port)
     if resource:
         overrides["resource"] = resource
     if xds:
@@ -206,7 +240,10 @@ def envoy(
         if print_bootstrap:
             output.dump(build_bootstrap(options), "json")
             return
-        code = run_envoy(EnvoyOptions(options))
+        if settings is not None:
+            code = run_captured(EnvoyOptions(options), settings, capture_timeout)
+        else:
+            code = run_envoy(EnvoyOptions(options))
     except MeshplaneError as error:
         raise output.fail(error.message, output.EXIT_USAGE) from None
     raise click.exceptions.Exit(code)

@@ -7,7 +7,8 @@ static ``xds_cluster`` at the control plane, LDS/CDS over ADS, the admin listene
 with an admin layer, App Mesh-style stats tags and a downstream connection limit.
 
 The translation layer reads the workload's facts from ``node.metadata.meshplane``:
-``workload_address``, ``app_port`` (or null) and ``egress_port``.
+``workload_address``, ``app_port`` (or null) and ``egress_port``; a capturing proxy adds
+``capture: true`` and ``ingress_port``.
 
 :meth:`BootstrapOptions.from_env` reads the App Mesh variables (``APPMESH_RESOURCE_ARN``,
 ``APPMESH_XDS_ENDPOINT``, ``ENVOY_ADMIN_ACCESS_PORT``, ``ENVOY_LOG_LEVEL``,
@@ -64,6 +65,11 @@ class BootstrapOptions:
     workload_address: str = "127.0.0.1"
     app_port: int | None = None
     egress_port: int = 15001
+    capture: bool = False
+    """Traffic reaches the proxy through capture rules (``meshplane envoy --capture``): the
+    node metadata says so, and the control plane sends the captured listeners."""
+    ingress_port: int = 15000
+    """The captured inbound listener's port (with ``capture``)."""
     initial_fetch_timeout: float = 0.0
     """Seconds Envoy waits for the first LDS/CDS response (0: wait for ever, as App Mesh)."""
     max_downstream_connections: int = 50_000
@@ -196,6 +202,7 @@ def build_bootstrap(options: BootstrapOptions) -> dict[str, Any]:
             "app_port": options.app_port,
             "egress_port": options.egress_port,
             "resource": options.resource,
+            **({"capture": True, "ingress_port": options.ingress_port} if options.capture else {}),
             **dict(options.extra_metadata),
         }
     }

@@ -67,11 +67,9 @@ def ingress_listener(
     if protocol == "tcp":
         idle = timeout.tcp.idle if timeout is not None and timeout.tcp is not None else None
         cluster = names.ingress_cluster(ctx.mesh, ctx.target.name, protocol, port)
-        chain = _filter(
+        chain = network_filter(
             TCP_PROXY,
-            _tcp_proxy(
-                names.ingress_stat_prefix(protocol, port), (Target(cluster, 1),), idle, logs
-            ),
+            tcp_proxy(names.ingress_stat_prefix(protocol, port), (Target(cluster, 1),), idle, logs),
         )
     else:
         limits = timeout.http or timeout.http2 or timeout.grpc if timeout is not None else None
@@ -82,7 +80,7 @@ def ingress_listener(
         )
         if limits is not None and limits.idle is not None:
             manager.stream_idle_timeout.CopyFrom(duration(limits.idle))
-        chain = _filter(HTTP_CONNECTION_MANAGER, manager)
+        chain = network_filter(HTTP_CONNECTION_MANAGER, manager)
     return _listener(
         names.ingress_listener(ctx.options.address, port),
         ctx.options.address,
@@ -97,6 +95,21 @@ def egress_http_listener(
 ) -> listener_pb2.Listener:
     """The HTTP egress listener every sidecar has (the application's HTTP proxy)."""
     options = ctx.options
+    return _listener(
+        names.egress_listener(options.egress_address, options.egress_port),
+        options.egress_address,
+        options.egress_port,
+        base_pb2.OUTBOUND,
+        network_filter(HTTP_CONNECTION_MANAGER, egress_http_manager(ctx, logs)),
+    )
+
+
+def egress_http_manager(
+    ctx: Context, logs: list[accesslog_pb2.AccessLog]
+) -> hcm_pb2.HttpConnectionManager:
+    """The egress connection manager: routes by Host/:authority over ``rds_egress_http_<port>``
+    (explicit and captured sidecars alike)."""
+    options = ctx.options
     manager = _http_manager(
         names.EGRESS_HTTP_STAT_PREFIX, names.egress_route_config(options.egress_port), logs
     )
@@ -106,13 +119,7 @@ def egress_http_listener(
         manager.http_filters.insert(
             0, hcm_pb2.HttpFilter(name=DYNAMIC_FORWARD_PROXY, typed_config=pack(forward))
         )
-    return _listener(
-        names.egress_listener(options.egress_address, options.egress_port),
-        options.egress_address,
-        options.egress_port,
-        base_pb2.OUTBOUND,
-        _filter(HTTP_CONNECTION_MANAGER, manager),
-    )
+    return manager
 
 
 def egress_tcp_listener(
@@ -127,13 +134,13 @@ def egress_tcp_listener(
     if not live:
         return None
     address = ctx.options.egress_address
-    proxy = _tcp_proxy(names.egress_tcp_stat_prefix(port), live, idle, logs)
+    proxy = tcp_proxy(names.egress_tcp_stat_prefix(port), live, idle, logs)
     return _listener(
         names.egress_listener(address, port),
         address,
         port,
         base_pb2.OUTBOUND,
-        _filter(TCP_PROXY, proxy),
+        network_filter(TCP_PROXY, proxy),
     )
 
 
@@ -160,7 +167,7 @@ def gateway_listener(
         address,
         port,
         base_pb2.INBOUND,
-        _filter(HTTP_CONNECTION_MANAGER, manager),
+        network_filter(HTTP_CONNECTION_MANAGER, manager),
     )
 
 
@@ -186,12 +193,13 @@ def _http_manager(
     )
 
 
-def _tcp_proxy(
+def tcp_proxy(
     stat_prefix: str,
     targets: tuple[Target, ...],
     idle: Duration | None,
     logs: list[accesslog_pb2.AccessLog],
 ) -> tcp_proxy_pb2.TcpProxy:
+    """A TCP proxy to one target or weighted targets."""
     proxy = tcp_proxy_pb2.TcpProxy(stat_prefix=stat_prefix, access_log=logs)
     if len(targets) == 1:
         proxy.cluster = targets[0].cluster
@@ -207,7 +215,8 @@ def _tcp_proxy(
     return proxy
 
 
-def _filter(name: str, config: message.Message) -> listener_components_pb2.Filter:
+def network_filter(name: str, config: message.Message) -> listener_components_pb2.Filter:
+    """A network filter of a filter chain."""
     return listener_components_pb2.Filter(name=name, typed_config=pack(config))
 
 
@@ -216,13 +225,13 @@ def _listener(
     address: str,
     port: int,
     direction: int,
-    network_filter: listener_components_pb2.Filter,
+    chain_filter: listener_components_pb2.Filter,
 ) -> listener_pb2.Listener:
     return listener_pb2.Listener(
         name=name,
         address=socket_address(address, port),
         traffic_direction=direction,
-        filter_chains=[listener_components_pb2.FilterChain(filters=[network_filter])],
+        filter_chains=[listener_components_pb2.FilterChain(filters=[chain_filter])],
         # Two proxies on one host must never share a port silently: with SO_REUSEPORT the
         # kernel would spread connections over both.  Without it the second bind fails and
         # Envoy reports the clash (a NACK in proxy-status).

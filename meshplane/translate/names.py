@@ -53,6 +53,12 @@ def allow_all_cluster(mesh: str) -> str:
     return f"cds_egress_{mesh}_{ALLOW_ALL_CLUSTER_SUFFIX}"
 
 
+def passthrough_cluster(mesh: str) -> str:
+    """``cds_egress_<mesh>_mesh-passthrough``: ALLOW_ALL for captured connections (to the
+    destination the application dialled)."""
+    return f"cds_egress_{mesh}_mesh-passthrough"
+
+
 def ingress_stat_prefix(protocol: str, port: int) -> str:
     """``ingress.<proto>.<port>``, which App Mesh's stats tags parse."""
     return f"ingress.{protocol}.{port}"

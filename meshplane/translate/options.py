@@ -94,6 +94,11 @@ class ProxyOptions:
     egress_address: str = "127.0.0.1"
     """The egress listeners bind here: HTTP on ``egress_port``, TCP backends on their ports."""
     egress_port: int = 15001
+    capture: bool = False
+    """The proxy's traffic is captured (iptables): one inbound listener on ``ingress_port``
+    and one outbound listener on ``egress_port``, both on 0.0.0.0, recovering the original
+    destination (:mod:`meshplane.translate.capture`)."""
+    ingress_port: int = 15000
     tcp_egress_ports: Mapping[str, int] = field(default_factory=dict, hash=False)
     """Local port of a TCP backend, by ``"<service>:<provider port>"`` or ``"<service>"``
     (the latter for the service's first TCP port); by default the provider's port."""
@@ -126,8 +131,9 @@ class ProxyOptions:
 
         Reads ``metadata["meshplane"]``: ``address`` (or the bootstrap's ``workload_address``),
         ``app_port`` (null: the listener port), ``app_address``, ``egress_address``,
-        ``egress_port`` and ``tcp_egress_ports``.  Missing or null values take the defaults;
-        numbers may arrive as floats (protobuf ``Struct``).  Raises
+        ``egress_port``, ``tcp_egress_ports``, ``capture`` (bool) and ``ingress_port``.
+        Missing or null values take the defaults; numbers may arrive as floats (protobuf
+        ``Struct``).  Raises
         :class:`InvalidProxyOptionsError` naming the offending key.
         """
         section = (metadata or {}).get(METADATA_KEY)
@@ -142,6 +148,10 @@ class ProxyOptions:
         app_port = section.get("app_port")
         egress_port = section.get("egress_port")
         ports = section.get("tcp_egress_ports")
+        capture = section.get("capture", False)
+        if not isinstance(capture, bool):
+            raise InvalidProxyOptionsError(_where("capture", "must be true or false"))
+        ingress_port = section.get("ingress_port")
         if ports is not None and not isinstance(ports, Mapping):
             raise InvalidProxyOptionsError(_where("tcp_egress_ports", "must be an object"))
         return cls(
@@ -158,6 +168,10 @@ class ProxyOptions:
                 str(name): _port(f"tcp_egress_ports.{name}", port)
                 for name, port in (ports or {}).items()
             },
+            capture=capture,
+            ingress_port=default.ingress_port
+            if ingress_port is None
+            else _port("ingress_port", ingress_port),
         )
 
 

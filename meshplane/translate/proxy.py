@@ -31,7 +31,7 @@ from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
 
 from meshplane.model import Kind, ResourceKey, VirtualNodeSpec
-from meshplane.translate import clusters, endpoints, listeners, routes, security
+from meshplane.translate import capture, clusters, endpoints, listeners, routes, security
 from meshplane.translate.access_logs import access_logs
 from meshplane.translate.context import Context
 from meshplane.translate.gateway import translate_gateway
@@ -79,7 +79,6 @@ def _translate_node(ctx: Context) -> ProxyResources:
     logs = access_logs(node.logging)
     egress = _shared_egress(ctx, node)
     plan = egress.plan
-    egress_listener = _shared_egress_listener(ctx, node, logs)
     out_clusters = [clusters.ingress_cluster(ctx, lst) for lst in node.listeners or ()]
     out_routes: list[route_pb2.RouteConfiguration] = []
     out_listeners: list[listener_pb2.Listener] = []
@@ -87,19 +86,28 @@ def _translate_node(ctx: Context) -> ProxyResources:
         out_listeners.append(listeners.ingress_listener(ctx, listener, logs))
         if listener.portMapping.protocol != "tcp":
             out_routes.append(routes.ingress_route_config(ctx, listener))
-    out_listeners.append(egress_listener)
-    out_routes.append(egress.route_config)
-    for backend in plan.tcp:
-        port = ctx.options.tcp_egress_port(backend.service, backend.port, backend.first)
-        tcp = listeners.egress_tcp_listener(ctx, port, backend.targets, backend.idle, logs)
-        if tcp is None:
-            ctx.problem(f"tcp backend {backend.service!r} port {backend.port} has no target")
-        else:
-            out_listeners.append(tcp)
-    out_clusters.extend(egress.clusters)
     out_listeners = security.secure_ingress(ctx, node.listeners or (), out_listeners)
+    out_routes.append(egress.route_config)
+    out_clusters.extend(egress.clusters)
+    shared = {id(egress.route_config), *map(id, egress.clusters)}
+    if ctx.options.capture:
+        inbound = capture.inbound_listener(ctx, node.listeners or (), out_listeners)
+        out_listeners = [] if inbound is None else [inbound]
+        out_listeners.append(capture.outbound_listener(ctx, plan, logs))
+        if ctx.mesh_spec.egressFilter.type == "ALLOW_ALL":
+            out_clusters.append(capture.passthrough_cluster(ctx))
+    else:
+        egress_listener = _shared_egress_listener(ctx, node, logs)
+        shared.add(id(egress_listener))
+        out_listeners.append(egress_listener)
+        for backend in plan.tcp:
+            port = ctx.options.tcp_egress_port(backend.service, backend.port, backend.first)
+            tcp = listeners.egress_tcp_listener(ctx, port, backend.targets, backend.idle, logs)
+            if tcp is None:
+                ctx.problem(f"tcp backend {backend.service!r} port {backend.port} has no target")
+            else:
+                out_listeners.append(tcp)
     out_clusters = security.secure_egress(ctx, security.node_policies(node), plan, out_clusters)
-    shared = {id(egress.route_config), id(egress_listener), *map(id, egress.clusters)}
     result = ProxyResources(
         clusters=tuple(out_clusters),
         endpoints=egress.endpoints,
