@@ -7,6 +7,14 @@ and only the proxies whose translation read one of the changed resources (their 
 ``inputs``) are translated again.  Unchanged resources keep their content-hash versions, so
 the ADS server sends nothing for them.
 
+Endpoints of Cloud Map discovered providers come from the registry: a translation names the
+Cloud Map service behind each EDS cluster (``ProxyResources.discovery``) and this loop fills the
+assignments from the store's registry (:func:`meshplane.translate.endpoints.assignment`).  A
+registration, deregistration or health change reaches the proxies through that endpoints-only
+path: their assignments are rebuilt (once per Cloud Map target for all proxies that share it)
+and the snapshot republished with every other resource as it was, so the ADS server sends only
+the changed ClusterLoadAssignments.
+
 Secrets: a snapshot also carries the SDS secrets its listeners and clusters name, issued by
 the mesh CA for the proxy's own identity (:mod:`meshplane.control.secrets`).  A rotation task
 sleeps until the next certificate is due (or a CA rotation changes the trust bundle or the
@@ -31,6 +39,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from meshplane.control.secrets import IdentityProvider, proxy_secrets
 from meshplane.identity import DEFAULT_TRUST_DOMAIN
 from meshplane.model.kinds import Kind, ResourceKey
+from meshplane.store import registry
 from meshplane.store.base import Store
 from meshplane.store.records import Change
 from meshplane.translate import (
@@ -42,6 +51,7 @@ from meshplane.translate import (
     dependency_key,
     translate_proxy,
 )
+from meshplane.translate.endpoints import CloudMapTarget, assignment
 from meshplane.translate.options import METADATA_KEY, InvalidProxyOptionsError
 from meshplane.xds import ProxyConnection, Resource, Snapshot, SnapshotCache, types
 
@@ -62,7 +72,13 @@ class _Proxy:
     """The translation's resources (secrets are added to them for each snapshot)."""
     translation_problems: tuple[str, ...] = ()
     secret_versions: frozenset[tuple[str, str]] = frozenset()
+    discovery: tuple[CloudMapTarget, ...] = ()
+    """The Cloud Map services whose instances are this proxy's EDS endpoints."""
 
+
+_REGISTRY_KINDS = frozenset(
+    {Kind.CLOUD_MAP_NAMESPACE, Kind.CLOUD_MAP_SERVICE, Kind.CLOUD_MAP_INSTANCE}
+)
 
 _MAX_LEFT_OUT = 8
 """At most this many resources are left out of one proxy's translation (each costs a
@@ -144,6 +160,11 @@ class ControlLoop:
             "Time to translate one proxy's snapshot",
             registry=registry,
             buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5),
+        )
+        self._endpoint_updates = Counter(
+            "meshplane_registry_endpoint_updates",
+            "Proxy snapshots republished with new Cloud Map endpoints only (no translation)",
+            registry=registry,
         )
         self._change_to_publish = Histogram(
             "meshplane_change_to_publish_seconds",
@@ -238,7 +259,8 @@ class ControlLoop:
             log.exception("translation of %s failed", key)
             entry.problems = (f"internal error building the snapshot: {error}",)
             return
-        entry.resources = translated
+        entry.discovery = resources.discovery
+        entry.resources = self._with_endpoints(translated, entry.discovery, {})
         entry.inputs = resources.inputs | {dependency_key(k) for k in left_out}
         entry.translation_problems = (
             resources.problems + tuple(left_out.values()) + ((tag_problem,) if tag_problem else ())
@@ -301,6 +323,47 @@ class ControlLoop:
             except Exception as error:
                 failure = error
         raise failure
+
+    def _assignment(self, target: CloudMapTarget) -> Resource:
+        found = registry.discover(self.store, target.namespace, target.service)
+        return Resource.of(assignment(target, found[2] if found is not None else []))
+
+    def _with_endpoints(
+        self,
+        resources: tuple[Resource, ...],
+        targets: tuple[CloudMapTarget, ...],
+        memo: dict[CloudMapTarget, Resource],
+    ) -> tuple[Resource, ...]:
+        """``resources`` with the assignment of each target filled from the registry (one
+        build per target per ``memo``, shared by every proxy that names it)."""
+        if not targets:
+            return resources
+        filled = {}
+        for target in targets:
+            built = memo.get(target)
+            if built is None:
+                built = memo[target] = self._assignment(target)
+            filled[target.cluster] = built
+        return tuple(
+            filled.get(r.name, r) if r.type_url == types.ENDPOINT else r for r in resources
+        )
+
+    def refresh_endpoints(self) -> int:
+        """Rebuild every proxy's registry endpoints; republish the snapshots whose
+        assignments changed (nothing else is translated or changed); return how many."""
+        memo: dict[CloudMapTarget, Resource] = {}
+        count = 0
+        for key, entry in list(self._proxies.items()):
+            if not entry.discovery:
+                continue
+            updated = self._with_endpoints(entry.resources, entry.discovery, memo)
+            if [r.version for r in updated] == [r.version for r in entry.resources]:
+                continue
+            entry.resources = updated
+            self._publish_secrets(key, entry, force=True)
+            self._endpoint_updates.inc()
+            count += 1
+        return count
 
     def _publish_secrets(self, key: str, entry: _Proxy, *, force: bool = False) -> None:
         """Publish the entry's resources with their current secrets (if they changed)."""
@@ -389,9 +452,13 @@ class ControlLoop:
         """Bring views and affected snapshots up to date with ``changes``."""
         started = time.perf_counter()
         by_mesh: dict[str, set[ResourceKey]] = {}
+        registry_changed = False
         for change in changes:
-            by_mesh.setdefault(change.key.mesh, set()).add(change.key)
             self._revision = max(self._revision, change.revision)
+            if not change.key.kind.is_app_mesh:
+                registry_changed |= change.key.kind in _REGISTRY_KINDS
+                continue
+            by_mesh.setdefault(change.key.mesh, set()).add(change.key)
         for mesh, keys in by_mesh.items():
             if any(k.kind is Kind.MESH for k in keys):
                 self._security.pop(mesh, None)  # its tags may have changed
@@ -417,7 +484,9 @@ class ControlLoop:
             touched = {dependency_key(k) for k in changed}
             if touched & entry.inputs or not entry.inputs:
                 self._publish(snapshot, entry)
-        if by_mesh:
+        if registry_changed:
+            self.refresh_endpoints()
+        if by_mesh or registry_changed:
             self._change_to_publish.observe(time.perf_counter() - started)
 
     @property

@@ -111,6 +111,9 @@ def egress_cluster(ctx: Context, provider: Provider) -> cluster_pb2.Cluster | No
         cluster.eds_cluster_config.CopyFrom(
             _C.EdsClusterConfig(eds_config=ads(), service_name=provider.cluster)
         )
+        # a deregistered instance stops receiving traffic at once, active health checks or
+        # not (App Mesh roadmap #213)
+        cluster.ignore_health_on_host_removal = True
     family = _lookup_family(ctx, preference)
     if family is not None and discovery.dns is not None:
         cluster.dns_lookup_family = family

@@ -107,9 +107,14 @@ def translate_gateway(ctx: Context) -> ProxyResources:
     def policy_of(service: str) -> ClientPolicy | None:
         return defaults
 
+    preference = ctx.mesh_spec.serviceDiscovery
+    targets = endpoints.cloud_map_targets(
+        used, preference.ipPreference if preference is not None else None
+    )
     return ProxyResources(
         clusters=tuple(security.secure_egress(ctx, policy_of, plan, out_clusters)),
-        endpoints=tuple(endpoints.cloud_map_assignments(used)),
+        endpoints=tuple(endpoints.empty_assignments(targets)),
+        discovery=targets,
         listeners=tuple(security.secure_ingress(ctx, own_tls, out_listeners)),
         routes=tuple(out_routes),
     )

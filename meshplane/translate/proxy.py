@@ -34,6 +34,7 @@ from meshplane.model import Kind, ResourceKey, VirtualNodeSpec
 from meshplane.translate import capture, clusters, endpoints, listeners, routes, security
 from meshplane.translate.access_logs import access_logs
 from meshplane.translate.context import Context
+from meshplane.translate.endpoints import CloudMapTarget
 from meshplane.translate.gateway import translate_gateway
 from meshplane.translate.options import MeshSecurity, ProxyOptions, ProxyTarget
 from meshplane.translate.plan import EgressPlan, Provider, plan_services
@@ -111,6 +112,7 @@ def _translate_node(ctx: Context) -> ProxyResources:
     result = ProxyResources(
         clusters=tuple(out_clusters),
         endpoints=egress.endpoints,
+        discovery=egress.discovery,
         listeners=_bindable(ctx, out_listeners),
         routes=tuple(out_routes),
     )
@@ -129,6 +131,7 @@ class _Egress:
     clusters: tuple[cluster_pb2.Cluster, ...]
     """The provider clusters (and the allow-all cluster), before client TLS."""
     endpoints: tuple[endpoint_pb2.ClusterLoadAssignment, ...]
+    discovery: tuple[CloudMapTarget, ...]
 
 
 def _shared_egress(ctx: Context, node: VirtualNodeSpec) -> _Egress:
@@ -146,8 +149,12 @@ def _shared_egress(ctx: Context, node: VirtualNodeSpec) -> _Egress:
         out = [c for c in map(partial(_shared_cluster, own), plan.providers) if c]
         if own.mesh_spec.egressFilter.type == "ALLOW_ALL":
             out.append(clusters.allow_all_cluster(own))
-        assignments = tuple(endpoints.cloud_map_assignments(plan.providers))
-        return _Egress(plan, route_config, tuple(out), assignments)
+        preference = own.mesh_spec.serviceDiscovery
+        targets = endpoints.cloud_map_targets(
+            plan.providers, preference.ipPreference if preference is not None else None
+        )
+        assignments = tuple(endpoints.empty_assignments(targets))
+        return _Egress(plan, route_config, tuple(out), assignments, targets)
 
     return ctx.shared(("egress", services, ctx.options.egress_port), build)
 

@@ -18,6 +18,7 @@ from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from google.protobuf import message
 
 from meshplane.model import ResourceKey
+from meshplane.translate.endpoints import CloudMapTarget
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,8 @@ class ProxyResources:
     :func:`~meshplane.translate.view.dependency_key`)."""
     problems: tuple[str, ...] = ()
     """What was left out and why, for proxy-status."""
+    discovery: tuple[CloudMapTarget, ...] = ()
+    """The Cloud Map services whose instances fill ``endpoints`` (the control loop does)."""
     shared: frozenset[int] = field(default=frozenset())
     """The ``id`` of each message here that is the very same object in other translations
     on the same view (from the view's memo, which keeps it alive as long as the view): a
