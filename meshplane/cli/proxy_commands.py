@@ -45,9 +45,10 @@ def _host_port(value: str, option: str) -> tuple[str, int]:
 @click.option(
     "--xds",
     "xds",
-    metavar="HOST:PORT",
-    help=f"The control plane's xDS address [env APPMESH_XDS_ENDPOINT; default "
-    f"127.0.0.1:{DEFAULT_XDS_PORT}].",
+    metavar="HOST:PORT[,HOST:PORT...]",
+    help=f"The control plane's xDS address; several (comma-separated), or a name with several "
+    f"DNS records, for a fleet of replicas: Envoy fails over between them [env "
+    f"APPMESH_XDS_ENDPOINT; default 127.0.0.1:{DEFAULT_XDS_PORT}].",
 )
 @click.option(
     "--address",
@@ -173,6 +174,7 @@ def envoy(
       APPMESH_RESOURCE_ARN=mesh/webapp/virtualGateway/ingress-gw meshplane envoy
       meshplane envoy --resource mesh/demo/virtualNode/client --print-bootstrap
       meshplane envoy --resource mesh/demo/virtualNode/blue --token-file /run/blue.token
+      meshplane envoy --resource mesh/demo/virtualNode/blue --xds 10.0.0.5:18000,10.0.0.6:18000
       ip netns exec mp-blue meshplane envoy --capture --resource mesh/demo/virtualNode/blue \
           --xds 198.18.0.1:18000
 
@@ -197,7 +199,9 @@ def envoy(
     if resource:
         overrides["resource"] = resource
     if xds:
-        overrides["xds_host"], overrides["xds_port"] = _host_port(xds, "--xds")
+        first, *more = [_host_port(part.strip(), "--xds") for part in xds.split(",")]
+        overrides["xds_host"], overrides["xds_port"] = first
+        overrides["xds_more"] = tuple(more)
     elif not _env_has("APPMESH_XDS_ENDPOINT"):
         overrides["xds_port"] = DEFAULT_XDS_PORT
     if app_port is not None:

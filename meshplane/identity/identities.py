@@ -33,7 +33,7 @@ from meshplane.identity.authority import (
     new_root,
     operator_root,
 )
-from meshplane.identity.keystore import KeyStore
+from meshplane.identity.keystore import AuthorityStore, KeyStore
 from meshplane.identity.spiffe import DEFAULT_TRUST_DOMAIN, check_trust_domain, spiffe_id
 
 Clock = Callable[[], datetime]
@@ -82,10 +82,15 @@ class MeshIdentities:
     """CAs by mesh and the current certificate of every proxy identity."""
 
     def __init__(
-        self, directory: Path, settings: IdentitySettings | None = None, clock: Clock = utc_now
+        self,
+        directory: Path,
+        settings: IdentitySettings | None = None,
+        clock: Clock = utc_now,
+        *,
+        keystore: AuthorityStore | None = None,
     ) -> None:
         self.settings = settings or IdentitySettings()
-        self.keystore = KeyStore(directory)
+        self.keystore: AuthorityStore = keystore or KeyStore(directory)
         self.clock = clock
         self._lock = threading.RLock()
         self._authorities: dict[str, MeshAuthority] = {}
@@ -131,9 +136,17 @@ class MeshIdentities:
         authority = self.keystore.load(mesh, td)
         if authority is None:
             root = new_root(mesh, now, self.settings.ca_lifetime, trust_domain=td)
-            authority = MeshAuthority(mesh, td, [root])
-            self.keystore.save(authority)
+            authority = self.keystore.create(MeshAuthority(mesh, td, [root]))
         return authority
+
+    def reload(self, meshes: set[str]) -> None:
+        """Another replica changed the CAs of ``meshes`` (a rotation): read them again, and
+        tell the listeners (the control loop re-sends trust bundles and certificates)."""
+        with self._lock:
+            for mesh in meshes:
+                self._authorities.pop(mesh, None)
+        for listener in self._listeners:
+            listener()
 
     def add_listener(self, listener: Callable[[], None]) -> None:
         """Call ``listener()`` (from any thread) after a CA rotation is started."""

@@ -14,6 +14,10 @@ An operator-supplied CA (certificate file and key file, see
 :class:`~meshplane.identity.identities.IdentitySettings`) is read from where the operator keeps
 it and never copied.
 
+Replicas that share a database keep their CAs there instead: :class:`VaultKeyStore` stores each
+mesh's authority as one JSON value (``ca/<mesh>``: the roots' certificate and key PEMs and their
+dates) in a :class:`Vault` (``meshplane.store.vault``: sealed under the key-encryption key).
+
 Used by :mod:`meshplane.identity.identities`.
 """
 
@@ -22,8 +26,10 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -41,11 +47,47 @@ def mesh_directory(base: Path, mesh: str) -> Path:
     return base / (mesh if _PLAIN.match(mesh) else "~" + mesh.encode().hex())
 
 
+class Vault(Protocol):
+    """Named secret values kept where every replica reads them (``meshplane.store.vault``)."""
+
+    def read(self, name: str) -> bytes | None: ...
+
+    def write(self, name: str, data: bytes) -> None: ...
+
+    def create(self, name: str, make: Callable[[], bytes]) -> bytes:
+        """The value of ``name``; if there is none, ``make()`` is stored first (by whichever
+        replica comes first: every caller gets the stored value)."""
+        ...
+
+
+class AuthorityStore(Protocol):
+    """Where :class:`~meshplane.identity.identities.MeshIdentities` keeps the mesh CAs."""
+
+    def load(self, mesh: str, trust_domain: str) -> MeshAuthority | None: ...
+
+    def create(self, authority: MeshAuthority) -> MeshAuthority:
+        """Store a mesh's first authority, unless one was stored meanwhile: the stored one."""
+        ...
+
+    def save(self, authority: MeshAuthority) -> None: ...
+
+    @property
+    def location(self) -> str: ...
+
+
 class KeyStore:
     """Loads and saves the authorities of meshes under one directory."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+
+    @property
+    def location(self) -> str:
+        return str(self.directory)
+
+    def create(self, authority: MeshAuthority) -> MeshAuthority:
+        self.save(authority)  # one server owns its data directory
+        return authority
 
     def load(self, mesh: str, trust_domain: str) -> MeshAuthority | None:
         """The stored authority of ``mesh``, or None if it has none yet."""
@@ -112,3 +154,66 @@ def _load_root(folder: Path, entry: dict[str, str | None]) -> Root:
         sign_from=datetime.fromisoformat(str(entry["signFrom"])),
         trusted_until=datetime.fromisoformat(until) if until else None,
     )
+
+
+def _root_entry(root: Root) -> dict[str, Any]:
+    return {
+        "certificate": root.certificate.public_bytes(serialization.Encoding.PEM).decode(),
+        "key": private_pem(root.key).decode(),
+        "signFrom": root.sign_from.isoformat(),
+        "trustedUntil": root.trusted_until.isoformat() if root.trusted_until else None,
+    }
+
+
+def _root_from_entry(entry: dict[str, Any]) -> Root:
+    key = serialization.load_pem_private_key(str(entry["key"]).encode(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError("a CA key is not an EC key")
+    until = entry.get("trustedUntil")
+    return Root(
+        certificate=x509.load_pem_x509_certificate(str(entry["certificate"]).encode()),
+        key=key,
+        sign_from=datetime.fromisoformat(str(entry["signFrom"])),
+        trusted_until=datetime.fromisoformat(str(until)) if until else None,
+    )
+
+
+class VaultKeyStore:
+    """The mesh CAs as sealed values of a shared :class:`Vault` (one per mesh)."""
+
+    def __init__(self, vault: Vault) -> None:
+        self.vault = vault
+
+    @property
+    def location(self) -> str:
+        return "the database (sealed under the key-encryption key)"
+
+    @staticmethod
+    def name(mesh: str) -> str:
+        return f"ca/{mesh}"
+
+    @staticmethod
+    def _encode(authority: MeshAuthority) -> bytes:
+        roots = [_root_entry(r) for r in authority.roots if not r.operator]
+        return json.dumps({"mesh": authority.mesh, "roots": roots}).encode()
+
+    def _decode(self, mesh: str, trust_domain: str, data: bytes) -> MeshAuthority:
+        try:
+            state = json.loads(data)
+            roots = [_root_from_entry(entry) for entry in state["roots"]]
+        except (ValueError, KeyError, TypeError) as error:
+            raise AuthorityError(
+                f"the CA of mesh {mesh!r} in the database is unreadable: {error}"
+            ) from None
+        return MeshAuthority(mesh, trust_domain, roots)
+
+    def load(self, mesh: str, trust_domain: str) -> MeshAuthority | None:
+        data = self.vault.read(self.name(mesh))
+        return None if data is None else self._decode(mesh, trust_domain, data)
+
+    def create(self, authority: MeshAuthority) -> MeshAuthority:
+        data = self.vault.create(self.name(authority.mesh), lambda: self._encode(authority))
+        return self._decode(authority.mesh, authority.trust_domain, data)
+
+    def save(self, authority: MeshAuthority) -> None:
+        self.vault.write(self.name(authority.mesh), self._encode(authority))

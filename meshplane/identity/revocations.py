@@ -24,9 +24,11 @@ from pathlib import Path
 
 from meshplane.errors import MeshplaneError
 from meshplane.identity.files import write_file
+from meshplane.identity.keystore import Vault
 from meshplane.identity.tokens import MAX_TTL_SECONDS, TokenClaims
 
 FILE = "proxy-token-revocations.json"
+VAULT_NAME = "proxy-token-revocations"
 
 
 class RevocationsFileError(MeshplaneError):
@@ -36,8 +38,11 @@ class RevocationsFileError(MeshplaneError):
 class Revocations:
     """The revoked proxy tokens of one server (see the module docstring)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, vault: Vault | None = None) -> None:
         self.path = path
+        self.vault = vault
+        """Where replicas sharing a database keep the lists (``VAULT_NAME``), instead of
+        ``path``."""
         self._lock = threading.Lock()
         self._tokens: dict[str, int] = {}
         """token id -> when it was revoked (unix seconds)"""
@@ -72,13 +77,25 @@ class Revocations:
             cutoff = max(now, self._subjects.get(subject, now))
             self._save(self._tokens, {**self._subjects, subject: cutoff}, now)
 
+    def reload(self) -> None:
+        """Read the lists again (another replica revoked a token)."""
+        with self._lock:
+            self._load()
+
     def _load(self) -> None:
+        if self.vault is not None:
+            data = self.vault.read(VAULT_NAME)
+            self._parse(data.decode() if data is not None else "{}")
+            return
         try:
             text = self.path.read_text()
         except FileNotFoundError:
             return
         except OSError as error:
             raise RevocationsFileError(f"{self.path}: cannot read ({error.strerror})") from None
+        self._parse(text)
+
+    def _parse(self, text: str) -> None:
         try:
             data = json.loads(text)
             self._tokens = {str(k): int(v) for k, v in data.get("tokens", {}).items()}
@@ -95,7 +112,10 @@ class Revocations:
         subjects = {k: v for k, v in subjects.items() if v >= horizon}
         body = json.dumps({"tokens": tokens, "resources": subjects}, indent=1, sort_keys=True)
         try:
-            write_file(self.path, (body + "\n").encode(), 0o600)
+            if self.vault is not None:
+                self.vault.write(VAULT_NAME, body.encode())
+            else:
+                write_file(self.path, (body + "\n").encode(), 0o600)
         except OSError as error:
             raise RevocationsFileError(f"{self.path}: cannot write ({error.strerror})") from None
         self._tokens, self._subjects = tokens, subjects

@@ -55,6 +55,10 @@ class BootstrapOptions:
     """``mesh/<mesh>/virtualNode/<name>``, ``.../virtualGateway/<name>`` or the full ARN."""
     xds_host: str = "127.0.0.1"
     xds_port: int = 15000
+    xds_more: tuple[tuple[str, int], ...] = ()
+    """Further control-plane replicas (host, port): Envoy reconnects to another one when its
+    replica goes away, and keeps serving its last good config meanwhile.  A host name is
+    resolved to all of its addresses (several records: several replicas)."""
     api_type: ApiType = "GRPC"
     node_cluster: str = ""
     """Defaults to the node id, like App Mesh."""
@@ -310,9 +314,10 @@ def _stats_sinks(options: BootstrapOptions, grpc_service: dict[str, Any]) -> lis
 
 
 def _xds_cluster(options: BootstrapOptions) -> dict[str, Any]:
+    addresses = [(options.xds_host, options.xds_port), *options.xds_more]
     cluster: dict[str, Any] = {
         "name": "xds_cluster",
-        "type": "STRICT_DNS" if not _is_ip(options.xds_host) else "STATIC",
+        "type": "STATIC" if all(_is_ip(host) for host, _ in addresses) else "STRICT_DNS",
         "connect_timeout": "1s",
         "load_assignment": {
             "cluster_name": "xds_cluster",
@@ -321,14 +326,10 @@ def _xds_cluster(options: BootstrapOptions) -> dict[str, Any]:
                     "lb_endpoints": [
                         {
                             "endpoint": {
-                                "address": {
-                                    "socket_address": {
-                                        "address": options.xds_host,
-                                        "port_value": options.xds_port,
-                                    }
-                                }
+                                "address": {"socket_address": {"address": h, "port_value": p}}
                             }
                         }
+                        for h, p in addresses
                     ]
                 }
             ],

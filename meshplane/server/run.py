@@ -31,8 +31,11 @@ from meshplane.api.identity import IdentityApi
 from meshplane.control import ControlLoop
 from meshplane.errors import MeshplaneError
 from meshplane.identity import MeshIdentities, TokenKey
+from meshplane.identity.keystore import VaultKeyStore
 from meshplane.identity.revocations import FILE as REVOCATIONS_FILE
+from meshplane.identity.revocations import VAULT_NAME as REVOCATIONS_VAULT_NAME
 from meshplane.identity.revocations import Revocations
+from meshplane.identity.sealing import Kek, KekError
 from meshplane.identity.server_tls import ensure_server_certificate
 from meshplane.identity.tokens import KEY_FILE as PROXY_TOKEN_KEY_FILE
 from meshplane.nameserver.server import DnsServer, Upstream, resolv_conf_upstreams
@@ -45,10 +48,12 @@ from meshplane.service.access import ANONYMOUS
 from meshplane.service.arns import Partition
 from meshplane.service.dns_answers import Answers
 from meshplane.service.resources import Caller, ResourceService
+from meshplane.service.tokens import KEY_BYTES as TOKEN_KEY_BYTES
 from meshplane.service.tokens import SecretBox, TokenService
 from meshplane.service.vips import VipAllocator, parse_range
 from meshplane.store import SqlStore, open_store
 from meshplane.store.sql import StoreUnavailableError, describe_url
+from meshplane.store.vault import API_TOKEN_KEY, PROXY_TOKEN_KEY, SealedVault
 from meshplane.telemetry import (
     MetricsService,
     StreamLimits,
@@ -116,6 +121,25 @@ class DnsPortError(MeshplaneError):
     """The DNS server cannot bind its port."""
 
 
+def open_vault(store: SqlStore, settings: StoreSettings) -> SealedVault | None:
+    """The sealed identity state in the database when a KEK is given (checked: a replica
+    given another KEK than the one that sealed the state refuses to start); None without."""
+    kek = Kek.load(settings.kek_file, settings.kek)
+    if kek is None:
+        if store.postgres:
+            raise KekError(
+                "a PostgreSQL store is shared by replicas, and so are the mesh CAs and token "
+                "keys sealed in it: give every replica the same key-encryption key with "
+                "--kek-file FILE or MESHPLANE_KEK (make one: openssl rand -hex 32 > FILE; "
+                "chmod 600 FILE)"
+            )
+        return None
+    vault = SealedVault(store, kek)
+    vault.check()
+    log.info("identity state: in the database, sealed under key-encryption key %s", kek.id)
+    return vault
+
+
 class TlsFilesError(MeshplaneError):
     """The TLS certificate or key cannot be read."""
 
@@ -139,9 +163,13 @@ class Application:
         self.partition = Partition(settings.region, settings.account_id)
         self.caller = Caller(settings.account_id, ANONYMOUS)
         self.service = ResourceService(self.store, self.partition)
+        self.vault = open_vault(self.store, settings.store)
         self.tokens: TokenService | None = None
         if settings.auth is not None:
-            box = SecretBox(token_key(settings.auth.key_file))
+            if self.vault is not None:
+                box = SecretBox(self.vault.random_key(API_TOKEN_KEY, TOKEN_KEY_BYTES))
+            else:
+                box = SecretBox(token_key(settings.auth.key_file))
             self.tokens = TokenService(self.store, box, clock=time.time)
         credentials = None
         if settings.tls is not None:
@@ -159,9 +187,18 @@ class Application:
         self.registry = CollectorRegistry()
         data_dir = settings.store.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.identities = MeshIdentities(data_dir / "ca", settings.identity)
-        self.proxy_tokens = TokenKey.load_or_create(data_dir / PROXY_TOKEN_KEY_FILE)
-        self.revocations = Revocations(data_dir / REVOCATIONS_FILE)
+        if self.vault is not None:  # identity state shared by every replica of the database
+            self.identities = MeshIdentities(
+                data_dir / "ca", settings.identity, keystore=VaultKeyStore(self.vault)
+            )
+            self.proxy_tokens = TokenKey(self.vault.random_key(PROXY_TOKEN_KEY))
+            self.revocations = Revocations(data_dir / REVOCATIONS_FILE, vault=self.vault)
+            self.store.add_secret_listener(self._secrets_changed)
+        else:
+            self.identities = MeshIdentities(data_dir / "ca", settings.identity)
+            self.proxy_tokens = TokenKey.load_or_create(data_dir / PROXY_TOKEN_KEY_FILE)
+            self.revocations = Revocations(data_dir / REVOCATIONS_FILE)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.authorizer = ProxyAuthorizer(
             self.proxy_tokens,
             required=settings.xds.require_proxy_auth,
@@ -233,7 +270,19 @@ class Application:
             manifest_limits=settings.api.manifests,
         )
 
+    def _secrets_changed(self, names: set[str]) -> None:
+        """Another replica rotated a CA or revoked a proxy token (on the store's thread)."""
+        meshes = {name.removeprefix("ca/") for name in names if name.startswith("ca/")}
+        if meshes:
+            self.identities.reload(meshes)
+        if REVOCATIONS_VAULT_NAME in names:
+            self.revocations.reload()
+            loop = self._loop
+            if loop is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(self.xds.close_streams, self.authorizer.revoked)
+
     async def _start_xds(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self.xds_port = await self.xds.start(self.settings.xds.host, self.settings.xds.port)
         log.info("meshplane xDS (ADS) on %s:%d", self.settings.xds.host, self.xds_port)
         log.info(
@@ -241,7 +290,7 @@ class Application:
             "required (proxy tokens)"
             if self.settings.xds.require_proxy_auth
             else "optional on loopback (a token that is sent is checked)",
-            self.identities.keystore.directory,
+            self.identities.keystore.location,
             self.identities.trust_domain,
         )
         if self.settings.tls is None and not is_loopback(self.settings.xds.host):

@@ -113,6 +113,26 @@ SETTINGS: tuple[Setting, ...] = (
         default_text="`60s`",
     ),
     Setting(
+        "kek_file",
+        "--kek-file",
+        "MESHPLANE_KEK_FILE",
+        Kind.FILE,
+        "The key-encryption key (64 hex digits; `openssl rand -hex 32`, mode 0600) that seals "
+        "the mesh CAs and token keys in the database; every replica gets the same one. "
+        "Needed with a PostgreSQL `--database-url`.",
+        "store",
+    ),
+    Setting(
+        "kek",
+        "--kek",
+        "MESHPLANE_KEK",
+        Kind.TEXT,
+        "The key-encryption key itself instead of --kek-file (set the variable: a flag "
+        "shows in the process list).",
+        "store",
+        metavar="KEY",
+    ),
+    Setting(
         "host",
         "--host",
         "MESHPLANE_HOST",
@@ -521,6 +541,8 @@ class StoreSettings:
     database_url: str | None = None
     database_wait: float = 60.0
     """How long start-up retries (with backoff) a database it cannot reach, in seconds."""
+    kek_file: Path | None = None
+    kek: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -600,6 +622,8 @@ class Settings:
                 data_dir=data_dir,
                 database_url=values["database_url"],
                 database_wait=values["database_wait"].total_seconds(),
+                kek_file=values["kek_file"],
+                kek=values["kek"],
             ),
             auth=AuthSettings(
                 required=values["require_auth"] or not is_loopback(host),

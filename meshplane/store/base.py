@@ -57,6 +57,14 @@ class Reader(Protocol):
         """Every API token, ordered by id."""
         ...
 
+    def secret(self, name: str) -> str | None:
+        """A sealed value of the identity state (``meshplane.store.vault``), or None."""
+        ...
+
+    def secret_names(self) -> list[str]:
+        """The names of every sealed value, sorted."""
+        ...
+
 
 class Transaction(Reader, Protocol):
     """A unit of work; reads see its own writes. Commits when the ``with`` block ends cleanly."""
@@ -99,6 +107,8 @@ class Transaction(Reader, Protocol):
     def put_api_token(self, token: ApiToken) -> None: ...
 
     def delete_api_token(self, token_id: str) -> None: ...
+
+    def put_secret(self, name: str, sealed: str) -> None: ...
 
     def audit(
         self,

@@ -1,11 +1,11 @@
 """The store's in-memory read model, and the overlay a unit of work writes into.
 
-``ReadModel`` holds every committed record, namespace, manifest and API token of the store,
-indexed for the lookups the service layer makes, so reads never touch SQL (the audit log and
-idempotency tokens are the exceptions: they are read from SQL).  The SQL store loads the model
-at start, applies each batch it commits, and follows what other writers sharing the database
-commit (the change feeds).  ``Overlay`` is a unit of work's pending changes;
-reads inside a transaction look through overlays to the model.  Used by
+``ReadModel`` holds every committed record, namespace, manifest, API token and sealed secret
+of the store, indexed for the lookups the service layer makes, so reads never touch SQL (the
+audit log and idempotency tokens are the exceptions: they are read from SQL).  The SQL store
+loads the model at start, applies each batch it commits, and follows what other writers
+sharing the database commit (the change feeds).  ``Overlay`` is a unit of work's pending
+changes; reads inside a transaction look through overlays to the model.  Used by
 ``meshplane.store.sql`` only.
 """
 
@@ -30,12 +30,14 @@ class Overlay:
     namespaces: dict[str, Namespace] = field(default_factory=dict)
     manifests: dict[ManifestKey, StoredManifest | None] = field(default_factory=dict)
     api_tokens: dict[str, ApiToken | None] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict)
 
     def absorb(self, other: Overlay) -> None:
         self.records.update(other.records)
         self.namespaces.update(other.namespaces)
         self.manifests.update(other.manifests)
         self.api_tokens.update(other.api_tokens)
+        self.secrets.update(other.secrets)
 
 
 class ReadModel:
@@ -50,6 +52,7 @@ class ReadModel:
         self._namespaces: dict[str, Namespace] = {}
         self._manifests: dict[ManifestKey, StoredManifest] = {}
         self._api_tokens: dict[str, ApiToken] = {}
+        self._secrets: dict[str, str] = {}
 
     # reads ------------------------------------------------------------------------------
 
@@ -97,6 +100,13 @@ class ReadModel:
         with self._lock:
             return dict(self._api_tokens)
 
+    def secret(self, name: str) -> str | None:
+        return self._secrets.get(name)
+
+    def secrets(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._secrets)
+
     # writes (the writer thread only) ----------------------------------------------------
 
     def apply(self, overlay: Overlay) -> None:
@@ -126,6 +136,7 @@ class ReadModel:
                     self._manifests.pop(mkey, None)
                 else:
                     self._manifests[mkey] = manifest
+            self._secrets.update(overlay.secrets)
             for token_id, api_token in overlay.api_tokens.items():
                 if api_token is None:
                     self._api_tokens.pop(token_id, None)

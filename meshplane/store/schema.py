@@ -2,8 +2,9 @@
 
 Used by ``meshplane.store.sql``; portable SQLAlchemy Core (SQLite and PostgreSQL).  Two feeds:
 ``changes`` (one row per changed resource, by revision: what the control loop follows) and
-``state_changes`` (one row per write to the other tables a replica keeps in memory: API tokens,
-manifests, namespaces), so that every replica sharing the database follows every write.
+``state_changes`` (one row per write to the other tables a replica keeps in memory: API
+tokens, manifests, namespaces, sealed identity state), so that every replica sharing the
+database follows every write.
 """
 
 from __future__ import annotations
@@ -90,6 +91,14 @@ api_tokens = sa.Table(
     sa.Column("created_by", sa.String(255), nullable=False),
 )
 
+secrets = sa.Table(
+    "secrets",
+    metadata,
+    sa.Column("name", sa.String(600), primary_key=True),
+    sa.Column("sealed", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
 audit_log = sa.Table(
     "audit_log",
     metadata,
@@ -142,3 +151,5 @@ DELETE_MANIFEST = manifests.delete().where(
 INSERT_API_TOKEN = api_tokens.insert()
 DELETE_API_TOKEN = api_tokens.delete().where(api_tokens.c.id == sa.bindparam("id"))
 INSERT_AUDIT = audit_log.insert()
+INSERT_SECRET = secrets.insert()
+DELETE_SECRET = secrets.delete().where(secrets.c.name == sa.bindparam("name"))

@@ -60,6 +60,7 @@ from meshplane.store.schema import (
     metadata,
     namespaces,
     resources,
+    secrets,
     state_changes,
 )
 from meshplane.store.transaction import (
@@ -141,6 +142,7 @@ class SqlStore:
         self._shared = self.postgres or bool(follow)
         """Other writers may share the database: each batch catches up before it writes."""
         self._writer_conn: Connection | None = None
+        self._secret_listeners: list[Callable[[set[str]], None]] = []
         try:
             self._create_schema()
             with self._engine.connect() as conn, conn.begin():
@@ -171,6 +173,11 @@ class SqlStore:
             if self.postgres:  # replicas starting together create the tables once
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(SCHEMA_LOCK)))
             metadata.create_all(conn)
+
+    def add_secret_listener(self, listener: Callable[[set[str]], None]) -> None:
+        """Call ``listener(names)`` (on the store's thread) when another writer sharing the
+        database changed the sealed values ``names`` (a CA rotated, a token revoked)."""
+        self._secret_listeners.append(listener)
 
     @property
     def engine(self) -> Engine:
@@ -207,7 +214,7 @@ class SqlStore:
         ).all()
         tables = {row.what for row in state}
         if everything:
-            tables = {"namespaces", "manifests", "api_tokens"}
+            tables = {"namespaces", "manifests", "api_tokens", "secrets"}
         if "namespaces" in tables:
             overlay.namespaces = {
                 r.name: Namespace(r.name, json.loads(r.labels))
@@ -225,8 +232,21 @@ class SqlStore:
                 overlay.api_tokens[r.id] = ApiToken(
                     **{name: r._mapping[name] for name in ApiToken.__slots__}
                 )
+        changed_secrets: set[str] = set()
+        if "secrets" in tables:
+            known = self._model.secrets()
+            for r in conn.execute(sa.select(secrets.c.name, secrets.c.sealed)):
+                overlay.secrets[r.name] = r.sealed
+                if known.get(r.name) != r.sealed:
+                    changed_secrets.add(r.name)
         if feed or tables:
             self._model.apply(overlay)
+        if changed_secrets and not everything:
+            for listener in self._secret_listeners:
+                try:
+                    listener(changed_secrets)
+                except Exception:
+                    log.exception("a listener of sealed identity state failed")
         if state:
             self._state_seq = max(row.seq for row in state)
         elif everything:
@@ -324,6 +344,12 @@ class SqlStore:
 
     def api_tokens(self) -> list[ApiToken]:
         return [t for _, t in sorted(self._model.api_tokens().items())]
+
+    def secret(self, name: str) -> str | None:
+        return self._model.secret(name)
+
+    def secret_names(self) -> list[str]:
+        return sorted(self._model.secrets())
 
     def audit_log(
         self,
@@ -558,7 +584,7 @@ class SqlStore:
 
 
 def _touches_state(batch: Overlay) -> bool:
-    return bool(batch.namespaces or batch.manifests or batch.api_tokens)
+    return bool(batch.namespaces or batch.manifests or batch.api_tokens or batch.secrets)
 
 
 def _make_engine(url: str) -> Engine:

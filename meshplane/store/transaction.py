@@ -36,6 +36,7 @@ from meshplane.store.schema import (
     DELETE_MANIFEST,
     DELETE_NAMESPACE,
     DELETE_RESOURCE,
+    DELETE_SECRET,
     DELETE_TOKEN,
     INSERT_API_TOKEN,
     INSERT_AUDIT,
@@ -43,6 +44,7 @@ from meshplane.store.schema import (
     INSERT_MANIFEST,
     INSERT_NAMESPACE,
     INSERT_RESOURCE,
+    INSERT_SECRET,
     INSERT_STATE_CHANGE,
     INSERT_TOKEN,
     SELECT_TOKEN,
@@ -149,6 +151,15 @@ class SqlTransaction:
             if token_id in overlay.api_tokens:
                 return overlay.api_tokens[token_id]
         return self._model.api_token(token_id)
+
+    def secret(self, name: str) -> str | None:
+        for overlay in (self.overlay, self._batch):
+            if name in overlay.secrets:
+                return overlay.secrets[name]
+        return self._model.secret(name)
+
+    def secret_names(self) -> list[str]:
+        return sorted({*self._model.secrets(), *self._batch.secrets, *self.overlay.secrets})
 
     def api_tokens(self) -> list[ApiToken]:
         merged: dict[str, ApiToken | None] = dict(self._model.api_tokens())
@@ -338,6 +349,13 @@ class SqlTransaction:
         )
         self.overlay.api_tokens[token.id] = token
         self._state_changed("api_tokens")
+
+    def put_secret(self, name: str, sealed: str) -> None:
+        """Store a sealed value (``meshplane.store.vault``) under ``name``."""
+        self._conn.execute(DELETE_SECRET, {"name": name})
+        self._conn.execute(INSERT_SECRET, {"name": name, "sealed": sealed, "updated_at": self._now})
+        self.overlay.secrets[name] = sealed
+        self._state_changed("secrets")
 
     def delete_api_token(self, token_id: str) -> None:
         self._conn.execute(DELETE_API_TOKEN, {"id": token_id})

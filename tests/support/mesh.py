@@ -75,9 +75,14 @@ class Sidecar:
 class Mesh:
     """A control plane plus the sidecars and apps of one test."""
 
-    def __init__(self, tmp: Path, server_args: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        server_args: list[str] | None = None,
+        server: MeshplaneServer | None = None,
+    ) -> None:
         self.tmp = tmp
-        self.server = MeshplaneServer(tmp / "data", extra_args=server_args).start()
+        self.server = server or MeshplaneServer(tmp / "data", extra_args=server_args).start()
         self.appmesh = self.server.boto3()
         self.sidecars: list[Sidecar] = []
         self.apps: list[App] = []
@@ -99,10 +104,13 @@ class Mesh:
         token: str | None = None,
         authenticate: bool = True,
         bootstrap: dict[str, Any] | None = None,
+        xds_ports: list[int] | None = None,
     ) -> Sidecar:
         """A sidecar (or gateway) Envoy for ``resource``; it presents ``token``, or a fresh
         proxy token for ``resource`` when ``authenticate`` (if the API can make one);
-        ``bootstrap`` sets further :class:`BootstrapOptions` (``stats_flush_interval``...)."""
+        ``bootstrap`` sets further :class:`BootstrapOptions` (``stats_flush_interval``...).
+        It connects to the server's xDS port, or to the replicas at ``xds_ports`` (Envoy
+        fails over between them)."""
         address = address or next_address()
         if token is None and authenticate:
             token = self.proxy_token(resource)
@@ -111,7 +119,8 @@ class Mesh:
         options = BootstrapOptions(
             resource=resource,
             xds_host="127.0.0.1",
-            xds_port=self.server.xds_port,
+            xds_port=(xds_ports or [self.server.xds_port])[0],
+            xds_more=tuple(("127.0.0.1", port) for port in (xds_ports or [])[1:]),
             api_type="DELTA_GRPC" if delta else "GRPC",
             admin_port=admin_port,
             workload_address=address,

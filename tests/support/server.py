@@ -17,6 +17,10 @@ import httpx
 
 from tests.support.ports import free_port
 
+TEST_KEK = "6b" * 32
+"""The key-encryption key test replicas on one database share (servers on PostgreSQL need
+one)."""
+
 
 class MeshplaneServer:
     def __init__(
@@ -36,6 +40,12 @@ class MeshplaneServer:
         self.https = https
         self.url = f"{'https' if https else 'http'}://127.0.0.1:{self.api_port}"
         self.env = env or {}
+        if (
+            database_url
+            and database_url.startswith("postgresql")
+            and "MESHPLANE_KEK" not in self.env
+        ):
+            self.env = {**self.env, "MESHPLANE_KEK": TEST_KEK}
         self.extra_args = extra_args or []
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"meshplane-{self.api_port}.log"
@@ -43,6 +53,8 @@ class MeshplaneServer:
     def start(self, timeout: float = 30.0) -> MeshplaneServer:
         env = {**os.environ, **self.env}
         env.pop("MESHPLANE_SERVER", None)
+        if "MESHPLANE_KEK" not in self.env:
+            env.pop("MESHPLANE_KEK", None)
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [

@@ -1,0 +1,465 @@
+"""A fleet: two ``meshplane serve`` replicas on one real PostgreSQL database, real Envoy
+sidecars that know both replicas (``xds_more``), boto3 against either replica.
+
+Shown here: a write through replica A reaches a sidecar connected to replica B; concurrent
+updates of one route through both replicas lose no update (each loser gets ConflictException);
+proxy tokens and API tokens made on A work on B; both replicas serve one mesh CA (a rotation on
+A shows on B); SIGKILL of the replica a sidecar is connected to under load fails no request, the
+sidecar reconnects to the other replica and a later weight change reaches it; PostgreSQL
+restarted under writes loses no acknowledged write and the replicas recover without restarts.
+Start-up faults: a database that is down is retried with backoff, a replica given another KEK
+refuses to start and says why.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.support.mesh import Mesh, Sidecar, next_address
+from tests.support.ports import free_port
+from tests.support.postgres import PostgresServer
+from tests.support.server import MeshplaneServer
+from tests.support.topology import call, http_listener, outcome
+
+pytestmark = pytest.mark.e2e
+
+MESH = "fleet"
+COLOR = "color.fleet.local"
+
+
+def route_spec(blue: int, green: int) -> dict[str, Any]:
+    return {
+        "httpRoute": {
+            "match": {"prefix": "/"},
+            "action": {
+                "weightedTargets": [
+                    {"virtualNode": "blue", "weight": blue},
+                    {"virtualNode": "green", "weight": green},
+                ]
+            },
+        }
+    }
+
+
+@dataclass
+class Fleet:
+    a: MeshplaneServer
+    b: MeshplaneServer
+    mesh: Mesh
+    client: Sidecar
+    """Knows both replicas (Envoy picks one)."""
+    probe: Sidecar
+    """Knows replica B only, and presents a proxy token made on A."""
+
+    def home(self, sidecar: str) -> tuple[MeshplaneServer, MeshplaneServer]:
+        """The replica ``sidecar`` is connected to, and the other one."""
+        if sidecar in connected(self.a):
+            return self.a, self.b
+        assert sidecar in connected(self.b)
+        return self.b, self.a
+
+
+def connected(server: MeshplaneServer) -> set[str]:
+    proxies = httpx.get(f"{server.url}/meshplane/v1/proxies", timeout=5).json()["proxies"]
+    return {p["name"] for p in proxies}
+
+
+def green_weight(client: Sidecar) -> int:
+    for config in client.config_dump()["configs"]:
+        for route_config in config.get("dynamic_route_configs", []):
+            for vhost in route_config["route_config"].get("virtual_hosts", []):
+                if COLOR not in vhost.get("domains", []):
+                    continue
+                for route in vhost.get("routes", []):
+                    clusters = route.get("route", {}).get("weighted_clusters", {}).get("clusters")
+                    for cluster in clusters or ():
+                        if "_green_" in cluster["name"]:
+                            return int(cluster.get("weight", 0))
+    return -1
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory, postgres: PostgresServer) -> Iterator[Fleet]:
+    url = postgres.create_database()
+    tmp = tmp_path_factory.mktemp("fleet")
+    a = MeshplaneServer(tmp / "a", database_url=url).start()
+    b = MeshplaneServer(tmp / "b", database_url=url)
+    mesh: Mesh | None = None
+    try:
+        b.start()
+        mesh = Mesh(tmp, server=a)
+        api = a.boto3()
+        port = free_port()
+        api.create_mesh(meshName=MESH)
+        for color in ("blue", "green"):
+            app = mesh.app(color)
+            address = next_address()
+            api.create_virtual_node(
+                meshName=MESH,
+                virtualNodeName=color,
+                spec={
+                    "listeners": [http_listener(port)],
+                    "serviceDiscovery": {"dns": {"hostname": address}},
+                },
+            )
+            mesh.sidecar(
+                f"mesh/{MESH}/virtualNode/{color}",
+                address=address,
+                app_port=app.port,
+                xds_ports=[a.xds_port, b.xds_port],
+            )
+        api.create_virtual_router(
+            meshName=MESH,
+            virtualRouterName="color",
+            spec={"listeners": [{"portMapping": {"port": port, "protocol": "http"}}]},
+        )
+        api.create_route(
+            meshName=MESH, virtualRouterName="color", routeName="split", spec=route_spec(100, 0)
+        )
+        api.create_virtual_service(
+            meshName=MESH,
+            virtualServiceName=COLOR,
+            spec={"provider": {"virtualRouter": {"virtualRouterName": "color"}}},
+        )
+        for name in ("client", "probe"):
+            api.create_virtual_node(
+                meshName=MESH,
+                virtualNodeName=name,
+                spec={"backends": [{"virtualService": {"virtualServiceName": COLOR}}]},
+            )
+        client = mesh.sidecar(f"mesh/{MESH}/virtualNode/client", xds_ports=[a.xds_port, b.xds_port])
+        # Its proxy token is made on A (mesh.server); it may only connect to B.
+        probe = mesh.sidecar(f"mesh/{MESH}/virtualNode/probe", xds_ports=[b.xds_port])
+
+        def serving() -> bool:
+            with httpx.Client(timeout=2) as http:
+                return all(outcome(call(http, s, COLOR)) == "blue" for s in (client, probe))
+
+        mesh.wait(serving, "the client and the probe to route color", timeout=40)
+        yield Fleet(a, b, mesh, client, probe)
+    finally:
+        if mesh is not None:
+            mesh.close()
+        a.stop()
+        b.stop()
+
+
+def test_a_write_through_a_reaches_a_sidecar_connected_to_b(fleet: Fleet) -> None:
+    assert "probe" in connected(fleet.b)  # with a proxy token made on A
+    assert "probe" not in connected(fleet.a)
+    fleet.a.boto3().update_route(
+        meshName=MESH, virtualRouterName="color", routeName="split", spec=route_spec(50, 50)
+    )
+    fleet.mesh.wait(lambda: green_weight(fleet.probe) == 50, "A's write in B's sidecar")
+    described = fleet.b.boto3().describe_route(
+        meshName=MESH, virtualRouterName="color", routeName="split"
+    )["route"]
+    assert described["spec"]["httpRoute"]["action"]["weightedTargets"][1]["weight"] == 50
+
+
+def test_concurrent_updates_through_both_replicas_lose_no_update(fleet: Fleet) -> None:
+    clients = {"a": fleet.a.boto3(), "b": fleet.b.boto3()}
+    start = clients["a"].describe_route(
+        meshName=MESH, virtualRouterName="color", routeName="split"
+    )["route"]["metadata"]["version"]
+    won: list[tuple[int, int]] = []  # (version, green weight) of each acknowledged update
+    lost: Counter[str] = Counter()
+    lock = threading.Lock()
+    barrier = threading.Barrier(8)
+
+    def racer(replica: str, index: int) -> None:
+        server: MeshplaneServer = getattr(fleet, replica)
+        api = server.boto3(config=_no_retries())
+        barrier.wait()
+        for round_ in range(5):
+            green = (index * 5 + round_) % 100 + 1
+            try:
+                route = api.update_route(
+                    meshName=MESH,
+                    virtualRouterName="color",
+                    routeName="split",
+                    spec=route_spec(100 - green, green),
+                )["route"]
+            except ClientError as error:
+                with lock:
+                    lost[error.response["Error"]["Code"]] += 1
+                continue
+            with lock:
+                won.append((route["metadata"]["version"], green))
+
+    threads = [
+        threading.Thread(target=racer, args=(replica, i))
+        for i, replica in enumerate(["a", "b"] * 4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print(f"concurrent updates: {len(won)} acknowledged, {dict(lost)}")
+    assert set(lost) <= {"ConflictException"}, lost
+    assert len(won) + sum(lost.values()) == 40
+    versions = sorted(v for v, _ in won)
+    # every acknowledged update is one version: none overwrote another unseen
+    assert versions == list(range(start + 1, start + 1 + len(won)))
+    last_green = max(won)[1]
+    for api in clients.values():  # each replica follows the feed: it gets there soon
+
+        def describe(api: Any = api) -> dict[str, Any]:
+            route = api.describe_route(meshName=MESH, virtualRouterName="color", routeName="split")
+            return dict(route["route"])
+
+        fleet.mesh.wait(
+            lambda d=describe: d()["metadata"]["version"] == start + len(won), "the last version"
+        )
+        targets = describe()["spec"]["httpRoute"]["action"]["weightedTargets"]
+        assert targets[1]["weight"] == last_green
+    for sidecar in (fleet.client, fleet.probe):
+        fleet.mesh.wait(lambda s=sidecar: green_weight(s) == last_green, "the last update")
+
+
+def test_an_api_token_made_on_a_works_on_b(fleet: Fleet) -> None:
+    made = httpx.post(
+        f"{fleet.a.url}/meshplane/v1/tokens",
+        json={"mesh": MESH, "role": "viewer", "description": "fleet"},
+        timeout=10,
+    )
+    assert made.status_code == 200, made.text
+    token = made.json()
+    key_id, secret = token["id"], token["secret"]
+
+    # B unseals the secret with the API-token key both replicas share and checks the SigV4
+    # signature: the caller is that viewer (an unknown key would be the anonymous admin here).
+    def known_on_b() -> bool:
+        listed = httpx.get(f"{fleet.b.url}/meshplane/v1/tokens", timeout=5).json()
+        return key_id in {t["id"] for t in listed["tokens"]}
+
+    fleet.mesh.wait(known_on_b, "replica B to follow the new token")
+    viewer = fleet.b.boto3(key_id, secret)
+    assert viewer.describe_mesh(meshName=MESH)["mesh"]["meshName"] == MESH
+    with pytest.raises(ClientError) as refused:
+        viewer.create_mesh(meshName="not-allowed")
+    assert refused.value.response["Error"]["Code"] == "ForbiddenException"
+
+
+def test_both_replicas_serve_one_mesh_ca_and_a_rotation_on_a_shows_on_b(fleet: Fleet) -> None:
+    def ca(server: MeshplaneServer) -> dict[str, Any]:
+        response = httpx.get(f"{server.url}/meshplane/v1/meshes/{MESH}/ca", timeout=10)
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    before = ca(fleet.a)
+    assert ca(fleet.b) == before
+    rotated = httpx.post(f"{fleet.a.url}/meshplane/v1/meshes/{MESH}/ca/rotate", timeout=10)
+    assert rotated.status_code == 200, rotated.text
+    after = ca(fleet.a)
+    assert after != before
+    fleet.mesh.wait(lambda: ca(fleet.b) == after, "A's CA rotation on replica B")
+
+
+def test_sigkill_of_the_clients_replica_fails_no_request(fleet: Fleet) -> None:
+    results: Counter[str] = Counter()
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(timeout=5) as http:
+            while not stop.is_set():
+                try:
+                    result = outcome(call(http, fleet.client, COLOR))
+                except httpx.HTTPError as error:
+                    result = f"error {type(error).__name__}"
+                with lock:
+                    results[result] += 1
+
+    def total() -> int:
+        with lock:
+            return sum(results.values())
+
+    fleet.a.boto3().update_route(
+        meshName=MESH, virtualRouterName="color", routeName="split", spec=route_spec(100, 0)
+    )
+    fleet.mesh.wait(lambda: green_weight(fleet.client) == 0, "all traffic to blue")
+    home, other = fleet.home("client")
+    worker = threading.Thread(target=load)
+    worker.start()
+    try:
+        fleet.mesh.wait(lambda: total() >= 50, "load to start")
+        home.kill()
+        fleet.mesh.wait(
+            lambda: "client" in connected(other),
+            "the client to reconnect to the other replica",
+            timeout=60,
+        )
+        other.boto3().update_route(
+            meshName=MESH, virtualRouterName="color", routeName="split", spec=route_spec(0, 100)
+        )
+        fleet.mesh.wait(lambda: green_weight(fleet.client) == 100, "the change through it")
+        with lock:
+            before = Counter(results)
+        fleet.mesh.wait(lambda: total() >= sum(before.values()) + 100, "traffic after it")
+    finally:
+        stop.set()
+        worker.join()
+        home.start()  # on the same ports: the rest of the module has two replicas again
+    failures = {k: v for k, v in results.items() if k not in ("blue", "green")}
+    assert failures == {}, results
+    assert results["blue"] > 0 and results["green"] > 0, results
+    assert set(results - before) == {"green"}
+
+
+def test_postgresql_restarted_under_writes_loses_no_acknowledged_write(
+    fleet: Fleet, postgres: PostgresServer
+) -> None:
+    acknowledged: list[str] = []
+    refused: Counter[str] = Counter()
+    lock = threading.Lock()
+    stop = threading.Event()
+    pids = (fleet.a.process and fleet.a.process.pid, fleet.b.process and fleet.b.process.pid)
+
+    def writer(server: MeshplaneServer, prefix: str) -> None:
+        api = server.boto3(config=_no_retries())
+        n = 0
+        while not stop.is_set():
+            name = f"{prefix}-{n}"
+            n += 1
+            try:
+                api.create_virtual_node(meshName=MESH, virtualNodeName=name, spec={})
+            except ClientError as error:
+                with lock:
+                    refused[error.response["Error"]["Code"]] += 1
+                time.sleep(0.05)
+                continue
+            with lock:
+                acknowledged.append(name)
+
+    workers = [
+        threading.Thread(target=writer, args=(server, f"w{replica}"))
+        for replica, server in (("a", fleet.a), ("b", fleet.b))
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        fleet.mesh.wait(lambda: len(acknowledged) >= 20, "writes to start")
+        postgres.restart(down_for=1.0)
+        with lock:
+            at_restart = len(acknowledged)
+        fleet.mesh.wait(lambda: len(acknowledged) >= at_restart + 20, "writes to resume", 60)
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join()
+    # while the database was away: a 503-class App Mesh error, never a 500
+    assert set(refused) <= {"ServiceUnavailableException"}, refused
+    assert refused["ServiceUnavailableException"] > 0
+    for server in (fleet.a, fleet.b):
+        fleet.mesh.wait(
+            lambda server=server: not (set(acknowledged) - _names(server)),
+            "every acknowledged write on both replicas",
+        )
+    assert (fleet.a.process and fleet.a.process.pid, fleet.b.process and fleet.b.process.pid) == (
+        pids
+    )
+
+
+def _names(server: MeshplaneServer) -> set[str]:
+    names: set[str] = set()
+    for page in server.boto3().get_paginator("list_virtual_nodes").paginate(meshName=MESH):
+        names |= {n["virtualNodeName"] for n in page["virtualNodes"]}
+    return names
+
+
+def _no_retries() -> Any:
+    from botocore.config import Config
+
+    return Config(retries={"max_attempts": 1, "mode": "standard"})
+
+
+# start-up faults ----------------------------------------------------------------------
+
+
+def test_a_replica_with_another_kek_refuses_to_start(
+    tmp_path: Path, postgres: PostgresServer
+) -> None:
+    url = postgres.create_database()
+    first = MeshplaneServer(tmp_path / "a", database_url=url).start()
+    try:
+        other = MeshplaneServer(tmp_path / "b", database_url=url, env={"MESHPLANE_KEK": "7c" * 32})
+        with pytest.raises(RuntimeError, match="exited early") as refused:
+            other.start()
+        text = str(refused.value)
+        assert "sealed under key-encryption key" in text
+        assert "give every replica the same --kek-file" in text
+        assert "Traceback" not in text
+    finally:
+        first.stop()
+
+
+def test_postgresql_without_a_kek_refuses_to_start(
+    tmp_path: Path, postgres: PostgresServer
+) -> None:
+    server = MeshplaneServer(
+        tmp_path / "a", database_url=postgres.create_database(), env={"MESHPLANE_KEK": ""}
+    )
+    with pytest.raises(RuntimeError, match="exited early") as refused:
+        server.start()
+    assert "--kek-file FILE or MESHPLANE_KEK" in str(refused.value)
+    assert "Traceback" not in str(refused.value)
+
+
+def test_a_database_down_at_start_up_is_retried_then_given_up(tmp_path: Path) -> None:
+    closed = free_port()
+    server = MeshplaneServer(
+        tmp_path / "a",
+        database_url=f"postgresql://meshplane:pw@127.0.0.1:{closed}/meshplane",
+        extra_args=["--database-wait", "3s"],
+    )
+    with pytest.raises(RuntimeError, match="exited early") as refused:
+        server.start()
+    text = str(refused.value)
+    assert text.count("retrying in") >= 2  # with backoff
+    assert "could not be reached for 3 s" in text
+    assert "pw@" not in text  # the password is never printed
+    assert "Traceback" not in text
+
+
+def test_a_database_that_comes_up_late_is_waited_for(
+    tmp_path: Path, postgres: PostgresServer
+) -> None:
+    url = postgres.create_database()
+    postgres.stop()
+    server = MeshplaneServer(tmp_path / "a", database_url=url)
+    started: list[BaseException | None] = []
+
+    def start() -> None:
+        try:
+            server.start(timeout=60)
+            started.append(None)
+        except BaseException as error:
+            started.append(error)
+
+    thread = threading.Thread(target=start)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while "retrying in" not in server.log():
+            assert time.monotonic() < deadline, server.log()
+            time.sleep(0.1)
+        postgres.start()
+        thread.join()
+        assert started == [None], started
+        assert server.boto3().create_mesh(meshName="late")["mesh"]["meshName"] == "late"
+    finally:
+        if postgres.process is None:
+            postgres.start()
+        thread.join()
+        server.stop()
