@@ -2,14 +2,15 @@
 name; real Envoy sidecars run by ``meshplane envoy --capture`` on each host, real iptables.
 
 One set of hosts (client, blue, green, ext: network namespaces on a bridge, 198.18.0.0/15) and
-one control plane serve the whole module.  ``color.demo.local`` resolves through each host's
-``/etc/netns/<namespace>/hosts`` to an address in 240.240.0.0/16 (the mesh's virtual IP range):
-nothing listens there, only capture makes the call work.
+one control plane serve the whole module.  Each host's resolver is the mesh DNS server, which
+answers ``color.demo.local`` with the service's virtual IP (240.240.0.0/16): nothing listens
+there, only capture makes the call work.
 """
 
 from __future__ import annotations
 
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,8 +23,6 @@ from tests.support.capture import CapturedMesh
 pytestmark = pytest.mark.e2e
 
 PORT = 8080
-COLOR_VIP = "240.240.0.10"
-ECHO_VIP = "240.240.0.11"
 ECHO_PORT = 7000
 URL = f"http://color.demo.local:{PORT}/"
 
@@ -90,16 +89,25 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CapturedMesh]:
                 ]
             },
         )
-        m.network.write_names({"color.demo.local": COLOR_VIP, "echo.demo.local": ECHO_VIP})
+        for name in ("color.demo.local", "echo.demo.local"):
+            m.wait(lambda n=name: m.resolves("client", n).startswith("240.240."), f"{name}'s VIP")
+        assert m.network.network is not None
+        m.ext_second = str(m.network.network.network_address + 200)
+        m.run("ext", ["ip", "addr", "add", f"{m.ext_second}/24", "dev", "eth0"])
+        m.baseline = m.saved_rules("client")
         m.app("blue", "blue", "--port", str(PORT))
         m.app("green", "green", "--port", str(PORT), "--tcp-echo", str(ECHO_PORT))
         m.app("ext", "ext", "--port", "9000", "--port", "9001", "--tcp-echo", "9002")
         m.sidecar("blue", "blue")
         m.sidecar("green", "green")
-        m.sidecar("client", "client", "--ignored-port", "9001")
+        m.sidecar("client", "client", *CLIENT_FLAGS(m))
         yield m
     finally:
         m.close()
+
+
+def CLIENT_FLAGS(m: CapturedMesh) -> tuple[str, ...]:
+    return ("--ignored-port", "9001", "--ignored-ip", m.ext_second)
 
 
 def set_weights(mesh: CapturedMesh, blue: int, green: int, **extra: Any) -> None:
@@ -209,3 +217,145 @@ def test_tcp_service_by_name_through_capture(mesh: CapturedMesh) -> None:
     assert done.returncode == 0, (done.stderr, client, green)
     assert done.stdout.strip() == "ping through capture"
     assert mesh.stats("client")["tcp.egress.tcp.7000.downstream_cx_total"] >= 1
+
+
+def set_egress(mesh: CapturedMesh, kind: str) -> None:
+    mesh.api.update_mesh(meshName="demo", spec={"egressFilter": {"type": kind}})
+
+
+def echo(mesh: CapturedMesh, address: str, port: int) -> str:
+    script = (
+        "import socket\n"
+        f"s = socket.create_connection(({address!r}, {port}), timeout=5)\n"
+        "s.sendall(b'hello')\n"
+        "try:\n    print(s.recv(100).decode() or 'closed')\n"
+        "except ConnectionResetError:\n    print('closed')\n"
+        "except OSError as e:\n    print(type(e).__name__)\n"
+    )
+    return mesh.run("client", ["python3", "-c", script]).stdout.strip()
+
+
+def test_drop_all_refuses_undeclared_destinations_allow_all_passes_them(
+    mesh: CapturedMesh,
+) -> None:
+    ext = mesh.address("ext")
+    refused = mesh.curl("client", f"http://{ext}:9000/", "-o", "/dev/null", "-w", "%{http_code}")
+    assert refused.stdout == "404"  # the client's Envoy: no such service in the mesh
+    assert echo(mesh, ext, 9002) == "closed"  # no filter chain: the connection is closed
+    set_egress(mesh, "ALLOW_ALL")
+    try:
+        mesh.wait(
+            lambda: '"app": "ext"' in mesh.curl("client", f"http://{ext}:9000/").stdout,
+            "ALLOW_ALL to reach the undeclared server",
+        )
+        before = mesh.stats("client").get("tcp.egress.passthrough.downstream_cx_total", 0)
+        assert echo(mesh, ext, 9002) == "hello"
+        after = mesh.stats("client")["tcp.egress.passthrough.downstream_cx_total"]
+        assert after == before + 1  # passed straight through the client's Envoy
+        assert mesh.caller("client", URL, "--count", "10")["answers"] == {"blue": 10}
+    finally:
+        set_egress(mesh, "DROP_ALL")
+    mesh.wait(lambda: echo(mesh, ext, 9002) == "closed", "DROP_ALL again")
+
+
+def test_ignored_ports_and_addresses_bypass_envoy(mesh: CapturedMesh) -> None:
+    ext = mesh.address("ext")
+    stat = "listener.0.0.0.0_15001.downstream_cx_total"
+    before = mesh.stats("client")[stat]
+    # 9001 is an ignored port and ext_second an ignored address: DROP_ALL does not apply,
+    # because the connections never reach Envoy
+    assert '"app": "ext"' in mesh.curl("client", f"http://{ext}:9001/").stdout
+    assert '"app": "ext"' in mesh.curl("client", f"http://{mesh.ext_second}:9000/").stdout
+    assert echo(mesh, mesh.ext_second, 9002) == "hello"
+    assert mesh.stats("client")[stat] == before
+    # the same server on a port that is not ignored is captured (and refused)
+    assert (
+        mesh.curl("client", f"http://{ext}:9000/", "-o", "/dev/null", "-w", "%{http_code}").stdout
+        == "404"
+    )
+    assert mesh.stats("client")[stat] == before + 1
+
+
+def test_envoys_own_connections_are_never_captured(mesh: CapturedMesh) -> None:
+    # Envoy's xDS stream and its connections to blue pass the uid rule (counted by iptables);
+    # had they been captured, they would loop through Envoy's own egress listener
+    listing = mesh.run(
+        "client", ["iptables", "-t", "nat", "-L", "APPMESH_EGRESS", "-v", "-x", "-n"]
+    )
+    owner = next(line for line in listing.stdout.splitlines() if "owner UID match 1337" in line)
+    assert int(owner.split()[0]) > 0, listing.stdout
+    before = mesh.stats("client")["listener.0.0.0.0_15001.downstream_cx_total"]
+    assert mesh.caller("client", URL, "--count", "5")["answers"] == {"blue": 5}
+    # one keep-alive connection from the application; none from Envoy itself
+    assert mesh.stats("client")["listener.0.0.0.0_15001.downstream_cx_total"] == before + 1
+
+
+def test_strict_mesh_mtls_across_hosts(mesh: CapturedMesh) -> None:
+    arn = mesh.api.describe_mesh(meshName="demo")["mesh"]["metadata"]["arn"]
+    mesh.api.tag_resource(resourceArn=arn, tags=[{"key": "meshplane.io/mtls", "value": "STRICT"}])
+    try:
+        mesh.wait(
+            lambda: (
+                "DownstreamTlsContext"
+                in mesh.admin("blue", "/config_dump?resource=dynamic_listeners")
+            ),
+            "blue's inbound listener to require TLS",
+        )
+        wait_answer(mesh, "blue")
+        assert mesh.stats("blue")["listener.0.0.0.0_15000.ssl.handshake"] > 0
+        # a client outside the mesh (ext has no sidecar) is refused by blue's sidecar
+        outside = mesh.curl("ext", f"http://{mesh.address('blue')}:{PORT}/")
+        assert outside.returncode != 0 and '"app"' not in outside.stdout
+    finally:
+        mesh.api.untag_resource(resourceArn=arn, tagKeys=["meshplane.io/mtls"])
+    mesh.wait(
+        lambda: (
+            '"app": "blue"' in mesh.curl("ext", f"http://{mesh.address('blue')}:{PORT}/").stdout
+        ),
+        "plain text accepted again",
+    )
+
+
+def test_sidecar_killed_recovery(mesh: CapturedMesh) -> None:
+    """Envoy killed: the runner removes the rules. The runner killed (SIGKILL): the rules stay,
+    connections are refused at once, and 'proxy-init disable' restores the host."""
+
+    def envoys() -> list[int]:
+        """The pids of the Envoy processes in the client's namespace."""
+        listed = subprocess.run(
+            ["ip", "netns", "pids", mesh.network.netns("client")],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        found = []
+        for pid in listed:
+            try:
+                if Path(f"/proc/{pid}/comm").read_text().strip() == "envoy":
+                    found.append(int(pid))
+            except FileNotFoundError:
+                continue
+        return found
+
+    runner = mesh.sidecars["client"]
+    (envoy,) = envoys()
+    subprocess.run(["kill", "-KILL", str(envoy)], check=True)
+    assert runner.wait(20) == 137
+    assert mesh.saved_rules("client") == mesh.baseline
+    mesh.sidecars.pop("client")
+    runner = mesh.sidecar("client", "client", *CLIENT_FLAGS(mesh))
+    wait_answer(mesh, "blue")
+    assert envoys()
+    runner.kill()
+    runner.wait(10)
+    mesh.sidecars.pop("client")
+    mesh.wait(lambda: not envoys(), "Envoy to exit after its runner (parent-death signal)")
+    status = mesh.run("client", [sys.executable, "-m", "meshplane", "proxy-init", "status"])
+    assert "capture: enabled" in status.stdout
+    refused = mesh.curl("client", URL)
+    assert refused.returncode == 7  # connection refused at once: nobody on the egress port
+    done = mesh.run("client", [sys.executable, "-m", "meshplane", "proxy-init", "disable"])
+    assert done.returncode == 0, done.stderr
+    assert mesh.saved_rules("client") == mesh.baseline
+    direct = mesh.curl("client", f"http://{mesh.address('blue')}:{PORT}/")
+    assert '"app": "blue"' in direct.stdout  # the host's traffic flows again (outside the mesh)

@@ -39,6 +39,8 @@ class CapturedMesh:
         self.processes: list[subprocess.Popen[bytes]] = []
         self.sidecars: dict[str, subprocess.Popen[bytes]] = {}
         self.server: MeshplaneServer | None = None
+        self.ext_second = ""
+        self.baseline = ""
 
     def start(self) -> CapturedMesh:
         try:
@@ -68,10 +70,26 @@ class CapturedMesh:
             token = json.loads(made.stdout)
             self.token = str(token["token"])
             self.key_id, self.secret = str(token["id"]), str(token["secret"])
-            server = MeshplaneServer(data, extra_args=["--host", self.network.gateway])
+            gateway = self.network.gateway
+            # the mesh DNS server on the gateway's port 53: every host's resolver; names that
+            # are not the mesh's are refused (never forwarded off this machine)
+            server = MeshplaneServer(
+                data,
+                extra_args=[
+                    "--host",
+                    gateway,
+                    "--dns-port",
+                    "53",
+                    "--dns-host",
+                    gateway,
+                    "--dns-upstream",
+                    "off",
+                ],
+            )
             server.url = f"http://{self.network.gateway}:{server.api_port}"
             self.server = server.start()
             self.api = server.boto3(self.key_id, self.secret)
+            self.network.write_names({}, nameserver=gateway)
         except BaseException:
             self.close()
             raise
@@ -160,6 +178,19 @@ class CapturedMesh:
         process = self.sidecars.pop(host)
         process.send_signal(signal.SIGTERM)
         return process.wait(20)
+
+    def saved_rules(self, host: str) -> str:
+        """``iptables-save`` and ``ip6tables-save`` of ``host`` without timestamp comments."""
+        out = ""
+        for tool in ("iptables-save", "ip6tables-save"):
+            text = self.run(host, [tool]).stdout
+            out += "\n".join(line for line in text.splitlines() if not line.startswith("#"))
+        return out
+
+    def resolves(self, host: str, name: str) -> str:
+        """The address ``name`` resolves to on ``host`` (getaddrinfo, as applications do)."""
+        done = self.run(host, ["getent", "ahostsv4", name], timeout=10)
+        return done.stdout.split()[0] if done.returncode == 0 and done.stdout else ""
 
     def admin(self, host: str, path: str) -> str:
         done = self.run(
