@@ -237,6 +237,41 @@ class Client:
             after = int(page["next"])
         return entries
 
+    # Cloud Map API and mesh DNS -----------------------------------------------------------
+
+    async def cloud_map(self, operation: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """One Cloud Map (servicediscovery JSON 1.1) call."""
+        try:
+            response = await self._http.post(
+                "/",
+                json=dict(body),
+                headers={
+                    "X-Amz-Target": f"Route53AutoNaming_v20170314.{operation}",
+                    "Content-Type": "application/x-amz-json-1.1",
+                },
+            )
+        except httpx.TransportError as exc:
+            raise ServerUnreachable(
+                f"cannot reach the meshplane server at {self.server} ({exc.__class__.__name__})"
+            ) from None
+        try:
+            data: dict[str, Any] = response.json()
+        except ValueError:
+            data = {"Message": response.text}
+        if response.status_code >= 400:
+            code = str(data.get("__type") or response.headers.get("x-amzn-errortype", ""))
+            error = errors.MeshplaneError(f"{data.get('Message') or data.get('message')}")
+            error.code = code.split(":", 1)[0] or error.code
+            raise error
+        return data
+
+    async def dns_lookup(self, name: str, rdtype: str) -> dict[str, Any]:
+        """What the mesh DNS server answers for ``name`` and why."""
+        result: dict[str, Any] = await self._request(
+            "GET", "/meshplane/v1/dns/lookup", params={"name": name, "type": rdtype}
+        )
+        return result
+
 
 @asynccontextmanager
 async def connect(

@@ -5,6 +5,7 @@ names forwarded (or REFUSED), malformed and hostile packets answered with DNS er
 from __future__ import annotations
 
 import ipaddress
+import json
 import socket
 import struct
 import time
@@ -246,3 +247,42 @@ def test_malformed_and_hostile_packets_get_dns_errors(dns_server: MeshplaneServe
     assert "Traceback" not in dns_server.log()
     ok: DigResult = dig(port, "www.example.org")
     assert ok.status == "NOERROR"
+
+
+def test_cli_dns_lookup_and_registry_listing(dns_server: MeshplaneServer) -> None:
+    from tests.conftest import Cli
+
+    cli = Cli(dns_server)
+    _, service = _mesh_with_service(dns_server)
+    vip = eventually(lambda: dig(dns_server.dns_port, service), _has_vip).data("A")[0]
+    shown = cli("dns", "lookup", service)
+    assert f"{service} A: NOERROR" in shown.stdout and vip in shown.stdout
+    assert "why: virtual service" in shown.stdout
+    as_json = json.loads(cli("dns", "lookup", service, "-o", "json").stdout)
+    assert as_json["answers"] == [{"type": "A", "ttl": 30, "data": vip}]
+    other = cli("dns", "lookup", "www.example.org", check=False)
+    assert other.returncode == 1 and "forwarded upstream" in other.stdout
+
+    zone, _, srv = _cloud_map_service(
+        dns_server,
+        DnsConfig={"RoutingPolicy": "MULTIVALUE", "DnsRecords": [{"Type": "SRV", "TTL": 5}]},
+    )
+    dns_server.cloudmap().register_instance(
+        ServiceId=srv,
+        InstanceId="cli-1",
+        Attributes={"AWS_INSTANCE_IPV4": "198.18.9.1", "AWS_INSTANCE_PORT": "8443", "tier": "gold"},
+    )
+    srv_lookup = cli("dns", "lookup", f"web.{zone}", "--type", "SRV")
+    assert f"1 1 8443 cli-1.web.{zone}." in srv_lookup.stdout
+    namespaces = cli("get", "namespaces").stdout
+    assert zone in namespaces and "DNS_PRIVATE" in namespaces
+    services = cli("get", "services", "--cloud-map-namespace", zone).stdout
+    assert "web" in services and srv in services
+    instances = cli("get", "instances", "--service", srv).stdout
+    assert "cli-1" in instances and "198.18.9.1" in instances and "tier=gold" in instances
+    described = json.loads(
+        cli("describe", "instance", "cli-1", "--service", srv, "-o", "json").stdout
+    )
+    assert described["Attributes"]["tier"] == "gold" and described["HealthStatus"] == "UNKNOWN"
+    refused = cli("delete", "instance", "cli-1", check=False)
+    assert refused.returncode == 2 and "servicediscovery" in refused.stderr

@@ -30,13 +30,14 @@ from starlette.routing import BaseRoute, Route
 from meshplane.api.admin import AdminApi
 from meshplane.api.appmesh import AppMeshApi, error_response, json_response
 from meshplane.api.auth import Authentication, Authenticator
-from meshplane.api.cloudmap import CloudMapApi
+from meshplane.api.cloudmap import CloudMapApi, DnsLookupApi
 from meshplane.api.extensions import ExtensionsApi, ProxyStatusSource
 from meshplane.api.limits import HttpLimits
 from meshplane.api.openapi import openapi_document
 from meshplane.errors import NotFoundError
 from meshplane.manifests import ManifestLimits
 from meshplane.service.cloudmap import CloudMapService
+from meshplane.service.dns_answers import Answers
 from meshplane.service.resources import Caller, ResourceService
 from meshplane.service.tokens import TokenService
 
@@ -69,6 +70,7 @@ def build_app(
     appmesh = AppMeshApi(service, caller)
     extensions = ExtensionsApi(service, caller, proxies=proxies, limits=manifest_limits)
     cloud_map = CloudMapApi(CloudMapService(service.store, service.partition), caller)
+    dns_lookup = DnsLookupApi(Answers(service.store))
     document = openapi_document()
 
     async def openapi(_: Request) -> Response:
@@ -90,6 +92,7 @@ def build_app(
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/", cloud_map.handle, methods=["POST"]),
+        Route("/meshplane/v1/dns/lookup", dns_lookup.handle, methods=["GET"]),
         _any_path("/v20190125/{rest:path}", appmesh.handle, methods),
         *extensions.routes(),
         *(AdminApi(tokens).routes() if tokens is not None else []),

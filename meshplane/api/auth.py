@@ -52,6 +52,7 @@ EXTENSION_PATHS = (
     "audit",
     "proxy-tokens",  # meshplane.api.identity: roles per mesh checked by the handlers
     "meshes",
+    "dns",  # meshplane.api.cloudmap: the DNS lookup needs the viewer role on some mesh
 )
 _WHAT = (
     "send 'Authorization: Bearer <token>' (meshplane --token, MESHPLANE_TOKEN) or sign the "

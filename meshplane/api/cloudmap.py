@@ -5,7 +5,8 @@ client: ``POST /`` with ``X-Amz-Target: Route53AutoNaming_v20170314.<Operation>`
 depth here), runs the operation (:class:`meshplane.service.cloudmap.CloudMapService`) in a worker
 thread and answers ``application/x-amz-json-1.1``: the output members, or an error
 ``{"__type": "<ErrorType>", "Message": ...}`` with the status Cloud Map's model gives it.
-Mounted by ``meshplane.api.app`` on ``/``.
+Mounted by ``meshplane.api.app`` on ``/``; :class:`DnsLookupApi` on
+``/meshplane/v1/dns/lookup``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from meshplane.api.appmesh import error_response as appmesh_error
+from meshplane.api.appmesh import json_response
 from meshplane.api.auth import principal_of
 from meshplane.errors import (
     AccessDeniedError,
@@ -27,7 +30,9 @@ from meshplane.errors import (
     InvalidInputError,
     MeshplaneError,
 )
+from meshplane.service.access import Role
 from meshplane.service.cloudmap import CloudMapService
+from meshplane.service.dns_answers import Answers
 from meshplane.service.resources import Caller
 
 log = logging.getLogger(__name__)
@@ -79,6 +84,31 @@ def decode(raw: bytes) -> Any:
     if _depth(body, MAX_DEPTH) > MAX_DEPTH:
         raise InvalidInputError(f"request body: nested deeper than {MAX_DEPTH} levels")
     return body
+
+
+class DnsLookupApi:
+    """``GET /meshplane/v1/dns/lookup?name=N&type=A``: what the mesh DNS server answers for
+    a name, and why (``meshplane dns lookup``)."""
+
+    def __init__(self, answers: Answers) -> None:
+        self.answers = answers
+
+    async def handle(self, request: Request) -> Response:
+        try:
+            principal_of(request).require_anywhere(Role.VIEWER, "look up mesh DNS names")
+            name = request.query_params.get("name", "")
+            rdtype = request.query_params.get("type", "A").upper()
+            if not name or len(name) > 253:
+                raise BadRequestError("name: a DNS name of 1 to 253 characters")
+            if rdtype not in LOOKUP_TYPES:
+                raise BadRequestError(f"type: one of {', '.join(LOOKUP_TYPES)}")
+            answer = self.answers.resolve(name, rdtype)
+            return json_response({"name": name, "type": rdtype, **answer.as_json()})
+        except MeshplaneError as error:
+            return appmesh_error(error)
+
+
+LOOKUP_TYPES = ("A", "AAAA", "SRV", "CNAME", "ANY")
 
 
 def is_cloud_map(request: Request) -> bool:

@@ -22,9 +22,19 @@ for _kind, _short in (
     for _name in (_kind.value, _kind.plural, _short):
         _ALIASES[_name.lower()] = _kind
 
+# the Cloud Map registry's kinds (``get`` and ``describe`` only)
+for _kind, _names in (
+    (Kind.CLOUD_MAP_NAMESPACE, ("namespace", "namespaces", "ns", "cloudmapnamespace")),
+    (Kind.CLOUD_MAP_SERVICE, ("service", "services", "svc", "cloudmapservice")),
+    (Kind.CLOUD_MAP_INSTANCE, ("instance", "instances", "inst", "cloudmapinstance")),
+):
+    for _name in _names:
+        _ALIASES[_name] = _kind
+
 KIND_HELP = (
     "mesh, virtualnode (vn), virtualservice (vs), virtualrouter (vr), route (rt), "
-    "virtualgateway (vg), gatewayroute (gr)"
+    "virtualgateway (vg), gatewayroute (gr); Cloud Map: namespace (ns), service (svc), "
+    "instance (inst)"
 )
 
 # the Kubernetes kind of each App Mesh kind (routes live inside VirtualRouter manifests)

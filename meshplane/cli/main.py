@@ -20,6 +20,7 @@ from meshplane.cli.common import DEFAULT_SERVER
 from meshplane.cli.identity_commands import ca, proxy_token
 from meshplane.cli.manifest_commands import apply, diff, label
 from meshplane.cli.proxy_commands import envoy, proxy_config, proxy_log, proxy_status
+from meshplane.cli.registry_commands import dns
 from meshplane.cli.resource_commands import delete, describe, get
 from meshplane.cli.settings_options import settings_options
 from meshplane.cli.telemetry_commands import stat, top
@@ -204,6 +205,7 @@ for command in (
     ca,
     stat,
     top,
+    dns,
 ):
     cli.add_command(command)
 

@@ -17,6 +17,7 @@ from meshplane.cli import output
 from meshplane.cli.common import output_option, run_client
 from meshplane.cli.kinds import K8S_KINDS, KindParam
 from meshplane.cli.manifest_commands import delete_manifests
+from meshplane.cli.registry_commands import registry_describe, registry_get
 from meshplane.client import Client
 from meshplane.errors import BadRequestError, NotFoundError
 from meshplane.model.kinds import Kind, ResourceKey
@@ -60,6 +61,10 @@ def _parent_column(kind: Kind) -> list[str]:
 @click.option("--mesh", "-m", help="Only this mesh (App Mesh names).")
 @click.option("-n", "--namespace", help="Kubernetes view: manifests in this namespace.")
 @click.option("-A", "--all-namespaces", is_flag=True, help="Kubernetes view: every namespace.")
+@click.option("--service", "cm_service", help="Cloud Map instances: their service (name or id).")
+@click.option(
+    "--cloud-map-namespace", "cm_namespace", help="Cloud Map services and instances: the namespace."
+)
 @output_option("table", "wide", "json", "yaml")
 @click.pass_context
 def get(
@@ -69,12 +74,15 @@ def get(
     mesh: str | None,
     namespace: str | None,
     all_namespaces: bool,
+    cm_service: str | None,
+    cm_namespace: str | None,
     fmt: str,
 ) -> None:
     """List resources of KIND, or show one by NAME.
 
     KIND is one of: mesh, virtualnode (vn), virtualservice (vs), virtualrouter (vr),
-    route (rt), virtualgateway (vg), gatewayroute (gr); plurals work too.
+    route (rt), virtualgateway (vg), gatewayroute (gr); plurals work too.  The Cloud Map
+    registry: namespace (ns), service (svc), instance (inst, with --service).
 
     \b
     Examples:
@@ -83,7 +91,12 @@ def get(
       meshplane get virtualnode -n service-ns          # by Kubernetes name
       meshplane get vr -A -o yaml
       meshplane get vn service-v1_service-ns --mesh webapp -o json
+      meshplane get namespaces
+      meshplane get instances --service colors --cloud-map-namespace apps.local
     """
+    if not kind.is_app_mesh:
+        registry_get(ctx, kind, name, cm_service, cm_namespace, "table" if fmt == "wide" else fmt)
+        return
 
     async def work(client: Client) -> tuple[list[str], list[list[Any]], list[dict[str, Any]]]:
         if namespace or all_namespaces:
@@ -258,6 +271,10 @@ async def _resolve(
 @click.option("--parent", help="The virtual router or gateway of a route.")
 @click.option("-n", "--namespace", help="NAME is a Kubernetes name in this namespace.")
 @output_option("yaml", "json")
+@click.option("--service", "cm_service", help="Cloud Map instance: its service (name or id).")
+@click.option(
+    "--cloud-map-namespace", "cm_namespace", help="Cloud Map service or instance: the namespace."
+)
 @click.pass_context
 def describe(
     ctx: click.Context,
@@ -266,6 +283,8 @@ def describe(
     mesh: str | None,
     parent: str | None,
     namespace: str | None,
+    cm_service: str | None,
+    cm_namespace: str | None,
     fmt: str,
 ) -> None:
     """Show one resource in full: names, metadata (ARN, version, times), spec and status.
@@ -275,7 +294,11 @@ def describe(
       meshplane describe mesh webapp
       meshplane describe virtualnode service-v1 -n service-ns
       meshplane describe route app-route --mesh webapp --parent app-router_consumer -o json
+      meshplane describe instance blue-1 --service colors
     """
+    if not kind.is_app_mesh:
+        registry_describe(ctx, kind, name, cm_service, cm_namespace, fmt)
+        return
 
     async def work(client: Client) -> dict[str, Any]:
         key = await _resolve(client, kind, name, mesh, namespace, parent)
@@ -323,6 +346,11 @@ def delete(
       meshplane delete virtualnode blue --mesh demo
       meshplane delete route r1 --mesh demo --parent router
     """
+    if kind is not None and not kind.is_app_mesh:
+        raise click.UsageError(
+            "Cloud Map namespaces, services and instances are deleted through the Cloud Map "
+            "API: aws servicediscovery delete-namespace / delete-service / deregister-instance"
+        )
     if paths:
         if kind is not None or names:
             raise click.UsageError("give either -f FILE or KIND NAME..., not both")
