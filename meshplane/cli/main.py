@@ -146,6 +146,19 @@ def serve(**values: Any) -> None:
     show_default=True,
     help="The gateway's listener (127.0.0.1): requests from outside the mesh.",
 )
+@click.option(
+    "--hosts",
+    is_flag=True,
+    help="Run it across three hosts (network namespaces <prefix>client, <prefix>blue, "
+    "<prefix>green on a bridge, 198.18.0.0/15) with transparent capture: the applications "
+    "call color.demo.local by name. Needs root.",
+)
+@click.option(
+    "--hosts-prefix",
+    default="mp-",
+    show_default=True,
+    help="Prefix of the hosts' network namespaces (with --hosts).",
+)
 def demo(
     data_dir: Path,
     api_port: int,
@@ -153,6 +166,8 @@ def demo(
     egress_port: int,
     admin_port: int,
     gateway_port: int,
+    hosts: bool,
+    hosts_prefix: str,
 ) -> None:
     """Run a working mesh on this machine: control plane, blue/green apps, their sidecars and
     an ingress gateway.
@@ -162,12 +177,21 @@ def demo(
     real Envoy sidecars on 127.0.0.2-4 and the gateway's Envoy on 127.0.0.1:8080, and prints
     how to send requests and shift the weights. Ctrl-C stops everything.
 
+    With --hosts (root only), the client, blue and green each run on their own host with
+    'meshplane envoy --capture', and 'ip netns exec mp-client curl
+    http://color.demo.local:8080/' calls the service by name, unchanged.
+
     \b
     Examples:
       meshplane demo
       meshplane demo --api-port 9765 --egress-port 16001 --gateway-port 18080
+      sudo .venv/bin/meshplane demo --hosts
     """
     from meshplane.demo import DemoPorts, run_demo
+
+    if hosts:
+        _demo_hosts(data_dir, api_port, xds_port, hosts_prefix)
+        return
 
     settings = Settings.load(
         data_dir=data_dir, api_port=api_port, xds_port=xds_port, host="127.0.0.1", dns_port="0"
@@ -178,6 +202,30 @@ def demo(
             run_demo(
                 settings,
                 DemoPorts(egress=egress_port, admin_base=admin_port, gateway=gateway_port),
+                lambda text: output.out.print(text, highlight=False),
+            )
+        )
+    except MeshplaneError as error:
+        raise output.fail(error.message) from None
+    except KeyboardInterrupt:
+        pass
+
+
+def _demo_hosts(data_dir: Path, api_port: int, xds_port: int, prefix: str) -> None:
+    from meshplane.demo_hosts import check_root, run_demo_hosts
+
+    try:
+        check_root()
+    except MeshplaneError as error:
+        raise output.fail(error.message) from None
+    logging.basicConfig(level="WARNING", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(
+            run_demo_hosts(
+                data_dir,
+                api_port,
+                xds_port,
+                prefix,
                 lambda text: output.out.print(text, highlight=False),
             )
         )
