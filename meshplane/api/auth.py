@@ -53,6 +53,8 @@ EXTENSION_PATHS = (
     "proxy-tokens",  # meshplane.api.identity: roles per mesh checked by the handlers
     "meshes",
     "dns",  # meshplane.api.cloudmap: the DNS lookup needs the viewer role on some mesh
+    "telemetry",  # meshplane.telemetry.http and meshplane.console: viewer role per mesh
+    "console",
 )
 _WHAT = (
     "send 'Authorization: Bearer <token>' (meshplane --token, MESHPLANE_TOKEN) or sign the "
@@ -69,8 +71,8 @@ def principal_of(request: Request) -> Principal:
 def path_needs(path: str) -> Literal["public", "credentials"] | Role:
     """What a path needs before any handler runs: nothing, valid credentials (the handler
     checks roles per mesh), or a role on every mesh."""
-    if path in PUBLIC_PATHS:
-        return "public"
+    if path in PUBLIC_PATHS or path == "/console" or path.startswith("/console/"):
+        return "public"  # the console's page and bundle; its data needs credentials
     if path.startswith("/v20190125/") or path == "/":
         return "credentials"
     if path.startswith("/meshplane/v1/") and path.split("/")[3] in EXTENSION_PATHS:

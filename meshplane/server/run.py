@@ -28,6 +28,7 @@ from starlette.applications import Starlette
 
 from meshplane.api.app import build_app
 from meshplane.api.identity import IdentityApi
+from meshplane.console import ConsoleApi
 from meshplane.control import ControlLoop
 from meshplane.errors import MeshplaneError
 from meshplane.identity import MeshIdentities, TokenKey
@@ -263,7 +264,8 @@ class Application:
                 revocations=self.revocations,
                 on_revoked=lambda: self.xds.close_streams(self.authorizer.revoked),
             ).routes()
-            + TelemetryApi(self.telemetry).routes(),
+            + TelemetryApi(self.telemetry).routes()
+            + ConsoleApi(self.store, self.telemetry, self.partition, self.proxy_status).routes(),
             tokens=self.tokens,
             require_auth=settings.auth is not None and settings.auth.required,
             limits=settings.api.limits,
