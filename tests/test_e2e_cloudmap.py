@@ -3,17 +3,25 @@
 A client calls a virtual service provided by the node ``blue`` (``awsCloudMap`` with the
 attribute filter ``version=blue``); instances are registered with boto3's servicediscovery
 client and reach the client's Envoy over EDS alone (no listener, route or cluster is resent).
-A router splitting between a DNS node and the Cloud Map node works too."""
+A router splitting between a DNS node and the Cloud Map node works too.  ``meshplane envoy``
+keeps its own workload registered under a lease: SIGKILLed, its instance leaves the rotation
+when the lease ends; stopped cleanly, it deregisters at once."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from tests.support.mesh import Mesh, Sidecar, next_address
 from tests.support.ports import free_port
-from tests.support.topology import counted
+from tests.support.topology import call, cluster_hosts, counted, outcome
 
 pytestmark = pytest.mark.e2e
 
@@ -180,3 +188,101 @@ def test_router_splits_between_dns_and_cloud_map_nodes(world: World) -> None:
     world.register("blue-1")
     seen = counted(world.client, "split.cm", 60)
     assert set(seen) == {"plain", "blue-1"}, seen
+
+
+def _meshplane_envoy(world: World, name: str, *args: str) -> tuple[subprocess.Popen[bytes], str]:
+    """``meshplane envoy`` for the node blue at a fresh address, its app named ``name``."""
+    mesh = world.mesh
+    app = mesh.app(name)
+    address = next_address()
+    resource = f"mesh/{MESH}/virtualNode/blue"
+    token = mesh.proxy_token(resource)
+    assert token
+    with (mesh.tmp / f"{name}.log").open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "meshplane", "envoy",
+                "--resource", resource,
+                "--xds", f"127.0.0.1:{mesh.server.xds_port}",
+                "--address", address,
+                "--app-port", str(app.port),
+                "--admin-port", str(free_port()),
+                "--egress-port", str(free_port()),
+                "--token", token,
+                "--no-telemetry",
+                *args,
+            ],
+            env={**os.environ, "MESHPLANE_SERVER": mesh.server.url},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    return process, address
+
+
+def test_sidecars_register_themselves_under_a_lease(world: World) -> None:
+    mesh = world.mesh
+    world.register("blue-1")
+    process, address = _meshplane_envoy(world, "blue-3", "--lease", "2", "--attribute", "zone=z1")
+    try:
+        instance_id = f"{address}-{world.port}"
+        mesh.wait(lambda: "blue-3" in world.seen(20), "the self-registered blue-3 serving", 30)
+        attributes = world.sd.get_instance(ServiceId=world.srv, InstanceId=instance_id)["Instance"][
+            "Attributes"
+        ]
+        assert attributes == {
+            "AWS_INSTANCE_IPV4": address,
+            "AWS_INSTANCE_PORT": str(world.port),
+            "appmesh.k8s.aws/mesh": MESH,
+            "appmesh.k8s.aws/virtualNode": "blue",
+            "version": "blue",
+            "zone": "z1",
+        }
+        # SIGKILL: no goodbye; the lease (2 s) runs out and the instance leaves the
+        # consumer's endpoints (EDS), while requests keep flowing
+        cluster = f"cds_egress_{MESH}_blue_http_{world.port}"
+        process.kill()
+        process.wait()
+        killed = time.monotonic()
+        failures = requests = 0
+        gone_after = None
+        with httpx.Client(timeout=5) as http:
+            while time.monotonic() - killed < 10 and gone_after is None:
+                requests += 1
+                if outcome(call(http, world.client, "colors.cm")) not in ("blue-1", "blue-3"):
+                    failures += 1
+                hosts = cluster_hosts(world.client, cluster)
+                addresses = {h["address"]["socket_address"]["address"] for h in hosts}
+                if address not in addresses:
+                    gone_after = time.monotonic() - killed
+        print(
+            f"SIGKILLed sidecar (lease 2 s): out of the consumer's endpoints {gone_after} s after "
+            f"the kill; {failures} failed of {requests} requests meanwhile"
+        )
+        assert gone_after is not None and gone_after < 2 + 2.5  # the lease + sweep + EDS
+        health = world.sd.get_instances_health_status(ServiceId=world.srv, Instances=[instance_id])
+        assert health["Status"][instance_id] == "UNHEALTHY"
+        assert world.seen(20) == {"blue-1"}
+        # three leases later it is gone from the registry
+        mesh.wait(
+            lambda: (
+                instance_id
+                not in {i["Id"] for i in world.sd.list_instances(ServiceId=world.srv)["Instances"]}
+            ),
+            "the lapsed instance removed",
+            20,
+        )
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    # a clean stop deregisters at once
+    process, address = _meshplane_envoy(world, "blue-4", "--lease", "30")
+    instance_id = f"{address}-{world.port}"
+    try:
+        mesh.wait(lambda: "blue-4" in world.seen(20), "the self-registered blue-4 serving", 30)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(20)
+    ids = {i["Id"] for i in world.sd.list_instances(ServiceId=world.srv)["Instances"]}
+    assert instance_id not in ids

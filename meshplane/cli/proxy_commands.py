@@ -17,11 +17,12 @@ import httpx
 
 from meshplane.cli import output
 from meshplane.cli.capture_commands import captured_envoy_options, settings_from
-from meshplane.cli.common import output_option, run_client
+from meshplane.cli.common import _root_option, output_option, run_client, server_url
+from meshplane.cli.registrar import Registrar, Registration
 from meshplane.client import Client
 from meshplane.errors import MeshplaneError
 from meshplane.proxy import BootstrapOptions, EnvoyOptions, run_envoy
-from meshplane.proxy.bootstrap import XdsTls
+from meshplane.proxy.bootstrap import XdsTls, split_resource
 from meshplane.proxy.sidecar import run_captured
 from meshplane.server.settings import DEFAULT_XDS_PORT
 from meshplane.xds.identity import InvalidNodeIdError, parse_node_id
@@ -135,8 +136,32 @@ def _host_port(value: str, option: str) -> tuple[str, int]:
     show_default=True,
     help="Seconds to wait for the captured listeners before giving up (no rule installed).",
 )
+@click.option(
+    "--register/--no-register",
+    default=True,
+    show_default=True,
+    help="Keep the workload registered in its node's Cloud Map service (awsCloudMap nodes "
+    "only), under a lease, with the API token of 'meshplane --token' (editor is enough).",
+)
+@click.option(
+    "--attribute",
+    "attributes",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A custom attribute of the registered instance. Repeatable.",
+)
+@click.option(
+    "--lease",
+    type=click.IntRange(1, 3600),
+    default=30,
+    show_default=True,
+    help="Seconds the registration lives without renewal (renewed every third of it).",
+)
 @captured_envoy_options
+@click.pass_context
 def envoy(
+    ctx: click.Context,
+    /,
     resource: str | None,
     xds: str | None,
     address: str,
@@ -156,6 +181,9 @@ def envoy(
     print_bootstrap: bool,
     capture: bool,
     capture_timeout: float,
+    register: bool,
+    attributes: tuple[str, ...],
+    lease: int,
     **capture_values: Any,
 ) -> None:
     """Run an Envoy sidecar (virtual node) or gateway (virtual gateway) driven by meshplane.
@@ -177,6 +205,8 @@ def envoy(
       meshplane envoy --resource mesh/demo/virtualNode/blue --xds 10.0.0.5:18000,10.0.0.6:18000
       ip netns exec mp-blue meshplane envoy --capture --resource mesh/demo/virtualNode/blue \
           --xds 198.18.0.1:18000
+      meshplane --token $EDITOR_TOKEN envoy --resource mesh/shop/virtualNode/cart \
+          --address 127.0.0.4 --attribute version=blue --lease 15
 
     With --capture, the exit code is Envoy's, and the rules are removed when Envoy stops (also
     when it crashes). If this command is killed with SIGKILL the rules stay and connections are
@@ -244,13 +274,52 @@ def envoy(
         if print_bootstrap:
             output.dump(build_bootstrap(options), "json")
             return
-        if settings is not None:
-            code = run_captured(EnvoyOptions(options), settings, capture_timeout)
-        else:
-            code = run_envoy(EnvoyOptions(options))
+        registrar = _registrar(ctx, options, register, attributes, lease)
+        try:
+            if settings is not None:
+                code = run_captured(EnvoyOptions(options), settings, capture_timeout)
+            else:
+                code = run_envoy(EnvoyOptions(options))
+        finally:
+            if registrar is not None:
+                registrar.stop()
     except MeshplaneError as error:
         raise output.fail(error.message, output.EXIT_USAGE) from None
     raise click.exceptions.Exit(code)
+
+
+def _registrar(
+    ctx: click.Context,
+    options: BootstrapOptions,
+    register: bool,
+    attributes: tuple[str, ...],
+    lease: int,
+) -> Registrar | None:
+    """The Cloud Map registrar of a virtual node's sidecar (started), or None."""
+    parsed = {}
+    for item in attributes:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--attribute")
+        parsed[key] = value
+    mesh, kind, node = split_resource(options.resource)
+    if not register or kind != "virtualNode":
+        return None
+    registrar = Registrar(
+        Registration(
+            server=server_url(ctx),
+            token=_root_option(ctx, "token", "MESHPLANE_TOKEN"),
+            ca_file=_root_option(ctx, "tls_ca", "MESHPLANE_TLS_CA"),
+            mesh=mesh,
+            node=node,
+            address=options.workload_address,
+            app_port=options.app_port,
+            lease_seconds=lease,
+            attributes=parsed,
+        )
+    )
+    registrar.start()
+    return registrar
 
 
 def _env_has(name: str) -> bool:

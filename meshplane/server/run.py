@@ -48,6 +48,7 @@ from meshplane.server.status import proxy_status_json
 from meshplane.service.access import ANONYMOUS
 from meshplane.service.arns import Partition
 from meshplane.service.dns_answers import Answers
+from meshplane.service.leases import LeaseSweeper
 from meshplane.service.resources import Caller, ResourceService
 from meshplane.service.tokens import KEY_BYTES as TOKEN_KEY_BYTES
 from meshplane.service.tokens import SecretBox, TokenService
@@ -239,14 +240,17 @@ class Application:
         )
         self.dns = DnsServer(self.answers, upstreams=upstreams, registry=self.registry)
         self.dns_port = settings.dns.port
+        self.leases = LeaseSweeper(self.store)
         self.startup: list[Callable[[], Any]] = [
             self.vips.start,
+            self.leases.start,
             self._start_dns,
             self._start_xds,
             self.control.start,
         ]
         self.shutdown: list[Callable[[], Any]] = [
             self.vips.stop,
+            self.leases.stop,
             self.dns.stop,
             self._stop_xds,
             self.control.stop,

@@ -80,6 +80,9 @@ def has_health_check(service: Mapping[str, Any]) -> bool:
 def instance_of(record: Record, service: Mapping[str, Any]) -> Instance:
     spec = record.spec
     health = str(spec.get("Health", HEALTHY)) if has_health_check(service) else UNKNOWN
+    if spec.get("Lease", {}).get("Expired"):
+        health = UNHEALTHY  # its sidecar stopped renewing: no traffic, whatever the service
+
     return Instance(
         id=record.key.name,
         service_id=record.key.parent,
