@@ -40,13 +40,15 @@ function fmtP99(s: api.Signals | null): string {
 }
 
 function edgeLabel(edge: api.GraphEdge): string {
-  const parts: string[] = [];
-  if (edge.mtls) parts.push("🔒");
-  if (edge.weight !== null) parts.push(`w${edge.weight} (${edge.share}%)`);
+  const lines: string[] = [];
+  const head = [edge.mtls ? "🔒" : "", edge.weight !== null ? `weight ${edge.weight} (${edge.share}%)` : ""]
+    .filter(Boolean)
+    .join(" ");
+  if (head) lines.push(head);
   if (edge.signals) {
-    parts.push(`${fmtRate(edge.signals)}/s`, fmtErrors(edge.signals), `p99 ${fmtP99(edge.signals)}`);
+    lines.push(`${fmtRate(edge.signals)}/s · ${fmtErrors(edge.signals)} 5xx · p99 ${fmtP99(edge.signals)}`);
   }
-  return parts.join(" ");
+  return lines.join("\n");
 }
 
 const COLORS: Record<string, string> = {
@@ -118,6 +120,8 @@ function drawGraph(graph: api.Graph): void {
             width: 2,
             "text-background-color": "#ffffff",
             "text-background-opacity": 0.85,
+            "text-wrap": "wrap",
+            "text-margin-y": -8,
           },
         },
       ],
@@ -126,7 +130,7 @@ function drawGraph(graph: api.Graph): void {
   if (structure !== shape) {
     cy.elements().remove();
     cy.add(elements(graph));
-    cy.layout({ name: "dagre", rankDir: "LR", nodeSep: 30, rankSep: 90 } as cytoscape.LayoutOptions).run();
+    cy.layout({ name: "dagre", rankDir: "LR", nodeSep: 50, rankSep: 190 } as cytoscape.LayoutOptions).run();
     shape = structure;
   } else {
     for (const element of elements(graph)) {
