@@ -67,3 +67,20 @@ def test_latency_benchmark_runs() -> None:
         "bench.latency", "--rates", "50", "--rounds", "1", "--seconds", "1", "--wrk-seconds", "1"
     )
     assert "two sidecars" in out
+
+
+@pytest.mark.e2e
+def test_registry_benchmark_runs() -> None:
+    assert shutil.which("dnsperf"), "dnsperf is missing (scripts/test installs it: apt-get)"
+    out = run_bench(
+        "bench.registry",
+        "--registrations", "40",
+        "--consumers", "3",
+        "--writes", "1",
+        "--dns-seconds", "1",
+        "--latency-queries", "80",
+    )  # fmt: skip
+    assert "a. registrations:" in out
+    assert "consumers (3 proxies)" in out
+    assert "'cds': 0.0, 'lds': 0.0, 'rds': 0.0" in out
+    assert "c. DNS qps ratio meshplane/echo" in out

@@ -455,7 +455,7 @@ class ControlLoop:
         registry_changed = False
         for change in changes:
             self._revision = max(self._revision, change.revision)
-            if not change.key.kind.is_app_mesh:
+            if not change.key.kind.is_app_mesh and change.key.kind is not Kind.VIRTUAL_IP:
                 registry_changed |= change.key.kind in _REGISTRY_KINDS
                 continue
             by_mesh.setdefault(change.key.mesh, set()).add(change.key)

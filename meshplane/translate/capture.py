@@ -12,8 +12,10 @@ one per TCP backend, named as App Mesh names them:
 - ``lds_egress_0.0.0.0_<egress port>`` (15001): ``original_dst`` then ``http_inspector``.
   HTTP/1.x and h2c (gRPC too) go to the egress connection manager, routed by Host/:authority
   over the same ``rds_egress_http_<port>`` as an explicit sidecar; a TCP backend is matched by
-  its port, as App Mesh matches TCP routes (one TCP service per port; the inspector is off on
-  those ports, so a client-first protocol is never held up); anything else — an
+  its port, as App Mesh matches TCP routes (the inspector is off on those ports, so a
+  client-first protocol is never held up), and first by its virtual service's VIP and port
+  (the address meshplane's DNS server gives the name), so two TCP services may share a port
+  (App Mesh could not, roadmap #46); anything else — an
   undeclared destination — is passed straight to where it was going (``ORIGINAL_DST`` cluster
   ``cds_egress_<mesh>_mesh-passthrough``) under ALLOW_ALL and closed under DROP_ALL.  Envoy's own
   connections are never captured: the rules skip its uid.
@@ -112,17 +114,28 @@ def outbound_listener(
     tcp_ports: set[int] = set()
     for backend in plan.tcp:
         live = tuple(t for t in backend.targets if t.weight > 0)
-        if backend.port in tcp_ports:
-            ctx.problem(
-                f"tcp backend {backend.service!r} port {backend.port}: another TCP backend "
-                "has this port; only the first is reached"
-            )
-            continue
         if not live:
             ctx.problem(f"tcp backend {backend.service!r} port {backend.port} has no target")
             continue
-        tcp_ports.add(backend.port)
         proxy = tcp_proxy(names.egress_tcp_stat_prefix(backend.port), live, backend.idle, logs)
+        vip = ctx.vip(backend.service)
+        if vip is not None:  # by the service's VIP and port: unambiguous
+            by_vip = listener_components_pb2.FilterChain(
+                name=f"tcp_{vip}_{backend.port}", filters=[network_filter(TCP_PROXY, proxy)]
+            )
+            by_vip.filter_chain_match.destination_port.value = backend.port
+            by_vip.filter_chain_match.prefix_ranges.add(
+                address_prefix=vip, prefix_len=wrappers_pb2.UInt32Value(value=32)
+            )
+            chains.append(by_vip)
+        if backend.port in tcp_ports:
+            if vip is None:
+                ctx.problem(
+                    f"tcp backend {backend.service!r} port {backend.port}: another TCP backend "
+                    "has this port and this one has no VIP yet; only the first is reached by port"
+                )
+            continue
+        tcp_ports.add(backend.port)
         chain = listener_components_pb2.FilterChain(
             name=f"tcp_{backend.port}", filters=[network_filter(TCP_PROXY, proxy)]
         )

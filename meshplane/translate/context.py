@@ -115,6 +115,11 @@ class Context:
         self._read(Kind.VIRTUAL_GATEWAY, name)
         return self.view.gateway(name)
 
+    def vip(self, service: str) -> str | None:
+        """The virtual IP of virtual service ``service``; recorded as an input."""
+        self.inputs.add(self.view.key(Kind.VIRTUAL_IP, service))
+        return self.view.vip(service)
+
     def gateway_routes(self, gateway: str) -> tuple[NamedGatewayRoute, ...]:
         """A gateway's routes; recorded as a read of the gateway."""
         self._read(Kind.VIRTUAL_GATEWAY, gateway)

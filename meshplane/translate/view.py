@@ -162,6 +162,11 @@ class MeshView:
         gone = set(keys)
         return MeshView(self.mesh, {k: v for k, v in self._raw.items() if k not in gone})
 
+    def vip(self, service: str) -> str | None:
+        """The stable virtual IP allocated to virtual service ``service`` (None: none yet)."""
+        raw = self._raw.get(ResourceKey(Kind.VIRTUAL_IP, self.mesh, service))
+        return str(raw["ip"]) if raw and "ip" in raw else None
+
     def resource_keys(self) -> tuple[ResourceKey, ...]:
         """The keys of every resource of the view (valid or not), in a stable order."""
         return tuple(sorted(self._raw, key=lambda k: (k.kind.value, k.parent, k.name)))
