@@ -178,6 +178,19 @@ def test_registry_drives_endpoints(world: World) -> None:
     )
     mesh.wait(lambda: world.seen(20) == {"blue-1", "blue-2"}, "healthy blue-1 back")
 
+    # the instances in the client's endpoints (proxy-config) and the registry's metrics
+    env = {**os.environ, "MESHPLANE_SERVER": mesh.server.url}
+    shown = subprocess.run(
+        [sys.executable, "-m", "meshplane", "proxy-config", f"mesh/{MESH}/virtualNode/client",
+         "--type", "endpoints", "-o", "json"],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert world.addresses["blue-2"] in shown.stdout and '"hostname": "blue-2"' in shown.stdout
+    metrics = httpx.get(f"{mesh.server.url}/metrics", timeout=10).text
+    assert 'meshplane_registry_instances{health="HEALTHY"} 3.0' in metrics
+    assert "meshplane_registry_endpoint_updates_total" in metrics
+
     # deregistering takes it out
     world.sd.deregister_instance(ServiceId=world.srv, InstanceId="blue-2")
     mesh.wait(lambda: world.seen(20) == {"blue-1"}, "deregistered blue-2 taken out")

@@ -47,6 +47,7 @@ from meshplane.server.settings import Settings, StoreSettings, TlsSettings, is_l
 from meshplane.server.status import proxy_status_json
 from meshplane.service.access import ANONYMOUS
 from meshplane.service.arns import Partition
+from meshplane.service.cloudmap import RegistryCollector
 from meshplane.service.dns_answers import Answers
 from meshplane.service.leases import LeaseSweeper
 from meshplane.service.resources import Caller, ResourceService
@@ -241,6 +242,7 @@ class Application:
         self.dns = DnsServer(self.answers, upstreams=upstreams, registry=self.registry)
         self.dns_port = settings.dns.port
         self.leases = LeaseSweeper(self.store)
+        self.registry.register(RegistryCollector(self.store))
         self.startup: list[Callable[[], Any]] = [
             self.vips.start,
             self.leases.start,

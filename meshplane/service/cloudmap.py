@@ -21,8 +21,11 @@ import hashlib
 import json
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from meshplane.errors import (
     AccessDeniedError,
@@ -958,3 +961,37 @@ def select_instances(
     elif health == "HEALTHY_OR_ELSE_ALL":
         chosen = healthy or chosen
     return sorted(chosen, key=lambda i: i.id)
+
+
+class RegistryCollector(Collector):
+    """Prometheus gauges of the registry, read from the store at scrape time:
+    ``meshplane_registry_namespaces``, ``meshplane_registry_services`` and
+    ``meshplane_registry_instances{health}`` (lapsed leases count as UNHEALTHY)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[Metric]:
+        services = registry.services(self.store)
+        namespaces = GaugeMetricFamily(
+            "meshplane_registry_namespaces", "Cloud Map namespaces in the registry"
+        )
+        namespaces.add_metric([], len(registry.namespaces(self.store)))
+        yield namespaces
+        service_count = GaugeMetricFamily(
+            "meshplane_registry_services", "Cloud Map services in the registry"
+        )
+        service_count.add_metric([], len(services))
+        yield service_count
+        health: dict[str, int] = {registry.HEALTHY: 0, registry.UNHEALTHY: 0, registry.UNKNOWN: 0}
+        for service in services:
+            for instance in registry.instances(self.store, service):
+                health[instance.health] = health.get(instance.health, 0) + 1
+        instances = GaugeMetricFamily(
+            "meshplane_registry_instances",
+            "Registered Cloud Map instances, by health status",
+            labels=["health"],
+        )
+        for status, count in sorted(health.items()):
+            instances.add_metric([status], count)
+        yield instances
