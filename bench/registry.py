@@ -137,11 +137,26 @@ def part_a(registrations: int, connections: int) -> dict[str, float]:
                 )
                 for i in range(registrations)
             ]
+            server.boto3().create_mesh(meshName=MESH)
+            creates = [
+                _request(
+                    "PUT",
+                    f"/v20190125/meshes/{MESH}/virtualNodes",
+                    json.dumps({"virtualNodeName": f"n{i}", "spec": {}}).encode(),
+                    None,
+                )
+                for i in range(registrations)
+            ]
             base = asyncio.run(_load(server.api_port, healthz, connections))
+            writes = asyncio.run(_load(server.api_port, creates, connections))
             reg = asyncio.run(_load(server.api_port, registers, connections))
         finally:
             server.stop()
-    return {"healthz_per_s": registrations / base, "registrations_per_s": registrations / reg}
+    return {
+        "healthz_per_s": registrations / base,
+        "creates_per_s": registrations / writes,
+        "registrations_per_s": registrations / reg,
+    }
 
 
 def pushes(server: MeshplaneServer) -> dict[str, float]:
@@ -385,22 +400,34 @@ def main() -> None:
     parser.add_argument("--client-procs", type=int, default=1)
     parser.add_argument("--dns-seconds", type=int, default=8)
     parser.add_argument("--latency-queries", type=int, default=4000)
+    parser.add_argument("--parts", default="abc", help="Which parts to run (a, b, c).")
     args = parser.parse_args()
     print(machine.describe())
     print(f"load average at start: {os.getloadavg()[0]:.1f}")
-    a = part_a(args.registrations, args.connections)
-    print(
-        f"a. registrations: {a['registrations_per_s']:.0f}/s; /healthz {a['healthz_per_s']:.0f}/s "
-        f"(ratio {a['registrations_per_s'] / a['healthz_per_s']:.2f})"
-    )
-    b = part_b(args.consumers, args.writes, args.client_procs)
+    parts = set(args.parts)
+    if "a" in parts:
+        a = part_a(args.registrations, args.connections)
+        print(
+            f"a. registrations: {a['registrations_per_s']:.0f}/s; App Mesh CreateVirtualNode "
+            f"{a['creates_per_s']:.0f}/s (ratio {a['registrations_per_s'] / a['creates_per_s']:.2f}); "
+            f"/healthz {a['healthz_per_s']:.0f}/s"
+        )
+    if "b" in parts:
+        print_b(part_b(args.consumers, args.writes, args.client_procs))
+    if "c" in parts:
+        print_c(part_c(args.dns_seconds, args.latency_queries))
+
+
+def print_b(b: dict[str, Any]) -> None:
     for label, figures in b.items():
         print(
             f"b. registration -> endpoint ACK, {label} ({figures['proxies']} proxies): "
             f"p50 {figures['p50_ms']:.0f} ms, max {figures['max_ms']:.0f} ms; "
             f"pushes {figures['pushes']}"
         )
-    c = part_c(args.dns_seconds, args.latency_queries)
+
+
+def print_c(c: dict[str, Any]) -> None:
     for label, figures in c.items():
         print(
             f"c. DNS {label}: {figures.get('qps', 0):.0f} qps (dnsperf, lost "
