@@ -28,6 +28,10 @@ that other work on a shared machine disturbs it less.  Not part of the test suit
 
     python -m bench.latency [--rates 200,1000] [--connections 4] [--rounds 3] [--seconds 4]
                             [--nice -10]
+
+With ``--capture`` (root) it measures the cost of transparent capture instead, across two hosts
+(network namespaces): a direct call, the explicit-egress path and the captured path, in the
+same run (:mod:`bench.latency_capture`).
 """
 
 from __future__ import annotations
@@ -58,9 +62,18 @@ SERVICE = f"server.{MESH}"
 class Nginx:
     """nginx in the foreground from a temp dir: one worker, static 200 on 127.0.0.1:port."""
 
-    def __init__(self, root: Path, port: int) -> None:
+    def __init__(
+        self,
+        root: Path,
+        port: int,
+        listens: tuple[str, ...] = (),
+        prefix: tuple[str, ...] = (),
+    ) -> None:
+        """``listens``: what nginx binds (default ``127.0.0.1:<port>``); ``prefix``: the
+        command it runs under (``ip netns exec <ns>`` to run it on a test host)."""
         self.root = root
         self.port = port
+        listen = " ".join(f"listen {item};" for item in listens or (f"127.0.0.1:{port}",))
         root.mkdir(parents=True, exist_ok=True)
         (root / "nginx.conf").write_text(
             textwrap.dedent(f"""\
@@ -79,7 +92,7 @@ class Nginx:
                 keepalive_requests 10000000;
                 keepalive_timeout 300s;
                 server {{
-                    listen 127.0.0.1:{port};
+                    {listen}
                     location / {{ default_type text/plain; return 200 "ok\\n"; }}
                 }}
             }}
@@ -88,6 +101,7 @@ class Nginx:
         binary = shutil.which("nginx") or "/usr/sbin/nginx"
         self.process = subprocess.Popen(
             [
+                *prefix,
                 binary,
                 "-p",
                 str(root),
@@ -231,6 +245,8 @@ class Path_:
     name: str
     url: str
     host: str | None
+    prefix: tuple[str, ...] = ()
+    """The command the load generator runs under (``ip netns exec <ns>``: from a test host)."""
 
 
 def h2load(path: Path_, rate: int, connections: int, seconds: float, log: Path) -> list[float]:
@@ -254,7 +270,9 @@ def h2load(path: Path_, rate: int, connections: int, seconds: float, log: Path) 
     ]
     if path.host:
         args += ["-H", f":authority: {path.host}"]  # h2load turns it into Host for HTTP/1.1
-    out = subprocess.run([*args, path.url], capture_output=True, text=True, timeout=seconds + 60)
+    out = subprocess.run(
+        [*path.prefix, *args, path.url], capture_output=True, text=True, timeout=seconds + 60
+    )
     if out.returncode != 0:
         raise RuntimeError(f"h2load failed: {out.stdout}\n{out.stderr}")
     latencies = []
@@ -276,7 +294,11 @@ def wrk(path: Path_, connections: int, seconds: int) -> tuple[dict[str, float], 
     if path.host:
         args += ["-H", f"Host: {path.host}"]
     out = subprocess.run(
-        [*args, path.url], capture_output=True, text=True, check=True, timeout=seconds + 60
+        [*path.prefix, *args, path.url],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 60,
     ).stdout
     percentiles: dict[str, float] = {}
     rate = 0.0
@@ -373,9 +395,19 @@ def main() -> None:
         help="renice this run and every process it starts (negative needs root): "
         "less disturbance from other work on a shared machine",
     )
+    parser.add_argument(
+        "--capture",
+        action="store_true",
+        help="root: captured vs explicit-egress vs direct across two hosts (bench.latency_capture)",
+    )
     args = parser.parse_args()
     if args.nice:
         os.nice(args.nice)
+    if args.capture:
+        from bench import latency_capture
+
+        latency_capture.main(args)
+        return
     for tool in ("nginx", "h2load", "wrk"):
         if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
             raise SystemExit(

@@ -84,3 +84,24 @@ def test_registry_benchmark_runs() -> None:
     assert "consumers (3 proxies)" in out
     assert "'cds': 0.0, 'lds': 0.0, 'rds': 0.0" in out
     assert "c. DNS qps ratio meshplane/echo" in out
+
+
+@pytest.mark.e2e
+def test_capture_latency_benchmark_runs() -> None:
+    """``bench.latency --capture``: captured vs explicit vs direct across two hosts (root)."""
+    assert shutil.which("h2load") and shutil.which("wrk"), "scripts/test installs h2load and wrk"
+    out = run_bench(
+        "bench.latency",
+        "--capture",
+        "--rates",
+        "50",
+        "--rounds",
+        "1",
+        "--seconds",
+        "1",
+        "--wrk-seconds",
+        "1",
+    )
+    for path in ("direct", "explicit egress", "captured"):
+        assert f"\n{path} " in out, out
+    assert "captured Envoy" in out
