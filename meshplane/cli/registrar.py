@@ -72,11 +72,14 @@ class Registrar:
         reg = self.registration
         async with connect(reg.server, token=reg.token, ca_file=reg.ca_file) as client:
             target = None
+            said = ""
             while target is None:
                 try:
                     target = await self._target(client)
                 except MeshplaneError as error:
-                    log.warning("Cloud Map registration waits: %s", error.message)
+                    if error.message != said:  # say each reason once, not every retry
+                        log.warning("Cloud Map registration waits: %s", error.message)
+                        said = error.message
                 if target is None and await self._wait(max(1.0, reg.lease_seconds / 3)):
                     return
             if not target:

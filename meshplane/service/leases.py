@@ -5,7 +5,8 @@
 RegisterInstance, a meshplane extension) and renews it by registering again well before it
 ends.  :func:`sweep` marks every instance whose lease has ended UNHEALTHY (``Lease.Expired``:
 the registry reports it UNHEALTHY whatever the service's health check, so EDS and DNS drop it at
-once) and deregisters those whose lease ended more than :data:`GRACE_LEASES` leases ago.
+once) and deregisters those whose lease ended more than :data:`GRACE_LEASES` leases ago.  It
+also keeps the finished operations to the newest :data:`MAX_OPERATIONS`.
 Instances registered without a lease (ECS-style agents, scripts) stay until deregistered, as in
 Cloud Map.  :class:`LeaseSweeper` runs it every ``interval`` seconds; built and started by
 ``meshplane.server``.
@@ -27,6 +28,18 @@ log = logging.getLogger(__name__)
 
 GRACE_LEASES = 3
 PRINCIPAL = "meshplane@lease-sweeper"
+MAX_OPERATIONS = 10_000
+"""Finished Cloud Map operations kept for GetOperation/ListOperations; older ones are dropped
+(their ids are time-ordered), so a registration flood does not grow the store for ever."""
+
+
+def prune_operations(tx: Transaction) -> int:
+    """Delete the oldest operations beyond :data:`MAX_OPERATIONS`; return how many."""
+    operations = tx.list_kind(Kind.CLOUD_MAP_OPERATION, REGISTRY_MESH, "")
+    excess = operations[: max(0, len(operations) - MAX_OPERATIONS)]
+    for record in excess:
+        tx.delete(record.key)
+    return len(excess)
 
 
 def sweep(tx: Transaction, now: float) -> tuple[int, int]:
@@ -74,6 +87,9 @@ class LeaseSweeper:
         self._task: asyncio.Task[None] | None = None
 
     def sweep_now(self) -> tuple[int, int]:
+        operations = len(self.store.list_kind(Kind.CLOUD_MAP_OPERATION, REGISTRY_MESH, ""))
+        if operations > MAX_OPERATIONS:
+            self.store.transact(prune_operations)
         leased = any(
             r.spec.get("Lease")
             for r in self.store.list_kind(Kind.CLOUD_MAP_INSTANCE, REGISTRY_MESH)

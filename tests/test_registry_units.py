@@ -1,0 +1,137 @@
+"""The registry's own duties on a real SQLite store: leases (expiry -> UNHEALTHY -> removed),
+the bound on kept operations, and virtual IP allocation (stable, distinct, freed)."""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from meshplane.model.kinds import REGISTRY_MESH, Kind, ResourceKey
+from meshplane.service import leases, vips
+from meshplane.service.access import ANONYMOUS
+from meshplane.service.arns import Partition
+from meshplane.service.cloudmap import CloudMapService
+from meshplane.service.resources import Caller
+from meshplane.store import SqlStore, registry
+
+CALLER = Caller("000000000000", ANONYMOUS)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqlStore]:
+    opened = SqlStore.open(tmp_path)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def _service(sd: CloudMapService) -> str:
+    op = sd.call("CreateHttpNamespace", {"Name": "apps"}, CALLER)["OperationId"]
+    ns = sd.call("GetOperation", {"OperationId": op}, CALLER)["Operation"]["Targets"]["NAMESPACE"]
+    return str(sd.call("CreateService", {"Name": "s", "NamespaceId": ns}, CALLER)["Service"]["Id"])
+
+
+def test_a_lapsed_lease_marks_the_instance_unhealthy_then_removes_it(store: SqlStore) -> None:
+    sd = CloudMapService(store, Partition("us-east-1", "000000000000"))
+    srv = _service(sd)
+    attributes = {"AWS_INSTANCE_IPV4": "198.18.0.1"}
+    sd.call(
+        "RegisterInstance",
+        {
+            "ServiceId": srv,
+            "InstanceId": "leased",
+            "Attributes": attributes,
+            "MeshplaneLeaseSeconds": 2,
+        },
+        CALLER,
+    )
+    sd.call(
+        "RegisterInstance",
+        {"ServiceId": srv, "InstanceId": "plain", "Attributes": attributes},
+        CALLER,
+    )
+    now = time.time()
+    assert store.transact(lambda tx: leases.sweep(tx, now)) == (0, 0)  # not lapsed yet
+    assert store.transact(lambda tx: leases.sweep(tx, now + 3)) == (1, 0)
+    service = registry.service(store, srv)
+    assert service is not None
+    health = {i.id: i.health for i in registry.instances(store, service)}
+    assert health == {"leased": "UNHEALTHY", "plain": "UNKNOWN"}
+    # renewing brings it back
+    sd.call(
+        "RegisterInstance",
+        {
+            "ServiceId": srv,
+            "InstanceId": "leased",
+            "Attributes": attributes,
+            "MeshplaneLeaseSeconds": 2,
+        },
+        CALLER,
+    )
+    assert {i.id: i.health for i in registry.instances(store, service)}["leased"] == "UNKNOWN"
+    # three leases after the end: gone, and counted out of the service
+    assert store.transact(lambda tx: leases.sweep(tx, time.time() + 2 + 7)) == (0, 1)
+    service = registry.service(store, srv)
+    assert service is not None
+    assert [i.id for i in registry.instances(store, service)] == ["plain"]
+    assert service.spec["InstanceCount"] == 1
+    assert any(
+        e.operation == "DeregisterInstance" and e.via == "lease"
+        for e in store.audit_log(limit=1000)
+    )
+
+
+def test_operations_are_bounded(store: SqlStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(leases, "MAX_OPERATIONS", 3)
+    sd = CloudMapService(store, Partition("us-east-1", "000000000000"))
+    srv = _service(sd)
+    for i in range(5):
+        sd.call(
+            "RegisterInstance",
+            {"ServiceId": srv, "InstanceId": f"i{i}", "Attributes": {"k": "v"}},
+            CALLER,
+        )
+    before = store.list_kind(Kind.CLOUD_MAP_OPERATION, REGISTRY_MESH, "")
+    assert len(before) == 6  # the namespace's and five registrations
+    leases.LeaseSweeper(store).sweep_now()
+    after = store.list_kind(Kind.CLOUD_MAP_OPERATION, REGISTRY_MESH, "")
+    assert [r.key.name for r in after] == [r.key.name for r in before[-3:]]
+
+
+def test_vips_are_stable_distinct_and_freed(store: SqlStore) -> None:
+    network = vips.parse_range("240.240.0.0/29")  # six usable addresses
+    names = [f"s{i}.local" for i in range(6)]
+
+    def add(name: str) -> None:
+        store.transact(
+            lambda tx: tx.create(
+                ResourceKey(Kind.VIRTUAL_SERVICE, "m", name), {}, mesh_owner="0", resource_owner="0"
+            )
+        )
+
+    for name in names:
+        add(name)
+    assert store.transact(lambda tx: vips.sync(tx, network)) == 6
+    first = registry.vips(store)
+    assert len(set(first.values())) == 6
+    assert all(ipaddress.ip_address(ip) in network for ip in first.values())
+    assert store.transact(lambda tx: vips.sync(tx, network)) == 0  # nothing moves
+    assert registry.vips(store) == first
+    add("one-too-many.local")
+    with pytest.raises(Exception, match="no free address"):
+        store.transact(lambda tx: vips.sync(tx, network))
+    store.transact(lambda tx: tx.delete(ResourceKey(Kind.VIRTUAL_SERVICE, "m", "s0.local")))
+    store.transact(lambda tx: vips.sync(tx, network))  # frees s0's, gives it to the new one
+    after = registry.vips(store)
+    assert ("m", "s0.local") not in after
+    assert after[("m", "one-too-many.local")] == first[("m", "s0.local")]
+    assert {k: v for k, v in after.items() if k[1] != "one-too-many.local"} == {
+        k: v for k, v in first.items() if k[1] != "s0.local"
+    }
+    with pytest.raises(ValueError, match="--vip-range"):
+        vips.parse_range("240.240.0.0/31")
