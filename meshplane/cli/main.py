@@ -17,6 +17,7 @@ from meshplane.cli import output
 from meshplane.cli.audit_commands import audit
 from meshplane.cli.capture_commands import proxy_init
 from meshplane.cli.common import DEFAULT_SERVER
+from meshplane.cli.db_commands import db
 from meshplane.cli.identity_commands import ca, proxy_token
 from meshplane.cli.manifest_commands import apply, diff, label
 from meshplane.cli.proxy_commands import envoy, proxy_config, proxy_log, proxy_status
@@ -254,6 +255,7 @@ for command in (
     stat,
     top,
     dns,
+    db,
 ):
     cli.add_command(command)
 

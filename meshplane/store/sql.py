@@ -41,6 +41,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from meshplane.errors import ServiceUnavailableError
 from meshplane.model.kinds import Kind, ResourceKey
+from meshplane.store import migrate
 from meshplane.store.memory import Overlay, ReadModel
 from meshplane.store.records import (
     ApiToken,
@@ -57,7 +58,6 @@ from meshplane.store.schema import (
     changes,
     client_tokens,
     manifests,
-    metadata,
     namespaces,
     resources,
     secrets,
@@ -152,16 +152,21 @@ class SqlStore:
             if _is_outage(error):
                 raise _unavailable(error) from None
             raise
+        except BaseException:
+            self._engine.dispose()
+            raise
         self._jobs: queue.SimpleQueue[_Job | object | None] = queue.SimpleQueue()
         self._writer = threading.Thread(
             target=self._write_loop, name="meshplane-store-writer", daemon=True
         )
         self._closed = False
         self._writer.start()
+        self._follower: threading.Thread | None = None
         if follow if follow is not None else self.postgres:
-            threading.Thread(
+            self._follower = threading.Thread(
                 target=self._follow_loop, name="meshplane-store-follower", daemon=True
-            ).start()
+            )
+            self._follower.start()
 
     @classmethod
     def open(cls, data_dir: Path, *, follow: bool | None = None) -> SqlStore:
@@ -170,9 +175,11 @@ class SqlStore:
 
     def _create_schema(self) -> None:
         with self._engine.connect() as conn, conn.begin():
-            if self.postgres:  # replicas starting together create the tables once
+            if self.postgres:  # replicas starting together migrate once
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(SCHEMA_LOCK)))
-            metadata.create_all(conn)
+            before, after = migrate.upgrade(conn)
+        if before != after:
+            log.info("database schema: %s -> %s", before or "empty", after)
 
     def add_secret_listener(self, listener: Callable[[set[str]], None]) -> None:
         """Call ``listener(names)`` (on the store's thread) when another writer sharing the
@@ -465,6 +472,7 @@ class SqlStore:
                 if self.postgres:
                     conn.execute(sa.select(sa.func.pg_advisory_xact_lock(WRITE_LOCK)))
                 if self._shared:
+                    migrate.check(conn)  # a newer release upgraded the schema: do not write
                     followed = self._catch_up(conn)
                 revision = self._revision
                 for work, future in jobs:
@@ -489,6 +497,9 @@ class SqlStore:
                 self._log_outage(error)
                 self._drop_writer_conn()
                 lost: BaseException = _unavailable(error)
+            elif isinstance(error, migrate.SchemaError):
+                log.error("%s", error.message)
+                lost = error
             else:
                 log.exception("store commit failed")
                 lost = error
@@ -580,6 +591,8 @@ class SqlStore:
             self._jobs.put(None)
             self._writer.join()
             self._drop_writer_conn()
+            if self._follower is not None:  # it looks at _closed at least every interval
+                self._follower.join(timeout=self._follow_interval + 6)
         self._engine.dispose()
 
 

@@ -1,0 +1,102 @@
+"""``meshplane db upgrade|rekey``: the store's database, offline.
+
+``upgrade`` migrates the schema to the one this meshplane writes (``serve`` also does it at
+start-up); ``rekey`` re-seals the identity state in the database under a new key-encryption
+key.  Both take the store settings of ``serve`` (``--database-url``, ``--data-dir``, the KEK).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from meshplane.cli import output
+from meshplane.cli.settings_options import settings_options
+from meshplane.errors import MeshplaneError
+from meshplane.server.settings import Settings
+
+
+@click.group()
+def db() -> None:
+    """The store's database: schema migrations and the key-encryption key."""
+
+
+def _settings(values: dict[str, Any]) -> Settings:
+    try:
+        return Settings.load(**values)
+    except ValueError as error:
+        raise output.fail(str(error), output.EXIT_USAGE) from None
+
+
+@db.command()
+@settings_options("data_dir", "database_url", "database_wait")
+def upgrade(**values: Any) -> None:
+    """Migrate the database to the schema this meshplane writes (from an empty database, or
+    from any earlier release). Safe while replicas run: migrations only add tables and
+    indexes; a running replica (of this release or later) refuses to write once the schema
+    moved past the one it knows.
+
+    \b
+    Examples:
+      meshplane db upgrade --database-url postgresql://meshplane@db.internal/meshplane
+      meshplane db upgrade --data-dir /var/lib/meshplane
+    """
+    from meshplane.server.run import open_with_retry
+    from meshplane.store import migrate
+
+    settings = _settings(values)
+    try:
+        store = open_with_retry(settings.store)  # opening migrates
+    except MeshplaneError as error:
+        raise output.fail(error.message) from None
+    try:
+        with store.engine.connect() as conn, conn.begin():
+            revision = migrate.current(conn)
+    finally:
+        store.close()
+    click.echo(f"database schema at revision {revision} (the newest this meshplane knows)")
+
+
+@db.command()
+@settings_options("data_dir", "database_url", "kek_file", "kek")
+@click.option(
+    "--new-kek-file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    required=True,
+    help="The new key-encryption key (64 hex digits, mode 0600).",
+)
+def rekey(new_kek_file: Path, **values: Any) -> None:
+    """Re-seal the identity state in the database (mesh CAs, token keys, revocations) under a
+    new key-encryption key, in one transaction.
+
+    Rotate a KEK: make a new one (openssl rand -hex 32 > new.kek; chmod 600 new.kek), stop the
+    replicas, run this with the old key (--kek-file or MESHPLANE_KEK) and --new-kek-file, then
+    start every replica with the new key. A replica still given the old key refuses to start.
+
+    \b
+    Examples:
+      meshplane db rekey --database-url postgresql://meshplane@db/meshplane \\
+          --kek-file /etc/meshplane/kek --new-kek-file /etc/meshplane/kek.new
+    """
+    from meshplane.identity.sealing import Kek
+    from meshplane.store import open_store
+    from meshplane.store.vault import SealedVault, rekey
+
+    settings = _settings(values)
+    try:
+        old = Kek.load(settings.store.kek_file, settings.store.kek)
+        if old is None:
+            raise output.fail("give the current key-encryption key: --kek-file or MESHPLANE_KEK")
+        new = Kek.load(new_kek_file, None)
+        assert new is not None
+        store = open_store(data_dir=settings.store.data_dir, url=settings.store.database_url)
+        try:
+            SealedVault(store, old).check()
+            count = rekey(store, old, new)
+        finally:
+            store.close()
+    except MeshplaneError as error:
+        raise output.fail(error.message) from None
+    click.echo(f"re-sealed {count} values under key-encryption key {new.id} (was {old.id})")
