@@ -172,6 +172,11 @@ class Client:
         )
         return result
 
+    async def fleet(self) -> dict[str, Any]:
+        """The replica's view of the fleet: its revision and lag, database, duty lease."""
+        result: dict[str, Any] = await self._request("GET", "/meshplane/v1/fleet")
+        return result
+
     async def health(self) -> dict[str, Any]:
         result: dict[str, Any] = await self._request("GET", "/healthz")
         return result

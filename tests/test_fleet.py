@@ -13,6 +13,9 @@ refuses to start and says why.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -382,6 +385,49 @@ def _no_retries() -> Any:
     from botocore.config import Config
 
     return Config(retries={"max_attempts": 1, "mode": "standard"})
+
+
+def fleet_state(server: MeshplaneServer) -> dict[str, Any]:
+    return dict(httpx.get(f"{server.url}/meshplane/v1/fleet", timeout=5).json())
+
+
+def test_one_replica_holds_the_duty_lease_and_it_moves_when_the_holder_dies(
+    fleet: Fleet,
+) -> None:
+    def holders() -> list[str]:
+        states = [fleet_state(s) for s in (fleet.a, fleet.b)]
+        held = [s["replica"] for s in states if s["dutyLease"]["held"]]
+        agreed = {s["dutyLease"]["holder"] for s in states}
+        return held if len(held) == 1 and agreed == set(held) else []
+
+    fleet.mesh.wait(lambda: bool(holders()), "exactly one holder both replicas agree on")
+    [holder] = holders()
+    dying, other = (
+        (fleet.a, fleet.b) if holder.endswith(f":{fleet.a.api_port}") else (fleet.b, fleet.a)
+    )
+    for server in (fleet.a, fleet.b):
+        ready = httpx.get(f"{server.url}/readyz", timeout=5)
+        assert ready.status_code == 200, ready.text
+    status = subprocess.run(
+        [sys.executable, "-m", "meshplane", "--server", other.url, "status"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
+    )
+    assert status.returncode == 0, status.stderr
+    assert "follower" in status.stdout and holder in status.stdout and "postgresql" in status.stdout
+    assert "meshplane-test" not in status.stdout  # the database password is never shown
+    dying.kill()
+    try:
+        # the registry's lease sweeper and automatic CA rotation move with the lease
+        fleet.mesh.wait(
+            lambda: fleet_state(other)["dutyLease"]["held"], "the other replica to take the lease"
+        )
+        assert fleet_state(other)["dutyLease"]["holder"] == fleet_state(other)["replica"]
+    finally:
+        dying.start()
+    assert fleet_state(dying)["dutyLease"]["held"] is False
 
 
 # start-up faults ----------------------------------------------------------------------

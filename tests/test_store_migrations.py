@@ -30,6 +30,13 @@ def schema_differences(store: SqlStore) -> list[object]:
         return list(compare_metadata(MigrationContext.configure(conn), metadata))
 
 
+def test_the_known_revisions_are_the_scripts() -> None:
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory.from_config(migrate.config())
+    assert [s.revision for s in reversed(list(scripts.walk_revisions()))] == list(migrate.REVISIONS)
+
+
 def test_an_empty_database_gets_the_whole_schema(database_url: str) -> None:
     store = open_store(url=database_url)
     try:

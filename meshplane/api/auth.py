@@ -6,7 +6,7 @@ principal and leaves it in the scope, where handlers read it with ``principal_of
 mesh are checked by the service layer (``meshplane.service.access``); this module only makes
 the coarse per-path decision:
 
-- ``/healthz``, ``/openapi.json``: public;
+- ``/healthz``, ``/readyz``, ``/openapi.json``: public;
 - the App Mesh API, the Cloud Map API (``POST /``) and meshplane's own endpoints it knows: any
   valid credentials (the service layer checks the roles);
 - ``/metrics``: the viewer role on every mesh; any other path: the admin role on every mesh.
@@ -41,7 +41,7 @@ from meshplane.store.base import Reader
 log = logging.getLogger(__name__)
 
 SCOPE_KEY = "meshplane.principal"
-PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json"})
 EXTENSION_PATHS = (
     "apply",
     "delete",

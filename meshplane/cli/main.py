@@ -18,6 +18,7 @@ from meshplane.cli.audit_commands import audit
 from meshplane.cli.capture_commands import proxy_init
 from meshplane.cli.common import DEFAULT_SERVER
 from meshplane.cli.db_commands import db
+from meshplane.cli.fleet_commands import status
 from meshplane.cli.identity_commands import ca, proxy_token
 from meshplane.cli.manifest_commands import apply, diff, label
 from meshplane.cli.proxy_commands import envoy, proxy_config, proxy_log, proxy_status
@@ -256,6 +257,7 @@ for command in (
     top,
     dns,
     db,
+    status,
 ):
     cli.add_command(command)
 

@@ -88,8 +88,12 @@ class MeshIdentities:
         clock: Clock = utc_now,
         *,
         keystore: AuthorityStore | None = None,
+        may_rotate: Callable[[], bool] = lambda: True,
     ) -> None:
         self.settings = settings or IdentitySettings()
+        self.may_rotate = may_rotate
+        """Whether this replica runs automatic CA rotation now (the fleet's duty lease; the
+        others read the rotated CA from the shared keystore)."""
         self.keystore: AuthorityStore = keystore or KeyStore(directory)
         self.clock = clock
         self._lock = threading.RLock()
@@ -121,7 +125,8 @@ class MeshIdentities:
             if authority is None:
                 authority = self._load_or_create(mesh, now)
             elif (
-                authority.next_change(now) is None
+                self.may_rotate()
+                and authority.next_change(now) is None
                 and not any(r.operator for r in authority.roots)
                 and authority.expires(now) - now < self.settings.ca_rotate_before
             ):

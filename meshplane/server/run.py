@@ -15,6 +15,7 @@ import gc
 import logging
 import os
 import signal
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -40,6 +41,7 @@ from meshplane.identity.sealing import Kek, KekError
 from meshplane.identity.server_tls import ensure_server_certificate
 from meshplane.identity.tokens import KEY_FILE as PROXY_TOKEN_KEY_FILE
 from meshplane.nameserver.server import DnsServer, Upstream, resolv_conf_upstreams
+from meshplane.server.fleet import FleetApi
 from meshplane.server.http import guarded_protocol, quiet_accept_errors
 from meshplane.server.keys import token_key
 from meshplane.server.proxy_auth import ProxyAuthorizer
@@ -55,6 +57,7 @@ from meshplane.service.tokens import KEY_BYTES as TOKEN_KEY_BYTES
 from meshplane.service.tokens import SecretBox, TokenService
 from meshplane.service.vips import VipAllocator, parse_range
 from meshplane.store import SqlStore, open_store
+from meshplane.store.lease import DutyLease
 from meshplane.store.sql import StoreUnavailableError, describe_url
 from meshplane.store.vault import API_TOKEN_KEY, PROXY_TOKEN_KEY, SealedVault
 from meshplane.telemetry import (
@@ -167,6 +170,8 @@ class Application:
         self.caller = Caller(settings.account_id, ANONYMOUS)
         self.service = ResourceService(self.store, self.partition)
         self.vault = open_vault(self.store, settings.store)
+        self.replica = f"{socket.gethostname()}:{settings.api.port}"
+        """This replica's id in the fleet (the duty lease, ``meshplane status``)."""
         self.tokens: TokenService | None = None
         if settings.auth is not None:
             if self.vault is not None:
@@ -192,7 +197,10 @@ class Application:
         data_dir.mkdir(parents=True, exist_ok=True)
         if self.vault is not None:  # identity state shared by every replica of the database
             self.identities = MeshIdentities(
-                data_dir / "ca", settings.identity, keystore=VaultKeyStore(self.vault)
+                data_dir / "ca",
+                settings.identity,
+                keystore=VaultKeyStore(self.vault),
+                may_rotate=lambda: self.lease.held,
             )
             self.proxy_tokens = TokenKey(self.vault.random_key(PROXY_TOKEN_KEY))
             self.revocations = Revocations(data_dir / REVOCATIONS_FILE, vault=self.vault)
@@ -241,9 +249,11 @@ class Application:
         )
         self.dns = DnsServer(self.answers, upstreams=upstreams, registry=self.registry)
         self.dns_port = settings.dns.port
-        self.leases = LeaseSweeper(self.store)
+        self.lease = DutyLease(self.store, self.replica)
+        self.leases = LeaseSweeper(self.store, duty=lambda: self.lease.held)
         self.registry.register(RegistryCollector(self.store))
         self.startup: list[Callable[[], Any]] = [
+            self._start_lease,
             self.vips.start,
             self.leases.start,
             self._start_dns,
@@ -256,6 +266,7 @@ class Application:
             self.dns.stop,
             self._stop_xds,
             self.control.stop,
+            self._stop_lease,
         ]
         self.app: Starlette = build_app(
             self.service,
@@ -271,12 +282,19 @@ class Application:
                 on_revoked=lambda: self.xds.close_streams(self.authorizer.revoked),
             ).routes()
             + TelemetryApi(self.telemetry).routes()
-            + ConsoleApi(self.store, self.telemetry, self.partition, self.proxy_status).routes(),
+            + ConsoleApi(self.store, self.telemetry, self.partition, self.proxy_status).routes()
+            + FleetApi(self.store, self.lease, self.replica).routes(),
             tokens=self.tokens,
             require_auth=settings.auth is not None and settings.auth.required,
             limits=settings.api.limits,
             manifest_limits=settings.api.manifests,
         )
+
+    async def _start_lease(self) -> None:
+        self.lease.start()
+
+    async def _stop_lease(self) -> None:
+        await asyncio.to_thread(self.lease.stop)
 
     def _secrets_changed(self, names: set[str]) -> None:
         """Another replica rotated a CA or revoked a proxy token (on the store's thread)."""
@@ -370,7 +388,9 @@ class Application:
             "https" if self.settings.tls is not None else "http",
             self.settings.api.host,
             self.settings.api.port,
-            self.settings.store.database_url or self.settings.store.data_dir,
+            describe_url(self.settings.store.database_url)
+            if self.settings.store.database_url
+            else self.settings.store.data_dir,
         )
         self._log_auth()
         try:

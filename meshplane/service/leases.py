@@ -79,14 +79,23 @@ class LeaseSweeper:
     """Sweeps the registry's leases every ``interval`` seconds."""
 
     def __init__(
-        self, store: Store, *, interval: float = 0.5, clock: Callable[[], float] = time.time
+        self,
+        store: Store,
+        *,
+        interval: float = 0.5,
+        clock: Callable[[], float] = time.time,
+        duty: Callable[[], bool] = lambda: True,
     ) -> None:
         self.store = store
+        self.duty = duty
+        """Whether this replica runs the fleet's singleton duties now (its duty lease)."""
         self.interval = interval
         self.clock = clock
         self._task: asyncio.Task[None] | None = None
 
     def sweep_now(self) -> tuple[int, int]:
+        if not self.duty():  # another replica of the fleet sweeps
+            return 0, 0
         operations = len(self.store.list_kind(Kind.CLOUD_MAP_OPERATION, REGISTRY_MESH, ""))
         if operations > MAX_OPERATIONS:
             self.store.transact(prune_operations)

@@ -13,19 +13,25 @@ with different schema versions, the older refuses to write.
 
 from __future__ import annotations
 
-from functools import cache
+import logging
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
 from meshplane.errors import ServiceUnavailableError
 
-BASELINE = "0001"
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+REVISIONS = ("0001", "0002")
+"""The migrations' revisions, oldest first (``tests/test_store_migrations.py`` checks them
+against the scripts): known here so that a start-up with nothing to migrate never imports
+Alembic."""
+BASELINE = REVISIONS[0]
 """The schema of the release before migrations existed."""
+HEAD = REVISIONS[-1]
+_VERSION = sa.text("SELECT version_num FROM alembic_version")
 
 
 class SchemaError(ServiceUnavailableError):
@@ -33,52 +39,55 @@ class SchemaError(ServiceUnavailableError):
     it): this replica refuses to write."""
 
 
-def _config(conn: Connection | None = None) -> Config:
-    config = Config()
-    config.set_main_option("script_location", "meshplane.store:migrations")
-    config.attributes["connection"] = conn
-    return config
+def config(conn: Connection | None = None) -> Config:
+    """Alembic's configuration, running on ``conn``."""
+    from alembic.config import Config
 
-
-@cache
-def _script() -> ScriptDirectory:
-    return ScriptDirectory.from_config(_config())
+    result = Config()
+    result.set_main_option("script_location", "meshplane.store:migrations")
+    result.attributes["connection"] = conn
+    return result
 
 
 def head() -> str:
     """The newest revision this meshplane knows."""
-    revision = _script().get_current_head()
-    assert revision is not None
-    return revision
+    return HEAD
 
 
 def current(conn: Connection) -> str | None:
     """The database's revision (None: no migration ran on it)."""
-    return MigrationContext.configure(conn).get_current_revision()
+    if not sa.inspect(conn).has_table("alembic_version"):
+        return None
+    found = conn.execute(_VERSION).scalar()
+    return None if found is None else str(found)
 
 
 def upgrade(conn: Connection) -> tuple[str | None, str]:
-    """Bring the database on ``conn`` (in its transaction) to :func:`head`; (from, to)."""
+    """Bring the database on ``conn`` (in its transaction) to :data:`HEAD`; (from, to)."""
     before = current(conn)
-    if before is None and sa.inspect(conn).has_table("resources"):
-        command.stamp(_config(conn), BASELINE)  # a database of the release before migrations
-        before = BASELINE
-    known = {script.revision for script in _script().walk_revisions()}
-    if before is not None and before not in known:
+    if before == HEAD:
+        return before, HEAD
+    if before is not None and before not in REVISIONS:
         raise SchemaError(
             f"the database schema is at revision {before}, newer than this meshplane knows "
-            f"(up to {head()}): a newer release upgraded it; upgrade this replica"
+            f"(up to {HEAD}): a newer release upgraded it; upgrade this replica"
         )
-    if before != head():
-        command.upgrade(_config(conn), "head")
-    return before, head()
+    from alembic import command
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # the store logs what changed
+    if before is None and sa.inspect(conn).has_table("resources"):
+        command.stamp(config(conn), BASELINE)  # a database of the release before migrations
+        before = BASELINE
+    command.upgrade(config(conn), "head")
+    return before, HEAD
 
 
 def check(conn: Connection) -> None:
-    """Raise :class:`SchemaError` if the database is not at :func:`head` any more."""
-    found = current(conn)
-    if found != head():
+    """Raise :class:`SchemaError` if the database is not at :data:`HEAD` any more (one query
+    on every write batch of a shared store)."""
+    found = conn.execute(_VERSION).scalar()
+    if found != HEAD:
         raise SchemaError(
             f"the database schema is at revision {found}, this replica writes revision "
-            f"{head()}: a newer release upgraded it; upgrade this replica (it refuses to write)"
+            f"{HEAD}: a newer release upgraded it; upgrade this replica (it refuses to write)"
         )

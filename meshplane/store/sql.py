@@ -396,6 +396,16 @@ class SqlStore:
                 for r in conn.execute(query)
             ]
 
+    def database_revision(self) -> int:
+        """The last revision committed to the database by any writer (this store's
+        :attr:`revision` lags it until the store has followed)."""
+        with self._reading() as conn:
+            return int(
+                conn.execute(
+                    sa.select(sa.func.coalesce(sa.func.max(changes.c.revision), 0))
+                ).scalar_one()
+            )
+
     @contextmanager
     def _reading(self) -> Iterator[Connection]:
         try:

@@ -50,7 +50,7 @@ class MeshplaneServer:
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"meshplane-{self.api_port}.log"
 
-    def start(self, timeout: float = 30.0) -> MeshplaneServer:
+    def start(self, timeout: float = 60.0) -> MeshplaneServer:
         env = {**os.environ, **self.env}
         env.pop("MESHPLANE_SERVER", None)
         if "MESHPLANE_KEK" not in self.env:
@@ -111,7 +111,7 @@ class MeshplaneServer:
         self._log.close()
         return code
 
-    def restart(self, timeout: float = 30.0) -> MeshplaneServer:
+    def restart(self, timeout: float = 60.0) -> MeshplaneServer:
         """Stop (SIGTERM) and start again on the same ports and data directory."""
         self.stop()
         return self.start(timeout)
