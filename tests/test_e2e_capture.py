@@ -316,6 +316,87 @@ def test_strict_mesh_mtls_across_hosts(mesh: CapturedMesh) -> None:
     )
 
 
+def test_retries_and_timeouts_apply_to_captured_calls(mesh: CapturedMesh) -> None:
+    api = mesh.api
+    mesh.app("blue", "flaky", "--port", "8090", "--fail-every", "2")
+    mesh.app("blue", "slow", "--port", "8091", "--delay", "3")
+    api.update_virtual_node(
+        meshName="demo",
+        virtualNodeName="blue",
+        spec={
+            "listeners": [
+                {"portMapping": {"port": port, "protocol": "http"}} for port in (PORT, 8090, 8091)
+            ],
+            "serviceDiscovery": {"dns": {"hostname": mesh.address("blue")}},
+        },
+    )
+    policies = {
+        "flaky": (
+            8090,
+            {
+                "retryPolicy": {
+                    "httpRetryEvents": ["server-error"],
+                    "maxRetries": 3,
+                    "perRetryTimeout": {"unit": "s", "value": 2},
+                }
+            },
+        ),
+        "slow": (8091, {"timeout": {"perRequest": {"unit": "ms", "value": 500}}}),
+    }
+    for name, (port, extra) in policies.items():
+        api.create_virtual_router(
+            meshName="demo",
+            virtualRouterName=name,
+            spec={"listeners": [{"portMapping": {"port": port, "protocol": "http"}}]},
+        )
+        api.create_route(
+            meshName="demo",
+            virtualRouterName=name,
+            routeName=name,
+            spec={
+                "httpRoute": {
+                    "match": {"prefix": "/"},
+                    "action": {
+                        "weightedTargets": [{"virtualNode": "blue", "weight": 1, "port": port}]
+                    },
+                    **extra,
+                }
+            },
+        )
+        api.create_virtual_service(
+            meshName="demo",
+            virtualServiceName=f"{name}.demo.local",
+            spec={"provider": {"virtualRouter": {"virtualRouterName": name}}},
+        )
+    backends = ("color", "echo", "flaky", "slow")
+    api.update_virtual_node(
+        meshName="demo",
+        virtualNodeName="client",
+        spec={
+            "backends": [
+                {"virtualService": {"virtualServiceName": f"{b}.demo.local"}} for b in backends
+            ]
+        },
+    )
+    for name in ("flaky", "slow"):
+        mesh.wait(
+            lambda n=name: mesh.resolves("client", f"{n}.demo.local").startswith("240.240."),
+            f"{name}'s VIP",
+        )
+    flaky = "http://flaky.demo.local:8090/"
+    mesh.wait(
+        lambda: "flaky" in mesh.caller("client", flaky, "--count", "2")["answers"],
+        "the flaky service to be reachable",
+    )
+    # every second answer of the app is a 503: the route's retries hide them all
+    assert mesh.caller("client", flaky, "--count", "20")["answers"] == {"flaky": 20}
+    retries = mesh.stats("client")["cluster.cds_egress_demo_blue_http_8090.upstream_rq_retry"]
+    assert retries >= 10
+    slow = mesh.curl("client", "http://slow.demo.local:8091/", "-w", "\\n%{http_code}")
+    assert slow.stdout.splitlines()[-1] == "504", slow.stdout
+    assert "upstream request timeout" in slow.stdout
+
+
 def test_sidecar_killed_recovery(mesh: CapturedMesh) -> None:
     """Envoy killed: the runner removes the rules. The runner killed (SIGKILL): the rules stay,
     connections are refused at once, and 'proxy-init disable' restores the host."""
