@@ -105,3 +105,10 @@ def test_capture_latency_benchmark_runs() -> None:
     for path in ("direct", "explicit egress", "captured"):
         assert f"\n{path} " in out, out
     assert "captured Envoy" in out
+
+
+def test_abuse_benchmark_runs() -> None:
+    out = run_bench("bench.abuse", "--idle", "1", "--scale", "0.02")
+    assert "idle (baseline)" in out
+    assert "7. 600 xDS streams naming meshes that do not exist" in out
+    assert "| 0 (" not in out  # every attack row had probes answered

@@ -52,9 +52,10 @@ def _number(query: dict[str, str], name: str, default: float, low: float, high: 
     if raw is None:
         return default
     try:
-        value = float(raw)
+        value = int(raw) if isinstance(default, int) else float(raw)
     except ValueError:
-        raise BadRequestError(f"{name}: must be a number (got {raw!r})") from None
+        kind = "a whole number" if isinstance(default, int) else "a number"
+        raise BadRequestError(f"{name}: must be {kind} (got {raw!r})") from None
     if not math.isfinite(value) or not low <= value <= high:
         raise BadRequestError(f"{name}: must be between {low:g} and {high:g}")
     return value

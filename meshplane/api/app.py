@@ -25,7 +25,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Match, Route
 
 from meshplane.api.admin import AdminApi
 from meshplane.api.appmesh import AppMeshApi, error_response, json_response
@@ -34,7 +34,7 @@ from meshplane.api.cloudmap import CloudMapApi, DnsLookupApi
 from meshplane.api.extensions import ExtensionsApi, ProxyStatusSource
 from meshplane.api.limits import HttpLimits
 from meshplane.api.openapi import openapi_document
-from meshplane.errors import NotFoundError
+from meshplane.errors import BadRequestError, NotFoundError
 from meshplane.manifests import ManifestLimits
 from meshplane.service.cloudmap import CloudMapService
 from meshplane.service.dns_answers import Answers
@@ -84,9 +84,27 @@ def build_app(
         return Response(data, media_type=CONTENT_TYPE_LATEST)
 
     async def not_found(request: Request, _: Any = None) -> Response:
+        allowed = sorted(
+            {
+                method
+                for route in routes[:-1]
+                if isinstance(route, Route)
+                and not route.path.endswith("{rest:path}")
+                and route.matches(request.scope)[0] is Match.PARTIAL
+                for method in route.methods or ()
+                if method != "HEAD"
+            }
+        )
+        if allowed:  # the path exists, not with this method
+            response = error_response(
+                BadRequestError(f"{request.method} is not allowed here; use {allowed}")
+            )
+            response.status_code = 405
+            response.headers["Allow"] = ", ".join(allowed)
+            return response
         return error_response(NotFoundError(f"nothing at {request.url.path!r}"))
 
-    methods = ["GET", "PUT", "POST", "DELETE", "PATCH", "HEAD"]
+    methods = ["GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS", "TRACE"]
     routes: list[BaseRoute] = [
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),

@@ -86,11 +86,14 @@ _INLINE_JSON = 64 * 1024
 """Bodies up to this size are parsed on the event loop; larger ones in a worker thread."""
 
 
-async def read_json_body(request: Request) -> dict[str, Any]:
-    """The JSON object of the request body ({} when empty), under the app's limits."""
+async def read_json_body(request: Request, *, required: bool = False) -> dict[str, Any]:
+    """The JSON object of the request body ({} when empty, unless ``required``), under the
+    app's limits."""
     limits = limits_of(request)
     raw = await read_body(request, limits)
     if not raw.strip():
+        if required:
+            raise BadRequestError("request body: is required (a JSON object)")
         return {}
     if len(raw) <= _INLINE_JSON:
         body = parse_json(raw, limits)
@@ -146,10 +149,14 @@ class AppMeshApi:
                         BadRequestError(f"{request.method} is not allowed here; use {methods}")
                     )
                     response.status_code = 405
+                    response.headers["Allow"] = ", ".join(methods)
                     return response
                 raise NotFoundError(f"no App Mesh operation at {request.method} {path}")
             op, labels = found
-            body = await read_json_body(request) if request.method == "PUT" else {}
+            body = await read_json_body(request, required=True) if request.method == "PUT" else {}
+            for member in ("clientToken", "tags", "tagKeys"):
+                if member in body and body[member] is None:
+                    raise BadRequestError(f"{member}: must not be null (leave it out instead)")
             query = dict(request.query_params)
             caller = dataclasses.replace(self.caller, principal=principal_of(request))
             if op.action in _READS:  # served from the store's in-memory read model

@@ -37,6 +37,9 @@ Handler = Callable[[Request], Any]
 def _documents(body: dict[str, Any], limits: ManifestLimits) -> list[Manifest]:
     """The manifests of an apply/delete body, under ``limits`` (in a worker thread: parsing
     YAML is slow pure Python, and must not hold up the event loop)."""
+    unknown = sorted(set(body) - {"documents", "dryRun"})
+    if unknown:
+        raise BadRequestError(f"{unknown[0]}: unknown member (expected documents, dryRun)")
     docs = body.get("documents")
     if not isinstance(docs, list):
         raise BadRequestError("documents: is required, a list of {source, text}")
@@ -48,10 +51,13 @@ def _documents(body: dict[str, Any], limits: ManifestLimits) -> list[Manifest]:
     for i, doc in enumerate(docs):
         if not isinstance(doc, dict) or not isinstance(doc.get("text"), str):
             raise BadRequestError(f"documents[{i}]: must be an object with a text member")
-        source = doc.get("source")
-        manifests += parse_documents(
-            doc["text"], source if isinstance(source, str) else "-", limits
-        )
+        extra = sorted(set(doc) - {"source", "text"})
+        if extra:
+            raise BadRequestError(f"documents[{i}].{extra[0]}: unknown member (source, text)")
+        source = doc.get("source", "-")
+        if not isinstance(source, str):
+            raise BadRequestError(f"documents[{i}].source: must be a string")
+        manifests += parse_documents(doc["text"], source, limits)
         if len(manifests) > limits.max_documents:
             raise BadRequestError(
                 f"documents: more than {limits.max_documents} objects (the limit per apply)"
@@ -103,8 +109,10 @@ class ExtensionsApi:
         return await self._manifests(request, remove=True)
 
     async def _manifests(self, request: Request, *, remove: bool) -> dict[str, Any]:
-        body = await read_json_body(request)
-        dry_run = bool(body.get("dryRun", False))
+        body = await read_json_body(request, required=True)
+        dry_run = body.get("dryRun", False)
+        if not isinstance(dry_run, bool):
+            raise BadRequestError("dryRun: must be true or false")
         action = "delete manifests" if remove else "apply manifests"
         self.manifests.require(principal_of(request), dry_run=dry_run, action=action)
         manifests = await run_in_threadpool(_documents, body, self.limits)
@@ -121,7 +129,9 @@ class ExtensionsApi:
     async def label_namespace(self, request: Request) -> dict[str, Any]:
         principal_of(request).require_anywhere(Role.EDITOR, "label namespaces")
         name = inputs.resource_name(request.path_params["name"], "name")
-        body = await read_json_body(request)
+        body = await read_json_body(request, required=True)
+        if sorted(set(body) - {"labels"}):
+            raise BadRequestError(f"{sorted(set(body) - {'labels'})[0]}: unknown member (labels)")
         labels = body.get("labels")
         if not isinstance(labels, dict) or not all(
             isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in labels.items()

@@ -29,6 +29,8 @@ def resource_name(value: Any, field: str) -> str:
         raise BadRequestError(f"{field}: must be 1 to 255 characters long (got {len(value)})")
     if "/" in value or any(ord(c) < 32 or ord(c) == 127 for c in value):
         raise BadRequestError(f"{field}: must not contain '/' or control characters")
+    if value in (".", ".."):
+        raise BadRequestError(f"{field}: must not be '.' or '..' (no URL can name it)")
     if lone_surrogate(value) is not None:
         raise BadRequestError(f"{field}: must be Unicode text (it holds a lone UTF-16 surrogate)")
     return value
@@ -54,7 +56,7 @@ def client_token(value: Any) -> str | None:
 
 
 def account_id(value: Any, field: str = "meshOwner") -> str | None:
-    if value is None or value == "":
+    if value is None:
         return None
     if not isinstance(value, str) or not _ACCOUNT.match(value):
         raise BadRequestError(f"{field}: must be a 12-digit account ID")
@@ -99,7 +101,7 @@ def tag_keys(value: Any, field: str = "tagKeys") -> list[str]:
 
 
 def limit(value: Any, maximum: int, field: str = "limit") -> int:
-    if value is None or value == "":
+    if value is None:
         return maximum
     try:
         number = int(value)
@@ -116,8 +118,10 @@ def encode_token(position: str) -> str:
 
 
 def decode_token(value: Any, field: str = "nextToken") -> str | None:
-    if value is None or value == "":
+    if value is None:
         return None
+    if value == "":
+        raise BadRequestError(f"{field}: must not be empty (leave it out for the first page)")
     if not isinstance(value, str):
         raise BadRequestError(f"{field}: is not a token this server issued")
     try:
