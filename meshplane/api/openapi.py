@@ -336,6 +336,7 @@ def _own_paths() -> dict[str, dict[str, Any]]:
         ("documents",),
     )
     mesh_query = {"mesh": _name_schema()}
+    mesh = {"name": "mesh", "in": "query", "required": True, "schema": _name_schema()}
     token_ttl = {"type": "integer", "minimum": 1, "maximum": 366 * 86400}
     return {
         "/healthz": {"get": _own("Health", "Liveness and the store revision", public=True)},
@@ -469,6 +470,57 @@ def _own_paths() -> dict[str, dict[str, Any]]:
                 "parameters": [
                     {"name": "mesh", "in": "query", "required": True, "schema": _name_schema()},
                     {"name": "seconds", "in": "query", "schema": {"type": "number", "minimum": 1}},
+                ],
+            }
+        },
+        f"{v1}/dns/lookup": {
+            "get": {
+                **_own("DnsLookup", "What the mesh DNS server answers for a name, and why"),
+                "parameters": [
+                    {
+                        "name": "name",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 253},
+                    },
+                    {"name": "type", "in": "query", "schema": {"type": "string"}},
+                ],
+            }
+        },
+        **{
+            f"{v1}/console/{what}": {"get": {**_own(operation, summary), "parameters": [mesh]}}
+            for what, operation, summary in (
+                ("graph", "ConsoleGraph", "The console's service graph of a mesh"),
+                ("resources", "ConsoleResources", "The console's resource list of a mesh"),
+            )
+        },
+        f"{v1}/console/events": {
+            "get": {
+                **_own("ConsoleEvents", "Server-sent events of a mesh", media="text/event-stream"),
+                "parameters": [mesh],
+            }
+        },
+        "/console": {
+            "get": _own(
+                "Console", "The web console", media="text/html", error_media="*/*", public=True
+            )
+        },
+        "/console/": {
+            "get": _own(
+                "ConsoleSlash", "The web console", media="text/html", error_media="*/*", public=True
+            )
+        },
+        "/console/assets/{name}": {
+            "get": {
+                **_own(
+                    "ConsoleAsset",
+                    "A file of the web console",
+                    media="*/*",
+                    error_media="*/*",
+                    public=True,
+                ),
+                "parameters": [
+                    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
                 ],
             }
         },

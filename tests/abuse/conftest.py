@@ -18,7 +18,7 @@ from tests.support.server import MeshplaneServer
 @pytest.fixture(scope="module")
 def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshplaneServer]:
     data = tmp_path_factory.mktemp("abuse") / "data"
-    srv = MeshplaneServer(data, extra_args=["--require-proxy-auth"]).start()
+    srv = MeshplaneServer(data, extra_args=["--require-proxy-auth"]).start(timeout=120)
     try:
         yield srv
     finally:

@@ -30,7 +30,7 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshplaneServer]
             "MESHPLANE_KEEP_ALIVE_TIMEOUT": "1s",
             "MESHPLANE_MAX_CONNECTIONS": "200",
         },
-    ).start()
+    ).start(timeout=120)
     try:
         yield srv
     finally:

@@ -29,7 +29,7 @@ def open_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshplaneS
             "MESHPLANE_XDS_FIRST_REQUEST_TIMEOUT": "1s",
             "MESHPLANE_XDS_STREAMS_PER_PEER": "40",
         },
-    ).start()
+    ).start(timeout=120)
     try:
         yield srv
     finally:
