@@ -341,6 +341,14 @@ def _own_paths() -> dict[str, dict[str, Any]]:
     return {
         "/healthz": {"get": _own("Health", "Liveness and the store revision", public=True)},
         "/openapi.json": {"get": _own("OpenApi", "This document", public=True)},
+        "/readyz": {
+            "get": _own(
+                "Ready", "Whether this replica can serve (503 with the reason if not)", public=True
+            )
+        },
+        f"{v1}/fleet": {
+            "get": _own("Fleet", "This replica, its store, its lag and the duty lease")
+        },
         "/metrics": {
             "get": _own(
                 "Metrics",
