@@ -211,9 +211,7 @@ class DemoPorts:
 
 
 def _apply(application: Application, text: str, source: str) -> None:
-    from meshplane.service.apply import ManifestService
-
-    ManifestService(application.store).apply(
+    application.manifests.apply(
         parse_documents(text, source), caller=application.caller, dry_run=False
     )
 

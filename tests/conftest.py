@@ -11,31 +11,10 @@ from typing import Any
 
 import pytest
 
-from tests.support.postgres import PostgresServer
 from tests.support.server import MeshplaneServer
+from tests.support.stores import BACKENDS, database_url, postgres, store
 
-BACKENDS = ["sqlite", "postgresql"]
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    """One real PostgreSQL server for the session (each test takes its own database)."""
-    server = PostgresServer().start()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
-@pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A new, empty database of each backend: the store's conformance parameter."""
-    if request.param == "sqlite":
-        data = tmp_path / "sqlite"
-        data.mkdir()
-        return f"sqlite:///{data / 'meshplane.db'}"
-    server: PostgresServer = request.getfixturevalue("postgres")
-    return server.create_database()
+__all__ = ["database_url", "postgres", "store"]  # fixtures of tests.support.stores
 
 
 API_SUITES = {"tests.test_api_boto3", "tests.test_api_awscli", "tests.test_cli_manifests"}

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import pytest
 from prometheus_client import CollectorRegistry
 
 from meshplane.control import ControlLoop
@@ -19,7 +17,7 @@ from meshplane.model.kinds import Kind, ResourceKey
 from meshplane.service.access import ANONYMOUS
 from meshplane.service.arns import Partition
 from meshplane.service.resources import Caller, ResourceService
-from meshplane.store import SqlStore, open_store
+from meshplane.store import SqlStore
 from meshplane.xds import ProxyConnection, SnapshotCache, parse_node_id, types
 
 CALLER = Caller("000000000000", ANONYMOUS)
@@ -44,13 +42,6 @@ def node_spec(host: str, backends: tuple[str, ...] = ()) -> dict[str, Any]:
         "serviceDiscovery": {"dns": {"hostname": host}},
         "backends": [{"virtualService": {"virtualServiceName": b}} for b in backends],
     }
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Any:
-    s = open_store(data_dir=tmp_path)
-    yield s
-    s.close()
 
 
 def translations(registry: CollectorRegistry) -> float:

@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from cryptography import x509
 from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from prometheus_client import CollectorRegistry
@@ -20,7 +19,7 @@ from meshplane.identity import IdentitySettings, MeshIdentities
 from meshplane.model.kinds import Kind, ResourceKey
 from meshplane.service.arns import Partition
 from meshplane.service.resources import Caller, ResourceService
-from meshplane.store import SqlStore, open_store
+from meshplane.store import SqlStore
 from meshplane.translate import MTLS_TAG
 from meshplane.xds import ProxyConnection, Snapshot, SnapshotCache, parse_node_id, types
 
@@ -44,13 +43,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Any:
-    s = open_store(data_dir=tmp_path / "db")
-    yield s
-    s.close()
 
 
 def connection(stream_id: int, node: str) -> ProxyConnection:

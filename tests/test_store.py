@@ -1,6 +1,7 @@
 """The store's conformance suite, run against every backend (embedded SQLite and a real
-PostgreSQL server): atomic units of work, concurrent writers that lose no update, the awaitable
-change feed, and several stores sharing one database (replicas) that follow each other's writes.
+PostgreSQL server, see ``BACKENDS`` in ``tests/support/stores.py``): atomic units of work, concurrent writers that lose no update, the awaitable
+change feed, namespaces, manifests, API and idempotency tokens and the audit log committed
+with their unit of work, and several stores sharing one database (replicas) that follow each other's writes.
 Also SQLite's durability across a server restart and its data-directory lock."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 
 from meshplane.errors import ConflictError
 from meshplane.model.kinds import Kind, ResourceKey
-from meshplane.store import ChangeOp, SqlStore, open_store
+from meshplane.store import ApiToken, ChangeOp, Namespace, SqlStore, open_store
 from tests.support.server import MeshplaneServer
 
 OWNER = "000000000000"
@@ -24,13 +25,6 @@ MESH = ResourceKey(Kind.MESH, "m", "m")
 
 def node(name: str) -> ResourceKey:
     return ResourceKey(Kind.VIRTUAL_NODE, "m", name)
-
-
-@pytest.fixture
-def store(database_url: str) -> Any:
-    s = open_store(url=database_url)
-    yield s
-    s.close()
 
 
 def test_sqlite_runs_in_wal_mode_with_full_sync(tmp_path: Path) -> None:
@@ -208,3 +202,73 @@ def test_second_server_on_same_data_dir_is_refused(tmp_path: Path) -> None:
             second.start(timeout=20)
     finally:
         first.stop()
+
+
+def test_reads_list_by_kind_mesh_and_page(store: SqlStore) -> None:
+    def create(tx: Any) -> None:
+        tx.create(MESH, {}, mesh_owner=OWNER, resource_owner=OWNER)
+        for name in ("c", "a", "b"):
+            tx.create(node(name), {}, mesh_owner=OWNER, resource_owner=OWNER)
+
+    store.transact(create)
+    assert [r.key.name for r in store.list_kind(Kind.VIRTUAL_NODE, "m")] == ["a", "b", "c"]
+    page = store.list_kind(Kind.VIRTUAL_NODE, "m", after="a", limit=1)
+    assert [r.key.name for r in page] == ["b"]
+    assert store.list_kind(Kind.VIRTUAL_NODE, "other") == []
+    assert {r.key for r in store.mesh_records("m")} == {MESH, node("a"), node("b"), node("c")}
+
+
+def test_namespaces_manifests_tokens_and_audit_commit_with_their_unit_of_work(
+    database_url: str,
+) -> None:
+    token = ApiToken("T1", "m", "admin", "hash", "sealed", "ops", 1.0, "root")
+    store = open_store(url=database_url)
+
+    def work(tx: Any) -> None:
+        tx.put_namespace(Namespace("ns", {"mesh": "m"}))
+        tx.put_manifest("Mesh", "", "m", {"kind": "Mesh"}, "m.yaml")
+        tx.put_api_token(token)
+        tx.remember_client_token("ct", "fingerprint", {"answer": 1})
+        tx.audit("root", "CreateMesh", mesh="m", resource="mesh/m", version=1)
+        assert tx.api_token("T1") == token  # a transaction reads its own writes
+        assert tx.client_token("ct") == ("fingerprint", {"answer": 1})
+
+    def failing(tx: Any) -> None:
+        tx.put_namespace(Namespace("doomed"))
+        tx.put_api_token(ApiToken("T2", "m", "viewer", "h", "s", "", 1.0, "root"))
+        tx.audit("root", "Doomed", mesh="m", resource="mesh/m")
+        raise ValueError("rolled back")
+
+    try:
+        store.transact(work)
+        with pytest.raises(ValueError, match="rolled back"):
+            store.transact(failing)
+    finally:
+        store.close()
+    reopened = open_store(url=database_url)
+    try:
+        assert [(n.name, dict(n.labels)) for n in reopened.namespaces()] == [("ns", {"mesh": "m"})]
+        manifests = reopened.manifests()
+        assert [(m.kind, m.name, dict(m.body), m.source) for m in manifests] == [
+            ("Mesh", "m", {"kind": "Mesh"}, "m.yaml")
+        ]
+        assert reopened.api_token("T1") == token
+        assert reopened.api_token("T2") is None
+        assert reopened.api_tokens() == [token]
+        entries = reopened.audit_log()
+        assert [(e.principal, e.operation, e.mesh, e.resource, e.version) for e in entries] == [
+            ("root", "CreateMesh", "m", "mesh/m", 1)
+        ]
+        assert reopened.audit_log(meshes=["other"]) == []
+        assert reopened.audit_log(after=entries[0].seq) == []
+        assert reopened.transact(lambda tx: tx.client_token("ct")) == (
+            "fingerprint",
+            {"answer": 1},
+        )
+        reopened.transact(
+            lambda tx: (tx.delete_api_token("T1"), tx.delete_manifest("Mesh", "", "m"))
+        )
+        assert reopened.api_tokens() == []
+        assert reopened.manifests() == []
+    finally:
+        reopened.close()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from meshplane.control import ControlLoop
 from meshplane.control.loop import snapshot_key
 from meshplane.model.kinds import Kind, ResourceKey
-from meshplane.store import SqlStore, open_store
+from meshplane.store import SqlStore
 from meshplane.xds import (
     ProxyConnection,
     SnapshotCache,
@@ -138,13 +137,6 @@ def test_loop_keys_by_identity_and_translation_options_only() -> None:
     assert snapshot_key(connection({"meshplane": {"egress_port": "x"}})) == snapshot_key(
         connection({"meshplane": {}})
     )
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Any:
-    s = open_store(data_dir=tmp_path)
-    yield s
-    s.close()
 
 
 async def test_control_loop_translates_each_replica_for_its_address(store: SqlStore) -> None:

@@ -26,6 +26,7 @@ from meshplane.errors import BadRequestError
 from meshplane.service import inputs
 from meshplane.service.access import ALL_MESHES, Role
 from meshplane.service.tokens import TokenService, describe
+from meshplane.store.protocols import AuditLog
 from meshplane.store.records import AuditEntry
 
 log = logging.getLogger(__name__)
@@ -64,8 +65,9 @@ def _number(query: dict[str, str], name: str, default: float, low: float, high: 
 class AdminApi:
     """Token management and the audit log."""
 
-    def __init__(self, tokens: TokenService) -> None:
+    def __init__(self, tokens: TokenService, audit_log: AuditLog) -> None:
         self.tokens = tokens
+        self.audit_log = audit_log
 
     def routes(self) -> list[BaseRoute]:
         prefix = "/meshplane/v1"
@@ -119,7 +121,7 @@ class AdminApi:
         after = int(_number(query, "after", 0, 0, 2**62))
         limit = int(_number(query, "limit", 100, 1, MAX_AUDIT_PAGE))
         entries = await run_in_threadpool(
-            self.tokens.store.audit_log,
+            self.audit_log.audit_log,
             meshes=meshes,
             since=since if since >= 0 else None,
             after=after,

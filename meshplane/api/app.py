@@ -36,10 +36,12 @@ from meshplane.api.limits import HttpLimits
 from meshplane.api.openapi import openapi_document
 from meshplane.errors import BadRequestError, NotFoundError
 from meshplane.manifests import ManifestLimits
+from meshplane.service.apply import ManifestService
 from meshplane.service.cloudmap import CloudMapService
 from meshplane.service.dns_answers import Answers
 from meshplane.service.resources import Caller, ResourceService
 from meshplane.service.tokens import TokenService
+from meshplane.store.protocols import AuditLog
 
 log = logging.getLogger(__name__)
 
@@ -55,20 +57,23 @@ def _any_path(path: str, endpoint: Callable[..., Any], methods: list[str]) -> Ro
 def build_app(
     service: ResourceService,
     caller: Caller,
+    manifests: ManifestService,
     *,
     registry: CollectorRegistry | None = None,
     proxies: ProxyStatusSource | None = None,
     lifespan: Any = None,
     extra_routes: Sequence[BaseRoute] = (),
     tokens: TokenService | None = None,
+    audit_log: AuditLog | None = None,
     require_auth: bool = False,
     limits: HttpLimits | None = None,
     manifest_limits: ManifestLimits | None = None,
 ) -> Starlette:
-    """The application; without ``tokens``, an open API for ``caller`` (in-process tests)."""
+    """The application; without ``tokens``, an open API for ``caller`` (in-process tests).
+    With ``tokens``, ``audit_log`` is the log the admin API reads."""
     limits = limits or HttpLimits()
     appmesh = AppMeshApi(service, caller)
-    extensions = ExtensionsApi(service, caller, proxies=proxies, limits=manifest_limits)
+    extensions = ExtensionsApi(service, caller, manifests, proxies=proxies, limits=manifest_limits)
     cloud_map = CloudMapApi(CloudMapService(service.store, service.partition), caller)
     dns_lookup = DnsLookupApi(Answers(service.store))
     document = openapi_document()
@@ -113,7 +118,11 @@ def build_app(
         Route("/meshplane/v1/dns/lookup", dns_lookup.handle, methods=["GET"]),
         _any_path("/v20190125/{rest:path}", appmesh.handle, methods),
         *extensions.routes(),
-        *(AdminApi(tokens).routes() if tokens is not None else []),
+        *(
+            AdminApi(tokens, audit_log).routes()
+            if tokens is not None and audit_log is not None
+            else []
+        ),
         *extra_routes,
         _any_path("/{rest:path}", not_found, methods),
     ]

@@ -36,7 +36,7 @@ from meshplane.api import sigv4
 from meshplane.errors import BadRequestError, MeshplaneError, UnauthorizedError
 from meshplane.service.access import ALL_MESHES, ANONYMOUS, Principal, Role
 from meshplane.service.tokens import TokenService, check_bearer, token_principal
-from meshplane.store.base import Reader
+from meshplane.store.protocols import TokenReader
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class Authenticator:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.tokens = tokens
-        self.store: Reader = tokens.store
+        self.store: TokenReader = tokens.store
         self.required = required
         self._clock = clock
 

@@ -78,13 +78,14 @@ class ExtensionsApi:
         self,
         service: ResourceService,
         caller: Caller,
+        manifests: ManifestService,
         *,
         proxies: ProxyStatusSource | None = None,
         limits: ManifestLimits | None = None,
     ) -> None:
         self.limits = limits or ManifestLimits()
-        self.manifests = ManifestService(service.store)
-        self.store = service.store
+        self.manifests = manifests
+        self.store = manifests.store
         self.caller = caller
         self.proxies = proxies
 

@@ -40,7 +40,7 @@ from meshplane.identity.spiffe import proxy_key
 from meshplane.model.kinds import Kind, ResourceKey
 from meshplane.service import inputs
 from meshplane.service.access import Role
-from meshplane.store.base import Store, Transaction
+from meshplane.store.protocols import ResourceStore, Transaction
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class IdentityApi:
 
     def __init__(
         self,
-        store: Store,
+        store: ResourceStore,
         *,
         tokens: TokenKey | None,
         identities: MeshIdentities | None,

@@ -53,7 +53,7 @@ from meshplane.model.kinds import Kind
 from meshplane.service import inputs
 from meshplane.service.access import Role
 from meshplane.service.arns import Partition
-from meshplane.store.base import Store
+from meshplane.store.protocols import Store
 from meshplane.store.records import Record
 from meshplane.telemetry import TelemetryStore, signals
 

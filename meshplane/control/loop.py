@@ -40,7 +40,7 @@ from meshplane.control.secrets import IdentityProvider, proxy_secrets
 from meshplane.identity import DEFAULT_TRUST_DOMAIN
 from meshplane.model.kinds import Kind, ResourceKey
 from meshplane.store import registry
-from meshplane.store.base import Store
+from meshplane.store.protocols import ResourceStore
 from meshplane.store.records import Change
 from meshplane.translate import (
     MeshSecurity,
@@ -126,7 +126,7 @@ class ControlLoop:
 
     def __init__(
         self,
-        store: Store,
+        store: ResourceStore,
         cache: SnapshotCache,
         *,
         registry: CollectorRegistry | None = None,

@@ -48,6 +48,7 @@ from meshplane.server.proxy_auth import ProxyAuthorizer
 from meshplane.server.settings import Settings, StoreSettings, TlsSettings, is_loopback
 from meshplane.server.status import proxy_status_json
 from meshplane.service.access import ANONYMOUS
+from meshplane.service.apply import ManifestService
 from meshplane.service.arns import Partition
 from meshplane.service.cloudmap import RegistryCollector
 from meshplane.service.dns_answers import Answers
@@ -56,7 +57,7 @@ from meshplane.service.resources import Caller, ResourceService
 from meshplane.service.tokens import KEY_BYTES as TOKEN_KEY_BYTES
 from meshplane.service.tokens import SecretBox, TokenService
 from meshplane.service.vips import VipAllocator, parse_range
-from meshplane.store import SqlStore, open_store
+from meshplane.store import Store, open_store
 from meshplane.store.lease import DutyLease
 from meshplane.store.sql import StoreUnavailableError, describe_url
 from meshplane.store.vault import API_TOKEN_KEY, PROXY_TOKEN_KEY, SealedVault
@@ -97,9 +98,7 @@ class DatabaseUnreachable(MeshplaneError):
     """The database did not answer within the start-up wait."""
 
 
-def open_with_retry(
-    settings: StoreSettings, sleep: Callable[[float], None] = time.sleep
-) -> SqlStore:
+def open_with_retry(settings: StoreSettings, sleep: Callable[[float], None] = time.sleep) -> Store:
     """Open the store; while its database cannot be reached, say so and retry with backoff
     for up to ``settings.database_wait`` seconds."""
     deadline = time.monotonic() + settings.database_wait
@@ -127,7 +126,7 @@ class DnsPortError(MeshplaneError):
     """The DNS server cannot bind its port."""
 
 
-def open_vault(store: SqlStore, settings: StoreSettings) -> SealedVault | None:
+def open_vault(store: Store, settings: StoreSettings) -> SealedVault | None:
     """The sealed identity state in the database when a KEK is given (checked: a replica
     given another KEK than the one that sealed the state refuses to start); None without."""
     kek = Kek.load(settings.kek_file, settings.kek)
@@ -165,13 +164,14 @@ class Application:
         self._lock: IO[str] | None = None
         if settings.store.database_url is None:
             self._lock = lock_data_dir(settings.store.data_dir)
-        self.store: SqlStore = open_with_retry(settings.store)
+        self.store: Store = open_with_retry(settings.store)
         self.partition = Partition(settings.region, settings.account_id)
         self.caller = Caller(settings.account_id, ANONYMOUS)
         self.service = ResourceService(self.store, self.partition)
         self.vault = open_vault(self.store, settings.store)
         self.replica = f"{socket.gethostname()}:{settings.api.port}"
         """This replica's id in the fleet (the duty lease, ``meshplane status``)."""
+        self.manifests = ManifestService(self.store)
         self.tokens: TokenService | None = None
         if settings.auth is not None:
             if self.vault is not None:
@@ -271,6 +271,7 @@ class Application:
         self.app: Starlette = build_app(
             self.service,
             self.caller,
+            self.manifests,
             registry=self.registry,
             proxies=self.proxy_status,
             lifespan=self._lifespan,
@@ -285,6 +286,7 @@ class Application:
             + ConsoleApi(self.store, self.telemetry, self.partition, self.proxy_status).routes()
             + FleetApi(self.store, self.lease, self.replica).routes(),
             tokens=self.tokens,
+            audit_log=self.store,
             require_auth=settings.auth is not None and settings.auth.required,
             limits=settings.api.limits,
             manifest_limits=settings.api.manifests,

@@ -34,7 +34,7 @@ from meshplane.service.resources import (
     update_in,
     write_role,
 )
-from meshplane.store.base import Store, Transaction
+from meshplane.store.protocols import ManifestStore, Transaction
 from meshplane.store.records import Namespace, StoredManifest
 
 _DELETE_ORDER = [
@@ -117,7 +117,7 @@ def _labels(body: Mapping[str, Any]) -> dict[str, str]:
 class ManifestService:
     """Applies and deletes Kubernetes manifests against the store."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: ManifestStore) -> None:
         self.store = store
 
     def apply(self, manifests: Sequence[Manifest], *, caller: Caller, dry_run: bool) -> Outcome:

@@ -50,7 +50,7 @@ from meshplane.service.access import Role
 from meshplane.service.arns import Partition
 from meshplane.service.resources import Caller
 from meshplane.store import registry
-from meshplane.store.base import Reader, Store, Transaction
+from meshplane.store.protocols import ResourceReader, ResourceStore, Transaction
 from meshplane.store.records import Record, Tag
 
 MAX_NAMESPACES = 50
@@ -85,7 +85,7 @@ def _fingerprint(*parts: Any) -> str:
 class CloudMapService:
     """The Cloud Map operations of one store, for one region and account."""
 
-    def __init__(self, store: Store, partition: Partition) -> None:
+    def __init__(self, store: ResourceStore, partition: Partition) -> None:
         self.store = store
         self.partition = partition
         self.operations: dict[str, Handler] = {
@@ -143,7 +143,7 @@ class CloudMapService:
         p = self.partition
         return f"arn:aws:servicediscovery:{p.region}:{p.account_id}:{kind}/{resource_id}"
 
-    def _namespace_shape(self, reader: Reader, record: Record) -> dict[str, Any]:
+    def _namespace_shape(self, reader: ResourceReader, record: Record) -> dict[str, Any]:
         spec = record.spec
         return {
             **{k: spec[k] for k in ("Id", "Name", "Type", "Properties", "CreateDate") if k in spec},
@@ -281,7 +281,7 @@ class CloudMapService:
         ttl = v.soa_ttl(v.struct(request, "Properties"), "Properties", default=15)
         return self._create_namespace(request, caller, "DNS_PUBLIC", name, ttl)
 
-    def _namespace(self, reader: Reader, namespace_id: str, field: str = "Id") -> Record:
+    def _namespace(self, reader: ResourceReader, namespace_id: str, field: str = "Id") -> Record:
         record = registry.namespace(reader, _strip_arn(namespace_id))
         if record is None:
             raise NamespaceNotFoundError(f"{field}: namespace {namespace_id!r} not found")
@@ -359,7 +359,7 @@ class CloudMapService:
 
     # --- services --------------------------------------------------------------------------
 
-    def _service(self, reader: Reader, service_id: str, field: str = "Id") -> Record:
+    def _service(self, reader: ResourceReader, service_id: str, field: str = "Id") -> Record:
         record = registry.service(reader, _strip_arn(service_id))
         if record is None:
             raise ServiceNotFoundError(f"{field}: service {service_id!r} not found")
@@ -663,7 +663,7 @@ class CloudMapService:
         return self.store.transact(work)
 
     @staticmethod
-    def _instance(reader: Reader, service: Record, instance_id: str) -> Record:
+    def _instance(reader: ResourceReader, service: Record, instance_id: str) -> Record:
         record = reader.get(registry.instance_key(service.key.name, instance_id))
         if record is None:
             raise InstanceNotFoundError(
@@ -848,7 +848,7 @@ class CloudMapService:
 
     # --- tags ------------------------------------------------------------------------------
 
-    def _tagged(self, reader: Reader, arn: str) -> Record:
+    def _tagged(self, reader: ResourceReader, arn: str) -> Record:
         prefix = f"arn:aws:servicediscovery:{self.partition.region}:"
         kind, _, resource_id = arn.rpartition(":")[2].partition("/")
         record = None

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from meshplane.store import registry
-from meshplane.store.base import Store
+from meshplane.store.protocols import Store
 from meshplane.store.records import Record
 
 VIP_TTL = 30

@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 from meshplane.model.kinds import REGISTRY_MESH, Kind
 from meshplane.store import registry
-from meshplane.store.base import Store, Transaction
+from meshplane.store.protocols import Store, Transaction
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from meshplane.model.kinds import Kind, ResourceKey
 from meshplane.service import inputs, rules, views
 from meshplane.service.access import Principal, Role
 from meshplane.service.arns import Partition, parse_arn
-from meshplane.store.base import Reader, Store, Transaction
+from meshplane.store.protocols import ResourceReader, ResourceStore, Transaction
 from meshplane.store.records import Record, Tag
 
 MAX_LIST = 100
@@ -64,7 +64,7 @@ def _fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def check_mesh(reader: Reader, mesh: str, mesh_owner: str | None) -> Record:
+def check_mesh(reader: ResourceReader, mesh: str, mesh_owner: str | None) -> Record:
     record = reader.get(ResourceKey(Kind.MESH, mesh, mesh))
     if record is None or (mesh_owner is not None and record.mesh_owner != mesh_owner):
         owner = f" owned by {mesh_owner}" if mesh_owner else ""
@@ -124,7 +124,7 @@ def delete_in(
     return record
 
 
-def _existing(reader: Reader, key: ResourceKey) -> Record:
+def _existing(reader: ResourceReader, key: ResourceKey) -> Record:
     record = reader.get(key)
     if record is None:
         where = f" in mesh {key.mesh!r}" if key.kind is not Kind.MESH else ""
@@ -138,7 +138,7 @@ def _existing(reader: Reader, key: ResourceKey) -> Record:
 class ResourceService:
     """The resource operations of the App Mesh API over one store."""
 
-    def __init__(self, store: Store, partition: Partition) -> None:
+    def __init__(self, store: ResourceStore, partition: Partition) -> None:
         self.store = store
         self.partition = partition
 

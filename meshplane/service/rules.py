@@ -12,7 +12,7 @@ from typing import Any
 
 from meshplane.errors import BadRequestError, NotFoundError, ResourceInUseError
 from meshplane.model.kinds import Kind, ResourceKey
-from meshplane.store.base import Reader
+from meshplane.store.protocols import ResourceReader
 
 ROUTE_PROTOCOLS = {
     "httpRoute": "http",
@@ -22,7 +22,7 @@ ROUTE_PROTOCOLS = {
 }
 
 
-def _require(reader: Reader, key: ResourceKey, field: str) -> None:
+def _require(reader: ResourceReader, key: ResourceKey, field: str) -> None:
     if reader.get(key) is None:
         raise NotFoundError(
             f"{field}: {key.kind.title} {key.name!r} not found in mesh {key.mesh!r}"
@@ -92,7 +92,7 @@ def _route_fits(route_spec: Mapping[str, Any], listeners: list[Any], router: str
     return None
 
 
-def check_references(reader: Reader, key: ResourceKey, spec: Mapping[str, Any]) -> None:
+def check_references(reader: ResourceReader, key: ResourceKey, spec: Mapping[str, Any]) -> None:
     """Check what a resource about to be created or updated refers to."""
     mesh = key.mesh
     if key.kind is Kind.VIRTUAL_SERVICE:
@@ -133,7 +133,7 @@ def check_references(reader: Reader, key: ResourceKey, spec: Mapping[str, Any]) 
                 )
 
 
-def check_deletable(reader: Reader, key: ResourceKey) -> None:
+def check_deletable(reader: ResourceReader, key: ResourceKey) -> None:
     """Raise ResourceInUseError if something still depends on ``key``."""
     mesh = key.mesh
     if key.kind is Kind.MESH:

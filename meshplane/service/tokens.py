@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from meshplane.errors import BadRequestError, NotFoundError
 from meshplane.service import inputs
 from meshplane.service.access import ALL_MESHES, Grant, Principal, Role
-from meshplane.store.base import Reader, Store, Transaction
+from meshplane.store.protocols import TokenReader, TokenStore, Transaction
 from meshplane.store.records import ApiToken
 
 ID_PREFIX = "MPT"
@@ -87,7 +87,7 @@ def token_principal(token: ApiToken) -> Principal:
     return Principal(token.id, (Grant(token.mesh, Role(token.role)),))
 
 
-def check_bearer(reader: Reader, value: str) -> ApiToken | None:
+def check_bearer(reader: TokenReader, value: str) -> ApiToken | None:
     """The token a bearer value names, if its secret is right."""
     parts = split_bearer(value)
     if parts is None:
@@ -153,7 +153,7 @@ def _new_id() -> str:
 class TokenService:
     """Issues, lists and revokes API tokens; each change is audited in its transaction."""
 
-    def __init__(self, store: Store, box: SecretBox, *, clock: Callable[[], float]) -> None:
+    def __init__(self, store: TokenStore, box: SecretBox, *, clock: Callable[[], float]) -> None:
         self.store = store
         self.box = box
         self._clock = clock

@@ -22,7 +22,7 @@ import logging
 from meshplane.errors import LimitExceededError
 from meshplane.model.kinds import Kind
 from meshplane.store import registry
-from meshplane.store.base import Store, Transaction
+from meshplane.store.protocols import Store, Transaction
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ the registry shares the mesh's transactions, revisions, change feed and audit lo
 IP is a record of kind ``VIRTUAL_IP`` in its virtual service's mesh, named after the service,
 whose spec is ``{"ip": "240.240.0.7"}``.
 
-This module is the registry's read protocol: typed look-ups over any ``Reader`` (the store or
-a transaction).  Used by the Cloud Map service, the DNS server, the VIP allocator and the
+This module is the registry's read protocol: typed look-ups over any ``ResourceReader`` (the
+store or a transaction).  Used by the Cloud Map service, the DNS server, the VIP allocator and the
 control loop (endpoints).
 """
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from meshplane.model.kinds import REGISTRY_MESH, Kind, ResourceKey
-from meshplane.store.base import Reader
+from meshplane.store.protocols import ResourceReader
 from meshplane.store.records import Record
 
 HEALTHY = "HEALTHY"
@@ -92,11 +92,11 @@ def instance_of(record: Record, service: Mapping[str, Any]) -> Instance:
     )
 
 
-def namespaces(reader: Reader) -> list[Record]:
+def namespaces(reader: ResourceReader) -> list[Record]:
     return reader.list_kind(Kind.CLOUD_MAP_NAMESPACE, REGISTRY_MESH, "")
 
 
-def namespace(reader: Reader, namespace_id: str) -> Record | None:
+def namespace(reader: ResourceReader, namespace_id: str) -> Record | None:
     return reader.get(namespace_key(namespace_id))
 
 
@@ -106,19 +106,19 @@ def http_name(record: Record) -> str:
     return str(properties.get("HttpProperties", {}).get("HttpName") or record.spec["Name"])
 
 
-def namespace_by_http_name(reader: Reader, name: str) -> Record | None:
+def namespace_by_http_name(reader: ResourceReader, name: str) -> Record | None:
     return next((r for r in namespaces(reader) if http_name(r) == name), None)
 
 
-def namespaces_named(reader: Reader, name: str) -> list[Record]:
+def namespaces_named(reader: ResourceReader, name: str) -> list[Record]:
     return [r for r in namespaces(reader) if r.spec.get("Name") == name]
 
 
-def services(reader: Reader, namespace_id: str | None = None) -> list[Record]:
+def services(reader: ResourceReader, namespace_id: str | None = None) -> list[Record]:
     return reader.list_kind(Kind.CLOUD_MAP_SERVICE, REGISTRY_MESH, namespace_id)
 
 
-def service(reader: Reader, service_id: str) -> Record | None:
+def service(reader: ResourceReader, service_id: str) -> Record | None:
     """A service by id (its namespace is found through the id index of every namespace)."""
     for found in services(reader):
         if found.key.name == service_id:
@@ -126,7 +126,7 @@ def service(reader: Reader, service_id: str) -> Record | None:
     return None
 
 
-def service_named(reader: Reader, namespace_id: str, name: str) -> Record | None:
+def service_named(reader: ResourceReader, namespace_id: str, name: str) -> Record | None:
     wanted = name.lower()
     return next(
         (r for r in services(reader, namespace_id) if str(r.spec["Name"]).lower() == wanted),
@@ -135,14 +135,14 @@ def service_named(reader: Reader, namespace_id: str, name: str) -> Record | None
 
 
 def instance_records(
-    reader: Reader, service_id: str, *, after: str | None = None, limit: int | None = None
+    reader: ResourceReader, service_id: str, *, after: str | None = None, limit: int | None = None
 ) -> list[Record]:
     return reader.list_kind(
         Kind.CLOUD_MAP_INSTANCE, REGISTRY_MESH, service_id, after=after, limit=limit
     )
 
 
-def instances(reader: Reader, service_record: Record) -> list[Instance]:
+def instances(reader: ResourceReader, service_record: Record) -> list[Instance]:
     return [
         instance_of(r, service_record.spec)
         for r in instance_records(reader, service_record.key.name)
@@ -150,7 +150,7 @@ def instances(reader: Reader, service_record: Record) -> list[Instance]:
 
 
 def discover(
-    reader: Reader, namespace_name: str, service_name: str
+    reader: ResourceReader, namespace_name: str, service_name: str
 ) -> tuple[Record, Record, list[Instance]] | None:
     """The namespace (by HttpName), the service and its instances, or None."""
     ns = namespace_by_http_name(reader, namespace_name)
@@ -162,7 +162,7 @@ def discover(
     return ns, svc, instances(reader, svc)
 
 
-def vips(reader: Reader, mesh: str | None = None) -> dict[tuple[str, str], str]:
+def vips(reader: ResourceReader, mesh: str | None = None) -> dict[tuple[str, str], str]:
     """``(mesh, virtual service) -> VIP`` of every allocated virtual IP (of ``mesh``)."""
     return {
         (r.key.mesh, r.key.name): str(r.spec["ip"])

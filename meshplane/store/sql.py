@@ -15,10 +15,10 @@ gets ``ConflictException``).  Between writes, a follower thread catches up too: 
 PostgreSQL's ``LISTEN/NOTIFY`` and, in case a notification was missed or the connection was
 lost, every ``follow_interval`` seconds (SQLite followers, e.g. xDS worker processes, poll).
 
-Reads are served from the in-memory read model (``meshplane.store.memory``).  A database that
-cannot be reached makes writes fail with ``ServiceUnavailableException`` and nothing of the
+Reads are served from the in-memory read model (``meshplane.store.read_model``).  A database
+that cannot be reached makes writes fail with ``ServiceUnavailableException`` and nothing of the
 batch is kept; the store recovers by itself when the database is back.  Built by
-``meshplane.server``; used through ``meshplane.store.base``.
+``meshplane.server``; used through ``meshplane.store.protocols``.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from sqlalchemy.engine import Connection, Engine
 from meshplane.errors import ServiceUnavailableError
 from meshplane.model.kinds import Kind, ResourceKey
 from meshplane.store import migrate
-from meshplane.store.memory import Overlay, ReadModel
+from meshplane.store.read_model import Overlay, ReadModel
 from meshplane.store.records import (
     ApiToken,
     AuditEntry,
@@ -123,7 +123,7 @@ _Job = tuple[Callable[[Any], Any], "Future[Any]"]
 
 
 class SqlStore:
-    """The SQL implementation of ``meshplane.store.base.Store``."""
+    """The SQL implementation of ``meshplane.store.protocols.Store``."""
 
     def __init__(
         self, url: str, *, follow: bool | None = None, follow_interval: float = 1.0

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 
 from meshplane.errors import ConflictError, NotFoundError
 from meshplane.model.kinds import Kind, ResourceKey
-from meshplane.store.memory import ManifestKey, Overlay, ReadModel
+from meshplane.store.read_model import ManifestKey, Overlay, ReadModel
 from meshplane.store.records import (
     ApiToken,
     Change,

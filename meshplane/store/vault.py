@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from meshplane.identity.sealing import Kek
-from meshplane.store.base import Store
+from meshplane.store.protocols import Store
 
 CHECK = "kek-check"
 PROXY_TOKEN_KEY = "proxy-token-key"

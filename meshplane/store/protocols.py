@@ -1,10 +1,24 @@
-"""The store seam: what every backend (SQLite, PostgreSQL) must provide.
+"""The store seam, by concern: what every backend (SQLite, PostgreSQL) provides.
 
-Callers (the service layer, manifest apply, the xDS control loop) see only these Protocols.
+Callers see only these Protocols, each the narrowest one they need:
+
+- :class:`ResourceStore`: resources, namespaces and the revisioned change feed (the service
+  layer, the control loop);
+- :class:`TokenStore`: API tokens (the token service, API authentication);
+- :class:`AuditLog`: the audit log (the admin API);
+- :class:`SecretStore`: the sealed identity state (``meshplane.store.vault``);
+- :class:`ManifestStore`: the manifests applied, beside the resources they became (manifest
+  apply);
+- :class:`Store`: all of them, and ``close`` (what ``open_store`` returns; the server holds it).
+
 Reads happen on the store directly; every write happens inside ``store.transact(work)``: the
-store calls ``work(tx)`` with a Transaction, commits atomically (or, if ``work`` raises, keeps
-nothing of it and re-raises), advances the store revision once per changed resource, appends
-to the change feed, and returns ``work``'s result once the change is durable.
+store calls ``work(tx)`` with a :class:`Transaction`, commits atomically (or, if ``work``
+raises, keeps nothing of it and re-raises), advances the store revision once per changed
+resource, appends to the change feed, and returns ``work``'s result once the change is
+durable.  One transaction spans every concern (a change and its audit entry commit together).
+
+A new backend implements :class:`Store` and passes the conformance suite ``tests/test_store.py``
+(add it to ``BACKENDS`` and the ``database_url`` fixture in ``tests/support/stores.py``).
 """
 
 from __future__ import annotations
@@ -26,8 +40,8 @@ from meshplane.store.records import (
 T = TypeVar("T")
 
 
-class Reader(Protocol):
-    """Read operations shared by the store and its transactions."""
+class ResourceReader(Protocol):
+    """Reads of resources and namespaces (on the store, or inside a transaction)."""
 
     def get(self, key: ResourceKey) -> Record | None: ...
 
@@ -49,14 +63,20 @@ class Reader(Protocol):
 
     def namespaces(self) -> list[Namespace]: ...
 
+
+class ManifestReader(Protocol):
     def manifests(self) -> list[StoredManifest]: ...
 
+
+class TokenReader(Protocol):
     def api_token(self, token_id: str) -> ApiToken | None: ...
 
     def api_tokens(self) -> list[ApiToken]:
         """Every API token, ordered by id."""
         ...
 
+
+class SecretReader(Protocol):
     def secret(self, name: str) -> str | None:
         """A sealed value of the identity state (``meshplane.store.vault``), or None."""
         ...
@@ -66,9 +86,14 @@ class Reader(Protocol):
         ...
 
 
-class Transaction(Reader, Protocol):
-    """A unit of work; reads see its own writes. Commits when the ``with`` block ends cleanly."""
+class Reader(ResourceReader, ManifestReader, TokenReader, SecretReader, Protocol):
+    """Every read a transaction offers."""
 
+
+class Transaction(Reader, Protocol):
+    """A unit of work; reads see its own writes."""
+
+    # resources
     def create(
         self,
         key: ResourceKey,
@@ -98,18 +123,22 @@ class Transaction(Reader, Protocol):
 
     def put_namespace(self, namespace: Namespace) -> None: ...
 
+    # manifests
     def put_manifest(
         self, kind: str, namespace: str, name: str, body: Any, source: str
     ) -> None: ...
 
     def delete_manifest(self, kind: str, namespace: str, name: str) -> None: ...
 
+    # tokens
     def put_api_token(self, token: ApiToken) -> None: ...
 
     def delete_api_token(self, token_id: str) -> None: ...
 
+    # secrets
     def put_secret(self, name: str, sealed: str) -> None: ...
 
+    # audit
     def audit(
         self,
         principal: str,
@@ -124,21 +153,46 @@ class Transaction(Reader, Protocol):
         ...
 
 
-class Store(Reader, Protocol):
-    """A durable resource store with a revisioned change feed."""
+class Transactional(Protocol):
+    def transact(self, work: Callable[[Transaction], T]) -> T: ...
+
+
+class ResourceStore(ResourceReader, Transactional, Protocol):
+    """Resources and namespaces, with a revisioned change feed."""
 
     @property
     def revision(self) -> int:
         """The revision of the last committed change (0 for an empty store)."""
         ...
 
-    def transact(self, work: Callable[[Transaction], T]) -> T: ...
-
     def changes_since(self, revision: int, limit: int = 10_000) -> list[Change]:
         """Changes after ``revision``, oldest first, none past :attr:`revision` (a change
         never shows before reads show its record)."""
         ...
 
+    async def wait_for_revision(self, revision: int, timeout: float | None = None) -> int:
+        """Wait until the store revision exceeds ``revision``; return the current revision."""
+        ...
+
+
+class TokenStore(TokenReader, Transactional, Protocol):
+    """API tokens (their secrets sealed by the token service)."""
+
+
+class SecretStore(SecretReader, Transactional, Protocol):
+    """The sealed identity state (``meshplane.store.vault``: mesh CAs, token keys, ...)."""
+
+    def add_secret_listener(self, listener: Callable[[set[str]], None]) -> None:
+        """Call ``listener(names)`` when another writer sharing the database changed the
+        sealed values ``names``."""
+        ...
+
+
+class ManifestStore(ManifestReader, ResourceReader, Transactional, Protocol):
+    """Applied manifests, read beside the resources and namespaces they became."""
+
+
+class AuditLog(Protocol):
     def audit_log(
         self,
         *,
@@ -150,12 +204,11 @@ class Store(Reader, Protocol):
         """Audit entries in order (``seq > after``), only of ``meshes`` if given."""
         ...
 
-    async def wait_for_revision(self, revision: int, timeout: float | None = None) -> int:
-        """Wait until the store revision exceeds ``revision``; return the current revision."""
-        ...
+
+class Store(ResourceStore, TokenStore, ManifestStore, SecretStore, AuditLog, Protocol):
+    """A whole backend."""
+
+    postgres: bool
+    """Whether the database is PostgreSQL, which several replicas share."""
 
     def close(self) -> None: ...
-
-
-ManifestKey = tuple[str, str, str]
-NamespaceLabels = Mapping[str, Mapping[str, str]]
