@@ -36,7 +36,7 @@ from bench import machine
 from bench.meshes import record, records, service_mesh, weighted_route, weights_mesh
 from meshplane.control import wrap_resources
 from meshplane.model import Kind, ResourceKey
-from meshplane.translate import MeshView, ProxyOptions, ProxyTarget, translate_proxy
+from meshplane.translate import MeshView, ProxyIdentity, ProxyOptions, translate_proxy
 from meshplane.xds import Snapshot
 
 MESH = "bench"
@@ -58,8 +58,8 @@ def run_size(nodes: int, repeat: int, passes: int, profile: bool) -> list[tuple[
     rows: list[tuple[str, float, str]] = []
     options = ProxyOptions()
 
-    def target(i: int) -> ProxyTarget:
-        return ProxyTarget(MESH, Kind.VIRTUAL_NODE, f"n{i}")
+    def target(i: int) -> ProxyIdentity:
+        return ProxyIdentity(MESH, Kind.VIRTUAL_NODE, f"n{i}")
 
     build = timed(lambda: MeshView.from_records(recs, MESH), max(3, repeat // 20))
     rows.append((f"view build ({len(recs)} records)", build, "1.00"))
@@ -141,7 +141,7 @@ def consumers(count: int, passes: int) -> list[tuple[str, float, str]]:
     consumer + Snapshot on a new view, as after a weight change, with the egress half shared
     between them (what the control loop does) against translating each on its own."""
     recs = records(weights_mesh(MESH, count))
-    targets = [ProxyTarget(MESH, Kind.VIRTUAL_NODE, f"c{i}") for i in range(count)]
+    targets = [ProxyIdentity(MESH, Kind.VIRTUAL_NODE, f"c{i}") for i in range(count)]
     options = ProxyOptions()
     alone, together = [], []
     for _ in range(passes):

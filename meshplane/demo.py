@@ -17,15 +17,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 from meshplane.manifests import parse_documents
 from meshplane.proxy import BootstrapOptions, EnvoyOptions, EnvoyProcess, start_envoy
-from meshplane.server.run import Application, _Server
-from meshplane.server.settings import Settings
+from meshplane.server import Application, Settings, serve
 
 log = logging.getLogger("meshplane.demo")
 
@@ -216,43 +214,39 @@ def _apply(application: Application, text: str, source: str) -> None:
     )
 
 
-async def run_demo(settings: Settings, ports: DemoPorts, say: Callable[[str], None]) -> None:
-    application = Application(settings)
-    demo_dir = settings.store.data_dir.parent / "demo"
-    demo_dir.mkdir(parents=True, exist_ok=True)
-    for blue, green in ((100, 0), (50, 50), (0, 100)):
-        (demo_dir / f"weights-{blue}-{green}.yaml").write_text(router_manifest(blue, green))
-    _apply(
-        application,
-        "---\n".join((MANIFESTS, router_manifest(100, 0), gateway_manifest(ports.gateway))),
-        "demo.yaml",
-    )
+class _Demo:
+    """What the demo starts beside the control plane, and stops when it ends."""
 
-    servers: list[_ColorServer] = []
-    envoys: list[EnvoyProcess] = []
-    config = _uvicorn_config(application, settings)
-    server = _Server(config)
-    serving = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            if serving.done():
-                await serving
-                return
-            await asyncio.sleep(0.05)
+    def __init__(self, settings: Settings, ports: DemoPorts, say: Callable[[str], None]) -> None:
+        self.settings = settings
+        self.ports = ports
+        self.say = say
+        self.demo_dir = settings.store.data_dir.parent / "demo"
+        self.servers: list[_ColorServer] = []
+        self.envoys: list[EnvoyProcess] = []
+
+    async def started(self, application: Application) -> None:
+        """Apply the example, start the apps and their Envoys (the control plane listens)."""
+        settings, ports, demo_dir = self.settings, self.ports, self.demo_dir
+        demo_dir.mkdir(parents=True, exist_ok=True)
+        for blue, green in ((100, 0), (50, 50), (0, 100)):
+            (demo_dir / f"weights-{blue}-{green}.yaml").write_text(router_manifest(blue, green))
+        manifests = (MANIFESTS, router_manifest(100, 0), gateway_manifest(ports.gateway))
+        await asyncio.to_thread(_apply, application, "---\n".join(manifests), "demo.yaml")
         apps: dict[str, int] = {}
         for color in ("blue", "green"):
             app = _ColorServer(color)
             threading.Thread(target=app.serve_forever, daemon=True).start()
-            servers.append(app)
+            self.servers.append(app)
             apps[color] = int(app.server_address[1])
-        sidecars: list[tuple[str, str, int | None]] = [
-            ("blue", "127.0.0.2", apps["blue"]),
-            ("green", "127.0.0.3", apps["green"]),
-            ("client", "127.0.0.4", None),
+        proxies: list[tuple[str, str, int | None, int | None]] = [
+            (f"mesh/{MESH}/virtualNode/blue", "127.0.0.2", apps["blue"], ports.egress + 1),
+            (f"mesh/{MESH}/virtualNode/green", "127.0.0.3", apps["green"], ports.egress + 2),
+            (f"mesh/{MESH}/virtualNode/client", "127.0.0.4", None, ports.egress),
+            (f"mesh/{MESH}/virtualGateway/{GATEWAY}", "127.0.0.1", None, None),
         ]
-        for i, (name, address, app_port) in enumerate(sidecars):
+        for i, (resource, address, app_port, egress_port) in enumerate(proxies):
             admin = ports.admin_base + i
-            resource = f"mesh/{MESH}/virtualNode/{name}"
             options = BootstrapOptions(
                 resource=resource,
                 xds_token=_proxy_token(application, resource),
@@ -260,59 +254,40 @@ async def run_demo(settings: Settings, ports: DemoPorts, say: Callable[[str], No
                 xds_port=application.xds_port,
                 workload_address=address,
                 app_port=app_port,
-                egress_port=ports.egress + (i + 1) % 3,
                 admin_port=admin,
                 log_level="warning",
                 extra_metadata={"admin": f"127.0.0.1:{admin}"},
             )
-            run_dir = demo_dir / f"envoy-{name}"
-            envoys.append(start_envoy(EnvoyOptions(options, run_dir=str(run_dir), drain_time=1.0)))
-        admin = ports.admin_base + len(sidecars)
-        resource = f"mesh/{MESH}/virtualGateway/{GATEWAY}"
-        gateway = BootstrapOptions(
-            resource=resource,
-            xds_token=_proxy_token(application, resource),
-            xds_host=settings.xds.host,
-            xds_port=application.xds_port,
-            workload_address="127.0.0.1",
-            admin_port=admin,
-            log_level="warning",
-            extra_metadata={"admin": f"127.0.0.1:{admin}"},
-        )
-        run_dir = demo_dir / f"envoy-{GATEWAY}"
-        envoys.append(start_envoy(EnvoyOptions(gateway, run_dir=str(run_dir), drain_time=1.0)))
-        for envoy in envoys:
+            if egress_port is not None:
+                options = replace(options, egress_port=egress_port)
+            run_dir = demo_dir / f"envoy-{resource.rsplit('/', 1)[1]}"
+            self.envoys.append(
+                start_envoy(EnvoyOptions(options, run_dir=str(run_dir), drain_time=1.0))
+            )
+        for envoy in self.envoys:
             await asyncio.to_thread(envoy.wait_admin, 20)
-        say(_instructions(settings, ports, demo_dir))
-        await serving
-    finally:
-        for envoy in envoys:
+        self.say(_instructions(settings, ports, demo_dir))
+
+    def stop(self) -> None:
+        for envoy in self.envoys:
             envoy.stop()
-        for app in servers:
+        for app in self.servers:
             app.shutdown()
-        if not serving.done():
-            server.should_exit = True
-            await serving
-        application.close()
+
+
+async def run_demo(settings: Settings, ports: DemoPorts, say: Callable[[str], None]) -> None:
+    """Serve the control plane (:func:`meshplane.server.serve`) with the demo started on it."""
+    demo = _Demo(settings, ports, say)
+    try:
+        await serve(settings, on_started=demo.started)
+    finally:
+        demo.stop()
 
 
 def _proxy_token(application: Application, resource: str) -> str:
     """A proxy token for one demo proxy, as 'meshplane proxy-token create' makes them."""
     token, _ = application.proxy_tokens.issue(resource, int(time.time()), 7 * 24 * 3600)
     return token
-
-
-def _uvicorn_config(application: Application, settings: Settings) -> Any:
-    import uvicorn
-
-    return uvicorn.Config(
-        application.app,
-        host=settings.api.host,
-        port=settings.api.port,
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
-    )
 
 
 def _instructions(settings: Settings, ports: DemoPorts, demo_dir: Path) -> str:

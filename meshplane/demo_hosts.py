@@ -32,8 +32,7 @@ from pathlib import Path
 from meshplane import demo
 from meshplane.errors import MeshplaneError
 from meshplane.proxy.hosts import HostNetwork
-from meshplane.server.run import Application, _Server
-from meshplane.server.settings import Settings
+from meshplane.server import Application, Settings, serve
 from meshplane.service.access import ALL_MESHES, Grant, Principal, Role
 
 HOSTS = ("client", "blue", "green")
@@ -101,9 +100,6 @@ async def run_demo_hosts(
     except MeshplaneError as error:
         raise DemoHostsError(error.message) from None
     processes: list[subprocess.Popen[bytes]] = []
-    application: Application | None = None
-    server: _Server | None = None
-    serving: asyncio.Task[None] | None = None
     try:
         gateway = network.gateway
         settings = Settings.load(
@@ -114,74 +110,74 @@ async def run_demo_hosts(
             dns_port="53",
             dns_host=gateway,
             dns_upstreams=("off",),
+            log_level="warning",
         )
         network.write_names({}, nameserver=gateway)
-        application = Application(settings)
-        demo._apply(application, _manifests(network), "demo-hosts.yaml")
-        work = settings.store.data_dir.parent / "demo-hosts"
-        work.mkdir(parents=True, exist_ok=True)
-        for blue, green in ((100, 0), (50, 50), (0, 100)):
-            (work / f"weights-{blue}-{green}.yaml").write_text(demo.router_manifest(blue, green))
-        assert application.tokens is not None  # the control plane is off loopback
-        admin = Principal("meshplane demo --hosts", (Grant(ALL_MESHES, Role.ADMIN),))
-        token = application.tokens.create(
-            demo.MESH, "editor", "meshplane demo --hosts", principal=admin, via="offline"
-        )
-        server = _Server(demo._uvicorn_config(application, settings))
-        serving = asyncio.create_task(server.serve())
-        while not server.started:
-            if serving.done():
-                await serving
-                return
-            await asyncio.sleep(0.05)
-        python = sys.executable
-        for color in ("blue", "green"):
-            log = work / f"app-{color}.log"
-            app = _start(
-                network,
-                color,
-                [python, "-m", "meshplane.demo_hosts", "app", color, str(demo.PORT)],
-                log,
+
+        async def started(application: Application) -> None:
+            """The hosts' applications and captured sidecars, once the control plane listens."""
+            await asyncio.to_thread(
+                demo._apply, application, _manifests(network), "demo-hosts.yaml"
             )
-            processes.append(app)
-            await _wait_for(partial(_logged, log, "serving"), f"app {color}", app, log)
-        for host in HOSTS:
-            resource = f"mesh/{demo.MESH}/virtualNode/{host}"
-            token_file = work / f"{host}.token"
-            token_file.write_text(demo._proxy_token(application, resource))
-            token_file.chmod(0o600)
-            log = work / f"sidecar-{host}.log"
-            sidecar = _start(
-                network,
-                host,
-                [
-                    python,
-                    "-m",
-                    "meshplane",
-                    "envoy",
-                    "--capture",
-                    "--resource",
-                    resource,
-                    "--xds",
-                    f"{gateway}:{application.xds_port}",
-                    "--token-file",
-                    str(token_file),
-                    "--admin-port",
-                    str(ADMIN_PORT),
-                    "--log-level",
-                    "warning",
-                ],
-                log,
+            work = settings.store.data_dir.parent / "demo-hosts"
+            work.mkdir(parents=True, exist_ok=True)
+            for blue, green in ((100, 0), (50, 50), (0, 100)):
+                manifest = demo.router_manifest(blue, green)
+                (work / f"weights-{blue}-{green}.yaml").write_text(manifest)
+            assert application.tokens is not None  # the control plane is off loopback
+            admin = Principal("meshplane demo --hosts", (Grant(ALL_MESHES, Role.ADMIN),))
+            token = application.tokens.create(
+                demo.MESH, "editor", "meshplane demo --hosts", principal=admin, via="offline"
             )
-            processes.append(sidecar)
-            await _wait_for(
-                partial(_logged, log, "capture rules ipv4"),
-                f"the sidecar on {network.netns(host)}",
-                sidecar,
-                log,
-            )
-        say(_instructions(network, settings, work, token.bearer))
-        await serving
+            python = sys.executable
+            for color in ("blue", "green"):
+                log = work / f"app-{color}.log"
+                app = _start(
+                    network,
+                    color,
+                    [python, "-m", "meshplane.demo_hosts", "app", color, str(demo.PORT)],
+                    log,
+                )
+                processes.append(app)
+                await _wait_for(partial(_logged, log, "serving"), f"app {color}", app, log)
+            for host in HOSTS:
+                resource = f"mesh/{demo.MESH}/virtualNode/{host}"
+                token_file = work / f"{host}.token"
+                token_file.write_text(demo._proxy_token(application, resource))
+                token_file.chmod(0o600)
+                log = work / f"sidecar-{host}.log"
+                sidecar = _start(
+                    network,
+                    host,
+                    [
+                        python,
+                        "-m",
+                        "meshplane",
+                        "envoy",
+                        "--capture",
+                        "--resource",
+                        resource,
+                        "--xds",
+                        f"{gateway}:{application.xds_port}",
+                        "--token-file",
+                        str(token_file),
+                        "--admin-port",
+                        str(ADMIN_PORT),
+                        "--log-level",
+                        "warning",
+                    ],
+                    log,
+                )
+                processes.append(sidecar)
+                await _wait_for(
+                    partial(_logged, log, "capture rules ipv4"),
+                    f"the sidecar on {network.netns(host)}",
+                    sidecar,
+                    log,
+                )
+            say(_instructions(network, settings, work, token.bearer))
+
+        await serve(settings, on_started=started)
     finally:
         for process in reversed(processes):
             if process.poll() is None:
@@ -192,11 +188,6 @@ async def run_demo_hosts(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        if server is not None and serving is not None and not serving.done():
-            server.should_exit = True
-            await serving
-        if application is not None:
-            application.close()
         network.down()
 
 

@@ -22,7 +22,7 @@ import httpx
 import pytest
 from cryptography import x509
 
-from meshplane.identity.server_tls import ensure_server_certificate, server_names
+from meshplane.authority.server_tls import ensure_server_certificate, server_names
 from tests.support.auth import run_cli
 from tests.support.ports import free_port
 from tests.support.server import MeshplaneServer

@@ -7,7 +7,6 @@ translated again."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -18,22 +17,10 @@ from meshplane.service.access import ANONYMOUS
 from meshplane.service.arns import Partition
 from meshplane.service.resources import Caller, ResourceService
 from meshplane.store import SqlStore
-from meshplane.xds import ProxyConnection, SnapshotCache, parse_node_id, types
+from meshplane.xds import SnapshotCache, types
+from tests.support.xds import connection
 
 CALLER = Caller("000000000000", ANONYMOUS)
-
-
-def connection(stream_id: int, node: str) -> ProxyConnection:
-    return ProxyConnection(
-        stream_id=stream_id,
-        node_id=node,
-        identity=parse_node_id(node),
-        cluster=node,
-        peer="test",
-        connected_since=datetime.now(UTC),
-        kind="sotw",
-        metadata={},
-    )
 
 
 def node_spec(host: str, backends: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -14,14 +14,15 @@ from cryptography import x509
 from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from prometheus_client import CollectorRegistry
 
+from meshplane.authority import CaSettings, CertificateAuthorities
 from meshplane.control import ControlLoop
-from meshplane.identity import IdentitySettings, MeshIdentities
 from meshplane.model.kinds import Kind, ResourceKey
 from meshplane.service.arns import Partition
 from meshplane.service.resources import Caller, ResourceService
 from meshplane.store import SqlStore
 from meshplane.translate import MTLS_TAG
-from meshplane.xds import ProxyConnection, Snapshot, SnapshotCache, parse_node_id, types
+from meshplane.xds import Snapshot, SnapshotCache, types
+from tests.support.xds import connection
 
 
 def _caller() -> Caller:
@@ -43,18 +44,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
-
-
-def connection(stream_id: int, node: str) -> ProxyConnection:
-    return ProxyConnection(
-        stream_id=stream_id,
-        node_id=node,
-        identity=parse_node_id(node),
-        cluster=node,
-        peer="test",
-        connected_since=datetime.now(UTC),
-        kind="sotw",
-    )
 
 
 def node_spec(host: str) -> dict[str, Any]:
@@ -98,12 +87,12 @@ async def test_mesh_mtls_snapshots_carry_the_proxy_identity_and_rotate(
 ) -> None:
     mesh_with(store, [{"key": MTLS_TAG, "value": "STRICT"}], node_spec("10.0.0.1"))
     clock = Clock()
-    identities = MeshIdentities(
-        tmp_path / "ca", IdentitySettings(cert_lifetime=timedelta(hours=2)), clock
+    identities = CertificateAuthorities(
+        tmp_path / "ca", CaSettings(cert_lifetime=timedelta(hours=2)), clock
     )
     cache = SnapshotCache()
     registry = CollectorRegistry()
-    loop = ControlLoop(store, cache, registry=registry, debounce=0.01, identities=identities)
+    loop = ControlLoop(store, cache, registry=registry, debounce=0.01, authorities=identities)
     await loop.start()
     try:
         await loop.proxy_connected(connection(1, "mesh/m/virtualNode/web"))
@@ -158,9 +147,9 @@ async def test_a_proxy_gets_no_other_identity(store: SqlStore, tmp_path: Path) -
     web = node_spec("10.0.0.1")
     web["listeners"][0]["tls"] = stolen
     mesh_with(store, [], web)
-    identities = MeshIdentities(tmp_path / "ca", IdentitySettings(), Clock())
+    identities = CertificateAuthorities(tmp_path / "ca", CaSettings(), Clock())
     cache = SnapshotCache()
-    loop = ControlLoop(store, cache, debounce=0.01, identities=identities)
+    loop = ControlLoop(store, cache, debounce=0.01, authorities=identities)
     await loop.start()
     try:
         await loop.proxy_connected(connection(1, "mesh/m/virtualNode/web"))
@@ -180,7 +169,7 @@ async def test_the_mtls_tag_is_followed_live(store: SqlStore, tmp_path: Path) ->
         store,
         SnapshotCache(),
         debounce=0.01,
-        identities=MeshIdentities(tmp_path / "ca", IdentitySettings(), Clock()),
+        authorities=CertificateAuthorities(tmp_path / "ca", CaSettings(), Clock()),
     )
     await loop.start()
     try:

@@ -36,9 +36,9 @@ import grpc
 import httpx
 import pytest
 
-from meshplane.identity import IssuedCertificate, MeshAuthority, spiffe_id
-from meshplane.identity.authority import new_root
-from meshplane.identity.keystore import KeyStore
+from meshplane.authority import IssuedCertificate, MeshAuthority, spiffe_id
+from meshplane.authority.ca import new_root
+from meshplane.authority.keystore import KeyStore
 from meshplane.xds import types
 from tests.support.apps import App
 from tests.support.mesh import Mesh, Sidecar, next_address

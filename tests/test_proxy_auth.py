@@ -10,7 +10,7 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from meshplane.identity import TokenKey
+from meshplane.authority import TokenKey
 from meshplane.server.proxy_auth import ProxyAuthorizer, bearer_token
 from meshplane.server.settings import Settings, parse_duration
 from meshplane.xds import SnapshotCache, XdsServer, parse_node_id, types
@@ -124,7 +124,7 @@ def test_settings_require_proxy_auth_off_loopback() -> None:
         cert_lifetime="90m",
         cert_rotate_after=0.75,
         env=env,
-    ).identity
+    ).ca
     assert identity.trust_domain == "example.org"
     assert identity.cert_lifetime == parse_duration("5400")
     assert identity.rotate_after == 0.75

@@ -14,9 +14,9 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from meshplane.identity import TokenKey
-from meshplane.identity.revocations import Revocations, RevocationsFileError
-from meshplane.identity.tokens import MAX_TTL_SECONDS
+from meshplane.authority import TokenKey
+from meshplane.authority.revocations import Revocations, RevocationsFileError
+from meshplane.authority.tokens import MAX_TTL_SECONDS
 from meshplane.server.proxy_auth import ProxyAuthorizer
 from meshplane.xds import parse_node_id, types
 from tests.support.auth import run_cli

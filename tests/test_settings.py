@@ -75,11 +75,11 @@ def test_each_variable_sets_its_setting() -> None:
     assert loaded.auth is not None and loaded.auth.required
     assert loaded.tls is not None and loaded.tls.issue is not None
     assert {"a.example", "b.example"} <= set(loaded.tls.issue)
-    assert loaded.identity.trust_domain == "corp.example"
-    assert loaded.identity.cert_lifetime == timedelta(hours=2)
-    assert loaded.identity.rotate_after == 0.25
-    assert loaded.identity.ca_propagation == timedelta(minutes=1)
-    assert loaded.identity.ca_overlap == timedelta(hours=3)
+    assert loaded.ca.trust_domain == "corp.example"
+    assert loaded.ca.cert_lifetime == timedelta(hours=2)
+    assert loaded.ca.rotate_after == 0.25
+    assert loaded.ca.ca_propagation == timedelta(minutes=1)
+    assert loaded.ca.ca_overlap == timedelta(hours=3)
     # a flag wins over its variable
     assert Settings.load(env=env, api_port=9100).api.port == 9100
 
@@ -90,7 +90,7 @@ def test_defaults_apply_when_nothing_is_given() -> None:
     assert loaded.store.database_url is None
     assert (loaded.api.port, loaded.xds.port) == (8765, 18000)
     assert loaded.tls is None
-    assert loaded.identity.ca_overlap is None
+    assert loaded.ca.ca_overlap is None
 
 
 @pytest.mark.parametrize(

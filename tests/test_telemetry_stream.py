@@ -12,7 +12,7 @@ import grpc
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from meshplane.identity import TokenKey
+from meshplane.authority import TokenKey
 from meshplane.server.proxy_auth import ProxyAuthorizer
 from meshplane.telemetry import (
     MetricsService,

@@ -9,9 +9,9 @@ import pytest
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 
 from meshplane.model import Kind
-from meshplane.translate import MeshSecurity, ProxyOptions, ProxyTarget, translate_proxy
+from meshplane.translate import MeshSecurity, ProxyIdentity, ProxyOptions, translate_proxy
 from meshplane.translate.capture import HTTP_INSPECTOR, ORIGINAL_DST
-from meshplane.translate.options import InvalidProxyOptionsError
+from meshplane.translate.options import InvalidNodeMetadataError
 from meshplane.translate.tls import TLS_INSPECTOR
 from tests.test_translate_support import envoy_validate, rich_mesh, static_bootstrap
 
@@ -74,7 +74,7 @@ def test_captured_consumer_gets_one_inbound_and_one_outbound_listener(
 
 def test_captured_provider_keeps_mesh_mtls_on_its_chains(tmp_path: Path) -> None:
     mesh = rich_mesh("DROP_ALL")
-    target = ProxyTarget("demo", Kind.VIRTUAL_NODE, "front")
+    target = ProxyIdentity("demo", Kind.VIRTUAL_NODE, "front")
     strict = MeshSecurity(mtls="PERMISSIVE")
     explicit = translate_proxy(mesh.view(), target, None, strict)
     captured = translate_proxy(mesh.view(), target, CAPTURED, strict)
@@ -94,7 +94,7 @@ def test_capture_metadata_is_validated() -> None:
     )
     assert options.capture and options.ingress_port == 16000
     assert not ProxyOptions.from_node_metadata({"meshplane": {}}).capture
-    with pytest.raises(InvalidProxyOptionsError, match="capture"):
+    with pytest.raises(InvalidNodeMetadataError, match="capture"):
         ProxyOptions.from_node_metadata({"meshplane": {"capture": "yes"}})
-    with pytest.raises(InvalidProxyOptionsError, match="ingress_port"):
+    with pytest.raises(InvalidNodeMetadataError, match="ingress_port"):
         ProxyOptions.from_node_metadata({"meshplane": {"capture": True, "ingress_port": 0}})

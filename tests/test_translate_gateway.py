@@ -13,9 +13,9 @@ from envoy.extensions.filters.http.health_check.v3 import health_check_pb2
 from meshplane.model import Kind, ResourceKey
 from meshplane.translate import (
     MeshSecurity,
+    ProxyIdentity,
     ProxyOptions,
     ProxyResources,
-    ProxyTarget,
     translate_proxy,
 )
 from tests.test_translate_support import (
@@ -537,7 +537,7 @@ def test_listener_tls_and_backend_defaults_apply_and_mesh_mtls_stops_at_the_edge
     )
     b.gateway_route("gw", "node", http_gateway_route({"prefix": "/n", "port": 8443}, "node.local"))
     b.gateway_route("gw", "web", http_gateway_route({"prefix": "/w", "port": 8080}, "web.local"))
-    target = ProxyTarget("demo", Kind.VIRTUAL_GATEWAY, "gw")
+    target = ProxyIdentity("demo", Kind.VIRTUAL_GATEWAY, "gw")
     for security in (None, MeshSecurity(mtls="STRICT")):
         resources = translate_proxy(b.view(), target, None, security)
         assert resources.problems == ()

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from meshplane.translate import InvalidProxyOptionsError, ProxyOptions
+from meshplane.translate import InvalidNodeMetadataError, ProxyOptions
 
 
 def test_defaults() -> None:
@@ -80,9 +80,9 @@ def test_null_means_default() -> None:
     ],
 )
 def test_invalid_values_name_their_key(key: str, value: object) -> None:
-    with pytest.raises(InvalidProxyOptionsError, match=key):
+    with pytest.raises(InvalidNodeMetadataError, match=key):
         ProxyOptions.from_node_metadata({"meshplane": {key: value}})
-    with pytest.raises(InvalidProxyOptionsError):
+    with pytest.raises(InvalidNodeMetadataError):
         ProxyOptions.from_node_metadata({"meshplane": "not an object"})
 
 

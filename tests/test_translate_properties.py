@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from meshplane.errors import BadRequestError
 from meshplane.model import Kind, parse_spec
-from meshplane.translate import ProxyOptions, ProxyTarget, translate_proxy
+from meshplane.translate import ProxyIdentity, ProxyOptions, translate_proxy
 from tests.test_translate_support import MeshBuilder
 
 NODES = ["a", "b", "c", "d"]
@@ -213,7 +213,7 @@ def test_translate_never_raises(mesh: MeshBuilder, address: str) -> None:
     view = mesh.view()
     options = ProxyOptions(address=address, tcp_egress_ports={"s1": 15001})
     for name in NODES:
-        resources = translate_proxy(view, ProxyTarget("m", Kind.VIRTUAL_NODE, name), options)
+        resources = translate_proxy(view, ProxyIdentity("m", Kind.VIRTUAL_NODE, name), options)
         names = [x.name for x in resources.listeners]
         assert len(names) == len(set(names))
         assert len({c.name for c in resources.clusters}) == len(resources.clusters)

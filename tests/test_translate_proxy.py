@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from meshplane.model import Kind, ResourceKey
-from meshplane.translate import MeshView, ProxyOptions, ProxyTarget, translate_proxy
+from meshplane.translate import MeshView, ProxyIdentity, ProxyOptions, translate_proxy
 from meshplane.translate.resources import ProxyResources
 from tests.test_translate_support import (
     MeshBuilder,
@@ -67,24 +67,24 @@ def test_translation_is_deterministic() -> None:
 def test_unknown_proxies_get_nothing_and_wait() -> None:
     view = rich_mesh().view()
     for target in (
-        ProxyTarget("demo", Kind.VIRTUAL_NODE, "nobody"),
-        ProxyTarget("other-mesh", Kind.VIRTUAL_NODE, "front"),
-        ProxyTarget("demo", Kind.VIRTUAL_SERVICE, "web.local"),
+        ProxyIdentity("demo", Kind.VIRTUAL_NODE, "nobody"),
+        ProxyIdentity("other-mesh", Kind.VIRTUAL_NODE, "front"),
+        ProxyIdentity("demo", Kind.VIRTUAL_SERVICE, "web.local"),
     ):
         resources = translate_proxy(view, target)
         assert resources.empty, target
         assert resources.problems, target
     no_mesh = MeshView.from_specs("demo", {ResourceKey(Kind.VIRTUAL_NODE, "demo", "a"): {}})
-    assert translate_proxy(no_mesh, ProxyTarget("demo", Kind.VIRTUAL_NODE, "a")).empty
+    assert translate_proxy(no_mesh, ProxyIdentity("demo", Kind.VIRTUAL_NODE, "a")).empty
 
 
 def test_gateways_get_their_listeners_and_unknown_ones_wait() -> None:
     view = MeshBuilder().gateway("gw", {"listeners": [listener(8080)]}).view()
-    resources = translate_proxy(view, ProxyTarget("demo", Kind.VIRTUAL_GATEWAY, "gw"))
+    resources = translate_proxy(view, ProxyIdentity("demo", Kind.VIRTUAL_GATEWAY, "gw"))
     assert [lst.name for lst in resources.listeners] == ["lds_ingress_127.0.0.1_8080"]
     assert ResourceKey(Kind.VIRTUAL_GATEWAY, "demo", "gw") in resources.inputs
     assert resources.problems == ()
-    missing = translate_proxy(view, ProxyTarget("demo", Kind.VIRTUAL_GATEWAY, "nope"))
+    missing = translate_proxy(view, ProxyIdentity("demo", Kind.VIRTUAL_GATEWAY, "nope"))
     assert missing.empty
     assert missing.problems == ("virtual gateway 'nope' does not exist",)
     assert ResourceKey(Kind.VIRTUAL_GATEWAY, "demo", "nope") in missing.inputs
@@ -148,7 +148,7 @@ def sharing_mesh() -> MeshBuilder:
 def test_consumers_with_the_same_backends_share_their_egress_messages() -> None:
     view = sharing_mesh().view()
     first, second = (
-        translate_proxy(view, ProxyTarget("share", Kind.VIRTUAL_NODE, name))
+        translate_proxy(view, ProxyIdentity("share", Kind.VIRTUAL_NODE, name))
         for name in ("c0", "c1")
     )
     shared = [m for m in first.all() if id(m) in first.shared]
@@ -172,24 +172,24 @@ def test_a_shared_translation_is_the_same_as_a_fresh_one() -> None:
     mesh = sharing_mesh()
     view = mesh.view()
     for name in ("c0", "c1", "c2", "odd", "c1"):  # warm the memo, then compare each
-        warm = translate_proxy(view, ProxyTarget("share", Kind.VIRTUAL_NODE, name))
+        warm = translate_proxy(view, ProxyIdentity("share", Kind.VIRTUAL_NODE, name))
         cold = mesh.translate(name)  # a fresh view: nothing memoized
         assert [m.SerializeToString(deterministic=True) for m in warm.all()] == [
             m.SerializeToString(deterministic=True) for m in cold.all()
         ]
         assert warm.inputs == cold.inputs
         assert sorted(warm.problems) == sorted(cold.problems)
-    odd = translate_proxy(view, ProxyTarget("share", Kind.VIRTUAL_NODE, "odd"))
+    odd = translate_proxy(view, ProxyIdentity("share", Kind.VIRTUAL_NODE, "odd"))
     assert "backend virtual service 'missing.svc' does not exist" in odd.problems
-    assert not translate_proxy(view, ProxyTarget("share", Kind.VIRTUAL_NODE, "c2")).problems
+    assert not translate_proxy(view, ProxyIdentity("share", Kind.VIRTUAL_NODE, "c2")).problems
 
 
 def test_other_backends_or_egress_port_get_their_own_translation() -> None:
     view = sharing_mesh().view()
-    c0 = translate_proxy(view, ProxyTarget("share", Kind.VIRTUAL_NODE, "c0"))
-    odd = translate_proxy(view, ProxyTarget("share", Kind.VIRTUAL_NODE, "odd"))
+    c0 = translate_proxy(view, ProxyIdentity("share", Kind.VIRTUAL_NODE, "c0"))
+    odd = translate_proxy(view, ProxyIdentity("share", Kind.VIRTUAL_NODE, "odd"))
     moved = translate_proxy(
-        view, ProxyTarget("share", Kind.VIRTUAL_NODE, "c1"), ProxyOptions(egress_port=15101)
+        view, ProxyIdentity("share", Kind.VIRTUAL_NODE, "c1"), ProxyOptions(egress_port=15101)
     )
     assert c0.routes[-1] is not odd.routes[-1]  # other backends
     assert c0.routes[-1] is not moved.routes[-1]  # other egress port
@@ -200,12 +200,12 @@ def test_other_backends_or_egress_port_get_their_own_translation() -> None:
 def test_the_next_view_translates_again() -> None:
     mesh = sharing_mesh()
     before = mesh.view()
-    old = translate_proxy(before, ProxyTarget("share", Kind.VIRTUAL_NODE, "c0"))
+    old = translate_proxy(before, ProxyIdentity("share", Kind.VIRTUAL_NODE, "c0"))
     route = ResourceKey(Kind.ROUTE, "share", "split", "color")
     mesh.route("color", "split", http_route("/", ("blue", 10), ("green", 90)))
     record = next(r for r in mesh.records() if r.key == route)
     after = before.with_changes([record])
-    new = translate_proxy(after, ProxyTarget("share", Kind.VIRTUAL_NODE, "c0"))
+    new = translate_proxy(after, ProxyIdentity("share", Kind.VIRTUAL_NODE, "c0"))
 
     def weights(resources: ProxyResources) -> list[int]:
         (route,) = resources.routes[-1].virtual_hosts[0].routes
@@ -223,7 +223,7 @@ def test_a_provider_cluster_is_shared_by_consumers_with_other_backends() -> None
     mesh.node("x", client_node("p1.svc", "p2.svc"))
     mesh.node("y", client_node("p1.svc"))
     view = mesh.view()
-    x, y = (translate_proxy(view, ProxyTarget("share", Kind.VIRTUAL_NODE, n)) for n in "xy")
+    x, y = (translate_proxy(view, ProxyIdentity("share", Kind.VIRTUAL_NODE, n)) for n in "xy")
     (p1_in_x,) = [c for c in x.clusters if c.name == "cds_egress_share_p1_http_8080"]
     (p1_in_y,) = [c for c in y.clusters if c.name == "cds_egress_share_p1_http_8080"]
     assert p1_in_x is p1_in_y and id(p1_in_x) in x.shared and id(p1_in_y) in y.shared
@@ -250,7 +250,7 @@ def test_memoized_pieces_pass_to_the_next_view_only_when_untouched() -> None:
 
     def same_as_fresh(view: MeshView) -> None:
         for name in names:
-            warm = translate_proxy(view, ProxyTarget("share", Kind.VIRTUAL_NODE, name))
+            warm = translate_proxy(view, ProxyIdentity("share", Kind.VIRTUAL_NODE, name))
             cold = mesh.translate(name)  # a fresh view of the builder's current records
             assert [m.SerializeToString(deterministic=True) for m in warm.all()] == [
                 m.SerializeToString(deterministic=True) for m in cold.all()

@@ -25,9 +25,9 @@ from meshplane.model import Kind, ResourceKey
 from meshplane.store.records import Record
 from meshplane.translate import (
     MeshView,
+    ProxyIdentity,
     ProxyOptions,
     ProxyResources,
-    ProxyTarget,
     translate_proxy,
 )
 
@@ -91,13 +91,13 @@ class MeshBuilder:
         return MeshView.from_records(self.records())
 
     def translate(self, node: str, options: ProxyOptions | None = None) -> ProxyResources:
-        target = ProxyTarget(self.name, Kind.VIRTUAL_NODE, node)
+        target = ProxyIdentity(self.name, Kind.VIRTUAL_NODE, node)
         return translate_proxy(self.view(), target, options)
 
     def translate_gateway(
         self, gateway: str, options: ProxyOptions | None = None
     ) -> ProxyResources:
-        target = ProxyTarget(self.name, Kind.VIRTUAL_GATEWAY, gateway)
+        target = ProxyIdentity(self.name, Kind.VIRTUAL_GATEWAY, gateway)
         return translate_proxy(self.view(), target, options)
 
 

@@ -17,9 +17,9 @@ from meshplane.model import Kind
 from meshplane.translate import (
     MTLS_TAG,
     MeshSecurity,
+    ProxyIdentity,
     ProxyOptions,
     ProxyResources,
-    ProxyTarget,
     translate_proxy,
 )
 from meshplane.xds import Snapshot, types
@@ -65,7 +65,7 @@ def translate(
     options: ProxyOptions | None = None,
 ) -> ProxyResources:
     return translate_proxy(
-        mesh.view(), ProxyTarget(mesh.name, Kind.VIRTUAL_NODE, node), options, security
+        mesh.view(), ProxyIdentity(mesh.name, Kind.VIRTUAL_NODE, node), options, security
     )
 
 

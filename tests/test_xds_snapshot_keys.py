@@ -6,7 +6,6 @@ translation options.  Tier 2: a real in-process gRPC stream (the test plays Envo
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -27,7 +26,7 @@ from meshplane.xds import (
 )
 from meshplane.xds.cache import cache_key
 from tests.support import xds as build
-from tests.support.xds import AdsClient, names_of, request
+from tests.support.xds import AdsClient, connection, names_of, request
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -103,40 +102,36 @@ def test_cache_keys_normalize_node_ids_and_keep_producer_keys() -> None:
     assert cache_key(GATEWAY + "/0123abcd") == GATEWAY + "/0123abcd"
 
 
-def connection(metadata: dict[str, Any], stream_id: int = 1) -> ProxyConnection:
-    node = GATEWAY
-    return ProxyConnection(
-        stream_id=stream_id,
-        node_id=node,
-        identity=parse_node_id(node),
-        cluster=node,
-        peer="test",
-        connected_since=datetime.now(UTC),
-        kind="sotw",
-        metadata=metadata,
-    )
-
-
 def test_loop_keys_by_identity_and_translation_options_only() -> None:
-    assert snapshot_key(connection({})) == GATEWAY
-    a = snapshot_key(connection({"meshplane": {"address": "127.0.0.20", "admin": "x:1"}}))
-    b = snapshot_key(
-        connection({"meshplane": {"address": "127.0.0.20", "admin": "x:2", "resource": "arn:..."}})
+    assert snapshot_key(connection(1, GATEWAY, {})) == GATEWAY
+    a = snapshot_key(
+        connection(1, GATEWAY, {"meshplane": {"address": "127.0.0.20", "admin": "x:1"}})
     )
-    c = snapshot_key(connection({"meshplane": {"address": "127.0.0.21"}}))
+    b = snapshot_key(
+        connection(
+            1,
+            GATEWAY,
+            {"meshplane": {"address": "127.0.0.20", "admin": "x:2", "resource": "arn:..."}},
+        )
+    )
+    c = snapshot_key(connection(1, GATEWAY, {"meshplane": {"address": "127.0.0.21"}}))
     assert a == b != c
     assert a.startswith(GATEWAY + "/") and c.startswith(GATEWAY + "/")
     # workload_address is the bootstrap's spelling of address; defaults are spelled out or not
     assert (
         snapshot_key(
-            connection({"meshplane": {"workload_address": "127.0.0.20", "egress_port": 15001.0}})
+            connection(
+                1,
+                GATEWAY,
+                {"meshplane": {"workload_address": "127.0.0.20", "egress_port": 15001.0}},
+            )
         )
         == a
     )
     # invalid options fall back to the defaults, as the loop's translation does
-    assert snapshot_key(connection({"meshplane": {"egress_port": "x"}})) == snapshot_key(
-        connection({"meshplane": {}})
-    )
+    assert snapshot_key(
+        connection(1, GATEWAY, {"meshplane": {"egress_port": "x"}})
+    ) == snapshot_key(connection(1, GATEWAY, {"meshplane": {}}))
 
 
 async def test_control_loop_translates_each_replica_for_its_address(store: SqlStore) -> None:
@@ -158,7 +153,7 @@ async def test_control_loop_translates_each_replica_for_its_address(store: SqlSt
     loop = ControlLoop(store, cache, registry=CollectorRegistry())
     for i, address in enumerate(("127.0.0.20", "127.0.0.20", "127.0.0.21")):
         meta = {"meshplane": {"address": address, "admin": f"127.0.0.1:{9900 + i}"}}
-        await loop.proxy_connected(connection(meta, stream_id=i + 1))
+        await loop.proxy_connected(connection(i + 1, GATEWAY, meta))
     keys = sorted(cache.keys())
     assert len(keys) == 2
     listeners = {

@@ -5,7 +5,7 @@ Built by ``meshplane.server`` (``build_app``); routes:
 - ``/meshplane/v1/...``: manifests, namespaces, proxies (``meshplane.api.extensions``), API
   tokens and the audit log (``meshplane.api.admin``)
 - ``/meshplane/v1/proxy-tokens``, ``/meshplane/v1/meshes/{mesh}/ca``: proxy tokens and the
-  mesh CAs (``meshplane.api.identity``, passed in as ``extra_routes``)
+  mesh CAs (``meshplane.api.authority``, passed in as ``extra_routes``)
 - ``POST /`` with ``X-Amz-Target: Route53AutoNaming_v20170314.*``: the AWS Cloud Map API
   (``meshplane.api.cloudmap``)
 - ``/openapi.json``, ``/healthz``, ``/metrics``

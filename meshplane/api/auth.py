@@ -50,7 +50,7 @@ EXTENSION_PATHS = (
     "proxies",
     "tokens",
     "audit",
-    "proxy-tokens",  # meshplane.api.identity: roles per mesh checked by the handlers
+    "proxy-tokens",  # meshplane.api.authority: roles per mesh checked by the handlers
     "meshes",
     "dns",  # meshplane.api.cloudmap: the DNS lookup needs the viewer role on some mesh
     "telemetry",  # meshplane.telemetry.http and meshplane.console: viewer role per mesh

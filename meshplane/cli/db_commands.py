@@ -80,7 +80,7 @@ def rekey(new_kek_file: Path, **values: Any) -> None:
       meshplane db rekey --database-url postgresql://meshplane@db/meshplane \\
           --kek-file /etc/meshplane/kek --new-kek-file /etc/meshplane/kek.new
     """
-    from meshplane.identity.sealing import Kek
+    from meshplane.authority.sealing import Kek
     from meshplane.store import open_store
     from meshplane.store.vault import SealedVault, rekey
 

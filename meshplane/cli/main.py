@@ -15,11 +15,11 @@ import click
 from meshplane import __version__
 from meshplane.cli import output
 from meshplane.cli.audit_commands import audit
+from meshplane.cli.authority_commands import ca, proxy_token
 from meshplane.cli.capture_commands import proxy_init
 from meshplane.cli.common import DEFAULT_SERVER
 from meshplane.cli.db_commands import db
 from meshplane.cli.fleet_commands import status
-from meshplane.cli.identity_commands import ca, proxy_token
 from meshplane.cli.manifest_commands import apply, diff, label
 from meshplane.cli.proxy_commands import envoy, proxy_config, proxy_log, proxy_status
 from meshplane.cli.registry_commands import dns
@@ -96,7 +96,7 @@ def serve(**values: Any) -> None:
       meshplane serve --host 0.0.0.0 --tls-issue --tls-name cp.example.internal
       meshplane serve --dns-port 5353 --dns-upstream 127.0.0.53 --vip-range 240.241.0.0/16
     """
-    from meshplane.server.run import serve as run_server
+    from meshplane.server import serve as run_server
 
     try:
         settings = Settings.load(**values)
@@ -196,7 +196,12 @@ def demo(
         return
 
     settings = Settings.load(
-        data_dir=data_dir, api_port=api_port, xds_port=xds_port, host="127.0.0.1", dns_port="0"
+        data_dir=data_dir,
+        api_port=api_port,
+        xds_port=xds_port,
+        host="127.0.0.1",
+        dns_port="0",
+        log_level="warning",
     )
     logging.basicConfig(level="WARNING", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -21,11 +21,11 @@ from meshplane.cli.common import _root_option, output_option, run_client, server
 from meshplane.cli.registrar import Registrar, Registration
 from meshplane.client import Client
 from meshplane.errors import MeshplaneError
+from meshplane.model.proxy import InvalidNodeIdError, parse_node_id
 from meshplane.proxy import BootstrapOptions, EnvoyOptions, run_envoy
-from meshplane.proxy.bootstrap import XdsTls, split_resource
+from meshplane.proxy.bootstrap import XdsTls
 from meshplane.proxy.sidecar import run_captured
 from meshplane.server.settings import DEFAULT_XDS_PORT
-from meshplane.xds.identity import InvalidNodeIdError, parse_node_id
 
 
 def _host_port(value: str, option: str) -> tuple[str, int]:
@@ -302,7 +302,8 @@ def _registrar(
         if not sep or not key:
             raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--attribute")
         parsed[key] = value
-    mesh, kind, node = split_resource(options.resource)
+    identity = parse_node_id(options.resource)
+    mesh, kind, node = identity.mesh, identity.kind.value, identity.name
     if not register or kind != "virtualNode":
         return None
     registrar = Registrar(

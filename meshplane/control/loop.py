@@ -31,14 +31,15 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from meshplane.control.secrets import IdentityProvider, proxy_secrets
-from meshplane.identity import DEFAULT_TRUST_DOMAIN
+from meshplane.authority import DEFAULT_TRUST_DOMAIN
+from meshplane.control.secrets import CertificateIssuer, proxy_secrets
 from meshplane.model.kinds import Kind, ResourceKey
+from meshplane.model.proxy import METADATA_KEY, InvalidNodeMetadataError, ProxyIdentity
 from meshplane.store import registry
 from meshplane.store.protocols import ResourceStore
 from meshplane.store.records import Change
@@ -47,12 +48,10 @@ from meshplane.translate import (
     MeshView,
     ProxyOptions,
     ProxyResources,
-    ProxyTarget,
     dependency_key,
     translate_proxy,
 )
 from meshplane.translate.endpoints import CloudMapTarget, assignment
-from meshplane.translate.options import METADATA_KEY, InvalidProxyOptionsError
 from meshplane.xds import ProxyConnection, Resource, Snapshot, SnapshotCache, types
 
 log = logging.getLogger(__name__)
@@ -62,7 +61,7 @@ log = logging.getLogger(__name__)
 class _Proxy:
     """Proxies that share one snapshot (same identity and options)."""
 
-    target: ProxyTarget
+    target: ProxyIdentity
     options: ProxyOptions
     streams: set[int] = field(default_factory=set)
     inputs: frozenset[ResourceKey] = frozenset()
@@ -116,7 +115,7 @@ def snapshot_key(connection: ProxyConnection) -> str:
         return key
     try:
         options = ProxyOptions.from_node_metadata(connection.metadata)
-    except InvalidProxyOptionsError:
+    except InvalidNodeMetadataError:
         options = ProxyOptions()  # what proxy_connected falls back to as well
     return f"{key}/{options.digest()}"
 
@@ -131,12 +130,12 @@ class ControlLoop:
         *,
         registry: CollectorRegistry | None = None,
         debounce: float = 0.02,
-        identities: IdentityProvider | None = None,
+        authorities: CertificateIssuer | None = None,
     ) -> None:
         self.store = store
         self.cache = cache
         self.debounce = debounce
-        self.identities = identities
+        self.authorities = authorities
         self._proxies: dict[str, _Proxy] = {}
         self.connections: dict[int, ProxyConnection] = {}
         self._stream_keys: dict[int, str] = {}  # computed once per stream, read per status call
@@ -189,7 +188,7 @@ class ControlLoop:
         if entry is None:
             try:
                 options = ProxyOptions.from_node_metadata(proxy.metadata)
-            except InvalidProxyOptionsError as error:
+            except InvalidNodeMetadataError as error:
                 log.warning(
                     "proxy %s sent invalid options (%s); using defaults",
                     proxy.node_id,
@@ -197,7 +196,7 @@ class ControlLoop:
                 )
                 options = ProxyOptions()
             identity = proxy.identity
-            entry = _Proxy(ProxyTarget(identity.mesh, identity.kind, identity.name), options)
+            entry = _Proxy(replace(identity, mesh_owner=""), options)
             self._proxies[key] = entry
             self._publish(key, entry)
         entry.streams.add(proxy.stream_id)
@@ -213,10 +212,10 @@ class ControlLoop:
             del self._proxies[key]
             self.cache.remove(key)
             target = entry.target
-            if self.identities is not None and not any(
+            if self.authorities is not None and not any(
                 e.target == target for e in self._proxies.values()
             ):
-                self.identities.forget(target.mesh, target.kind.value, target.name)
+                self.authorities.forget(target.mesh, target.kind.value, target.name)
 
     def problems(self, stream_id: int) -> tuple[str, ...]:
         """What the translation of a stream's proxy left out, and why."""
@@ -241,7 +240,7 @@ class ControlLoop:
         """The trust domain and the mTLS switch (mesh tag) of ``mesh``, cached per mesh."""
         cached = self._security.get(mesh)
         if cached is None:
-            td = self.identities.trust_domain if self.identities else DEFAULT_TRUST_DOMAIN
+            td = self.authorities.trust_domain if self.authorities else DEFAULT_TRUST_DOMAIN
             record = self.store.get(ResourceKey(Kind.MESH, mesh, mesh))
             tags = {t.key: t.value for t in record.tags} if record is not None else {}
             cached = MeshSecurity.from_mesh_tags(tags, td)
@@ -368,12 +367,12 @@ class ControlLoop:
     def _publish_secrets(self, key: str, entry: _Proxy, *, force: bool = False) -> None:
         """Publish the entry's resources with their current secrets (if they changed)."""
         wanted = {name for r in entry.resources for name in r.refs_of(types.SECRET)}
-        found = proxy_secrets(self.identities, entry.target, wanted)
+        found = proxy_secrets(self.authorities, entry.target, wanted)
         target = entry.target
-        if self.identities is not None and not any(
+        if self.authorities is not None and not any(
             s.tls_certificate.HasField("certificate_chain") for s in found.secrets
         ):  # no longer uses its certificate: do not keep rotating it
-            self.identities.forget(target.mesh, target.kind.value, target.name)
+            self.authorities.forget(target.mesh, target.kind.value, target.name)
         secrets = tuple(Resource.of(secret) for secret in found.secrets)
         versions = frozenset((r.name, r.version) for r in secrets)
         entry.problems = entry.translation_problems + found.problems
@@ -401,7 +400,7 @@ class ControlLoop:
     async def _rotate(self) -> None:
         """Republish snapshots when certificates are due or a CA's roots change."""
         while True:
-            due = self.identities.next_change() if self.identities is not None else None
+            due = self.authorities.next_change() if self.authorities is not None else None
             delay = 3600.0
             if due is not None:
                 delay = min(delay, max(0.2, (due - datetime.now(UTC)).total_seconds() + 0.05))
@@ -421,13 +420,13 @@ class ControlLoop:
     async def start(self) -> None:
         self._task = asyncio.create_task(self._follow(), name="meshplane-control-loop")
         self._rotation = asyncio.create_task(self._rotate(), name="meshplane-secret-rotation")
-        if self.identities is not None:
+        if self.authorities is not None:
             loop = asyncio.get_running_loop()
 
             def changed() -> None:
                 loop.call_soon_threadsafe(self.secrets_changed)
 
-            self.identities.add_listener(changed)
+            self.authorities.add_listener(changed)
 
     async def stop(self) -> None:
         for task in (self._task, self._rotation):

@@ -1,6 +1,6 @@
 """SDS secrets for one proxy: its mesh-issued identity and its mesh's trust bundle.
 
-Translation only *names* secrets (SPIFFE style, see :mod:`meshplane.identity.spiffe`); the
+Translation only *names* secrets (SPIFFE style, see :mod:`meshplane.authority.spiffe`); the
 control loop asks :func:`proxy_secrets` for the ones a proxy's resources reference.  A proxy
 gets exactly two kinds, and only its own:
 
@@ -10,8 +10,9 @@ gets exactly two kinds, and only its own:
 - the secret named ``spiffe://<trust domain>``: a ``validation_context`` with the PEM of every
   root of its mesh's CA trusted now (two during a CA rotation).
 
-:class:`IdentityProvider` is the seam to the CA (:class:`meshplane.identity.MeshIdentities`
-implements it).  Called by :mod:`meshplane.control.loop`.
+:class:`CertificateIssuer` is the seam to the CAs
+(:class:`meshplane.authority.CertificateAuthorities` implements it).  Called by
+:mod:`meshplane.control.loop`.
 """
 
 from __future__ import annotations
@@ -25,13 +26,13 @@ from typing import Protocol
 from envoy.config.core.v3 import base_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2
 
-from meshplane.identity import AuthorityError, IssuedCertificate, spiffe_id, trust_bundle_name
-from meshplane.translate import ProxyTarget
+from meshplane.authority import AuthorityError, IssuedCertificate, spiffe_id, trust_bundle_name
+from meshplane.model.proxy import ProxyIdentity
 
 log = logging.getLogger(__name__)
 
 
-class IdentityProvider(Protocol):
+class CertificateIssuer(Protocol):
     """What the control loop needs from the mesh certificate authorities."""
 
     @property
@@ -55,17 +56,17 @@ class ProxySecrets:
 
 
 def proxy_secrets(
-    identities: IdentityProvider | None, target: ProxyTarget, wanted: Iterable[str]
+    authorities: CertificateIssuer | None, target: ProxyIdentity, wanted: Iterable[str]
 ) -> ProxySecrets:
     """The secrets among ``wanted`` that ``target`` may have, and why the others are absent."""
     names = sorted(set(wanted))
     if not names:
         return ProxySecrets((), ())
-    if identities is None:
+    if authorities is None:
         return ProxySecrets(
             (), ("TLS needs SDS secrets but this server has no certificate authority",)
         )
-    td = identities.trust_domain
+    td = authorities.trust_domain
     own = spiffe_id(td, target.mesh, target.kind.value, target.name)
     bundle = trust_bundle_name(td)
     secrets: list[secret_pb2.Secret] = []
@@ -73,10 +74,10 @@ def proxy_secrets(
     for name in names:
         try:
             if name == own:
-                issued = identities.certificate(target.mesh, target.kind.value, target.name)
+                issued = authorities.certificate(target.mesh, target.kind.value, target.name)
                 secrets.append(certificate_secret(name, issued))
             elif name == bundle:
-                secrets.append(trust_secret(name, identities.trust_bundle(target.mesh)))
+                secrets.append(trust_secret(name, authorities.trust_bundle(target.mesh)))
             else:
                 problems.append(
                     f"SDS secret {name!r} is not served: meshplane serves this proxy's own"

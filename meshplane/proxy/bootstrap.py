@@ -6,6 +6,8 @@ ARN), node cluster (default: the node id), ADS over gRPC (state of the world or 
 static ``xds_cluster`` at the control plane, LDS/CDS over ADS, the admin listener, a runtime
 with an admin layer, App Mesh-style stats tags and a downstream connection limit.
 
+The node id is parsed, and ``node.metadata.meshplane`` written, through the model the control
+plane reads them with (:mod:`meshplane.model.proxy`: ``ProxyIdentity``, ``NodeMetadata``).
 The translation layer reads the workload's facts from ``node.metadata.meshplane``:
 ``workload_address``, ``app_port`` (or null) and ``egress_port``; a capturing proxy adds
 ``capture: true`` and ``ingress_port``.
@@ -27,10 +29,9 @@ from typing import Any, Literal
 
 from meshplane.errors import BadRequestError
 from meshplane.model.kinds import Kind
+from meshplane.model.proxy import InvalidNodeIdError, NodeMetadata, parse_node_id
 
 ApiType = Literal["GRPC", "DELTA_GRPC"]
-
-_PROXY_KINDS = (Kind.VIRTUAL_NODE.value, Kind.VIRTUAL_GATEWAY.value)
 
 
 class BootstrapError(BadRequestError):
@@ -171,25 +172,17 @@ def _seconds(env: Mapping[str, str], name: str) -> float:
     return value
 
 
-def split_resource(resource: str) -> tuple[str, str, str]:
-    """``(mesh, kind, name)`` of ``mesh/<mesh>/<kind>/<name>`` or its ARN (App Mesh's parser)."""
-    path = resource.split(":", 5)[5] if resource.startswith("arn:") else resource
-    parts = path.split("/")
-    if len(parts) != 4 or parts[0] != "mesh" or parts[2] not in _PROXY_KINDS:
-        raise BootstrapError(
-            f"{resource!r} is not mesh/<mesh>/virtualNode/<name>, "
-            "mesh/<mesh>/virtualGateway/<name> or the ARN of one"
-        )
-    return parts[1].partition("@")[0], parts[2], parts[3]
-
-
 def _duration(seconds: float) -> str:
     return f"{seconds:.3f}s"
 
 
 def build_bootstrap(options: BootstrapOptions) -> dict[str, Any]:
     """The Envoy bootstrap (a JSON-able dict) for ``options``."""
-    mesh, kind, name = split_resource(options.resource)
+    try:
+        identity = parse_node_id(options.resource)
+    except InvalidNodeIdError as error:
+        raise BootstrapError(error.message) from None
+    mesh, name = identity.mesh, identity.name
     config_source = {
         "ads": {},
         "resource_api_version": "V3",
@@ -200,8 +193,8 @@ def build_bootstrap(options: BootstrapOptions) -> dict[str, Any]:
         grpc_service["initial_metadata"] = [
             {"key": "authorization", "value": f"Bearer {options.xds_token}"}
         ]
-    metadata = {
-        "meshplane": {
+    metadata = NodeMetadata.from_section(
+        {
             "workload_address": options.workload_address,
             "app_port": options.app_port,
             "egress_port": options.egress_port,
@@ -209,7 +202,7 @@ def build_bootstrap(options: BootstrapOptions) -> dict[str, Any]:
             **({"capture": True, "ingress_port": options.ingress_port} if options.capture else {}),
             **dict(options.extra_metadata),
         }
-    }
+    ).to_node_metadata()
     bootstrap: dict[str, Any] = {
         "node": {
             "id": options.node_id,
@@ -264,7 +257,7 @@ def build_bootstrap(options: BootstrapOptions) -> dict[str, Any]:
                 {"tag_name": "appmesh.mesh", "fixed_value": mesh},
                 {
                     "tag_name": "appmesh.virtual_node"
-                    if kind == Kind.VIRTUAL_NODE.value
+                    if identity.kind is Kind.VIRTUAL_NODE
                     else "appmesh.virtual_gateway",
                     "fixed_value": name,
                 },

@@ -1,7 +1,7 @@
 """Proxy authentication: the xDS server's authorizer.
 
 A proxy proves who it is with a proxy token (``meshplane proxy-token create``, see
-:mod:`meshplane.identity.tokens`) sent as ``authorization: Bearer <token>`` on its ADS stream.
+:mod:`meshplane.authority.tokens`) sent as ``authorization: Bearer <token>`` on its ADS stream.
 :class:`ProxyAuthorizer` is the ``authorize`` hook of :class:`meshplane.xds.XdsServer`: the
 token must verify, be unexpired, and be scoped to the very identity the stream's node id
 claims; otherwise it raises :class:`PermissionError` (the stream ends with
@@ -11,7 +11,7 @@ and counted (``meshplane_proxy_auth_refused_total``).
 When authentication is not required (the server binds loopback only and was not started with
 ``--require-proxy-auth``), a stream without a token is let in; a stream *with* a token is
 still checked, so a wrong or foreign token is always refused.  A revoked token
-(:mod:`meshplane.identity.revocations`) is refused too; :meth:`ProxyAuthorizer.revoked` tells
+(:mod:`meshplane.authority.revocations`) is refused too; :meth:`ProxyAuthorizer.revoked` tells
 the server which open streams to end after a revocation.
 
 Built by :mod:`meshplane.server.run`.
@@ -26,10 +26,9 @@ from typing import NoReturn
 
 from prometheus_client import CollectorRegistry, Counter
 
-from meshplane.identity import InvalidTokenError, TokenClaims, TokenKey
-from meshplane.identity.revocations import Revocations
-from meshplane.identity.spiffe import proxy_key
-from meshplane.xds import ProxyIdentity
+from meshplane.authority import InvalidTokenError, TokenClaims, TokenKey
+from meshplane.authority.revocations import Revocations
+from meshplane.model.proxy import InvalidNodeIdError, ProxyIdentity, node_key
 from meshplane.xds.producer import Metadata
 
 log = logging.getLogger(__name__)
@@ -104,8 +103,8 @@ class ProxyAuthorizer:
         except InvalidTokenError as error:
             self._refuse(identity, "invalid", str(error))
         try:
-            subject = proxy_key(claims.subject)
-        except ValueError:
+            subject = node_key(claims.subject)
+        except InvalidNodeIdError:
             self._refuse(identity, "invalid", "the proxy token names no proxy")
         if subject != identity.key:
             self._refuse(

@@ -17,7 +17,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -28,18 +28,19 @@ from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 
 from meshplane.api.app import build_app
-from meshplane.api.identity import IdentityApi
+from meshplane.api.authority import AuthorityApi
+from meshplane.authority import CertificateAuthorities, TokenKey
+from meshplane.authority.keystore import VaultKeyStore
+from meshplane.authority.revocations import FILE as REVOCATIONS_FILE
+from meshplane.authority.revocations import VAULT_NAME as REVOCATIONS_VAULT_NAME
+from meshplane.authority.revocations import Revocations
+from meshplane.authority.sealing import Kek, KekError
+from meshplane.authority.server_tls import ensure_server_certificate
+from meshplane.authority.tokens import KEY_FILE as PROXY_TOKEN_KEY_FILE
 from meshplane.console import ConsoleApi
 from meshplane.control import ControlLoop
 from meshplane.errors import MeshplaneError
-from meshplane.identity import MeshIdentities, TokenKey
-from meshplane.identity.keystore import VaultKeyStore
-from meshplane.identity.revocations import FILE as REVOCATIONS_FILE
-from meshplane.identity.revocations import VAULT_NAME as REVOCATIONS_VAULT_NAME
-from meshplane.identity.revocations import Revocations
-from meshplane.identity.sealing import Kek, KekError
-from meshplane.identity.server_tls import ensure_server_certificate
-from meshplane.identity.tokens import KEY_FILE as PROXY_TOKEN_KEY_FILE
+from meshplane.model.proxy import InvalidNodeMetadataError, NodeMetadata, ProxyIdentity
 from meshplane.nameserver.server import DnsServer, Upstream, resolv_conf_upstreams
 from meshplane.server.fleet import FleetApi
 from meshplane.server.http import guarded_protocol, quiet_accept_errors
@@ -68,7 +69,7 @@ from meshplane.telemetry import (
     TelemetryCollector,
     TelemetryStore,
 )
-from meshplane.xds import ProxyIdentity, SnapshotCache, XdsServer
+from meshplane.xds import SnapshotCache, XdsServer
 
 log = logging.getLogger("meshplane")
 
@@ -196,9 +197,9 @@ class Application:
         data_dir = settings.store.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         if self.vault is not None:  # identity state shared by every replica of the database
-            self.identities = MeshIdentities(
+            self.authorities = CertificateAuthorities(
                 data_dir / "ca",
-                settings.identity,
+                settings.ca,
                 keystore=VaultKeyStore(self.vault),
                 may_rotate=lambda: self.lease.held,
             )
@@ -206,7 +207,7 @@ class Application:
             self.revocations = Revocations(data_dir / REVOCATIONS_FILE, vault=self.vault)
             self.store.add_secret_listener(self._secrets_changed)
         else:
-            self.identities = MeshIdentities(data_dir / "ca", settings.identity)
+            self.authorities = CertificateAuthorities(data_dir / "ca", settings.ca)
             self.proxy_tokens = TokenKey.load_or_create(data_dir / PROXY_TOKEN_KEY_FILE)
             self.revocations = Revocations(data_dir / REVOCATIONS_FILE)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -218,7 +219,7 @@ class Application:
         )
         self.cache = SnapshotCache()
         self.control = ControlLoop(
-            self.store, self.cache, registry=self.registry, identities=self.identities
+            self.store, self.cache, registry=self.registry, authorities=self.authorities
         )
         self.telemetry = TelemetryStore(settings.telemetry)
         self.registry.register(TelemetryCollector(self.telemetry))
@@ -275,10 +276,10 @@ class Application:
             registry=self.registry,
             proxies=self.proxy_status,
             lifespan=self._lifespan,
-            extra_routes=IdentityApi(
+            extra_routes=AuthorityApi(
                 self.store,
                 tokens=self.proxy_tokens,
-                identities=self.identities,
+                authorities=self.authorities,
                 revocations=self.revocations,
                 on_revoked=lambda: self.xds.close_streams(self.authorizer.revoked),
             ).routes()
@@ -302,7 +303,7 @@ class Application:
         """Another replica rotated a CA or revoked a proxy token (on the store's thread)."""
         meshes = {name.removeprefix("ca/") for name in names if name.startswith("ca/")}
         if meshes:
-            self.identities.reload(meshes)
+            self.authorities.reload(meshes)
         if REVOCATIONS_VAULT_NAME in names:
             self.revocations.reload()
             loop = self._loop
@@ -318,8 +319,8 @@ class Application:
             "required (proxy tokens)"
             if self.settings.xds.require_proxy_auth
             else "optional on loopback (a token that is sent is checked)",
-            self.identities.keystore.location,
-            self.identities.trust_domain,
+            self.authorities.keystore.location,
+            self.authorities.trust_domain,
         )
         if self.settings.tls is None and not is_loopback(self.settings.xds.host):
             log.warning(
@@ -365,11 +366,14 @@ class Application:
         result = []
         for status in self.xds.proxies(match if mesh is not None or name is not None else None):
             connection = self.control.connections.get(status.stream_id)
-            metadata = connection.metadata.get("meshplane", {}) if connection else {}
+            try:
+                node = NodeMetadata.from_node_metadata(connection.metadata if connection else None)
+            except InvalidNodeMetadataError:
+                node = None
             result.append(
                 proxy_status_json(
                     status,
-                    admin=metadata.get("admin") if isinstance(metadata, dict) else None,
+                    admin=node.admin if node is not None else None,
                     problems=self.control.problems(status.stream_id),
                 )
             )
@@ -422,7 +426,17 @@ class Application:
 
 class _Server(uvicorn.Server):
     """uvicorn, but SIGTERM/SIGINT end ``serve()`` normally (exit code 0) instead of being
-    re-raised after shutdown, so that the store closes and the process exits cleanly."""
+    re-raised after shutdown, so that the store closes and the process exits cleanly; and
+    ``listening`` is set once the ports are open."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.listening = asyncio.Event()
+
+    async def startup(self, sockets: list[Any] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            self.listening.set()
 
     @contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -436,7 +450,14 @@ class _Server(uvicorn.Server):
                 loop.remove_signal_handler(sig)
 
 
-async def serve(settings: Settings) -> None:
+StartedHook = Callable[["Application"], Awaitable[None]]
+"""Called once the API and xDS ports listen, with the running application; when it raises,
+the server stops and :func:`serve` raises that error."""
+
+
+async def serve(settings: Settings, *, on_started: StartedHook | None = None) -> None:
+    """Run the control plane until SIGTERM/SIGINT (or until ``on_started`` fails): the
+    public start-up of ``meshplane serve`` and ``meshplane demo``."""
     quiet_accept_errors(asyncio.get_running_loop())
     application = Application(settings)
     try:
@@ -453,6 +474,19 @@ async def serve(settings: Settings) -> None:
             ssl_certfile=str(settings.tls.cert_file) if settings.tls is not None else None,
             ssl_keyfile=str(settings.tls.key_file) if settings.tls is not None else None,
         )
-        await _Server(config).serve()
+        server = _Server(config)
+        serving = asyncio.create_task(server.serve())
+        try:
+            if on_started is not None:
+                listening = asyncio.create_task(server.listening.wait())
+                await asyncio.wait({serving, listening}, return_when=asyncio.FIRST_COMPLETED)
+                listening.cancel()
+                if server.listening.is_set():
+                    await on_started(application)
+        except BaseException:
+            server.should_exit = True
+            await serving
+            raise
+        await serving
     finally:
         application.close()

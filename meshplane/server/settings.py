@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from meshplane.api.limits import HttpLimits
-from meshplane.identity import IdentitySettings
-from meshplane.identity.server_tls import server_names
+from meshplane.authority import CaSettings
+from meshplane.authority.server_tls import server_names
 from meshplane.manifests import ManifestLimits
 from meshplane.server.setting import Kind, Setting, markdown_table, parse_duration, resolve
 from meshplane.telemetry.window import TelemetrySettings
@@ -76,7 +76,7 @@ def _upstreams(value: tuple[str, ...]) -> str | None:
     return None
 
 
-_IDENTITY = IdentitySettings()
+_IDENTITY = CaSettings()
 _HTTP = HttpLimits()
 _XDS = XdsLimits()
 _MANIFESTS = ManifestLimits()
@@ -253,7 +253,7 @@ SETTINGS: tuple[Setting, ...] = (
         "MESHPLANE_TRUST_DOMAIN",
         Kind.TEXT,
         "SPIFFE trust domain of proxy identities.",
-        "identity",
+        "ca",
         default=_IDENTITY.trust_domain,
     ),
     Setting(
@@ -262,7 +262,7 @@ SETTINGS: tuple[Setting, ...] = (
         "MESHPLANE_CERT_LIFETIME",
         Kind.DURATION,
         "Lifetime of proxy certificates, e.g. 24h, 90m.",
-        "identity",
+        "ca",
         default=_IDENTITY.cert_lifetime,
         metavar="DURATION",
     ),
@@ -272,7 +272,7 @@ SETTINGS: tuple[Setting, ...] = (
         "MESHPLANE_CERT_ROTATE_AFTER",
         Kind.FRACTION,
         "Fraction of its lifetime after which a proxy certificate is replaced.",
-        "identity",
+        "ca",
         default=_IDENTITY.rotate_after,
     ),
     Setting(
@@ -282,7 +282,7 @@ SETTINGS: tuple[Setting, ...] = (
         Kind.FILE,
         "An operator CA certificate (PEM) that signs proxy certificates of every mesh, "
         "instead of one generated CA per mesh.",
-        "identity",
+        "ca",
     ),
     Setting(
         "ca_key",
@@ -290,7 +290,7 @@ SETTINGS: tuple[Setting, ...] = (
         "MESHPLANE_CA_KEY",
         Kind.FILE,
         "The EC private key (PEM) of --ca-cert.",
-        "identity",
+        "ca",
     ),
     Setting(
         "ca_propagation",
@@ -298,7 +298,7 @@ SETTINGS: tuple[Setting, ...] = (
         "MESHPLANE_CA_PROPAGATION",
         Kind.DURATION,
         "After 'meshplane ca rotate', how long the new root is only trusted before it signs.",
-        "identity",
+        "ca",
         default=_IDENTITY.ca_propagation,
         metavar="DURATION",
     ),
@@ -308,7 +308,7 @@ SETTINGS: tuple[Setting, ...] = (
         "MESHPLANE_CA_OVERLAP",
         Kind.DURATION,
         "How long the old root stays trusted once the new one signs.",
-        "identity",
+        "ca",
         default_text="the `--cert-lifetime`",
         metavar="DURATION",
     ),
@@ -588,7 +588,7 @@ class AuthSettings:
 class TlsSettings:
     """The certificate and key (PEM) of the API and xDS ports: supplied by the operator, or
     (``issue`` set) issued at start-up by meshplane's control-plane CA in ``<data dir>/tls``
-    (:mod:`meshplane.identity.server_tls`) for the names in ``issue``."""
+    (:mod:`meshplane.authority.server_tls`) for the names in ``issue``."""
 
     cert_file: Path
     key_file: Path
@@ -605,7 +605,7 @@ class Settings:
     region: str = DEFAULT_REGION
     account_id: str = DEFAULT_ACCOUNT_ID
     log_level: str = "info"
-    identity: IdentitySettings = field(default_factory=IdentitySettings)
+    ca: CaSettings = field(default_factory=CaSettings)
     dns: DnsSettings = field(default_factory=DnsSettings)
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
 
@@ -670,7 +670,7 @@ class Settings:
                 upstreams=_dns_upstreams(values["dns_upstreams"]),
                 vip_range=values["vip_range"].strip(),
             ),
-            identity=IdentitySettings(
+            ca=CaSettings(
                 trust_domain=values["trust_domain"],
                 cert_lifetime=values["cert_lifetime"],
                 rotate_after=values["cert_rotate_after"],

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from meshplane.store import registry
-from meshplane.store.protocols import Store
+from meshplane.store.protocols import ResourceStore
 from meshplane.store.records import Record
 
 VIP_TTL = 30
@@ -70,7 +70,7 @@ def _norm(name: str) -> str:
 class Answers:
     """The mesh's DNS names over one store."""
 
-    def __init__(self, store: Store, *, rng: random.Random | None = None) -> None:
+    def __init__(self, store: ResourceStore, *, rng: random.Random | None = None) -> None:
         self.store = store
         self._index = _Index()
         self._rng = rng or random.Random()

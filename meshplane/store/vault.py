@@ -1,8 +1,8 @@
 """Identity state kept in the store, sealed under the key-encryption key: what lets every
 replica sharing a database issue under the same mesh CAs and verify the same tokens.
 
-:class:`SealedVault` implements ``meshplane.identity.keystore.Vault`` over the store's
-``secrets`` table: values are sealed with :class:`~meshplane.identity.sealing.Kek` before they
+:class:`SealedVault` implements ``meshplane.authority.keystore.Vault`` over the store's
+``secrets`` table: values are sealed with :class:`~meshplane.authority.sealing.Kek` before they
 are written and opened when read (from the read model, which follows other replicas' writes).
 What it holds: ``ca/<mesh>`` (each mesh's CA roots and keys), ``proxy-token-key``,
 ``api-token-key`` (seals API token secrets), ``proxy-token-revocations`` and ``kek-check``,
@@ -19,7 +19,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from meshplane.identity.sealing import Kek
+from meshplane.authority.sealing import Kek
 from meshplane.store.protocols import Store
 
 CHECK = "kek-check"

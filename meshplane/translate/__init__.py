@@ -1,7 +1,7 @@
 """Translation: an App Mesh mesh and one proxy's identity -> that proxy's Envoy resources.
 
 Pure functions, no I/O: :func:`translate_proxy` takes a :class:`MeshView` (the mesh's specs,
-indexed), a :class:`ProxyTarget` (which virtual node or gateway the proxy runs as) and
+indexed), a :class:`ProxyIdentity` (which virtual node or gateway the proxy runs as) and
 :class:`ProxyOptions` (where it binds, from the bootstrap's node metadata), optionally
 :class:`MeshSecurity` (trust domain, mesh mTLS switch), and returns :class:`ProxyResources`:
 real Envoy v3 protobuf messages, named the App Mesh way (:mod:`~meshplane.translate.names`).
@@ -11,15 +11,15 @@ transport sockets naming SDS secrets (the control loop issues those with the mes
 I/O); ``gateway`` (with ``gateway_routes`` and
 ``gateway_matches``) translates virtual gateways.
 
-Used by the xDS control loop (``meshplane.xds``) and by tests.
+Used by the control loop (``meshplane.control``) and by tests.
 """
 
+from meshplane.model.proxy import ProxyIdentity
 from meshplane.translate.options import (
     MTLS_TAG,
-    InvalidProxyOptionsError,
+    InvalidNodeMetadataError,
     MeshSecurity,
     ProxyOptions,
-    ProxyTarget,
 )
 from meshplane.translate.proxy import translate_proxy
 from meshplane.translate.resources import ProxyResources
@@ -27,14 +27,14 @@ from meshplane.translate.view import MeshView, NamedGatewayRoute, NamedRoute, de
 
 __all__ = [
     "MTLS_TAG",
-    "InvalidProxyOptionsError",
+    "InvalidNodeMetadataError",
     "MeshSecurity",
     "MeshView",
     "NamedGatewayRoute",
     "NamedRoute",
+    "ProxyIdentity",
     "ProxyOptions",
     "ProxyResources",
-    "ProxyTarget",
     "dependency_key",
     "translate_proxy",
 ]

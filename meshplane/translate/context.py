@@ -24,7 +24,8 @@ from meshplane.model import (
     VirtualRouterSpec,
     VirtualServiceSpec,
 )
-from meshplane.translate.options import MeshSecurity, ProxyOptions, ProxyTarget
+from meshplane.model.proxy import ProxyIdentity
+from meshplane.translate.options import MeshSecurity, ProxyOptions
 from meshplane.translate.view import MeshView, NamedGatewayRoute, NamedRoute
 
 T = TypeVar("T")
@@ -47,7 +48,7 @@ class Context:
     def __init__(
         self,
         view: MeshView,
-        target: ProxyTarget,
+        target: ProxyIdentity,
         options: ProxyOptions,
         mesh_spec: MeshSpec,
         security: MeshSecurity | None = None,

@@ -1,11 +1,11 @@
-"""Who a proxy is and where it binds: the per-proxy inputs of the translation.
+"""Where a proxy binds, and its mesh's security: the per-proxy inputs of the translation.
 
-:class:`ProxyTarget` names the mesh resource a proxy runs as (a virtual node sidecar or a
-virtual gateway); it mirrors the xDS layer's identity so that translation does not depend on
-:mod:`meshplane.xds`.  :class:`ProxyOptions` holds the workload facts the bootstrap writes into
-``node.metadata["meshplane"]`` (see :mod:`meshplane.proxy.bootstrap`): the address the sidecar
-binds for ingress, where the local application listens, and the egress address and port.
-:meth:`ProxyOptions.from_node_metadata` validates that mapping and fills the defaults.
+Who the proxy is comes as a :class:`~meshplane.model.proxy.ProxyIdentity` (the model's, the
+same the xDS server parses from the node id).  :class:`ProxyOptions` holds the workload facts
+the bootstrap writes into ``node.metadata["meshplane"]`` (read through
+:class:`~meshplane.model.proxy.NodeMetadata`): the address the sidecar binds for ingress,
+where the local application listens, the egress address and port, and transparent capture,
+with their defaults filled in.
 :class:`MeshSecurity` holds the control plane's identity settings for the proxy's mesh: the
 SPIFFE trust domain and the mesh-wide mTLS switch (the ``meshplane.io/mtls`` mesh tag).
 
@@ -16,39 +16,22 @@ Built by the xDS control loop (from the stream's node) and by tests; read by
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, Literal
 
-from meshplane.errors import BadRequestError
-from meshplane.identity.spiffe import DEFAULT_TRUST_DOMAIN
-from meshplane.model import Kind
+from meshplane.authority.spiffe import DEFAULT_TRUST_DOMAIN
+from meshplane.model.proxy import InvalidNodeMetadataError, NodeMetadata
 
-METADATA_KEY = "meshplane"
+__all__ = ["MTLS_TAG", "InvalidNodeMetadataError", "MeshSecurity", "ProxyOptions"]
+
 MTLS_TAG = "meshplane.io/mtls"
 """The mesh tag that turns on mTLS with the mesh CA everywhere: STRICT, PERMISSIVE or
 DISABLED (the same as no tag)."""
 MtlsMode = Literal["STRICT", "PERMISSIVE"]
 _MTLS_MODES: dict[str, MtlsMode] = {"STRICT": "STRICT", "PERMISSIVE": "PERMISSIVE"}
-
-
-class InvalidProxyOptionsError(BadRequestError):
-    """``node.metadata["meshplane"]`` holds a value the translation cannot use."""
-
-
-@dataclass(frozen=True, slots=True)
-class ProxyTarget:
-    """The mesh resource a proxy runs as: ``kind`` is VIRTUAL_NODE or VIRTUAL_GATEWAY."""
-
-    mesh: str
-    kind: Kind
-    name: str
-
-    def __str__(self) -> str:
-        return f"mesh/{self.mesh}/{self.kind.value}/{self.name}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,79 +110,20 @@ class ProxyOptions:
 
     @classmethod
     def from_node_metadata(cls, metadata: Mapping[str, Any] | None) -> ProxyOptions:
-        """Options from Envoy's ``node.metadata`` (as plain JSON-like data).
-
-        Reads ``metadata["meshplane"]``: ``address`` (or the bootstrap's ``workload_address``),
-        ``app_port`` (null: the listener port), ``app_address``, ``egress_address``,
-        ``egress_port``, ``tcp_egress_ports``, ``capture`` (bool) and ``ingress_port``.
-        Missing or null values take the defaults; numbers may arrive as floats (protobuf
-        ``Struct``).  Raises
-        :class:`InvalidProxyOptionsError` naming the offending key.
-        """
-        section = (metadata or {}).get(METADATA_KEY)
-        if section is None:
+        """Options from Envoy's ``node.metadata`` (as plain JSON-like data), read through
+        :class:`~meshplane.model.proxy.NodeMetadata`: missing or null values take the
+        defaults; a bad value raises :class:`InvalidNodeMetadataError` naming its key."""
+        node = NodeMetadata.from_node_metadata(metadata)
+        if node is None:
             return cls()
-        if not isinstance(section, Mapping):
-            raise InvalidProxyOptionsError(f"node.metadata.{METADATA_KEY}: must be an object")
         default = cls()
-        address = section.get("address")
-        if address is None:
-            address = section.get("workload_address")
-        app_port = section.get("app_port")
-        egress_port = section.get("egress_port")
-        ports = section.get("tcp_egress_ports")
-        capture = section.get("capture", False)
-        if not isinstance(capture, bool):
-            raise InvalidProxyOptionsError(_where("capture", "must be true or false"))
-        ingress_port = section.get("ingress_port")
-        if ports is not None and not isinstance(ports, Mapping):
-            raise InvalidProxyOptionsError(_where("tcp_egress_ports", "must be an object"))
         return cls(
-            address=_ip("address", address, default.address),
-            app_port=None if app_port is None else _port("app_port", app_port),
-            app_address=_ip("app_address", section.get("app_address"), default.app_address),
-            egress_address=_ip(
-                "egress_address", section.get("egress_address"), default.egress_address
-            ),
-            egress_port=default.egress_port
-            if egress_port is None
-            else _port("egress_port", egress_port),
-            tcp_egress_ports={
-                str(name): _port(f"tcp_egress_ports.{name}", port)
-                for name, port in (ports or {}).items()
-            },
-            capture=capture,
-            ingress_port=default.ingress_port
-            if ingress_port is None
-            else _port("ingress_port", ingress_port),
+            address=node.workload_address or default.address,
+            app_port=node.app_port,
+            app_address=node.app_address or default.app_address,
+            egress_address=node.egress_address or default.egress_address,
+            egress_port=node.egress_port or default.egress_port,
+            tcp_egress_ports=node.tcp_egress_ports or {},
+            capture=bool(node.capture),
+            ingress_port=node.ingress_port or default.ingress_port,
         )
-
-
-def _where(key: str, message: str) -> str:
-    return f"node.metadata.{METADATA_KEY}.{key}: {message}"
-
-
-def _ip(key: str, value: object, default: str) -> str:
-    if value is None:
-        return default
-    if not isinstance(value, str):
-        raise InvalidProxyOptionsError(_where(key, "must be an IP address string"))
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        raise InvalidProxyOptionsError(_where(key, f"{value!r} is not an IP address")) from None
-
-
-def _port(key: str, value: object) -> int:
-    port: int | None = None
-    if isinstance(value, bool):
-        port = None
-    elif isinstance(value, int):
-        port = value
-    elif (isinstance(value, float) and value.is_integer()) or (
-        isinstance(value, str) and value.strip().isdigit()
-    ):
-        port = int(value)
-    if port is None or not 1 <= port <= 65535:
-        raise InvalidProxyOptionsError(_where(key, f"must be a port 1..65535 (got {value!r})"))
-    return port

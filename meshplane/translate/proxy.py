@@ -31,12 +31,13 @@ from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
 
 from meshplane.model import Kind, ResourceKey, VirtualNodeSpec
+from meshplane.model.proxy import ProxyIdentity
 from meshplane.translate import capture, clusters, endpoints, listeners, routes, security
 from meshplane.translate.access_logs import access_logs
 from meshplane.translate.context import Context
 from meshplane.translate.endpoints import CloudMapTarget
 from meshplane.translate.gateway import translate_gateway
-from meshplane.translate.options import MeshSecurity, ProxyOptions, ProxyTarget
+from meshplane.translate.options import MeshSecurity, ProxyOptions
 from meshplane.translate.plan import EgressPlan, Provider, plan_services
 from meshplane.translate.resources import ProxyResources
 from meshplane.translate.view import MeshView
@@ -46,7 +47,7 @@ _WILDCARDS = ("0.0.0.0", "::")
 
 def translate_proxy(
     view: MeshView,
-    target: ProxyTarget,
+    target: ProxyIdentity,
     options: ProxyOptions | None = None,
     security: MeshSecurity | None = None,
 ) -> ProxyResources:

@@ -18,7 +18,7 @@
   bundle as trust, and on the client side the provider's SPIFFE ID as the only accepted SAN.
 
 SANs that look like URIs (``spiffe://...``) are matched as URI SANs, the others as DNS SANs.
-Secret names are SPIFFE style (:mod:`meshplane.identity.spiffe`); the control loop adds the
+Secret names are SPIFFE style (:mod:`meshplane.authority.spiffe`); the control loop adds the
 ``Secret`` resources they name.
 
 Used by :mod:`meshplane.translate.security` (and the virtual gateway translation).
@@ -34,7 +34,7 @@ from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tls_pb2
 from envoy.type.matcher.v3 import string_pb2
 
-from meshplane.identity.spiffe import spiffe_id, trust_bundle_name
+from meshplane.authority.spiffe import spiffe_id, trust_bundle_name
 from meshplane.model.kinds import Kind
 from meshplane.model.tls import (
     ClientPolicyTls,

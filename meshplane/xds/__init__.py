@@ -3,8 +3,9 @@
 A producer (the control loop) builds a :class:`Snapshot` of Envoy resources per proxy and
 publishes it with :meth:`SnapshotCache.set_snapshot`; :class:`XdsServer` streams it to the
 proxies with ACK-gated make-before-break ordering, NACK hold and backoff, and keeps a
-:class:`ProxyStatus` per stream.  Only ``meshplane.errors`` and ``meshplane.model.kinds`` are
-imported from the rest of meshplane.
+:class:`ProxyStatus` per stream.  Only ``meshplane.errors``, ``meshplane.model.kinds`` and
+``meshplane.model.proxy`` (the proxy identity, re-exported here) are imported from the rest
+of meshplane.
 
 Public surface (implementation modules are private by convention)::
 
@@ -15,9 +16,9 @@ Public surface (implementation modules are private by convention)::
     cache.set_snapshot("mesh/m/virtualNode/web", xds.Snapshot([cluster, cla, listener, routes]))
 """
 
+from meshplane.model.proxy import InvalidNodeIdError, ProxyIdentity, node_key, parse_node_id
 from meshplane.xds import types
 from meshplane.xds.cache import SnapshotCache
-from meshplane.xds.identity import InvalidNodeIdError, ProxyIdentity, node_key, parse_node_id
 from meshplane.xds.producer import Authorizer, ProxyConnection, SnapshotKeyer, SnapshotProducer
 from meshplane.xds.resource import Resource, ResourceError
 from meshplane.xds.server import XdsServer

@@ -3,7 +3,7 @@
 A producer publishes with :meth:`SnapshotCache.set_snapshot` (a whole snapshot, swapped in
 atomically); every ADS stream of that key is woken and works out, on its own, what its Envoy
 still needs.  Keys are strings: a node id, its ARN form and a :class:`ProxyIdentity` all
-address the same entry (their node key, :func:`meshplane.xds.identity.node_key`); any other
+address the same entry (their node key, :func:`meshplane.model.proxy.node_key`); any other
 string is a producer's own snapshot key (:class:`~meshplane.xds.producer.SnapshotKeyer`: the
 control loop keys proxies by identity and translation options, so gateway replicas bound to
 the same address share a snapshot and replicas bound elsewhere get their own) and is used as
@@ -22,7 +22,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from meshplane.xds.identity import InvalidNodeIdError, ProxyIdentity, node_key
+from meshplane.model.proxy import InvalidNodeIdError, ProxyIdentity, node_key
 from meshplane.xds.snapshot import Snapshot
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-from meshplane.xds.identity import ProxyIdentity
+from meshplane.model.proxy import ProxyIdentity
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,10 +40,10 @@ import grpc
 from envoy.service.discovery.v3 import discovery_pb2
 from prometheus_client import CollectorRegistry
 
+from meshplane.model.proxy import InvalidNodeIdError, ProxyIdentity, parse_node_id
 from meshplane.xds import delta, sotw
 from meshplane.xds._proto import json_format
 from meshplane.xds.cache import SnapshotCache
-from meshplane.xds.identity import InvalidNodeIdError, ProxyIdentity, parse_node_id
 from meshplane.xds.limits import XdsLimits
 from meshplane.xds.metrics import XdsMetrics
 from meshplane.xds.producer import (

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from meshplane.xds.identity import ProxyIdentity
+from meshplane.model.proxy import ProxyIdentity
 
 
 @dataclass(frozen=True, slots=True)

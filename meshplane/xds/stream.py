@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
 
+from meshplane.model.proxy import ProxyIdentity
 from meshplane.xds import types
 from meshplane.xds._proto import Message
-from meshplane.xds.identity import ProxyIdentity
 from meshplane.xds.metrics import XdsMetrics
 from meshplane.xds.plan import ClientView, plan
 from meshplane.xds.resource import Resource

@@ -4,7 +4,8 @@
 chain: listener -> HCM (RDS over ADS) -> route configuration -> EDS cluster -> endpoints.
 ``simple_snapshot`` puts one such chain together.
 
-``AdsClient`` plays Envoy on a real gRPC stream for the in-process (tier 2) tests.
+``AdsClient`` plays Envoy on a real gRPC stream for the in-process (tier 2) tests;
+``connection`` is the ``ProxyConnection`` a producer (the control loop) sees for one stream.
 
 Used by the xDS in-process and real-Envoy tests.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -29,7 +31,7 @@ from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
 
-from meshplane.xds import Snapshot, types
+from meshplane.xds import ProxyConnection, Snapshot, parse_node_id, types
 
 
 def _ads() -> config_source_pb2.ConfigSource:
@@ -302,3 +304,20 @@ _MESSAGES: dict[str, Any] = {
     types.ROUTE: route_pb2.RouteConfiguration,
     types.SECRET: secret_pb2.Secret,
 }
+
+
+def connection(
+    stream_id: int, node: str, metadata: dict[str, Any] | None = None
+) -> ProxyConnection:
+    """The connection of ADS stream ``stream_id`` of proxy ``node`` (its node id), as the xDS
+    server hands it to the producer."""
+    return ProxyConnection(
+        stream_id=stream_id,
+        node_id=node,
+        identity=parse_node_id(node),
+        cluster=node,
+        peer="test",
+        connected_since=datetime.now(UTC),
+        kind="sotw",
+        metadata=metadata or {},
+    )

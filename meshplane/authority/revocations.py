@@ -1,6 +1,6 @@
 """Revoked proxy tokens: one token by its id, or every token issued for a proxy until a moment.
 
-Proxy tokens are stateless (:mod:`meshplane.identity.tokens`), so revoking one is remembering
+Proxy tokens are stateless (:mod:`meshplane.authority.tokens`), so revoking one is remembering
 it until it cannot be valid any more.  :class:`Revocations` keeps two lists in
 ``<data dir>/proxy-token-revocations.json`` (mode 0600, rewritten atomically on every change):
 
@@ -10,10 +10,10 @@ it until it cannot be valid any more.  :class:`Revocations` keeps two lists in
   whose id nobody noted, or a decommissioned workload).
 
 An entry is dropped once every token it can match has expired anyway (a token lives at most
-:data:`~meshplane.identity.tokens.MAX_TTL_SECONDS`).  Thread-safe; the xDS authorizer asks
+:data:`~meshplane.authority.tokens.MAX_TTL_SECONDS`).  Thread-safe; the xDS authorizer asks
 :meth:`Revocations.why` for every new stream, the API records revocations.
 
-Used by :mod:`meshplane.server.proxy_auth` and :mod:`meshplane.api.identity`.
+Used by :mod:`meshplane.server.proxy_auth` and :mod:`meshplane.api.authority`.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ import json
 import threading
 from pathlib import Path
 
+from meshplane.authority.files import write_file
+from meshplane.authority.keystore import Vault
+from meshplane.authority.tokens import MAX_TTL_SECONDS, TokenClaims
 from meshplane.errors import MeshplaneError
-from meshplane.identity.files import write_file
-from meshplane.identity.keystore import Vault
-from meshplane.identity.tokens import MAX_TTL_SECONDS, TokenClaims
 
 FILE = "proxy-token-revocations.json"
 VAULT_NAME = "proxy-token-revocations"

@@ -1,16 +1,16 @@
 """The mesh identities service: a CA per mesh, created on first use, and proxy certificates.
 
-:class:`MeshIdentities` is what the control loop asks for a proxy's certificate
-(:meth:`~MeshIdentities.certificate`) and a mesh's trust bundle
-(:meth:`~MeshIdentities.trust_bundle`).  It loads a mesh's CA from the
-:class:`~meshplane.identity.keystore.KeyStore` or creates it the first time the mesh needs one
-(or uses the operator's CA for every mesh when :class:`IdentitySettings` names one), keeps
+:class:`CertificateAuthorities` is what the control loop asks for a proxy's certificate
+(:meth:`~CertificateAuthorities.certificate`) and a mesh's trust bundle
+(:meth:`~CertificateAuthorities.trust_bundle`).  It loads a mesh's CA from the
+:class:`~meshplane.authority.keystore.KeyStore` or creates it the first time the mesh needs one
+(or uses the operator's CA for every mesh when :class:`CaSettings` names one), keeps
 each issued certificate until its rotation point (``rotate_after`` of its lifetime, half by
 default) and issues a new one after that, or as soon as the mesh's signing root changes.
-:meth:`~MeshIdentities.next_change` tells the control loop when to come back.
+:meth:`~CertificateAuthorities.next_change` tells the control loop when to come back.
 
-:meth:`~MeshIdentities.rotate_ca` starts a CA rotation (see
-:mod:`meshplane.identity.authority`); a CA whose root is within ``ca_rotate_before`` of its
+:meth:`~CertificateAuthorities.rotate_ca` starts a CA rotation (see
+:mod:`meshplane.authority.ca`); a CA whose root is within ``ca_rotate_before`` of its
 expiry is rotated on its own.
 
 Thread-safe (one lock); the clock is injected.  Built by ``meshplane.server`` from settings;
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from meshplane.identity.authority import (
+from meshplane.authority.ca import (
     AuthorityError,
     IssuedCertificate,
     MeshAuthority,
@@ -33,8 +33,8 @@ from meshplane.identity.authority import (
     new_root,
     operator_root,
 )
-from meshplane.identity.keystore import AuthorityStore, KeyStore
-from meshplane.identity.spiffe import DEFAULT_TRUST_DOMAIN, check_trust_domain, spiffe_id
+from meshplane.authority.keystore import AuthorityStore, KeyStore
+from meshplane.authority.spiffe import DEFAULT_TRUST_DOMAIN, check_trust_domain, spiffe_id
 
 Clock = Callable[[], datetime]
 
@@ -44,7 +44,7 @@ def utc_now() -> datetime:
 
 
 @dataclass(frozen=True, slots=True)
-class IdentitySettings:
+class CaSettings:
     """How the mesh CAs issue proxy identities."""
 
     trust_domain: str = DEFAULT_TRUST_DOMAIN
@@ -78,19 +78,19 @@ class IdentitySettings:
         return self.ca_overlap if self.ca_overlap is not None else self.cert_lifetime
 
 
-class MeshIdentities:
+class CertificateAuthorities:
     """CAs by mesh and the current certificate of every proxy identity."""
 
     def __init__(
         self,
         directory: Path,
-        settings: IdentitySettings | None = None,
+        settings: CaSettings | None = None,
         clock: Clock = utc_now,
         *,
         keystore: AuthorityStore | None = None,
         may_rotate: Callable[[], bool] = lambda: True,
     ) -> None:
-        self.settings = settings or IdentitySettings()
+        self.settings = settings or CaSettings()
         self.may_rotate = may_rotate
         """Whether this replica runs automatic CA rotation now (the fleet's duty lease; the
         others read the rotated CA from the shared keystore)."""

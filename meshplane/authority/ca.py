@@ -16,7 +16,7 @@ propagation`` and keeps the old one trusted until ``overlap`` after that, so tha
 3. the old root leaves the bundle once no live leaf can depend on it.
 
 Pure: no I/O, no clock (every method takes ``now``).  Persisted by
-:mod:`meshplane.identity.keystore`; used by :mod:`meshplane.identity.identities`.
+:mod:`meshplane.authority.keystore`; used by :mod:`meshplane.authority.mesh_cas`.
 """
 
 from __future__ import annotations

@@ -12,17 +12,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from meshplane.identity import (
+from meshplane.authority import (
     AuthorityError,
-    IdentitySettings,
+    CaSettings,
+    CertificateAuthorities,
     InvalidTokenError,
-    MeshIdentities,
     TokenKey,
     spiffe_id,
     trust_bundle_name,
 )
-from meshplane.identity.keystore import mesh_directory
-from meshplane.identity.spiffe import InvalidTrustDomainError
+from meshplane.authority.keystore import mesh_directory
+from meshplane.authority.spiffe import InvalidTrustDomainError
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -38,8 +38,8 @@ class Clock:
         self.now += timedelta(**delta)
 
 
-def identities(tmp_path: Path, clock: Clock, **settings: object) -> MeshIdentities:
-    return MeshIdentities(tmp_path / "ca", IdentitySettings(**settings), clock)  # type: ignore[arg-type]
+def identities(tmp_path: Path, clock: Clock, **settings: object) -> CertificateAuthorities:
+    return CertificateAuthorities(tmp_path / "ca", CaSettings(**settings), clock)  # type: ignore[arg-type]
 
 
 def certs(pem: bytes) -> list[x509.Certificate]:
@@ -63,7 +63,7 @@ def test_spiffe_ids_and_secret_names() -> None:
     )
     assert trust_bundle_name("example.org") == "spiffe://example.org"
     with pytest.raises(InvalidTrustDomainError):
-        IdentitySettings(trust_domain="Not/A/Domain")
+        CaSettings(trust_domain="Not/A/Domain")
 
 
 # --- the CA and its files ------------------------------------------------------------------

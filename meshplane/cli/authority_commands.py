@@ -1,5 +1,5 @@
 """``meshplane proxy-token create|revoke`` and ``meshplane ca show|rotate``: proxy credentials
-and the mesh certificate authorities, through the API (``meshplane.api.identity``).
+and the mesh certificate authorities, through the API (``meshplane.api.authority``).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Writing the identity layer's files: keys, certificates and lists, atomically, with their
 permissions from the moment they exist.
 
-Used by :mod:`~meshplane.identity.keystore` (mesh CAs), :mod:`~meshplane.identity.server_tls`
-(the control plane's own certificate) and :mod:`~meshplane.identity.revocations`.
+Used by :mod:`~meshplane.authority.keystore` (mesh CAs), :mod:`~meshplane.authority.server_tls`
+(the control plane's own certificate) and :mod:`~meshplane.authority.revocations`.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@
   not yet.
 - ``POST /meshplane/v1/proxy-tokens/revoke`` ``{"resource": ..., "tokenId": ...}`` -> the
   revocation: the one token ``tokenId`` (the id create returned), or without it every token
-  issued for the resource until now (:mod:`meshplane.identity.revocations`).  Open ADS streams
+  issued for the resource until now (:mod:`meshplane.authority.revocations`).  Open ADS streams
   holding a revoked token are ended at once (``streamsClosed``); they cannot reconnect with it.
 - ``GET /meshplane/v1/meshes/{mesh}/ca``: the mesh's trust bundle (PEM) and its roots —
   public material, for clients outside the mesh that must trust its proxies.
@@ -33,11 +33,11 @@ from starlette.routing import BaseRoute, Route
 
 from meshplane.api.appmesh import guarded, read_json_body
 from meshplane.api.auth import principal_of
+from meshplane.authority import AuthorityError, CertificateAuthorities, TokenKey
+from meshplane.authority.revocations import Revocations
 from meshplane.errors import BadRequestError, MeshplaneError, NotFoundError
-from meshplane.identity import AuthorityError, MeshIdentities, TokenKey
-from meshplane.identity.revocations import Revocations
-from meshplane.identity.spiffe import proxy_key
 from meshplane.model.kinds import Kind, ResourceKey
+from meshplane.model.proxy import InvalidNodeIdError, node_key
 from meshplane.service import inputs
 from meshplane.service.access import Role
 from meshplane.store.protocols import ResourceStore, Transaction
@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 DEFAULT_TTL_SECONDS = 24 * 3600
 
 
-class IdentityApi:
+class AuthorityApi:
     """The handlers (see the module docstring)."""
 
     def __init__(
@@ -55,14 +55,14 @@ class IdentityApi:
         store: ResourceStore,
         *,
         tokens: TokenKey | None,
-        identities: MeshIdentities | None,
+        authorities: CertificateAuthorities | None,
         clock: Callable[[], float] = time.time,
         revocations: Revocations | None = None,
         on_revoked: Callable[[], int] | None = None,
     ) -> None:
         self.store = store
         self.tokens = tokens
-        self.identities = identities
+        self.authorities = authorities
         self.clock = clock
         self.revocations = revocations
         self.on_revoked = on_revoked
@@ -171,19 +171,19 @@ class IdentityApi:
         return await run_in_threadpool(self._ca, mesh, True)
 
     def _ca(self, mesh: str, rotate: bool) -> dict[str, Any]:
-        if self.identities is None:
+        if self.authorities is None:
             raise MeshplaneError("this server has no certificate authority")
         try:
             authority = (
-                self.identities.rotate_ca(mesh) if rotate else self.identities.authority(mesh)
+                self.authorities.rotate_ca(mesh) if rotate else self.authorities.authority(mesh)
             )
         except AuthorityError as error:
             raise BadRequestError(str(error)) from None
-        now = self.identities.clock()
+        now = self.authorities.clock()
         signing = authority.signing_root(now)
         return {
             "mesh": mesh,
-            "trustDomain": self.identities.trust_domain,
+            "trustDomain": self.authorities.trust_domain,
             "trustBundle": authority.trust_bundle(now).decode(),
             "roots": [
                 {
@@ -211,9 +211,9 @@ async def _token_request(request: Request, option: str) -> tuple[dict[str, Any],
     if not isinstance(resource, str):
         raise BadRequestError("resource: is required, mesh/<mesh>/virtualNode/<name>")
     try:
-        return body, proxy_key(resource)
-    except ValueError as error:
-        raise BadRequestError(f"resource: {error}") from None
+        return body, node_key(resource)
+    except InvalidNodeIdError as error:
+        raise BadRequestError(f"resource: {error.message}") from None
 
 
 def _iso(unix: int) -> str:

@@ -10,7 +10,7 @@ the CLI's ``--tls-ca``, boto3's ``verify=``, ``meshplane envoy --xds-ca``.
 The CA lasts ten years.  The server certificate lasts a year and is issued again at start-up
 when fewer than 90 days are left, when it names other hosts than asked, when the CA changed, or
 when a file is missing or unreadable.  This control-plane CA is separate from the mesh CAs
-(:mod:`meshplane.identity.identities`): a proxy certificate never authenticates a server, nor
+(:mod:`meshplane.authority.mesh_cas`): a proxy certificate never authenticates a server, nor
 the reverse.
 
 Used by :mod:`meshplane.server.run`.
@@ -31,9 +31,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from meshplane.authority.ca import CLOCK_SKEW, key_usage, private_pem, self_signed_ca
+from meshplane.authority.files import write_file
 from meshplane.errors import MeshplaneError
-from meshplane.identity.authority import CLOCK_SKEW, key_usage, private_pem, self_signed_ca
-from meshplane.identity.files import write_file
 
 CA_LIFETIME = timedelta(days=3650)
 SERVER_LIFETIME = timedelta(days=365)

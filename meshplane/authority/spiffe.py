@@ -11,10 +11,6 @@ secret named ``spiffe://<trust domain>``.  So a listener's ``certificate.sds.sec
 a validation's ``trust.sds.secretName`` written for App Mesh with SPIRE work unchanged when the
 trust domain matches.
 
-:func:`proxy_key` normalizes the ways a proxy resource is written (App Mesh's
-``APPMESH_RESOURCE_ARN``: ``mesh/<mesh>/virtualNode/<name>`` or the full ARN) to the node key
-that proxy tokens are scoped to (the xDS layer's ``ProxyIdentity.key``).
-
 Pure functions; used by translation (secret names in transport sockets), the control loop
 (which secrets to issue), the certificate authority (URI SANs) and the API (proxy tokens).
 """
@@ -27,9 +23,6 @@ from urllib.parse import quote
 DEFAULT_TRUST_DOMAIN = "meshplane.local"
 SCHEME = "spiffe://"
 _TRUST_DOMAIN = re.compile(r"^[a-z0-9._-]{1,255}$")
-_ARN = re.compile(r"^arn:[^:]+:appmesh:[^:]*:[^:]*:(?P<path>.+)$")
-_NAME = re.compile(r"^[^/\s@]{1,255}$")
-PROXY_KINDS = ("virtualNode", "virtualGateway")
 
 
 class InvalidTrustDomainError(ValueError):
@@ -55,20 +48,3 @@ def spiffe_id(trust_domain: str, mesh: str, kind: str, name: str) -> str:
 def trust_bundle_name(trust_domain: str) -> str:
     """The SDS secret name of a mesh's trust bundle: ``spiffe://<trust domain>``."""
     return SCHEME + trust_domain
-
-
-def proxy_key(resource: str) -> str:
-    """``mesh/<mesh>/<kind>/<name>`` for a proxy resource in any accepted form (a mesh owner
-    suffix ``@<account>`` is dropped); ValueError when it names no virtual node or gateway."""
-    arn = _ARN.match(resource)
-    path = arn.group("path") if arn is not None else resource
-    parts = path.split("/")
-    if len(parts) != 4 or parts[0] != "mesh" or parts[2] not in PROXY_KINDS:
-        raise ValueError(
-            f"{resource!r} is not mesh/<mesh>/virtualNode/<name>, "
-            "mesh/<mesh>/virtualGateway/<name> or the ARN of one"
-        )
-    mesh, name = parts[1].partition("@")[0], parts[3]
-    if not _NAME.match(mesh) or not _NAME.match(name):
-        raise ValueError(f"{resource!r} has an invalid mesh or resource name")
-    return f"mesh/{mesh}/{parts[2]}/{name}"

@@ -11,14 +11,14 @@ old state or the new one.  A mesh name that is not a plain file name (App Mesh n
 pattern) is stored under ``~<hex of its UTF-8 bytes>``.
 
 An operator-supplied CA (certificate file and key file, see
-:class:`~meshplane.identity.identities.IdentitySettings`) is read from where the operator keeps
+:class:`~meshplane.authority.mesh_cas.CaSettings`) is read from where the operator keeps
 it and never copied.
 
 Replicas that share a database keep their CAs there instead: :class:`VaultKeyStore` stores each
 mesh's authority as one JSON value (``ca/<mesh>``: the roots' certificate and key PEMs and their
 dates) in a :class:`Vault` (``meshplane.store.vault``: sealed under the key-encryption key).
 
-Used by :mod:`meshplane.identity.identities`.
+Used by :mod:`meshplane.authority.mesh_cas`.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from meshplane.identity.authority import AuthorityError, MeshAuthority, Root, private_pem
-from meshplane.identity.files import write_file
+from meshplane.authority.ca import AuthorityError, MeshAuthority, Root, private_pem
+from meshplane.authority.files import write_file
 
 _PLAIN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$")
 STATE_FILE = "roots.json"
@@ -61,7 +61,7 @@ class Vault(Protocol):
 
 
 class AuthorityStore(Protocol):
-    """Where :class:`~meshplane.identity.identities.MeshIdentities` keeps the mesh CAs."""
+    """Where :class:`~meshplane.authority.mesh_cas.CertificateAuthorities` keeps the mesh CAs."""
 
     def load(self, mesh: str, trust_domain: str) -> MeshAuthority | None: ...
 
