@@ -35,16 +35,12 @@ def _key_of(item: dict[str, Any], kind: Kind) -> ResourceKey:
 async def _k8s_view(client: Client, kind: Kind) -> list[tuple[Manifest, ResourceKey]]:
     """(manifest, App Mesh key) for every applied manifest that produced a ``kind``."""
     # imported here: the model and manifest machinery is needed only by the Kubernetes view
-    from meshplane.manifests import translate
-    from meshplane.service.apply import manifest_from_store
-    from meshplane.store.records import StoredManifest
+    from meshplane.manifests import Manifest, translate
 
     stored = await client.manifests()
     namespaces = {ns["name"]: ns["labels"] for ns in await client.namespaces()}
     manifests = [
-        manifest_from_store(
-            StoredManifest(m["kind"], m["namespace"] or "", m["name"], m["body"], m["source"], 0)
-        )
+        Manifest.stored(m["kind"], m["namespace"] or "", m["name"], m["body"], m["source"])
         for m in stored
     ]
     translation = translate(manifests, namespaces=namespaces)

@@ -8,12 +8,9 @@ directory is created if there is none).
 
 from __future__ import annotations
 
-import getpass
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -21,8 +18,11 @@ from meshplane.cli import output
 from meshplane.cli.common import output_option, run_client
 from meshplane.client import Client
 from meshplane.errors import MeshplaneError
-from meshplane.service.access import ALL_MESHES, Grant, Principal, Role
-from meshplane.service.tokens import SecretBox, TokenService, describe
+
+if TYPE_CHECKING:
+    from meshplane.server.offline import OfflineTokens
+
+ROLES = ("viewer", "editor", "admin")
 
 T = TypeVar("T")
 
@@ -33,47 +33,26 @@ DATA_DIR_OPTION = click.option(
 )
 
 
-@contextmanager
-def _offline_service(data_dir: Path) -> Iterator[TokenService]:
-    from meshplane.server.keys import token_key
-    from meshplane.server.run import DataDirLocked, lock_data_dir
-    from meshplane.server.settings import Settings
-    from meshplane.store import SqlStore
+def _run(
+    ctx: click.Context,
+    data_dir: Path | None,
+    online: Callable[[Client], Any],
+    offline: Callable[[OfflineTokens], T],
+) -> Any:
+    if data_dir is None:
+        return run_client(ctx, online)
+    from meshplane.server.offline import DataDirLocked, offline_tokens
 
     try:
-        lock = lock_data_dir(data_dir)
+        with offline_tokens(data_dir) as tokens:
+            return offline(tokens)
     except DataDirLocked:
         raise output.fail(
             f"{data_dir} is in use by a running server: stop it, or work through the API "
             "with an admin token (--token)"
         ) from None
-    try:
-        settings = Settings.load(data_dir=data_dir)
-        assert settings.auth is not None
-        store = SqlStore.open(data_dir)
-        try:
-            box = SecretBox(token_key(settings.auth.key_file))
-            yield TokenService(store, box, clock=time.time)
-        finally:
-            store.close()
-    finally:
-        lock.close()
-
-
-def _run(
-    ctx: click.Context,
-    data_dir: Path | None,
-    online: Callable[[Client], Any],
-    offline: Callable[[TokenService, Principal], T],
-) -> Any:
-    if data_dir is None:
-        return run_client(ctx, online)
-    principal = Principal(f"local:{getpass.getuser()}", (Grant(ALL_MESHES, Role.ADMIN),))
-    with _offline_service(data_dir) as service:
-        try:
-            return offline(service, principal)
-        except MeshplaneError as error:
-            raise output.fail(f"{error.message} ({error.code})") from None
+    except MeshplaneError as error:
+        raise output.fail(f"{error.message} ({error.code})") from None
 
 
 @click.group()
@@ -89,9 +68,7 @@ def token() -> None:
 
 @token.command("create")
 @click.option("--mesh", "-m", required=True, help="The mesh, or '*' for every mesh.")
-@click.option(
-    "--role", type=click.Choice([r.value for r in Role]), required=True, help="What it may do."
-)
+@click.option("--role", type=click.Choice(ROLES), required=True, help="What it may do.")
 @click.option("--description", "-d", help="What the token is for (shown by 'token list').")
 @DATA_DIR_OPTION
 @output_option("table", "json", "yaml")
@@ -113,15 +90,16 @@ def create(
       meshplane token create -m webapp --role viewer -o json | jq -r .token
     """
 
-    def offline(service: TokenService, principal: Principal) -> dict[str, Any]:
-        issued = service.create(mesh, role, description, principal=principal, via="offline")
-        return {**describe(issued.token), "secret": issued.secret, "token": issued.bearer}
-
-    result = _run(ctx, data_dir, lambda c: c.create_token(mesh, role, description), offline)
+    result = _run(
+        ctx,
+        data_dir,
+        lambda c: c.create_token(mesh, role, description),
+        lambda tokens: tokens.create(mesh, role, description),
+    )
     if fmt != "table":
         output.dump(result, fmt)
         return
-    where = "every mesh" if result["mesh"] == ALL_MESHES else f"mesh {result['mesh']}"
+    where = "every mesh" if result["mesh"] == "*" else f"mesh {result['mesh']}"
     output.out.print(f"token {result['id']} created: {result['role']} on {where}", highlight=False)
     output.table(
         ["", "VALUE", "USE"],
@@ -148,10 +126,7 @@ def list_tokens(ctx: click.Context, mesh: str | None, data_dir: Path | None, fmt
       meshplane token list --mesh webapp -o json
     """
 
-    def offline(service: TokenService, principal: Principal) -> list[dict[str, Any]]:
-        return [describe(t) for t in service.list_tokens(principal=principal, mesh=mesh)]
-
-    tokens = _run(ctx, data_dir, lambda c: c.tokens(mesh), offline)
+    tokens = _run(ctx, data_dir, lambda c: c.tokens(mesh), lambda tokens: tokens.list(mesh))
     if fmt != "table":
         output.dump(tokens, fmt)
         return
@@ -183,8 +158,7 @@ def revoke(ctx: click.Context, token_id: str, data_dir: Path | None) -> None:
       meshplane token revoke MPTQ4ZJX2L5N7RCWE3KA
     """
 
-    def offline(service: TokenService, principal: Principal) -> dict[str, Any]:
-        return describe(service.revoke(token_id, principal=principal, via="offline"))
-
-    revoked = _run(ctx, data_dir, lambda c: c.revoke_token(token_id), offline)
+    revoked = _run(
+        ctx, data_dir, lambda c: c.revoke_token(token_id), lambda tokens: tokens.revoke(token_id)
+    )
     output.out.print(f"token {revoked['id']} revoked", highlight=False)

@@ -61,6 +61,24 @@ class Manifest:
     item: int | None = None
     """Position inside the ``items`` of a List document, None for a top-level object."""
 
+    @classmethod
+    def stored(
+        cls, kind: str, namespace: str, name: str, body: Mapping[str, Any], source: str
+    ) -> Manifest:
+        """A manifest as the store keeps it (``source`` is ``file#index``; '' namespace: none)."""
+        file, _, index = source.rpartition("#")
+        if not file or not index.isdigit():  # stored without its document index
+            file, index = source, "0"
+        return cls(
+            source=file,
+            index=int(index),
+            api_version=str(body.get("apiVersion", "")),
+            kind=kind,
+            name=name,
+            namespace=namespace or None,
+            body=body,
+        )
+
     @property
     def group(self) -> str:
         """The API group (``appmesh.k8s.aws``), '' for the core group (``v1``)."""

@@ -94,19 +94,7 @@ class _DryRun(Exception):
 
 
 def manifest_from_store(stored: StoredManifest) -> Manifest:
-    body = stored.body
-    source, _, index = stored.source.rpartition("#")
-    if not source or not index.isdigit():  # stored without its document index
-        source, index = stored.source, "0"
-    return Manifest(
-        source=source,
-        index=int(index),
-        api_version=str(body.get("apiVersion", "")),
-        kind=stored.kind,
-        name=stored.name,
-        namespace=stored.namespace or None,
-        body=body,
-    )
+    return Manifest.stored(stored.kind, stored.namespace, stored.name, stored.body, stored.source)
 
 
 def _labels(body: Mapping[str, Any]) -> dict[str, str]:
