@@ -109,7 +109,9 @@ def outbound_listener(
 ) -> listener_pb2.Listener:
     """The listener on the egress port that every captured outbound connection reaches."""
     allow_all = ctx.mesh_spec.egressFilter.type == "ALLOW_ALL"
-    http = network_filter(HTTP_CONNECTION_MANAGER, egress_http_manager(ctx, logs))
+    http = network_filter(
+        HTTP_CONNECTION_MANAGER, egress_http_manager(ctx, ctx.options.egress_port, logs)
+    )
     chains: list[listener_components_pb2.FilterChain] = [_http_chain("http", http, None)]
     tcp_ports: set[int] = set()
     for backend in plan.tcp:

@@ -30,7 +30,7 @@ from envoy.type.v3 import http_pb2
 from meshplane.model.common import HealthCheckPolicy, IpPreference
 from meshplane.model.virtual_node import Listener, OutlierDetection
 from meshplane.translate import names
-from meshplane.translate.context import Context
+from meshplane.translate.context import Context, SharedContext
 from meshplane.translate.plan import Provider
 from meshplane.translate.protos import (
     ads,
@@ -87,7 +87,7 @@ def ingress_cluster(ctx: Context, listener: Listener) -> cluster_pb2.Cluster:
     return cluster
 
 
-def egress_cluster(ctx: Context, provider: Provider) -> cluster_pb2.Cluster | None:
+def egress_cluster(ctx: SharedContext, provider: Provider) -> cluster_pb2.Cluster | None:
     """How this proxy reaches one provider listener (None without service discovery)."""
     discovery = provider.spec.serviceDiscovery
     if discovery is None:
@@ -136,7 +136,7 @@ def egress_cluster(ctx: Context, provider: Provider) -> cluster_pb2.Cluster | No
     return cluster
 
 
-def allow_all_dns_cache(ctx: Context) -> dns_cache_pb2.DnsCacheConfig:
+def allow_all_dns_cache(ctx: SharedContext) -> dns_cache_pb2.DnsCacheConfig:
     """The DNS cache shared by the allow-all cluster and the egress forward-proxy filter."""
     config = dns_cache_pb2.DnsCacheConfig(name=names.ALLOW_ALL_DNS_CACHE)
     family = _lookup_family(ctx, None)
@@ -145,7 +145,7 @@ def allow_all_dns_cache(ctx: Context) -> dns_cache_pb2.DnsCacheConfig:
     return config
 
 
-def allow_all_cluster(ctx: Context) -> cluster_pb2.Cluster:
+def allow_all_cluster(ctx: SharedContext) -> cluster_pb2.Cluster:
     """The ALLOW_ALL pass-through: a dynamic forward proxy to the request's Host."""
     config = dfp_cluster_pb2.ClusterConfig(dns_cache_config=allow_all_dns_cache(ctx))
     return _C(
@@ -203,7 +203,7 @@ def outlier_detection(spec: OutlierDetection) -> outlier_detection_pb2.OutlierDe
     return result
 
 
-def _lookup_family(ctx: Context, preference: IpPreference | None) -> int | None:
+def _lookup_family(ctx: SharedContext, preference: IpPreference | None) -> int | None:
     if preference is None and ctx.mesh_spec.serviceDiscovery is not None:
         preference = ctx.mesh_spec.serviceDiscovery.ipPreference
     return None if preference is None else LOOKUP_FAMILY[preference]

@@ -5,7 +5,9 @@ resource a translation reads (or looks for and does not find) lands in ``inputs`
 control loop re-translates a proxy only when one of its inputs changes.  ``problems``
 collects what the translation had to leave out (a missing backend, a dropped route target,
 a port already taken), phrased for ``proxy-status``.  Mutable, and private to one
-:func:`~meshplane.translate.translate_proxy` call.
+:func:`~meshplane.translate.translate_proxy` call.  What is made once for every proxy of a
+view (:meth:`SharedContext.shared`) is built in a :class:`SharedContext`, which has no target
+and no options: a per-proxy value cannot leak into another proxy's configuration.
 
 Created by :mod:`meshplane.translate.proxy`; read by the planning and output modules.
 """
@@ -31,31 +33,17 @@ from meshplane.translate.view import MeshView, NamedGatewayRoute, NamedRoute
 T = TypeVar("T")
 
 
-class Context:
-    """One translation in progress (see the module docstring)."""
+class SharedContext:
+    """A translation's reads and problems, without the proxy: what a shared builder
+    (:meth:`shared`) gets, so that it cannot read the target or the options of whichever proxy
+    happened to build it first (per-proxy values it needs are in its key and its arguments)."""
 
-    __slots__ = (
-        "inputs",
-        "mesh",
-        "mesh_spec",
-        "options",
-        "problems",
-        "security",
-        "target",
-        "view",
-    )
+    __slots__ = ("inputs", "mesh", "mesh_spec", "problems", "security", "view")
 
     def __init__(
-        self,
-        view: MeshView,
-        target: ProxyIdentity,
-        options: ProxyOptions,
-        mesh_spec: MeshSpec,
-        security: MeshSecurity | None = None,
+        self, view: MeshView, mesh_spec: MeshSpec, security: MeshSecurity | None = None
     ) -> None:
         self.view = view
-        self.target = target
-        self.options = options
         self.security = security or MeshSecurity()
         self.mesh = view.mesh
         self.mesh_spec = mesh_spec
@@ -63,16 +51,21 @@ class Context:
         self.problems: list[str] = []
 
     def shared(
-        self, key: Hashable, build: Callable[[Context], T], *, reads: Iterable[ResourceKey] = ()
+        self,
+        key: Hashable,
+        build: Callable[[SharedContext], T],
+        *,
+        reads: Iterable[ResourceKey] = (),
     ) -> T:
         """``build``'s result for this view, made once and shared by every translation on it
         (and on the next views, while none of its inputs changes: :meth:`MeshView.remember`).
-        ``build`` runs in a context of its own, whose reads (plus ``reads``: what it uses
-        without looking it up, such as a spec handed to it) are its inputs; those inputs and its
-        problems are added to this context, hit or miss, as if it had run here."""
+        ``build`` runs in a :class:`SharedContext` of its own (no target, no options), whose
+        reads (plus ``reads``: what it uses without looking it up, such as a spec handed to it)
+        are its inputs; those inputs and its problems are added to this context, hit or miss,
+        as if it had run here."""
         found: tuple[T, frozenset[ResourceKey], tuple[str, ...]] | None = self.view.memo.get(key)
         if found is None:
-            own = Context(self.view, self.target, self.options, self.mesh_spec, self.security)
+            own = SharedContext(self.view, self.mesh_spec, self.security)
             value = build(own)
             inputs = frozenset(own.inputs).union(reads)
             found = (value, inputs, tuple(own.problems))
@@ -125,3 +118,21 @@ class Context:
         """A gateway's routes; recorded as a read of the gateway."""
         self._read(Kind.VIRTUAL_GATEWAY, gateway)
         return self.view.gateway_routes(gateway)
+
+
+class Context(SharedContext):
+    """One proxy's translation in progress (see the module docstring)."""
+
+    __slots__ = ("options", "target")
+
+    def __init__(
+        self,
+        view: MeshView,
+        target: ProxyIdentity,
+        options: ProxyOptions,
+        mesh_spec: MeshSpec,
+        security: MeshSecurity | None = None,
+    ) -> None:
+        super().__init__(view, mesh_spec, security)
+        self.target = target
+        self.options = options

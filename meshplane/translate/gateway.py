@@ -54,7 +54,7 @@ from meshplane.model.virtual_gateway import (
 )
 from meshplane.translate import clusters, endpoints, gateway_routes, listeners, security
 from meshplane.translate.access_logs import access_logs
-from meshplane.translate.context import Context
+from meshplane.translate.context import Context, SharedContext
 from meshplane.translate.plan import HttpBackend, plan_services
 from meshplane.translate.protos import circuit_breakers
 from meshplane.translate.resources import ProxyResources
@@ -121,7 +121,7 @@ def translate_gateway(ctx: Context) -> ProxyResources:
 
 
 def _serving_listeners(
-    ctx: Context, gateway: VirtualGatewaySpec, routes: Sequence[NamedGatewayRoute]
+    ctx: SharedContext, gateway: VirtualGatewaySpec, routes: Sequence[NamedGatewayRoute]
 ) -> dict[int, list[NamedGatewayRoute]]:
     """The gateway routes of each listener port, in order."""
     served: dict[int, list[NamedGatewayRoute]] = {
@@ -146,7 +146,7 @@ def _serving_listeners(
     return served
 
 
-def _health_problem(ctx: Context, listener: VirtualGatewayListener) -> None:
+def _health_problem(ctx: SharedContext, listener: VirtualGatewayListener) -> None:
     check = listener.healthCheck
     if check is not None and check.protocol == "grpc":
         ctx.problem(

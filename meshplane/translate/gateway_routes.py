@@ -27,7 +27,7 @@ from envoy.config.route.v3 import route_pb2
 from meshplane.model.gateway_route import GatewayRouteSpec, GrpcGatewayRoute, HttpGatewayRoute
 from meshplane.model.virtual_gateway import VirtualGatewayListener
 from meshplane.translate import gateway_matches, names
-from meshplane.translate.context import Context
+from meshplane.translate.context import SharedContext
 from meshplane.translate.plan import HttpBackend
 from meshplane.translate.routes import egress_route
 from meshplane.translate.view import NamedGatewayRoute
@@ -43,7 +43,7 @@ def gateway_route(spec: GatewayRouteSpec) -> HttpGatewayRoute | GrpcGatewayRoute
 
 
 def route_config(
-    ctx: Context,
+    ctx: SharedContext,
     listener: VirtualGatewayListener,
     routes: Sequence[NamedGatewayRoute],
     backends: Mapping[str, Sequence[HttpBackend]],
@@ -62,7 +62,7 @@ def route_config(
 
 
 def _routes(
-    ctx: Context,
+    ctx: SharedContext,
     named: NamedGatewayRoute,
     protocol: str,
     backends: Mapping[str, Sequence[HttpBackend]],
@@ -110,7 +110,7 @@ def _routes(
 
 
 def _backend(
-    ctx: Context,
+    ctx: SharedContext,
     name: str,
     route: HttpGatewayRoute | GrpcGatewayRoute,
     protocol: str,

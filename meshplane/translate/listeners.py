@@ -8,7 +8,8 @@
 - ``lds_egress_<egress address>_<egress port>`` (OUTBOUND), always present: one HTTP
   connection manager with automatic codec (HTTP/1.1, h2c and gRPC on one port, absolute-URI
   proxy requests accepted) over RDS ``rds_egress_http_<egress port>``; with an ALLOW_ALL mesh
-  the dynamic forward proxy filter runs before the router.
+  the dynamic forward proxy filter runs before the router.  The HTTP filters of every
+  connection manager come in the order of :mod:`meshplane.translate.http_filters`.
 - ``lds_egress_<egress address>_<local port>`` per TCP backend port: a TCP proxy to the
   provider cluster(s).
 - ``lds_ingress_<address>_<port>`` per virtual gateway listener (INBOUND): an HTTP connection
@@ -32,7 +33,6 @@ from envoy.extensions.filters.http.dynamic_forward_proxy.v3 import (
     dynamic_forward_proxy_pb2 as dfp_filter_pb2,
 )
 from envoy.extensions.filters.http.health_check.v3 import health_check_pb2
-from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
@@ -44,16 +44,14 @@ from meshplane.model.virtual_gateway import VirtualGatewayListener
 from meshplane.model.virtual_node import Listener
 from meshplane.translate import names
 from meshplane.translate.clusters import allow_all_dns_cache
-from meshplane.translate.context import Context
+from meshplane.translate.context import Context, SharedContext
+from meshplane.translate.http_filters import DYNAMIC_FORWARD_PROXY, HEALTH_CHECK, HttpFilters
 from meshplane.translate.matches import exact_header
 from meshplane.translate.plan import Target
 from meshplane.translate.protos import ads, duration, pack, socket_address
 
 HTTP_CONNECTION_MANAGER = "envoy.filters.network.http_connection_manager"
 TCP_PROXY = "envoy.filters.network.tcp_proxy"
-ROUTER = "envoy.filters.http.router"
-DYNAMIC_FORWARD_PROXY = "envoy.filters.http.dynamic_forward_proxy"
-HEALTH_CHECK = "envoy.filters.http.health_check"
 _HCM = hcm_pb2.HttpConnectionManager
 
 
@@ -77,6 +75,7 @@ def ingress_listener(
             names.ingress_stat_prefix(protocol, port),
             names.ingress_route_config(protocol, port),
             logs,
+            HttpFilters(),
         )
         if limits is not None and limits.idle is not None:
             manager.stream_idle_timeout.CopyFrom(duration(limits.idle))
@@ -91,34 +90,32 @@ def ingress_listener(
 
 
 def egress_http_listener(
-    ctx: Context, logs: list[accesslog_pb2.AccessLog]
+    ctx: SharedContext, address: str, port: int, logs: list[accesslog_pb2.AccessLog]
 ) -> listener_pb2.Listener:
-    """The HTTP egress listener every sidecar has (the application's HTTP proxy)."""
-    options = ctx.options
+    """The HTTP egress listener every sidecar has (the application's HTTP proxy), on
+    ``address:port`` (the proxy's egress address and port)."""
     return _listener(
-        names.egress_listener(options.egress_address, options.egress_port),
-        options.egress_address,
-        options.egress_port,
+        names.egress_listener(address, port),
+        address,
+        port,
         base_pb2.OUTBOUND,
-        network_filter(HTTP_CONNECTION_MANAGER, egress_http_manager(ctx, logs)),
+        network_filter(HTTP_CONNECTION_MANAGER, egress_http_manager(ctx, port, logs)),
     )
 
 
 def egress_http_manager(
-    ctx: Context, logs: list[accesslog_pb2.AccessLog]
+    ctx: SharedContext, egress_port: int, logs: list[accesslog_pb2.AccessLog]
 ) -> hcm_pb2.HttpConnectionManager:
     """The egress connection manager: routes by Host/:authority over ``rds_egress_http_<port>``
     (explicit and captured sidecars alike)."""
-    options = ctx.options
-    manager = _http_manager(
-        names.EGRESS_HTTP_STAT_PREFIX, names.egress_route_config(options.egress_port), logs
-    )
-    manager.http_protocol_options.allow_absolute_url.CopyFrom(wrappers_pb2.BoolValue(value=True))
+    filters = HttpFilters()
     if ctx.mesh_spec.egressFilter.type == "ALLOW_ALL":
         forward = dfp_filter_pb2.FilterConfig(dns_cache_config=allow_all_dns_cache(ctx))
-        manager.http_filters.insert(
-            0, hcm_pb2.HttpFilter(name=DYNAMIC_FORWARD_PROXY, typed_config=pack(forward))
-        )
+        filters.add(DYNAMIC_FORWARD_PROXY, forward)
+    manager = _http_manager(
+        names.EGRESS_HTTP_STAT_PREFIX, names.egress_route_config(egress_port), logs, filters
+    )
+    manager.http_protocol_options.allow_absolute_url.CopyFrom(wrappers_pb2.BoolValue(value=True))
     return manager
 
 
@@ -149,18 +146,20 @@ def gateway_listener(
 ) -> listener_pb2.Listener:
     """The inbound listener of one virtual gateway listener, bound on the gateway address."""
     protocol, port = listener.portMapping.protocol, listener.portMapping.port
-    manager = _http_manager(
-        names.ingress_stat_prefix(protocol, port), names.ingress_route_config(protocol, port), logs
-    )
+    filters = HttpFilters()
     check = listener.healthCheck
     if check is not None and check.protocol in ("http", "http2") and check.path:
         answer = health_check_pb2.HealthCheck(
             pass_through_mode=wrappers_pb2.BoolValue(value=False),
             headers=[exact_header(":path", check.path)],
         )
-        manager.http_filters.insert(
-            0, hcm_pb2.HttpFilter(name=HEALTH_CHECK, typed_config=pack(answer))
-        )
+        filters.add(HEALTH_CHECK, answer)
+    manager = _http_manager(
+        names.ingress_stat_prefix(protocol, port),
+        names.ingress_route_config(protocol, port),
+        logs,
+        filters,
+    )
     address = ctx.options.address
     return _listener(
         names.ingress_listener(address, port),
@@ -178,13 +177,16 @@ def listener_address(listener: listener_pb2.Listener) -> tuple[str, int]:
 
 
 def _http_manager(
-    stat_prefix: str, route_config: str, logs: list[accesslog_pb2.AccessLog]
+    stat_prefix: str,
+    route_config: str,
+    logs: list[accesslog_pb2.AccessLog],
+    filters: HttpFilters,
 ) -> hcm_pb2.HttpConnectionManager:
     return _HCM(
         stat_prefix=stat_prefix,
         codec_type=_HCM.AUTO,
         rds=hcm_pb2.Rds(config_source=ads(), route_config_name=route_config),
-        http_filters=[hcm_pb2.HttpFilter(name=ROUTER, typed_config=pack(router_pb2.Router()))],
+        http_filters=filters.build(),
         http2_protocol_options=protocol_pb2.Http2ProtocolOptions(),
         access_log=logs,
         normalize_path=wrappers_pb2.BoolValue(value=True),

@@ -24,7 +24,7 @@ from meshplane.model.common import Duration, PortProtocol
 from meshplane.model.route import GrpcRoute, HttpRoute, HttpRouteAction, RouteSpec
 from meshplane.model.virtual_node import Listener, VirtualNodeSpec
 from meshplane.translate import names
-from meshplane.translate.context import Context
+from meshplane.translate.context import SharedContext
 from meshplane.translate.view import NamedRoute
 
 HttpProtocol = Literal["http", "http2", "grpc"]
@@ -106,7 +106,7 @@ class EgressPlan:
     providers: tuple[Provider, ...]
 
 
-def plan_egress(ctx: Context, node: VirtualNodeSpec) -> EgressPlan:
+def plan_egress(ctx: SharedContext, node: VirtualNodeSpec) -> EgressPlan:
     """Resolve the backends of ``node`` (see the module docstring)."""
     return plan_services(
         ctx,
@@ -118,7 +118,7 @@ def plan_egress(ctx: Context, node: VirtualNodeSpec) -> EgressPlan:
     )
 
 
-def plan_services(ctx: Context, services: Iterable[str]) -> EgressPlan:
+def plan_services(ctx: SharedContext, services: Iterable[str]) -> EgressPlan:
     """Resolve the virtual services ``services`` (a node's backends, or the targets of a
     gateway's routes), each once, in order.
 
@@ -137,10 +137,10 @@ def plan_services(ctx: Context, services: Iterable[str]) -> EgressPlan:
     return EgressPlan(tuple(http), tuple(tcp), tuple(providers.values()))
 
 
-def _service_plan(ctx: Context, service: str) -> EgressPlan:
+def _service_plan(ctx: SharedContext, service: str) -> EgressPlan:
     """One service's plan, resolved once per view (:meth:`Context.shared`)."""
 
-    def build(own: Context) -> EgressPlan:
+    def build(own: SharedContext) -> EgressPlan:
         planner = _Planner(own)
         planner.add_service(service)
         return EgressPlan(
@@ -157,7 +157,7 @@ def service_plan_key(service: str) -> tuple[str, str]:
 
 
 class _Planner:
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: SharedContext) -> None:
         self.ctx = ctx
         self.http: list[HttpBackend] = []
         self.tcp: list[TcpBackend] = []

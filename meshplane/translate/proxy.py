@@ -34,7 +34,7 @@ from meshplane.model import Kind, ResourceKey, VirtualNodeSpec
 from meshplane.model.proxy import ProxyIdentity
 from meshplane.translate import capture, clusters, endpoints, listeners, routes, security
 from meshplane.translate.access_logs import access_logs
-from meshplane.translate.context import Context
+from meshplane.translate.context import Context, SharedContext
 from meshplane.translate.endpoints import CloudMapTarget
 from meshplane.translate.gateway import translate_gateway
 from meshplane.translate.options import MeshSecurity, ProxyOptions
@@ -144,9 +144,11 @@ def _shared_egress(ctx: Context, node: VirtualNodeSpec) -> _Egress:
         if backend.virtualService is not None
     )
 
-    def build(own: Context) -> _Egress:
+    egress_port = ctx.options.egress_port
+
+    def build(own: SharedContext) -> _Egress:
         plan = plan_services(own, services)
-        route_config = routes.egress_route_config(own, plan)
+        route_config = routes.egress_route_config(own, plan, egress_port)
         out = [c for c in map(partial(_shared_cluster, own), plan.providers) if c]
         if own.mesh_spec.egressFilter.type == "ALLOW_ALL":
             out.append(clusters.allow_all_cluster(own))
@@ -157,10 +159,10 @@ def _shared_egress(ctx: Context, node: VirtualNodeSpec) -> _Egress:
         assignments = tuple(endpoints.empty_assignments(targets))
         return _Egress(plan, route_config, tuple(out), assignments, targets)
 
-    return ctx.shared(("egress", services, ctx.options.egress_port), build)
+    return ctx.shared(("egress", services, egress_port), build)
 
 
-def _shared_cluster(ctx: Context, provider: Provider) -> cluster_pb2.Cluster | None:
+def _shared_cluster(ctx: SharedContext, provider: Provider) -> cluster_pb2.Cluster | None:
     """The egress cluster of one provider listener, made once per view for every consumer
     that reaches it, whatever their other backends; made from the provider's spec (read when
     it was planned) and the mesh's."""
@@ -177,8 +179,10 @@ def _shared_egress_listener(
     """The HTTP egress listener (made from the mesh's spec and the node's logging), shared by
     the nodes of the view with equal logging and egress address."""
     logging = None if node.logging is None else node.logging.model_dump_json()
-    key = ("egress-listener", logging, ctx.options.egress_address, ctx.options.egress_port)
-    return ctx.shared(key, partial(listeners.egress_http_listener, logs=logs))
+    address, port = ctx.options.egress_address, ctx.options.egress_port
+    key = ("egress-listener", logging, address, port)
+    build = partial(listeners.egress_http_listener, address=address, port=port, logs=logs)
+    return ctx.shared(key, build)
 
 
 def _bindable(

@@ -32,7 +32,7 @@ from meshplane.model.common import Duration, HttpTimeout
 from meshplane.model.route import GrpcRetryPolicy, GrpcRoute, HttpRetryPolicy
 from meshplane.model.virtual_node import Listener
 from meshplane.translate import names
-from meshplane.translate.context import Context
+from meshplane.translate.context import Context, SharedContext
 from meshplane.translate.matches import grpc_route_match, http_route_match, match_all
 from meshplane.translate.plan import EgressPlan, HttpBackend, HttpRule, Target, service_plan_key
 from meshplane.translate.protos import duration, pack, seconds, u32
@@ -73,9 +73,12 @@ def ingress_route_config(ctx: Context, listener: Listener) -> route_pb2.RouteCon
     )
 
 
-def egress_route_config(ctx: Context, plan: EgressPlan) -> route_pb2.RouteConfiguration:
-    """The egress route table: one virtual host per HTTP-like backend service port."""
-    config = route_pb2.RouteConfiguration(name=names.egress_route_config(ctx.options.egress_port))
+def egress_route_config(
+    ctx: SharedContext, plan: EgressPlan, egress_port: int
+) -> route_pb2.RouteConfiguration:
+    """The egress route table (of the listener on ``egress_port``): one virtual host per
+    HTTP-like backend service port."""
+    config = route_pb2.RouteConfiguration(name=names.egress_route_config(egress_port))
     taken: set[str] = set()
     vhost_names: set[str] = set()
     for backend in plan.http:
@@ -107,7 +110,9 @@ def egress_route_config(ctx: Context, plan: EgressPlan) -> route_pb2.RouteConfig
     return config
 
 
-def _egress_virtual_host(ctx: Context, backend: HttpBackend, domains: list[str]) -> rc.VirtualHost:
+def _egress_virtual_host(
+    ctx: SharedContext, backend: HttpBackend, domains: list[str]
+) -> rc.VirtualHost:
     """The virtual host of one backend, built once per view for every proxy whose plan holds
     this very backend (plans share them: :func:`~meshplane.translate.plan.plan_services`)."""
     key = ("egress-vhost", backend.service, backend.port, backend.virtual_host, tuple(domains))

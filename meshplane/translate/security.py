@@ -27,7 +27,7 @@ from meshplane.model.tls import ClientPolicy, ClientPolicyTls, ListenerTls
 from meshplane.model.virtual_gateway import VirtualGatewayListener
 from meshplane.model.virtual_node import Listener, VirtualNodeSpec
 from meshplane.translate import names, tls
-from meshplane.translate.context import Context
+from meshplane.translate.context import Context, SharedContext
 from meshplane.translate.plan import EgressPlan, Provider
 
 PolicyOf = Callable[[str], ClientPolicy | None]
@@ -149,7 +149,7 @@ def _applies(policy: ClientPolicyTls, port: int) -> bool:
     return policy.enforce and (not policy.ports or port in policy.ports)
 
 
-def _serves_mesh_identity(ctx: Context, provider: Provider) -> bool:
+def _serves_mesh_identity(ctx: SharedContext, provider: Provider) -> bool:
     own = provider.listener.tls
     if own is None:
         return True

@@ -43,7 +43,7 @@ from meshplane.model.tls import (
     SubjectAlternativeNames,
     TlsValidationContextTrust,
 )
-from meshplane.translate.context import Context
+from meshplane.translate.context import Context, SharedContext
 from meshplane.translate.protos import ads, pack
 
 TLS_TRANSPORT_SOCKET = "envoy.transport_sockets.tls"
@@ -60,12 +60,12 @@ def identity_secret(ctx: Context) -> str:
     return spiffe_id(ctx.security.trust_domain, target.mesh, target.kind.value, target.name)
 
 
-def node_identity(ctx: Context, node: str) -> str:
+def node_identity(ctx: SharedContext, node: str) -> str:
     """The SPIFFE ID of a virtual node of this mesh (what its certificate says)."""
     return spiffe_id(ctx.security.trust_domain, ctx.mesh, Kind.VIRTUAL_NODE.value, node)
 
 
-def trust_secret(ctx: Context) -> str:
+def trust_secret(ctx: SharedContext) -> str:
     """The SDS name of the mesh trust bundle: ``spiffe://<trust domain>``."""
     return trust_bundle_name(ctx.security.trust_domain)
 
@@ -115,7 +115,7 @@ def transport_socket(
 
 
 def downstream_context(
-    ctx: Context, tls: ListenerTls, where: str, alpn: Sequence[str] = ()
+    ctx: SharedContext, tls: ListenerTls, where: str, alpn: Sequence[str] = ()
 ) -> tls_pb2.DownstreamTlsContext | None:
     """The server side of a listener's TLS; None (and a problem) when it cannot be served."""
     context = tls_pb2.DownstreamTlsContext()
@@ -145,7 +145,7 @@ def downstream_context(
 
 
 def upstream_context(
-    ctx: Context, policy: ClientPolicyTls, where: str, alpn: Sequence[str] = ()
+    ctx: SharedContext, policy: ClientPolicyTls, where: str, alpn: Sequence[str] = ()
 ) -> tls_pb2.UpstreamTlsContext | None:
     """The client side of a TLS policy; None (and a problem) when it cannot be applied."""
     common = tls_pb2.CommonTlsContext(alpn_protocols=list(alpn))
@@ -170,7 +170,7 @@ def _file_certificate(chain: str, key: str) -> common_pb2.TlsCertificate:
 
 
 def _validation(
-    ctx: Context,
+    ctx: SharedContext,
     common: tls_pb2.CommonTlsContext,
     trust: TlsValidationContextTrust | ListenerTlsValidationContextTrust,
     names: SubjectAlternativeNames | None,
@@ -222,7 +222,7 @@ def san_matchers(names: SubjectAlternativeNames | None) -> list[common_pb2.Subje
 
 
 def secure_listener(
-    ctx: Context,
+    ctx: SharedContext,
     listener: listener_pb2.Listener,
     tls: ListenerTls,
     where: str,
