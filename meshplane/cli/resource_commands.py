@@ -21,6 +21,7 @@ from meshplane.cli.registry_commands import registry_describe, registry_get
 from meshplane.client import Client
 from meshplane.errors import BadRequestError, NotFoundError
 from meshplane.model.kinds import Kind, ResourceKey
+from meshplane.model.route_types import GATEWAY_ROUTE_TYPES, route_member
 
 if TYPE_CHECKING:
     from meshplane.manifests import Manifest
@@ -214,12 +215,12 @@ def _summary(kind: Kind, spec: dict[str, Any]) -> str:
                 return f"{ptype}/{provider[ptype][field]}"
         return "-"
     if kind is Kind.ROUTE:
-        return next((k for k in spec if k.endswith("Route")), "-")
-    for rtype in ("httpRoute", "http2Route", "grpcRoute"):
-        if rtype in spec:
-            target = spec[rtype]["action"]["target"]
-            port = f":{target['port']}" if target.get("port") else ""
-            return f"{target['virtualService']['virtualServiceName']}{port}"
+        return route_member(spec) or "-"
+    rtype = route_member(spec, GATEWAY_ROUTE_TYPES)
+    if rtype is not None:
+        target = spec[rtype]["action"]["target"]
+        port = f":{target['port']}" if target.get("port") else ""
+        return f"{target['virtualService']['virtualServiceName']}{port}"
     return "-"
 
 

@@ -33,6 +33,11 @@ from meshplane.model.matches import (
     check_prefix_or_path,
 )
 from meshplane.model.route import HttpMethod
+from meshplane.model.route_types import (
+    GATEWAY_ROUTE_TYPES,
+    GatewayRouteType,
+    check_one_route_type,
+)
 
 DefaultGatewayRouteRewrite = Literal["ENABLED", "DISABLED"]
 ExactHostName = Annotated[str, Strict(), Field(min_length=1, max_length=253), UnicodeText]
@@ -187,10 +192,6 @@ class GrpcGatewayRoute(SpecModel):
     match: GrpcGatewayRouteMatch
 
 
-GatewayRouteType = Literal["httpRoute", "http2Route", "grpcRoute"]
-_GATEWAY_ROUTE_TYPES: tuple[GatewayRouteType, ...] = ("httpRoute", "http2Route", "grpcRoute")
-
-
 class GatewayRouteSpec(SpecModel):
     """A gateway route: exactly one of httpRoute, http2Route, grpcRoute; priority 0..1000."""
 
@@ -201,20 +202,13 @@ class GatewayRouteSpec(SpecModel):
 
     @model_validator(mode="after")
     def _one_route_type(self) -> Self:
-        chosen = [m for m in self.set_members() if m != "priority"]
-        if len(chosen) != 1:
-            problems = Problems()
-            got = ", ".join(chosen) or "none"
-            problems.add(
-                "", f"exactly one of grpcRoute, http2Route, httpRoute must be set (got {got})"
-            )
-            problems.raise_if_any()
+        check_one_route_type(self.set_members(), GATEWAY_ROUTE_TYPES)
         return self
 
     @property
     def route_type(self) -> GatewayRouteType:
         """Which route member is set."""
-        for name in _GATEWAY_ROUTE_TYPES:
+        for name in GATEWAY_ROUTE_TYPES:
             if getattr(self, name) is not None:
                 return name
         raise AssertionError("a validated GatewayRouteSpec has a route")

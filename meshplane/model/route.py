@@ -35,6 +35,7 @@ from meshplane.model.matches import (
     HttpRouteHeader,
     check_prefix_or_path,
 )
+from meshplane.model.route_types import ROUTE_TYPES, RouteType, check_one_route_type
 
 HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"]
 HttpScheme = Literal["http", "https"]
@@ -189,10 +190,6 @@ class TcpRoute(SpecModel):
     timeout: TcpTimeout | None = None
 
 
-RouteType = Literal["httpRoute", "http2Route", "grpcRoute", "tcpRoute"]
-_ROUTE_TYPES: tuple[RouteType, ...] = ("httpRoute", "http2Route", "grpcRoute", "tcpRoute")
-
-
 class RouteSpec(SpecModel):
     """A route: exactly one of httpRoute, http2Route, grpcRoute, tcpRoute; priority 0..1000."""
 
@@ -204,22 +201,13 @@ class RouteSpec(SpecModel):
 
     @model_validator(mode="after")
     def _one_route_type(self) -> Self:
-        chosen = [m for m in self.set_members() if m != "priority"]
-        if len(chosen) != 1:
-            problems = Problems()
-            got = ", ".join(chosen) or "none"
-            problems.add(
-                "",
-                "exactly one of grpcRoute, http2Route, httpRoute, tcpRoute must be set"
-                f" (got {got})",
-            )
-            problems.raise_if_any()
+        check_one_route_type(self.set_members(), ROUTE_TYPES)
         return self
 
     @property
     def route_type(self) -> RouteType:
         """Which route member is set."""
-        for name in _ROUTE_TYPES:
+        for name in ROUTE_TYPES:
             if getattr(self, name) is not None:
                 return name
         raise AssertionError("a validated RouteSpec has a route")

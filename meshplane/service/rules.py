@@ -12,14 +12,8 @@ from typing import Any
 
 from meshplane.errors import BadRequestError, NotFoundError, ResourceInUseError
 from meshplane.model.kinds import Kind, ResourceKey
+from meshplane.model.route_types import GATEWAY_ROUTE_TYPES, ROUTE_PROTOCOLS
 from meshplane.store.protocols import ResourceReader
-
-ROUTE_PROTOCOLS = {
-    "httpRoute": "http",
-    "http2Route": "http2",
-    "grpcRoute": "grpc",
-    "tcpRoute": "tcp",
-}
 
 
 def _require(reader: ResourceReader, key: ResourceKey, field: str) -> None:
@@ -39,7 +33,7 @@ def route_targets(spec: Mapping[str, Any]) -> Iterator[str]:
 
 
 def gateway_route_target(spec: Mapping[str, Any]) -> str | None:
-    for route_type in ("httpRoute", "http2Route", "grpcRoute"):
+    for route_type in GATEWAY_ROUTE_TYPES:
         route = spec.get(route_type)
         if route:
             name = route["action"]["target"]["virtualService"]["virtualServiceName"]

@@ -46,6 +46,7 @@ from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
 
+from meshplane.model.route_types import GATEWAY_ROUTE_PROTOCOLS
 from meshplane.model.tls import ClientPolicy
 from meshplane.model.virtual_gateway import (
     VirtualGatewayConnectionPool,
@@ -59,8 +60,6 @@ from meshplane.translate.plan import HttpBackend, plan_services
 from meshplane.translate.protos import circuit_breakers
 from meshplane.translate.resources import ProxyResources
 from meshplane.translate.view import NamedGatewayRoute
-
-_PROTOCOLS = {"httpRoute": "http", "http2Route": "http2", "grpcRoute": "grpc"}
 
 
 def translate_gateway(ctx: Context) -> ProxyResources:
@@ -128,7 +127,7 @@ def _serving_listeners(
         lst.portMapping.port: [] for lst in gateway.listeners
     }
     for named in routes:
-        protocol = _PROTOCOLS[named.spec.route_type]
+        protocol = GATEWAY_ROUTE_PROTOCOLS[named.spec.route_type]
         port = gateway_routes.gateway_route(named.spec).match.port
         same = [lst for lst in gateway.listeners if lst.portMapping.protocol == protocol]
         fitting = [lst for lst in same if port is None or lst.portMapping.port == port]

@@ -22,18 +22,13 @@ from typing import Literal
 
 from meshplane.model.common import Duration, PortProtocol
 from meshplane.model.route import GrpcRoute, HttpRoute, HttpRouteAction, RouteSpec
+from meshplane.model.route_types import ROUTE_TYPE_OF_PROTOCOL
 from meshplane.model.virtual_node import Listener, VirtualNodeSpec
 from meshplane.translate import names
 from meshplane.translate.context import SharedContext
 from meshplane.translate.view import NamedRoute
 
 HttpProtocol = Literal["http", "http2", "grpc"]
-_ROUTE_MEMBER: dict[PortProtocol, str] = {
-    "http": "httpRoute",
-    "http2": "http2Route",
-    "grpc": "grpcRoute",
-    "tcp": "tcpRoute",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,7 +271,7 @@ class _Planner:
 def _fits(spec: RouteSpec, protocol: PortProtocol, port: int) -> bool:
     """A route serves a router listener if its type is the listener's protocol and its port
     match, if any, is the listener's port."""
-    route = getattr(spec, _ROUTE_MEMBER[protocol])
+    route = getattr(spec, ROUTE_TYPE_OF_PROTOCOL[protocol])
     if route is None:
         return False
     match = route.match
