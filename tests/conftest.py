@@ -12,9 +12,14 @@ from typing import Any
 import pytest
 
 from tests.support.server import MeshplaneServer
-from tests.support.stores import BACKENDS, database_url, postgres, store
+from tests.support.stores import BACKENDS, database_url, embedded_store, postgres, store
 
-__all__ = ["database_url", "postgres", "store"]  # fixtures of tests.support.stores
+__all__ = [
+    "database_url",
+    "embedded_store",
+    "postgres",
+    "store",
+]  # fixtures of tests.support.stores
 
 
 API_SUITES = {"tests.test_api_boto3", "tests.test_api_awscli", "tests.test_cli_manifests"}

@@ -1,4 +1,4 @@
-"""The control loop without sockets: store -> change feed -> translation -> snapshot cache.
+"""The control loop without sockets: embedded_store -> change feed -> translation -> snapshot cache.
 
 Shows that a proxy gets a snapshot when it connects, that a burst of changes is applied
 together, and that only the proxies whose translation read a changed resource are
@@ -35,8 +35,8 @@ def translations(registry: CollectorRegistry) -> float:
     return registry.get_sample_value("meshplane_translations_total") or 0.0
 
 
-async def test_only_affected_proxies_are_translated_again(store: SqlStore) -> None:
-    service = ResourceService(store, Partition("us-east-1", "000000000000"))
+async def test_only_affected_proxies_are_translated_again(embedded_store: SqlStore) -> None:
+    service = ResourceService(embedded_store, Partition("us-east-1", "000000000000"))
 
     def key(kind: Kind, name: str) -> ResourceKey:
         return ResourceKey(kind, "m", name)
@@ -56,7 +56,7 @@ async def test_only_affected_proxies_are_translated_again(store: SqlStore) -> No
 
     cache = SnapshotCache()
     registry = CollectorRegistry()
-    loop = ControlLoop(store, cache, registry=registry, debounce=0.01)
+    loop = ControlLoop(embedded_store, cache, registry=registry, debounce=0.01)
     await loop.start()
     try:
         await loop.proxy_connected(connection(1, "mesh/m/virtualNode/client"))
@@ -74,7 +74,7 @@ async def test_only_affected_proxies_are_translated_again(store: SqlStore) -> No
                 key(Kind.VIRTUAL_NODE, "b"), node_spec("10.9.9.9"), caller=CALLER
             )
         )
-        await _settle(loop, store)
+        await _settle(loop, embedded_store)
         assert translations(registry) == 2
 
         # a change to node a reaches the client (a's provider) but not the loner
@@ -83,7 +83,7 @@ async def test_only_affected_proxies_are_translated_again(store: SqlStore) -> No
                 key(Kind.VIRTUAL_NODE, "a"), node_spec("10.1.1.1"), caller=CALLER
             )
         )
-        await _settle(loop, store)
+        await _settle(loop, embedded_store)
         assert translations(registry) == 3
         after = cache.get("mesh/m/virtualNode/client")
         assert after is not None
@@ -95,7 +95,7 @@ async def test_only_affected_proxies_are_translated_again(store: SqlStore) -> No
             await asyncio.to_thread(
                 lambda spec=spec: service.update(key(Kind.VIRTUAL_NODE, "a"), spec, caller=CALLER)
             )
-        await _settle(loop, store)
+        await _settle(loop, embedded_store)
         assert translations(registry) <= 5
 
         await loop.proxy_disconnected(connection(1, "mesh/m/virtualNode/client"))
@@ -104,22 +104,22 @@ async def test_only_affected_proxies_are_translated_again(store: SqlStore) -> No
         await loop.stop()
 
 
-async def _settle(loop: ControlLoop, store: SqlStore) -> None:
+async def _settle(loop: ControlLoop, embedded_store: SqlStore) -> None:
     for _ in range(400):
-        if loop.revision >= store.revision:
+        if loop.revision >= embedded_store.revision:
             await asyncio.sleep(0.05)
-            if loop.revision >= store.revision:
+            if loop.revision >= embedded_store.revision:
                 return
         await asyncio.sleep(0.01)
     raise AssertionError("the control loop did not catch up with the store")
 
 
 async def test_consumers_with_the_same_backends_share_serialized_resources(
-    store: SqlStore,
+    embedded_store: SqlStore,
 ) -> None:
     """Two consumers of one service get the same Resource objects (one serialization) for
     their egress route table, listener and clusters; after a change both get the new ones."""
-    service = ResourceService(store, Partition("us-east-1", "000000000000"))
+    service = ResourceService(embedded_store, Partition("us-east-1", "000000000000"))
 
     def key(kind: Kind, name: str) -> ResourceKey:
         return ResourceKey(kind, "m", name)
@@ -135,7 +135,7 @@ async def test_consumers_with_the_same_backends_share_serialized_resources(
         service.create(key(Kind.VIRTUAL_NODE, name), node_spec(host, ("a.svc",)), caller=CALLER)
 
     cache = SnapshotCache()
-    loop = ControlLoop(store, cache, debounce=0.01)
+    loop = ControlLoop(embedded_store, cache, debounce=0.01)
     await loop.start()
     try:
         await loop.proxy_connected(connection(1, "mesh/m/virtualNode/c1"))
@@ -167,7 +167,7 @@ async def test_consumers_with_the_same_backends_share_serialized_resources(
                 key(Kind.VIRTUAL_NODE, "a"), node_spec("10.1.1.1"), caller=CALLER
             )
         )
-        await _settle(loop, store)
+        await _settle(loop, embedded_store)
         after = egress("c1")
         assert after[2].version != before[2].version  # the provider's new address
         assert after[0].version == before[0].version  # the route table did not change

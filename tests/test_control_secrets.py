@@ -1,6 +1,6 @@
 """The control loop serves SDS secrets from the mesh CA: only the proxy's own identity and its
 mesh's trust bundle, rotated at the rotation point and on CA rotation, without translating
-again.  No sockets: store -> control loop -> snapshot cache, with a fake clock for the CA."""
+again.  No sockets: embedded_store -> control loop -> snapshot cache, with a fake clock for the CA."""
 
 from __future__ import annotations
 
@@ -53,11 +53,11 @@ def node_spec(host: str) -> dict[str, Any]:
     }
 
 
-async def _settle(loop: ControlLoop, store: SqlStore) -> None:
+async def _settle(loop: ControlLoop, embedded_store: SqlStore) -> None:
     for _ in range(400):
-        if loop.revision >= store.revision:
+        if loop.revision >= embedded_store.revision:
             await asyncio.sleep(0.05)
-            if loop.revision >= store.revision:
+            if loop.revision >= embedded_store.revision:
                 return
         await asyncio.sleep(0.01)
     raise AssertionError("the control loop did not catch up with the store")
@@ -75,24 +75,28 @@ def leaf(snapshot: Snapshot | None, name: str = WEB) -> x509.Certificate:
     return x509.load_pem_x509_certificates(chain)[0]
 
 
-def mesh_with(store: SqlStore, tags: list[dict[str, str]], web: dict[str, Any]) -> ResourceService:
-    service = ResourceService(store, Partition("us-east-1", "000000000000"))
+def mesh_with(
+    embedded_store: SqlStore, tags: list[dict[str, str]], web: dict[str, Any]
+) -> ResourceService:
+    service = ResourceService(embedded_store, Partition("us-east-1", "000000000000"))
     service.create(ResourceKey(Kind.MESH, "m", "m"), None, caller=CALLER, tags=tags)
     service.create(ResourceKey(Kind.VIRTUAL_NODE, "m", "web"), web, caller=CALLER)
     return service
 
 
 async def test_mesh_mtls_snapshots_carry_the_proxy_identity_and_rotate(
-    store: SqlStore, tmp_path: Path
+    embedded_store: SqlStore, tmp_path: Path
 ) -> None:
-    mesh_with(store, [{"key": MTLS_TAG, "value": "STRICT"}], node_spec("10.0.0.1"))
+    mesh_with(embedded_store, [{"key": MTLS_TAG, "value": "STRICT"}], node_spec("10.0.0.1"))
     clock = Clock()
     identities = CertificateAuthorities(
         tmp_path / "ca", CaSettings(cert_lifetime=timedelta(hours=2)), clock
     )
     cache = SnapshotCache()
     registry = CollectorRegistry()
-    loop = ControlLoop(store, cache, registry=registry, debounce=0.01, authorities=identities)
+    loop = ControlLoop(
+        embedded_store, cache, registry=registry, debounce=0.01, authorities=identities
+    )
     await loop.start()
     try:
         await loop.proxy_connected(connection(1, "mesh/m/virtualNode/web"))
@@ -138,7 +142,7 @@ async def test_mesh_mtls_snapshots_carry_the_proxy_identity_and_rotate(
         await loop.stop()
 
 
-async def test_a_proxy_gets_no_other_identity(store: SqlStore, tmp_path: Path) -> None:
+async def test_a_proxy_gets_no_other_identity(embedded_store: SqlStore, tmp_path: Path) -> None:
     stolen = {
         "mode": "STRICT",
         "certificate": {"sds": {"secretName": "spiffe://meshplane.local/mesh/m/virtualNode/db"}},
@@ -146,10 +150,10 @@ async def test_a_proxy_gets_no_other_identity(store: SqlStore, tmp_path: Path) -
     }
     web = node_spec("10.0.0.1")
     web["listeners"][0]["tls"] = stolen
-    mesh_with(store, [], web)
+    mesh_with(embedded_store, [], web)
     identities = CertificateAuthorities(tmp_path / "ca", CaSettings(), Clock())
     cache = SnapshotCache()
-    loop = ControlLoop(store, cache, debounce=0.01, authorities=identities)
+    loop = ControlLoop(embedded_store, cache, debounce=0.01, authorities=identities)
     await loop.start()
     try:
         await loop.proxy_connected(connection(1, "mesh/m/virtualNode/web"))
@@ -163,10 +167,10 @@ async def test_a_proxy_gets_no_other_identity(store: SqlStore, tmp_path: Path) -
         await loop.stop()
 
 
-async def test_the_mtls_tag_is_followed_live(store: SqlStore, tmp_path: Path) -> None:
-    service = mesh_with(store, [], node_spec("10.0.0.1"))
+async def test_the_mtls_tag_is_followed_live(embedded_store: SqlStore, tmp_path: Path) -> None:
+    service = mesh_with(embedded_store, [], node_spec("10.0.0.1"))
     loop = ControlLoop(
-        store,
+        embedded_store,
         SnapshotCache(),
         debounce=0.01,
         authorities=CertificateAuthorities(tmp_path / "ca", CaSettings(), Clock()),
@@ -178,11 +182,11 @@ async def test_the_mtls_tag_is_followed_live(store: SqlStore, tmp_path: Path) ->
         arn = "arn:aws:appmesh:us-east-1:000000000000:mesh/m"
         who = {"caller": CALLER} if "caller" in inspect.signature(service.tag).parameters else {}
         await asyncio.to_thread(service.tag, arn, [{"key": MTLS_TAG, "value": "PERMISSIVE"}], **who)
-        await _settle(loop, store)
+        await _settle(loop, embedded_store)
         snapshot = loop.cache.get("mesh/m/virtualNode/web")
         assert snapshot is not None and set(snapshot.get(types.SECRET)) == {WEB, BUNDLE}
         await asyncio.to_thread(service.tag, arn, [{"key": MTLS_TAG, "value": "bogus"}], **who)
-        await _settle(loop, store)
+        await _settle(loop, embedded_store)
         assert any(MTLS_TAG in p for p in loop.problems(1))
     finally:
         await loop.stop()

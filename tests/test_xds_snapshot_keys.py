@@ -134,7 +134,9 @@ def test_loop_keys_by_identity_and_translation_options_only() -> None:
     ) == snapshot_key(connection(1, GATEWAY, {"meshplane": {}}))
 
 
-async def test_control_loop_translates_each_replica_for_its_address(store: SqlStore) -> None:
+async def test_control_loop_translates_each_replica_for_its_address(
+    embedded_store: SqlStore,
+) -> None:
     owner = "111122223333"
 
     def seed(tx: Any) -> None:
@@ -148,9 +150,9 @@ async def test_control_loop_translates_each_replica_for_its_address(store: SqlSt
             resource_owner=owner,
         )
 
-    store.transact(seed)
+    embedded_store.transact(seed)
     cache = SnapshotCache()
-    loop = ControlLoop(store, cache, registry=CollectorRegistry())
+    loop = ControlLoop(embedded_store, cache, registry=CollectorRegistry())
     for i, address in enumerate(("127.0.0.20", "127.0.0.20", "127.0.0.21")):
         meta = {"meshplane": {"address": address, "admin": f"127.0.0.1:{9900 + i}"}}
         await loop.proxy_connected(connection(i + 1, GATEWAY, meta))

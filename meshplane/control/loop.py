@@ -73,6 +73,9 @@ class _Proxy:
     secret_versions: frozenset[tuple[str, str]] = frozenset()
     discovery: tuple[CloudMapTarget, ...] = ()
     """The Cloud Map services whose instances are this proxy's EDS endpoints."""
+    missing: tuple[str, ...] = ()
+    """What the published snapshot references but does not hold (``Snapshot.inconsistencies``):
+    shown in proxy-status; the stream sends only what resolves."""
 
 
 _REGISTRY_KINDS = frozenset(
@@ -375,11 +378,15 @@ class ControlLoop:
             self.authorities.forget(target.mesh, target.kind.value, target.name)
         secrets = tuple(Resource.of(secret) for secret in found.secrets)
         versions = frozenset((r.name, r.version) for r in secrets)
-        entry.problems = entry.translation_problems + found.problems
         if not force and versions == entry.secret_versions:
+            entry.problems = entry.translation_problems + found.problems + entry.missing
             return
         entry.secret_versions = versions
-        self.cache.set_snapshot(key, Snapshot((*entry.resources, *secrets)))
+        snapshot = Snapshot((*entry.resources, *secrets))
+        # published all the same: the stream sends what is resolvable (meshplane.xds.plan)
+        entry.missing = tuple(snapshot.inconsistencies())
+        entry.problems = entry.translation_problems + found.problems + entry.missing
+        self.cache.set_snapshot(key, snapshot)
         if secrets:
             self._secrets_due.set()  # a fresh certificate may be due before the others
 

@@ -31,10 +31,11 @@ cluster of the update is warm, which makes that ACK a reliable signal.)
 
 So adding a route to a new cluster goes CDS -> ACK -> EDS -> ACK -> RDS/LDS, and removing one
 goes RDS/LDS -> ACK -> CDS.  References to clusters that are neither in S nor held by the client
-are ignored (an inconsistent snapshot must not stall the stream; ``Snapshot.consistent``
-reports it).  A type whose client state is *unknown* (a state-of-the-world reconnect reporting a
-version we cannot map to content) is planned ungated until its first ACK, because gating it
-could omit, and so delete, listeners the client is serving with.
+are ignored (an inconsistent snapshot must not stall the stream; the control loop checks
+each snapshot it publishes with ``Snapshot.inconsistencies`` and shows what is missing in
+``proxy-status``).  A type whose client state is *unknown* (a state-of-the-world reconnect
+reporting a version we cannot map to content) is planned ungated until its first ACK, because
+gating it could omit, and so delete, listeners the client is serving with.
 
 Pure functions over plain state; called by :mod:`meshplane.xds.stream`.
 """

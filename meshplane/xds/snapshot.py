@@ -87,13 +87,17 @@ class Snapshot:
             if ref[1] not in self.get(ref[0])
         ]
 
-    def consistent(self) -> None:
-        """Raise :class:`SnapshotError` naming every unresolved reference, if any."""
-        problems = [
+    def inconsistencies(self) -> list[str]:
+        """Every unresolved reference, phrased for ``proxy-status``."""
+        return [
             f"{types.short_name(r.type_url)} {r.name!r} references missing "
             f"{types.short_name(ref[0])} {ref[1]!r}"
             for r, ref in self.missing()
         ]
+
+    def consistent(self) -> None:
+        """Raise :class:`SnapshotError` naming every unresolved reference, if any."""
+        problems = self.inconsistencies()
         if problems:
             raise SnapshotError("inconsistent snapshot: " + "; ".join(problems))
 

@@ -3,7 +3,8 @@ fixtures (registered in ``tests/conftest.py``).
 
 ``database_url`` is a new, empty database of each backend in :data:`BACKENDS`, so every test
 that takes it (or ``store``, a store opened on it) runs once per backend: the conformance suite
-``tests/test_store.py`` does, and so do the control loop's tests.  Adding a backend means
+``tests/test_store.py`` does.  ``embedded_store`` is the default SQLite store alone, for the
+tests of what sits on the store (the control loop).  Adding a backend means
 adding its name to :data:`BACKENDS` and a branch in :func:`database_url` that creates a
 database of it (the API suites of ``tests/conftest.py`` then run against it too).
 """
@@ -40,6 +41,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{data / 'meshplane.db'}"
     server: PostgresServer = request.getfixturevalue("postgres")
     return server.create_database()
+
+
+@pytest.fixture
+def embedded_store(tmp_path: Path) -> Iterator[Store]:
+    """The embedded SQLite store in a fresh data directory (what ``meshplane serve`` opens by
+    default): for tests of what sits on the store, run on one backend."""
+    opened = open_store(data_dir=tmp_path / "store")
+    try:
+        yield opened
+    finally:
+        opened.close()
 
 
 @pytest.fixture
