@@ -22,7 +22,8 @@ from meshplane.service.resources import ResourceService
 from meshplane.store import SqlStore, open_store
 from meshplane.translate import clusters
 from meshplane.xds import SnapshotCache, types
-from tests.test_control_loop import CALLER, connection, node_spec
+from tests.support.control import CALLER, node_spec
+from tests.support.xds import connection
 
 CLIENT = "mesh/m/virtualNode/client"
 

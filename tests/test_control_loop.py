@@ -13,22 +13,12 @@ from prometheus_client import CollectorRegistry
 
 from meshplane.control import ControlLoop
 from meshplane.model.kinds import Kind, ResourceKey
-from meshplane.service.access import ANONYMOUS
 from meshplane.service.arns import Partition
-from meshplane.service.resources import Caller, ResourceService
+from meshplane.service.resources import ResourceService
 from meshplane.store import SqlStore
 from meshplane.xds import SnapshotCache, types
+from tests.support.control import CALLER, node_spec, settle
 from tests.support.xds import connection
-
-CALLER = Caller("000000000000", ANONYMOUS)
-
-
-def node_spec(host: str, backends: tuple[str, ...] = ()) -> dict[str, Any]:
-    return {
-        "listeners": [{"portMapping": {"port": 8080, "protocol": "http"}}],
-        "serviceDiscovery": {"dns": {"hostname": host}},
-        "backends": [{"virtualService": {"virtualServiceName": b}} for b in backends],
-    }
 
 
 def translations(registry: CollectorRegistry) -> float:
@@ -74,7 +64,7 @@ async def test_only_affected_proxies_are_translated_again(embedded_store: SqlSto
                 key(Kind.VIRTUAL_NODE, "b"), node_spec("10.9.9.9"), caller=CALLER
             )
         )
-        await _settle(loop, embedded_store)
+        await settle(loop, embedded_store)
         assert translations(registry) == 2
 
         # a change to node a reaches the client (a's provider) but not the loner
@@ -83,7 +73,7 @@ async def test_only_affected_proxies_are_translated_again(embedded_store: SqlSto
                 key(Kind.VIRTUAL_NODE, "a"), node_spec("10.1.1.1"), caller=CALLER
             )
         )
-        await _settle(loop, embedded_store)
+        await settle(loop, embedded_store)
         assert translations(registry) == 3
         after = cache.get("mesh/m/virtualNode/client")
         assert after is not None
@@ -95,23 +85,13 @@ async def test_only_affected_proxies_are_translated_again(embedded_store: SqlSto
             await asyncio.to_thread(
                 lambda spec=spec: service.update(key(Kind.VIRTUAL_NODE, "a"), spec, caller=CALLER)
             )
-        await _settle(loop, embedded_store)
+        await settle(loop, embedded_store)
         assert translations(registry) <= 5
 
         await loop.proxy_disconnected(connection(1, "mesh/m/virtualNode/client"))
         assert cache.get("mesh/m/virtualNode/client") is None
     finally:
         await loop.stop()
-
-
-async def _settle(loop: ControlLoop, embedded_store: SqlStore) -> None:
-    for _ in range(400):
-        if loop.revision >= embedded_store.revision:
-            await asyncio.sleep(0.05)
-            if loop.revision >= embedded_store.revision:
-                return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the control loop did not catch up with the store")
 
 
 async def test_consumers_with_the_same_backends_share_serialized_resources(
@@ -167,7 +147,7 @@ async def test_consumers_with_the_same_backends_share_serialized_resources(
                 key(Kind.VIRTUAL_NODE, "a"), node_spec("10.1.1.1"), caller=CALLER
             )
         )
-        await _settle(loop, embedded_store)
+        await settle(loop, embedded_store)
         after = egress("c1")
         assert after[2].version != before[2].version  # the provider's new address
         assert after[0].version == before[0].version  # the route table did not change

@@ -22,6 +22,7 @@ from meshplane.service.resources import Caller, ResourceService
 from meshplane.store import SqlStore
 from meshplane.translate import MTLS_TAG
 from meshplane.xds import Snapshot, SnapshotCache, types
+from tests.support.control import settle
 from tests.support.xds import connection
 
 
@@ -51,16 +52,6 @@ def node_spec(host: str) -> dict[str, Any]:
         "listeners": [{"portMapping": {"port": 8080, "protocol": "http"}}],
         "serviceDiscovery": {"dns": {"hostname": host}},
     }
-
-
-async def _settle(loop: ControlLoop, embedded_store: SqlStore) -> None:
-    for _ in range(400):
-        if loop.revision >= embedded_store.revision:
-            await asyncio.sleep(0.05)
-            if loop.revision >= embedded_store.revision:
-                return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the control loop did not catch up with the store")
 
 
 def secret(snapshot: Snapshot | None, name: str) -> secret_pb2.Secret:
@@ -182,11 +173,11 @@ async def test_the_mtls_tag_is_followed_live(embedded_store: SqlStore, tmp_path:
         arn = "arn:aws:appmesh:us-east-1:000000000000:mesh/m"
         who = {"caller": CALLER} if "caller" in inspect.signature(service.tag).parameters else {}
         await asyncio.to_thread(service.tag, arn, [{"key": MTLS_TAG, "value": "PERMISSIVE"}], **who)
-        await _settle(loop, embedded_store)
+        await settle(loop, embedded_store)
         snapshot = loop.cache.get("mesh/m/virtualNode/web")
         assert snapshot is not None and set(snapshot.get(types.SECRET)) == {WEB, BUNDLE}
         await asyncio.to_thread(service.tag, arn, [{"key": MTLS_TAG, "value": "bogus"}], **who)
-        await _settle(loop, embedded_store)
+        await settle(loop, embedded_store)
         assert any(MTLS_TAG in p for p in loop.problems(1))
     finally:
         await loop.stop()

@@ -19,7 +19,7 @@ from meshplane.errors import BadRequestError
 from meshplane.model import SPEC_TYPES, Kind, dump_spec, parse_spec
 from meshplane.model.common import UnionModel
 from meshplane.model.kinds import APP_MESH_KINDS
-from tests.test_model_support import (
+from tests.support.model import (
     ROOTS,
     enum_values,
     is_union,

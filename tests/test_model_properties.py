@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from meshplane.errors import BadRequestError
 from meshplane.model import Kind, dump_spec, parse_spec
 from meshplane.model.kinds import APP_MESH_KINDS
-from tests.test_model_support import ROOTS, member_paths, minimal, shape
+from tests.support.model import ROOTS, member_paths, minimal, shape
 
 MEMBER_NAMES = sorted(
     {name for root in ROOTS.values() for path, _ in member_paths(shape(root)) for name in path}

@@ -13,7 +13,7 @@ from meshplane.translate import MeshSecurity, ProxyIdentity, ProxyOptions, trans
 from meshplane.translate.capture import HTTP_INSPECTOR, ORIGINAL_DST
 from meshplane.translate.options import InvalidNodeMetadataError
 from meshplane.translate.tls import TLS_INSPECTOR
-from tests.test_translate_support import envoy_validate, rich_mesh, static_bootstrap
+from tests.support.translate import envoy_validate, rich_mesh, static_bootstrap
 
 CAPTURED = ProxyOptions(address="0.0.0.0", egress_address="0.0.0.0", capture=True)
 

@@ -8,7 +8,7 @@ from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from envoy.type.v3 import http_pb2
 
 from meshplane.translate import ProxyOptions
-from tests.test_translate_support import (
+from tests.support.translate import (
     MeshBuilder,
     by_name,
     client_node,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from envoy.config.core.v3 import base_pb2
 
 from meshplane.translate import ProxyOptions
-from tests.test_translate_support import (
+from tests.support.translate import (
     MeshBuilder,
     by_name,
     client_node,

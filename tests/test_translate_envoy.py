@@ -16,13 +16,13 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from meshplane.translate import ProxyOptions
-from tests.test_translate_properties import meshes, valid_mesh
-from tests.test_translate_support import (
+from tests.support.translate import (
     MeshBuilder,
     envoy_validate,
     rich_mesh,
     static_bootstrap,
 )
+from tests.test_translate_properties import meshes, valid_mesh
 
 PROXIES = [
     "front",

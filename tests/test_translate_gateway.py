@@ -18,7 +18,7 @@ from meshplane.translate import (
     ProxyResources,
     translate_proxy,
 )
-from tests.test_translate_support import (
+from tests.support.translate import (
     HEALTH,
     JSON_LOG,
     MeshBuilder,

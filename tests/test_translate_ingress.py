@@ -8,7 +8,7 @@ from envoy.extensions.access_loggers.file.v3 import file_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 
 from meshplane.translate import ProxyOptions
-from tests.test_translate_support import (
+from tests.support.translate import (
     JSON_LOG,
     TEXT_LOG,
     MeshBuilder,

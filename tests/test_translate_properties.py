@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from meshplane.errors import BadRequestError
 from meshplane.model import Kind, parse_spec
 from meshplane.translate import ProxyIdentity, ProxyOptions, translate_proxy
-from tests.test_translate_support import MeshBuilder
+from tests.support.translate import MeshBuilder
 
 NODES = ["a", "b", "c", "d"]
 SERVICES = ["s1", "s2", "s3", "s4"]

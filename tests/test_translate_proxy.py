@@ -5,7 +5,7 @@ from __future__ import annotations
 from meshplane.model import Kind, ResourceKey
 from meshplane.translate import MeshView, ProxyIdentity, ProxyOptions, translate_proxy
 from meshplane.translate.resources import ProxyResources
-from tests.test_translate_support import (
+from tests.support.translate import (
     MeshBuilder,
     client_node,
     dns,

@@ -23,7 +23,7 @@ from meshplane.translate import (
     translate_proxy,
 )
 from meshplane.xds import Snapshot, types
-from tests.test_translate_support import (
+from tests.support.translate import (
     Json,
     MeshBuilder,
     by_name,

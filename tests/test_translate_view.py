@@ -7,7 +7,7 @@ import pytest
 from meshplane.model import Kind, ResourceKey
 from meshplane.store.records import Record
 from meshplane.translate import MeshView, dependency_key
-from tests.test_translate_support import MeshBuilder, http_route, listener, provider_node
+from tests.support.translate import MeshBuilder, http_route, listener, provider_node
 
 
 def _record(key: ResourceKey, spec: dict[str, object]) -> Record:

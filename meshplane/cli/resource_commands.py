@@ -3,7 +3,7 @@
 Two views of the same resources:
 - App Mesh names (default, or ``--mesh``): what the App Mesh API and boto3 show;
 - Kubernetes names (``-n NAMESPACE`` or ``-A``): the applied manifests, translated locally with
-  ``meshplane.manifests.translate`` to find the App Mesh resource each one produced.
+  ``meshplane.manifests.conversion`` to find the App Mesh resource each one produced.
 """
 
 from __future__ import annotations

@@ -9,6 +9,13 @@ document, object and field of every problem.  Pure apart from reading the given 
 Used by the server's apply endpoint and the CLI (``meshplane apply -f``, ``meshplane diff``).
 """
 
+from meshplane.manifests.conversion import (
+    SUPPORTED_VERSION,
+    DesiredResource,
+    Translation,
+    default_aws_name,
+    translate,
+)
 from meshplane.manifests.documents import (
     Manifest,
     ManifestLimits,
@@ -18,13 +25,6 @@ from meshplane.manifests.documents import (
     read_file,
 )
 from meshplane.manifests.errors import ManifestError
-from meshplane.manifests.translate import (
-    SUPPORTED_VERSION,
-    DesiredResource,
-    Translation,
-    default_aws_name,
-    translate,
-)
 
 __all__ = [
     "SUPPORTED_VERSION",

@@ -5,7 +5,7 @@ spec)`` raises ``BadRequestError`` with messages like ``spec.listeners[0].portMa
 must be at most 65535``.  ``api_problems`` returns those problems as (API path, message)
 pairs so that the translator can report them at the manifest's own field paths.
 
-Called by ``meshplane.manifests.translate``.
+Called by ``meshplane.manifests.conversion``.
 """
 
 from __future__ import annotations

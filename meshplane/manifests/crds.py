@@ -7,7 +7,7 @@ reads itself (``awsName``, selectors, ``meshRef``, ``routes``, ``backendGroups``
 ``*Ref``/``*ARN`` pairs.  Value rules (ranges, enums, unions) are the API model's business and
 are checked on the converted spec; the webhook rules live in ``meshplane.manifests.webhooks``.
 
-Used by ``meshplane.manifests.translate``.
+Used by ``meshplane.manifests.conversion``.
 """
 
 from __future__ import annotations

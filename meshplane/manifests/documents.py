@@ -7,7 +7,7 @@ documents (``kind: List`` and ``kind: <X>List`` with ``items``) are expanded int
 The only module of ``meshplane.manifests`` that touches the file system (``load_paths``).
 
 Called by the CLI (``meshplane apply -f``) and the server's apply endpoint; the result goes to
-``meshplane.manifests.translate``.
+``meshplane.manifests.conversion``.
 """
 
 from __future__ import annotations

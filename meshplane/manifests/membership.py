@@ -8,7 +8,7 @@ gatewayRouteSelector (absent: any) matches the route's labels — unless the rou
 gateway in ``spec.virtualGatewayRef``.  Namespaces carry the ``kubernetes.io/metadata.name``
 label Kubernetes puts on every namespace.
 
-Called by ``meshplane.manifests.translate``.
+Called by ``meshplane.manifests.conversion``.
 """
 
 from __future__ import annotations

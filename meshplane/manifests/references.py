@@ -8,7 +8,7 @@ referred to by a VirtualNode are expanded into backends (name ``*``: every Virtu
 the namespace), after the node's own backends and without duplicates
 (pkg/virtualnode/resource_manager.go).
 
-Called by ``meshplane.manifests.translate``.
+Called by ``meshplane.manifests.conversion``.
 """
 
 from __future__ import annotations

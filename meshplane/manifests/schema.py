@@ -9,7 +9,7 @@ through a resolver, and records, for every API path it produces, the CRD path it
 so that API validation errors can be reported against the manifest.
 
 The schemas themselves are in ``meshplane.manifests.crds``; the caller is
-``meshplane.manifests.translate``.
+``meshplane.manifests.conversion``.
 """
 
 from __future__ import annotations

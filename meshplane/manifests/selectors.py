@@ -7,7 +7,7 @@ absent one (None) matches nothing — callers decide what None means, as the con
 gatewayRouteSelector takes every GatewayRoute of its namespaces).
 
 Used by ``meshplane.manifests.schema`` (validation of selector fields) and
-``meshplane.manifests.translate`` (mesh and gateway membership).
+``meshplane.manifests.conversion`` (mesh and gateway membership).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ pool type, service discovery with listeners, no duplicate backends or route name
 and match-filter unions, gateway route rewrites).  Rules that are the App Mesh API's own are
 left to the API model.
 
-Called by ``meshplane.manifests.translate``.
+Called by ``meshplane.manifests.conversion``.
 """
 
 from __future__ import annotations

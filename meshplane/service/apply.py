@@ -1,7 +1,7 @@
 """``meshplane apply`` / ``delete -f`` / ``diff`` on the server: manifests to App Mesh resources.
 
 The server keeps every applied manifest.  Applying new documents recomputes the App Mesh
-resources of the whole manifest world (``meshplane.manifests.translate``) and reconciles the
+resources of the whole manifest world (``meshplane.manifests.conversion``) and reconciles the
 store with it in ONE transaction: resources are created or updated in dependency order, and
 resources that a manifest no longer produces are deleted in reverse order.  Any error rolls
 the whole apply back; a dry run (``diff``) does all the work and then rolls back.

@@ -16,7 +16,7 @@ bind an address and port already taken are left out.  Listener TLS and client TL
 (and the mesh's mTLS switch) become transport sockets (:mod:`~meshplane.translate.security`)
 that name their certificates and trust bundles as SDS secrets; the control loop serves them.
 
-Called by the xDS control loop, the CLI's config preview and tests.
+Called by the control loop (``meshplane.control``), the translation benchmark and tests.
 """
 
 from __future__ import annotations

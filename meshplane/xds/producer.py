@@ -8,10 +8,12 @@
   snapshots); otherwise a stream watches its identity's node key.
 - :data:`Authorizer`: checks that a stream may act as the identity it claims (bearer token in
   the gRPC metadata, or the peer certificate once mTLS to the control plane exists).
-- :class:`ProxyConnection`: what the server knows about a newly connected proxy, including the
-  ``node.metadata`` the bootstrap wrote (workload address, app port, egress port).
+- :class:`ProxyConnection`: what the server knows about a newly connected proxy: its
+  :class:`~meshplane.model.proxy.ProxyIdentity` and the ``node.metadata`` the bootstrap wrote
+  (read with :class:`~meshplane.model.proxy.NodeMetadata`).
 
-Implemented by the control loop (later) and by tests; called by :mod:`meshplane.xds.server`.
+Implemented by the control loop (``meshplane.control``) and by tests; called by
+:mod:`meshplane.xds.server`.
 """
 
 from __future__ import annotations

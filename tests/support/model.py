@@ -2,7 +2,7 @@
 
 ``minimal(shape, along)`` builds the smallest spec document that App Mesh accepts for a
 botocore shape, taking the members named in ``along`` on the way (so a test can reach any
-member), and satisfying meshplane's semantic rules.  Imported by the other test_model_* files.
+member), and satisfying meshplane's semantic rules.  Imported by the test_model_* files.
 """
 
 from __future__ import annotations
