@@ -10,7 +10,7 @@ and aws.appmesh / aws.app-mesh gRPC services are refused.  Used by
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal, Self, cast
 
 from pydantic import Field, Strict, model_validator
 
@@ -33,11 +33,7 @@ from meshplane.model.matches import (
     check_prefix_or_path,
 )
 from meshplane.model.route import HttpMethod
-from meshplane.model.route_types import (
-    GATEWAY_ROUTE_TYPES,
-    GatewayRouteType,
-    check_one_route_type,
-)
+from meshplane.model.route_types import GATEWAY_ROUTE_TYPES, GatewayRouteType, OneRouteType
 
 DefaultGatewayRouteRewrite = Literal["ENABLED", "DISABLED"]
 ExactHostName = Annotated[str, Strict(), Field(min_length=1, max_length=253), UnicodeText]
@@ -192,7 +188,7 @@ class GrpcGatewayRoute(SpecModel):
     match: GrpcGatewayRouteMatch
 
 
-class GatewayRouteSpec(SpecModel):
+class GatewayRouteSpec(OneRouteType):
     """A gateway route: exactly one of httpRoute, http2Route, grpcRoute; priority 0..1000."""
 
     grpcRoute: GrpcGatewayRoute | None = None
@@ -200,15 +196,9 @@ class GatewayRouteSpec(SpecModel):
     httpRoute: HttpGatewayRoute | None = None
     priority: GatewayRoutePriority | None = None
 
-    @model_validator(mode="after")
-    def _one_route_type(self) -> Self:
-        check_one_route_type(self.set_members(), GATEWAY_ROUTE_TYPES)
-        return self
+    route_types = GATEWAY_ROUTE_TYPES
 
     @property
     def route_type(self) -> GatewayRouteType:
         """Which route member is set."""
-        for name in GATEWAY_ROUTE_TYPES:
-            if getattr(self, name) is not None:
-                return name
-        raise AssertionError("a validated GatewayRouteSpec has a route")
+        return cast(GatewayRouteType, self.chosen_route_type())

@@ -8,7 +8,7 @@ retry policies name at least one retry event from the documented sets.  Used by
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal, Self, cast
 
 from pydantic import Field, Strict, model_validator
 
@@ -35,7 +35,7 @@ from meshplane.model.matches import (
     HttpRouteHeader,
     check_prefix_or_path,
 )
-from meshplane.model.route_types import ROUTE_TYPES, RouteType, check_one_route_type
+from meshplane.model.route_types import ROUTE_TYPES, OneRouteType, RouteType
 
 HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"]
 HttpScheme = Literal["http", "https"]
@@ -190,7 +190,7 @@ class TcpRoute(SpecModel):
     timeout: TcpTimeout | None = None
 
 
-class RouteSpec(SpecModel):
+class RouteSpec(OneRouteType):
     """A route: exactly one of httpRoute, http2Route, grpcRoute, tcpRoute; priority 0..1000."""
 
     grpcRoute: GrpcRoute | None = None
@@ -199,15 +199,9 @@ class RouteSpec(SpecModel):
     priority: RoutePriority | None = None
     tcpRoute: TcpRoute | None = None
 
-    @model_validator(mode="after")
-    def _one_route_type(self) -> Self:
-        check_one_route_type(self.set_members(), ROUTE_TYPES)
-        return self
+    route_types = ROUTE_TYPES
 
     @property
     def route_type(self) -> RouteType:
         """Which route member is set."""
-        for name in ROUTE_TYPES:
-            if getattr(self, name) is not None:
-                return name
-        raise AssertionError("a validated RouteSpec has a route")
+        return cast(RouteType, self.chosen_route_type())

@@ -12,9 +12,11 @@ translation (routes and gateways) and the CLI's tables.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Self
 
-from meshplane.model.common import PortProtocol, Problems, VirtualGatewayPortProtocol
+from pydantic import model_validator
+
+from meshplane.model.common import PortProtocol, Problems, SpecModel, VirtualGatewayPortProtocol
 
 RouteType = Literal["httpRoute", "http2Route", "grpcRoute", "tcpRoute"]
 GatewayRouteType = Literal["httpRoute", "http2Route", "grpcRoute"]
@@ -51,6 +53,24 @@ def check_one_route_type(chosen: Iterable[str], types: Iterable[str]) -> None:
             f"exactly one of {', '.join(allowed)} must be set (got {', '.join(got) or 'none'})",
         )
         problems.raise_if_any()
+
+
+class OneRouteType(SpecModel):
+    """A spec that is exactly one of ``route_types`` (a route, a gateway route)."""
+
+    route_types: ClassVar[tuple[str, ...]]
+
+    @model_validator(mode="after")
+    def _one_route_type(self) -> Self:
+        check_one_route_type(self.set_members(), self.route_types)
+        return self
+
+    def chosen_route_type(self) -> str:
+        """Which route member is set."""
+        for name in self.route_types:
+            if getattr(self, name) is not None:
+                return name
+        raise AssertionError(f"a validated {type(self).__name__} has a route")
 
 
 def route_member(spec: Mapping[str, Any], types: Iterable[str] = ROUTE_TYPES) -> str | None:
