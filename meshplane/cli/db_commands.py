@@ -43,19 +43,13 @@ def upgrade(**values: Any) -> None:
       meshplane db upgrade --database-url postgresql://meshplane@db.internal/meshplane
       meshplane db upgrade --data-dir /var/lib/meshplane
     """
-    from meshplane.server.run import open_with_retry
-    from meshplane.store import migrate
+    from meshplane.server.offline import upgrade_database
 
     settings = _settings(values)
     try:
-        store = open_with_retry(settings.store)  # opening migrates
+        revision = upgrade_database(settings)  # opening migrates
     except MeshplaneError as error:
         raise output.fail(error.message) from None
-    try:
-        with store.engine.connect() as conn, conn.begin():
-            revision = migrate.current(conn)
-    finally:
-        store.close()
     click.echo(f"database schema at revision {revision} (the newest this meshplane knows)")
 
 
@@ -80,23 +74,11 @@ def rekey(new_kek_file: Path, **values: Any) -> None:
       meshplane db rekey --database-url postgresql://meshplane@db/meshplane \\
           --kek-file /etc/meshplane/kek --new-kek-file /etc/meshplane/kek.new
     """
-    from meshplane.authority.sealing import Kek
-    from meshplane.store import open_store
-    from meshplane.store.vault import SealedVault, rekey
+    from meshplane.server.offline import rekey_database
 
     settings = _settings(values)
     try:
-        old = Kek.load(settings.store.kek_file, settings.store.kek)
-        if old is None:
-            raise output.fail("give the current key-encryption key: --kek-file or MESHPLANE_KEK")
-        new = Kek.load(new_kek_file, None)
-        assert new is not None
-        store = open_store(data_dir=settings.store.data_dir, url=settings.store.database_url)
-        try:
-            SealedVault(store, old).check()
-            count = rekey(store, old, new)
-        finally:
-            store.close()
+        count, new_id, old_id = rekey_database(settings, new_kek_file)
     except MeshplaneError as error:
         raise output.fail(error.message) from None
-    click.echo(f"re-sealed {count} values under key-encryption key {new.id} (was {old.id})")
+    click.echo(f"re-sealed {count} values under key-encryption key {new_id} (was {old_id})")

@@ -1,13 +1,16 @@
-"""Work on a stopped server's data directory: the API tokens of ``meshplane token --data-dir``.
+"""Work on a server's data offline: the API tokens of ``meshplane token --data-dir`` and the
+database of ``meshplane db upgrade|rekey``.
 
 :func:`offline_tokens` locks the data directory (refusing with :class:`DataDirLocked` while a
 server runs on it), opens its store and token key as ``meshplane serve`` would, and hands out
 :class:`OfflineTokens`: create, list and revoke as the local administrator (``local:<user>``,
 admin on every mesh), each audited with ``via=offline``, answering the same JSON the API does.
 This is how the first admin token of a server that requires credentials is made.
+:func:`upgrade_database` and :func:`rekey_database` migrate the store's schema and re-seal its
+identity state under a new key-encryption key.
 
-The server's public surface for the CLI (``meshplane.cli.token_commands``), which so never
-reaches into the store or the services itself.
+The server's public surface for the CLI (``meshplane.cli.token_commands``,
+``meshplane.cli.db_commands``), which so never reaches into the store or the services itself.
 """
 
 from __future__ import annotations
@@ -19,14 +22,22 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from meshplane.errors import MeshplaneError
 from meshplane.server.keys import token_key
-from meshplane.server.run import DataDirLocked, lock_data_dir
+from meshplane.server.run import DataDirLocked, lock_data_dir, open_with_retry
 from meshplane.server.settings import Settings
 from meshplane.service.access import ALL_MESHES, Grant, Principal, Role
 from meshplane.service.tokens import SecretBox, TokenService, describe
 from meshplane.store import open_store
 
-__all__ = ["DataDirLocked", "OfflineTokens", "offline_tokens"]
+__all__ = [
+    "DataDirLocked",
+    "KekMissing",
+    "OfflineTokens",
+    "offline_tokens",
+    "rekey_database",
+    "upgrade_database",
+]
 
 
 class OfflineTokens:
@@ -64,3 +75,40 @@ def offline_tokens(data_dir: Path) -> Iterator[OfflineTokens]:
             store.close()
     finally:
         lock.close()
+
+
+class KekMissing(MeshplaneError):
+    """``db rekey`` needs the current key-encryption key."""
+
+
+def upgrade_database(settings: Settings) -> str:
+    """Migrate the store's database to the schema this meshplane writes (opening it does);
+    return the schema revision it is at now."""
+    from meshplane.store import migrate
+
+    store = open_with_retry(settings.store)
+    try:
+        with store.engine.connect() as conn, conn.begin():
+            return str(migrate.current(conn))
+    finally:
+        store.close()
+
+
+def rekey_database(settings: Settings, new_kek_file: Path) -> tuple[int, str, str]:
+    """Re-seal the identity state under the key in ``new_kek_file``: (values re-sealed, the new
+    key's id, the old key's id)."""
+    from meshplane.authority.sealing import Kek
+    from meshplane.store.vault import SealedVault, rekey
+
+    old = Kek.load(settings.store.kek_file, settings.store.kek)
+    if old is None:
+        raise KekMissing("give the current key-encryption key: --kek-file or MESHPLANE_KEK")
+    new = Kek.load(new_kek_file, None)
+    assert new is not None
+    store = open_store(data_dir=settings.store.data_dir, url=settings.store.database_url)
+    try:
+        SealedVault(store, old).check()
+        count = rekey(store, old, new)
+    finally:
+        store.close()
+    return count, new.id, old.id

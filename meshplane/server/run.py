@@ -58,7 +58,7 @@ from meshplane.service.resources import Caller, ResourceService
 from meshplane.service.tokens import KEY_BYTES as TOKEN_KEY_BYTES
 from meshplane.service.tokens import SecretBox, TokenService
 from meshplane.service.vips import VipAllocator, parse_range
-from meshplane.store import Store, open_store
+from meshplane.store import SqlStore, Store, open_store
 from meshplane.store.lease import DutyLease
 from meshplane.store.sql import StoreUnavailableError, describe_url
 from meshplane.store.vault import API_TOKEN_KEY, PROXY_TOKEN_KEY, SealedVault
@@ -99,7 +99,9 @@ class DatabaseUnreachable(MeshplaneError):
     """The database did not answer within the start-up wait."""
 
 
-def open_with_retry(settings: StoreSettings, sleep: Callable[[float], None] = time.sleep) -> Store:
+def open_with_retry(
+    settings: StoreSettings, sleep: Callable[[float], None] = time.sleep
+) -> SqlStore:
     """Open the store; while its database cannot be reached, say so and retry with backoff
     for up to ``settings.database_wait`` seconds."""
     deadline = time.monotonic() + settings.database_wait
@@ -165,7 +167,8 @@ class Application:
         self._lock: IO[str] | None = None
         if settings.store.database_url is None:
             self._lock = lock_data_dir(settings.store.data_dir)
-        self.store: Store = open_with_retry(settings.store)
+        sql = open_with_retry(settings.store)
+        self.store: Store = sql  # the rest of the application sees the protocols
         self.partition = Partition(settings.region, settings.account_id)
         self.caller = Caller(settings.account_id, ANONYMOUS)
         self.service = ResourceService(self.store, self.partition)
@@ -250,7 +253,7 @@ class Application:
         )
         self.dns = DnsServer(self.answers, upstreams=upstreams, registry=self.registry)
         self.dns_port = settings.dns.port
-        self.lease = DutyLease(self.store, self.replica)
+        self.lease = DutyLease(sql, self.replica)  # the fleet's lease is SQL's
         self.leases = LeaseSweeper(self.store, duty=lambda: self.lease.held)
         self.registry.register(RegistryCollector(self.store))
         self.startup: list[Callable[[], Any]] = [
@@ -285,7 +288,7 @@ class Application:
             ).routes()
             + TelemetryApi(self.telemetry).routes()
             + ConsoleApi(self.store, self.telemetry, self.partition, self.proxy_status).routes()
-            + FleetApi(self.store, self.lease, self.replica).routes(),
+            + FleetApi(sql, self.lease, self.replica).routes(),
             tokens=self.tokens,
             audit_log=self.store,
             require_auth=settings.auth is not None and settings.auth.required,

@@ -50,7 +50,7 @@ from meshplane.service.access import Role
 from meshplane.service.arns import Partition
 from meshplane.service.resources import Caller
 from meshplane.store import registry
-from meshplane.store.protocols import ResourceReader, ResourceStore, Transaction
+from meshplane.store.protocols import ResourceReader, ResourceStore, Store, Transaction
 from meshplane.store.records import Record, Tag
 
 MAX_NAMESPACES = 50

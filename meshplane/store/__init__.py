@@ -69,7 +69,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def open_store(*, data_dir: Path | None = None, url: str | None = None) -> Store:
+def open_store(*, data_dir: Path | None = None, url: str | None = None) -> SqlStore:
     """Open the store at a SQLAlchemy ``url``, or the embedded SQLite in ``data_dir``."""
     from meshplane.store.sql import SqlStore
 
