@@ -126,3 +126,32 @@ def test_idle_keep_alive_connections_are_closed(small: MeshplaneServer) -> None:
     (sock,) = hold_sockets("127.0.0.1", port(small), 1, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
     answer = all_closed([sock])[0]
     assert answer.startswith(b"HTTP/1.1 200"), answer[:200]  # answered, then closed when idle
+
+
+async def test_accept_errors_are_logged_at_most_every_few_seconds(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A descriptor-exhausting flood makes the loop fail accept() once per attempt; the log
+    says so once per interval, with the count, instead of once per attempt."""
+    import asyncio
+    import errno
+
+    from meshplane.server.http import quiet_accept_errors
+
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+    quiet_accept_errors(loop, every=60.0)
+    try:
+        with caplog.at_level("ERROR", logger="meshplane"):
+            for _ in range(1000):
+                loop.call_exception_handler(
+                    {
+                        "message": "socket.accept() out of system resource",
+                        "exception": OSError(errno.EMFILE, "Too many open files"),
+                    }
+                )
+        lines = [r for r in caplog.records if "cannot accept connections" in r.getMessage()]
+        assert len(lines) == 1, [r.getMessage() for r in lines]
+        assert "Too many open files" in lines[0].getMessage()
+    finally:
+        loop.set_exception_handler(previous)
