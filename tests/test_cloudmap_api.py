@@ -470,6 +470,13 @@ def test_hostile_bodies_get_invalid_input_and_change_nothing(
     assert "Traceback" not in server.log()
 
 
+def test_dns_forwarding_off_refuses(server: MeshplaneServer) -> None:
+    from tests.support.dns import dig
+
+    # the test server runs with --dns-upstream off: names that are not the mesh's are refused
+    assert dig(server.dns_port, "www.example.org").status == "REFUSED"
+
+
 def test_roles_cover_the_registry(tmp_path: Path) -> None:
     server, admin = auth_server(tmp_path / "data")
     try:
