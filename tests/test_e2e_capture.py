@@ -24,6 +24,7 @@ pytestmark = pytest.mark.e2e
 
 PORT = 8080
 ECHO_PORT = 7000
+GRPC_PORT = 9090
 URL = f"http://color.demo.local:{PORT}/"
 
 
@@ -53,6 +54,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CapturedMesh]:
             listeners = [{"portMapping": {"port": PORT, "protocol": "http"}}]
             if color == "green":
                 listeners.append({"portMapping": {"port": ECHO_PORT, "protocol": "tcp"}})
+                listeners.append({"portMapping": {"port": GRPC_PORT, "protocol": "grpc"}})
             api.create_virtual_node(
                 meshName="demo",
                 virtualNodeName=color,
@@ -74,11 +76,12 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CapturedMesh]:
             virtualServiceName="color.demo.local",
             spec={"provider": {"virtualRouter": {"virtualRouterName": "color"}}},
         )
-        api.create_virtual_service(
-            meshName="demo",
-            virtualServiceName="echo.demo.local",
-            spec={"provider": {"virtualNode": {"virtualNodeName": "green"}}},
-        )
+        for service in ("echo.demo.local", "grpc.demo.local"):
+            api.create_virtual_service(
+                meshName="demo",
+                virtualServiceName=service,
+                spec={"provider": {"virtualNode": {"virtualNodeName": "green"}}},
+            )
         api.create_virtual_node(
             meshName="demo",
             virtualNodeName="client",
@@ -86,17 +89,21 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CapturedMesh]:
                 "backends": [
                     {"virtualService": {"virtualServiceName": "color.demo.local"}},
                     {"virtualService": {"virtualServiceName": "echo.demo.local"}},
+                    {"virtualService": {"virtualServiceName": "grpc.demo.local"}},
                 ]
             },
         )
-        for name in ("color.demo.local", "echo.demo.local"):
+        for name in ("color.demo.local", "echo.demo.local", "grpc.demo.local"):
             m.wait(lambda n=name: m.resolves("client", n).startswith("240.240."), f"{name}'s VIP")
         assert m.network.network is not None
         m.ext_second = str(m.network.network.network_address + 200)
         m.run("ext", ["ip", "addr", "add", f"{m.ext_second}/24", "dev", "eth0"])
         m.baseline = m.saved_rules("client")
         m.app("blue", "blue", "--port", str(PORT))
-        m.app("green", "green", "--port", str(PORT), "--tcp-echo", str(ECHO_PORT))
+        m.app(
+            "green", "green", "--port", str(PORT), "--tcp-echo", str(ECHO_PORT),
+            "--grpc", str(GRPC_PORT),
+        )  # fmt: skip
         m.app("ext", "ext", "--port", "9000", "--port", "9001", "--tcp-echo", "9002")
         m.sidecar("blue", "blue")
         m.sidecar("green", "green")
@@ -217,6 +224,20 @@ def test_tcp_service_by_name_through_capture(mesh: CapturedMesh) -> None:
     assert done.returncode == 0, (done.stderr, client, green)
     assert done.stdout.strip() == "ping through capture"
     assert mesh.stats("client")["tcp.egress.tcp.7000.downstream_cx_total"] >= 1
+
+
+def test_grpc_service_by_name_through_capture(mesh: CapturedMesh) -> None:
+    script = (
+        "import grpc\n"
+        f"with grpc.insecure_channel('grpc.demo.local:{GRPC_PORT}') as channel:\n"
+        "    print(channel.unary_unary('/demo.Echo/Say')(b'hello', timeout=10).decode())\n"
+    )
+    done = mesh.run("client", ["env", f"PYTHONPATH={Path(__file__).parents[1]}", sys.executable,
+                               "-c", script])  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "green:hello"
+    stats = mesh.stats("client")
+    assert stats["cluster.cds_egress_demo_green_grpc_9090.upstream_rq_200"] >= 1
 
 
 def set_egress(mesh: CapturedMesh, kind: str) -> None:
@@ -368,7 +389,7 @@ def test_retries_and_timeouts_apply_to_captured_calls(mesh: CapturedMesh) -> Non
             virtualServiceName=f"{name}.demo.local",
             spec={"provider": {"virtualRouter": {"virtualRouterName": name}}},
         )
-    backends = ("color", "echo", "flaky", "slow")
+    backends = ("color", "echo", "grpc", "flaky", "slow")
     api.update_virtual_node(
         meshName="demo",
         virtualNodeName="client",
