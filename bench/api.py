@@ -1,12 +1,14 @@
-"""API throughput against the embedded SQLite store: creates/s, describes/s and lists of
-1,000 resources, from one real ``meshplane serve`` process.
+"""API throughput: creates/s, describes/s and lists of 1,000 resources, from one real
+``meshplane serve`` process on the embedded SQLite store and on a real PostgreSQL server
+(``--backend``; both by default, in the same run, so the ratio PostgreSQL/SQLite holds on a
+noisy machine).  PostgreSQL runs with ``fsync=on`` like SQLite's ``synchronous=FULL``.
 
 A load generator (wrk when installed, with a Lua script for unique creates; otherwise an
 asyncio httpx client) drives the server over loopback.  The server's own /healthz route is
 measured in the same run as a baseline, so the figures can be read as ratios on a noisy
 shared machine.  Not part of the test suite.
 
-    python -m bench.api [--seconds 5] [--connections 8]
+    python -m bench.api [--seconds 5] [--connections 8] [--backend sqlite|postgresql|both]
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.postgres import PostgresServer
 from tests.support.server import MeshplaneServer
 
 CREATE_LUA = """
@@ -81,66 +84,82 @@ async def httpx_rate(
         return done / (time.monotonic() - start)
 
 
+def measure(
+    server: MeshplaneServer, seconds: int, connections: int, have_wrk: bool
+) -> tuple[dict[str, float], int, float]:
+    """Rates of one running server: (name -> req/s, listed count, seconds per full list)."""
+    client = server.boto3()
+    client.create_mesh(meshName="bench")
+    for i in range(1000):
+        client.create_virtual_node(meshName="bench", virtualNodeName=f"n{i:04d}", spec={})
+    base = server.url
+    node = f"{base}/v20190125/meshes/bench/virtualNodes/n0500"
+    results: dict[str, float] = {}
+    if have_wrk:
+        results["baseline /healthz"] = wrk(f"{base}/healthz", seconds, connections)
+        results["describe"] = wrk(node, seconds, connections)
+        results["create"] = wrk(base, seconds, connections, CREATE_LUA)
+        results["list 100 (one page)"] = wrk(
+            f"{base}/v20190125/meshes/bench/virtualNodes?limit=100", seconds, connections
+        )
+    else:
+        body = {"virtualNodeName": "NAME", "spec": {}}
+        run = asyncio.run
+        results["baseline /healthz"] = run(httpx_rate(f"{base}/healthz", seconds, connections))
+        results["describe"] = run(httpx_rate(node, seconds, connections))
+        results["create"] = run(
+            httpx_rate(
+                f"{base}/v20190125/meshes/bench/virtualNodes", seconds, connections, "PUT", body
+            )
+        )
+    # a full listing of 1,000 resources through boto3's paginator (10 pages)
+    start = time.perf_counter()
+    rounds = 10
+    count = 0
+    for _ in range(rounds):
+        pages = client.get_paginator("list_virtual_nodes").paginate(meshName="bench")
+        count = sum(len(p["virtualNodes"]) for p in pages)
+    return results, count, (time.perf_counter() - start) / rounds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     args = parser.parse_args()
     have_wrk = shutil.which("wrk") is not None
-    with tempfile.TemporaryDirectory() as tmp:
-        server = MeshplaneServer(Path(tmp) / "data", extra_args=["--log-level", "warning"]).start()
-        try:
-            client = server.boto3()
-            client.create_mesh(meshName="bench")
-            for i in range(1000):
-                client.create_virtual_node(meshName="bench", virtualNodeName=f"n{i:04d}", spec={})
-            base = server.url
-            node = f"{base}/v20190125/meshes/bench/virtualNodes/n0500"
-            results: dict[str, float] = {}
-            if have_wrk:
-                results["baseline /healthz"] = wrk(
-                    f"{base}/healthz", args.seconds, args.connections
-                )
-                results["describe"] = wrk(node, args.seconds, args.connections)
-                results["create"] = wrk(base, args.seconds, args.connections, CREATE_LUA)
-                results["list 100 (one page)"] = wrk(
-                    f"{base}/v20190125/meshes/bench/virtualNodes?limit=100",
-                    args.seconds,
-                    args.connections,
-                )
-            else:
-                body = {"virtualNodeName": "NAME", "spec": {}}
-                run = asyncio.run
-                results["baseline /healthz"] = run(
-                    httpx_rate(f"{base}/healthz", args.seconds, args.connections)
-                )
-                results["describe"] = run(httpx_rate(node, args.seconds, args.connections))
-                results["create"] = run(
-                    httpx_rate(
-                        f"{base}/v20190125/meshes/bench/virtualNodes",
-                        args.seconds,
-                        args.connections,
-                        "PUT",
-                        body,
-                    )
-                )
-            # a full listing of 1,000 resources through boto3's paginator (10 pages)
-            start = time.perf_counter()
-            rounds = 10
-            for _ in range(rounds):
-                pages = client.get_paginator("list_virtual_nodes").paginate(meshName="bench")
-                count = sum(len(p["virtualNodes"]) for p in pages)
-            per_list = (time.perf_counter() - start) / rounds
-        finally:
-            server.stop()
+    backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+    measured: dict[str, tuple[dict[str, float], int, float]] = {}
+    postgres = PostgresServer(fsync=True).start() if "postgresql" in backends else None
+    try:
+        for backend in backends:
+            with tempfile.TemporaryDirectory() as tmp:
+                url = postgres.create_database() if backend == "postgresql" and postgres else None
+                server = MeshplaneServer(
+                    Path(tmp) / "data", extra_args=["--log-level", "warning"], database_url=url
+                ).start()
+                try:
+                    measured[backend] = measure(server, args.seconds, args.connections, have_wrk)
+                finally:
+                    server.stop()
+    finally:
+        if postgres is not None:
+            postgres.close()
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"load generator: {'wrk' if have_wrk else 'httpx'} ({args.connections} connections, {args.seconds}s)"
     )
-    baseline = results["baseline /healthz"]
-    for name, rate in results.items():
-        print(f"{name:24s} {rate:9.0f} req/s   ({rate / baseline:.2f} x baseline)")
-    print(f"full list of {count} virtual nodes via boto3 paginator: {per_list * 1000:.1f} ms")
+    for backend, (results, count, per_list) in measured.items():
+        print(f"-- {backend}")
+        baseline = results["baseline /healthz"]
+        for name, rate in results.items():
+            print(f"{name:24s} {rate:9.0f} req/s   ({rate / baseline:.2f} x baseline)")
+        print(f"full list of {count} virtual nodes via boto3 paginator: {per_list * 1000:.1f} ms")
+    if len(measured) == 2:
+        sqlite, pg = measured["sqlite"][0], measured["postgresql"][0]
+        for name in ("create", "describe"):
+            print(f"postgresql / sqlite {name}: {pg[name] / sqlite[name]:.2f}")
 
 
 if __name__ == "__main__":
