@@ -217,7 +217,7 @@ def test_tcp_service_by_name_through_capture(mesh: CapturedMesh) -> None:
         "import socket; s = socket.create_connection(('echo.demo.local', 7000), timeout=5); "
         "s.sendall(b'ping through capture'); print(s.recv(100).decode())"
     )
-    done = mesh.run("client", ["python3", "-c", script.replace("timeout=5", "timeout=5")])
+    done = mesh.run("client", [sys.executable, "-c", script])
     interesting = ("tcp.", "listener.0.0.0.0_15001", "cluster.cds_egress_demo_green_tcp")
     client = {k: v for k, v in mesh.stats("client").items() if k.startswith(interesting) and v}
     green = {k: v for k, v in mesh.stats("green").items() if ("7000" in k or "15000" in k) and v}
@@ -253,7 +253,7 @@ def echo(mesh: CapturedMesh, address: str, port: int) -> str:
         "except ConnectionResetError:\n    print('closed')\n"
         "except OSError as e:\n    print(type(e).__name__)\n"
     )
-    return mesh.run("client", ["python3", "-c", script]).stdout.strip()
+    return mesh.run("client", [sys.executable, "-c", script]).stdout.strip()
 
 
 def test_drop_all_refuses_undeclared_destinations_allow_all_passes_them(
