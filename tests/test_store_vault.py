@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from meshplane.identity.sealing import Kek, KekError, KekMismatchError
 
+from meshplane.authority.sealing import Kek, KekError, KekMismatchError
 from meshplane.store import SqlStore
 from meshplane.store.vault import PROXY_TOKEN_KEY, SealedVault
 
