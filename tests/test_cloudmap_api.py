@@ -91,7 +91,11 @@ def test_namespaces(sd: Any) -> None:
     public = sd.create_public_dns_namespace(
         Name=f"{unique('pub')}.example.com", Properties={"DnsProperties": {"SOA": {"TTL": 60}}}
     )
-    assert public["OperationId"]
+    public_id = sd.get_operation(OperationId=public["OperationId"])["Operation"]["Targets"][
+        "NAMESPACE"
+    ]
+    sd.update_public_dns_namespace(Id=public_id, Namespace={"Description": "public"})
+    assert sd.get_namespace(Id=public_id)["Namespace"]["Description"] == "public"
     # filters
     http_only = sd.list_namespaces(
         Filters=[{"Name": "TYPE", "Values": ["HTTP"], "Condition": "EQ"}]
