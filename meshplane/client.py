@@ -129,12 +129,19 @@ class Client:
     # meshplane API ----------------------------------------------------------------------
 
     async def apply(
-        self, documents: list[tuple[str, str]], *, dry_run: bool = False, delete: bool = False
+        self,
+        documents: list[tuple[str, str]],
+        *,
+        dry_run: bool = False,
+        delete: bool = False,
+        strict: bool = False,
     ) -> dict[str, Any]:
-        body = {
+        body: dict[str, Any] = {
             "documents": [{"source": s, "text": t} for s, t in documents],
             "dryRun": dry_run,
         }
+        if strict:
+            body["strict"] = True
         result: dict[str, Any] = await self._request(
             "POST", "/meshplane/v1/delete" if delete else "/meshplane/v1/apply", json=body
         )
@@ -290,7 +297,11 @@ async def connect(
     headers = {"Authorization": f"Bearer {token}"} if token else None
     verify: Any = True
     if ca_file:
-        verify = ssl.create_default_context(cafile=ca_file)
+        try:
+            verify = ssl.create_default_context(cafile=ca_file)
+        except (OSError, ssl.SSLError) as error:
+            reason = getattr(error, "strerror", None) or "not PEM certificates"
+            raise errors.LocalError(f"--tls-ca {ca_file}: cannot read ({reason})") from None
     async with httpx.AsyncClient(
         base_url=server, timeout=timeout, headers=headers, verify=verify
     ) as http:

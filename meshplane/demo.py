@@ -6,7 +6,10 @@ two small demo applications and an Envoy sidecar for each of ``blue``, ``green``
 ``client``, and a gateway Envoy (virtual gateway ``ingress`` on 127.0.0.1:8080 by default)
 whose gateway route sends everything to the blue/green service, so the split can be watched
 from outside the mesh too; then prints how to send requests and shift the weights.  Ctrl-C
-stops everything.  Called by the CLI (``meshplane demo``, which ``scripts/run`` runs).
+stops everything and says what it stopped.  The demo's manifests, weights files and Envoy
+folders are in ``<data dir>/demo``; every port it binds is checked first, and a taken one is
+reported with the flag that moves it.  Called by the CLI (``meshplane demo``, which
+``scripts/run`` runs).
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +29,7 @@ from pathlib import Path
 from meshplane.manifests import parse_documents
 from meshplane.proxy import BootstrapOptions, EnvoyOptions, EnvoyProcess, start_envoy
 from meshplane.server import Application, Settings, serve
+from meshplane.server.settings import DEFAULT_API_PORT
 
 log = logging.getLogger("meshplane.demo")
 
@@ -208,10 +214,33 @@ class DemoPorts:
     """The gateway's listener on 127.0.0.1 (the sidecars bind 8080 on 127.0.0.2 and .3)."""
 
 
-def _apply(application: Application, text: str, source: str) -> None:
+def _apply(application: Application, path: Path) -> None:
     application.manifests.apply(
-        parse_documents(text, source), caller=application.caller, dry_run=False
+        parse_documents(path.read_text(), _shown(path)), caller=application.caller, dry_run=False
     )
+
+
+def _shown(path: Path) -> str:
+    """``path`` as the user would type it: relative to the working directory when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+SIDECARS = (("blue", "127.0.0.2"), ("green", "127.0.0.3"), ("client", "127.0.0.4"))
+
+
+def addresses(ports: DemoPorts) -> list[tuple[str, int, str]]:
+    """(host, port, the flag that moves it) of what the demo binds besides the control plane."""
+    found = [("127.0.0.1", ports.gateway, "--gateway-port")]
+    found += [("127.0.0.1", ports.egress + i, "--egress-port") for i in range(len(SIDECARS))]
+    found += [("127.0.0.1", ports.admin_base + i, "--admin-port") for i in range(len(SIDECARS) + 1)]
+    found += [
+        (address, PORT, "the demo's sidecars always bind it: stop the other demo first")
+        for _, address in SIDECARS[:2]
+    ]
+    return found
 
 
 class _Demo:
@@ -221,7 +250,7 @@ class _Demo:
         self.settings = settings
         self.ports = ports
         self.say = say
-        self.demo_dir = settings.store.data_dir.parent / "demo"
+        self.demo_dir = settings.store.data_dir / "demo"
         self.servers: list[_ColorServer] = []
         self.envoys: list[EnvoyProcess] = []
 
@@ -231,8 +260,11 @@ class _Demo:
         demo_dir.mkdir(parents=True, exist_ok=True)
         for blue, green in ((100, 0), (50, 50), (0, 100)):
             (demo_dir / f"weights-{blue}-{green}.yaml").write_text(router_manifest(blue, green))
-        manifests = (MANIFESTS, router_manifest(100, 0), gateway_manifest(ports.gateway))
-        await asyncio.to_thread(_apply, application, "---\n".join(manifests), "demo.yaml")
+        manifests = demo_dir / "demo.yaml"
+        manifests.write_text(
+            "---\n".join((MANIFESTS, router_manifest(100, 0), gateway_manifest(ports.gateway)))
+        )
+        await asyncio.to_thread(_apply, application, manifests)
         apps: dict[str, int] = {}
         for color in ("blue", "green"):
             app = _ColorServer(color)
@@ -274,14 +306,24 @@ class _Demo:
         for app in self.servers:
             app.shutdown()
 
+    def stopped(self) -> str:
+        """What was stopped, said when the demo ends."""
+        parts = [f"{len(self.envoys)} Envoy proxies"] if self.envoys else []
+        parts += [f"{len(self.servers)} demo apps"] if self.servers else []
+        return (
+            f"meshplane demo stopped: {', '.join([*parts, 'the control plane'])}; its data "
+            f"stays in {_shown(self.settings.store.data_dir)}"
+        )
+
 
 async def run_demo(settings: Settings, ports: DemoPorts, say: Callable[[str], None]) -> None:
     """Serve the control plane (:func:`meshplane.server.serve`) with the demo started on it."""
     demo = _Demo(settings, ports, say)
     try:
-        await serve(settings, on_started=demo.started)
+        await serve(settings, on_started=demo.started, extra_ports=addresses(ports))
     finally:
         demo.stop()
+        say(demo.stopped())
 
 
 def _proxy_token(application: Application, resource: str) -> str:
@@ -290,8 +332,30 @@ def _proxy_token(application: Application, resource: str) -> str:
     return token
 
 
+def _commands() -> tuple[str, str]:
+    """How to type ``meshplane`` and ``aws`` here: bare when this environment's bin directory
+    is on the PATH (an activated venv), else its path (``.venv/bin/meshplane`` from a clone)."""
+    bindir = Path(sys.executable).parent
+    on_path = any(
+        Path(entry).resolve() == bindir.resolve()
+        for entry in os.environ.get("PATH", "").split(os.pathsep)
+        if entry
+    )
+
+    def command(name: str) -> str:
+        if on_path or not (bindir / name).exists():
+            return name
+        return _shown(bindir / name)
+
+    return command("meshplane"), command("aws")
+
+
 def _instructions(settings: Settings, ports: DemoPorts, demo_dir: Path) -> str:
     api = f"http://{settings.api.host}:{settings.api.port}"
+    meshplane, aws = _commands()
+    if settings.api.port != DEFAULT_API_PORT:
+        meshplane += f" --server {api}"
+    weights = _shown(demo_dir)
     return f"""
 [bold green]meshplane demo is running[/] (Ctrl-C stops it)
 
@@ -311,14 +375,14 @@ done | sort | uniq -c
   for i in $(seq 20); do curl -s http://127.0.0.1:{ports.gateway}/; done | sort | uniq -c
 
 [bold]Shift the weights (in another terminal):[/]
-  .venv/bin/meshplane --server {api} apply -f {demo_dir}/weights-50-50.yaml
-  .venv/bin/meshplane --server {api} apply -f {demo_dir}/weights-0-100.yaml
+  {meshplane} apply -f {weights}/weights-50-50.yaml
+  {meshplane} apply -f {weights}/weights-0-100.yaml
 
 [bold]Look around:[/]
-  .venv/bin/meshplane --server {api} get virtualnodes -A
-  .venv/bin/meshplane --server {api} proxy-status
-  .venv/bin/meshplane --server {api} proxy-config client --type clusters
-  .venv/bin/meshplane --server {api} proxy-config {GATEWAY} --type routes
-  AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x aws appmesh list-virtual-nodes \\
+  {meshplane} get virtualnodes -A
+  {meshplane} proxy-status
+  {meshplane} proxy-config client --type clusters
+  {meshplane} proxy-config {GATEWAY} --type routes
+  AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x {aws} appmesh list-virtual-nodes \\
       --mesh-name {MESH} --endpoint-url {api} --region us-east-1
 """

@@ -150,3 +150,8 @@ class AccessDeniedError(CloudMapError):
 
     code = "AccessDeniedException"
     status = 400
+
+
+class LocalError(MeshplaneError):
+    """A problem on this machine rather than in a request: a port or data directory already in
+    use, a file that cannot be read.  The CLI exits with its own code for these (5)."""

@@ -12,7 +12,7 @@ import yaml
 
 from tests.conftest import Cli
 
-WEBAPP = Path(__file__).parent / "fixtures" / "manifests" / "webapp"
+WEBAPP = Path(__file__).parents[1] / "examples" / "webapp"
 
 
 def versions(appmesh: Any) -> dict[str, int]:

@@ -74,7 +74,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
             stderr=subprocess.STDOUT,
             env={**os.environ, "NO_COLOR": "1"},
         )
-    found = Demo(process, log, f"http://127.0.0.1:{ports['api']}", ports["gateway"], tmp / "demo")
+    found = Demo(
+        process, log, f"http://127.0.0.1:{ports['api']}", ports["gateway"], tmp / "data" / "demo"
+    )
     try:
         deadline = time.monotonic() + 60
         while "meshplane demo is running" not in found.output():

@@ -30,7 +30,7 @@ from tests.support.ports import free_port
 
 pytestmark = pytest.mark.e2e
 
-WEBAPP = Path(__file__).parent / "fixtures" / "manifests" / "webapp"
+WEBAPP = Path(__file__).parents[1] / "examples" / "webapp"
 SERVICE = "app-service.app-ns"
 
 

@@ -15,7 +15,7 @@ from meshplane.manifests import Manifest, ManifestError, load_paths, parse_docum
 from meshplane.manifests.crds import SPECS
 from meshplane.manifests.schema import ListOf, Node, Obj
 
-WEBAPP = Path(__file__).parent / "fixtures" / "manifests" / "webapp"
+WEBAPP = Path(__file__).parents[1] / "examples" / "webapp"
 BODIES = [dict(m.body) for m in load_paths([str(WEBAPP)])]
 
 

@@ -27,8 +27,14 @@ def manifests(*documents: str, source: str = "test.yaml") -> list[Manifest]:
     return parse_documents("\n---\n".join(documents), source)
 
 
-def run(*documents: str, namespaces: Mapping[str, Mapping[str, str]] | None = None) -> Translation:
-    return translate(manifests(*documents), namespaces=LABELS if namespaces is None else namespaces)
+def run(
+    *documents: str, namespaces: Mapping[str, Mapping[str, str]] | None = None, strict: bool = False
+) -> Translation:
+    return translate(
+        manifests(*documents),
+        namespaces=LABELS if namespaces is None else namespaces,
+        strict=strict,
+    )
 
 
 def specs(translation: Translation) -> dict[str, Any]:
@@ -36,8 +42,9 @@ def specs(translation: Translation) -> dict[str, Any]:
 
 
 def error(*documents: str, namespaces: Mapping[str, Mapping[str, str]] | None = None) -> str:
+    """The message of the ManifestError the documents raise (translated strictly)."""
     with pytest.raises(ManifestError) as raised:
-        run(*documents, namespaces=namespaces)
+        run(*documents, namespaces=namespaces, strict=True)
     return str(raised.value)
 
 
@@ -817,7 +824,7 @@ def test_unsupported_versions_and_kinds() -> None:
         "VirtualNode, VirtualService, VirtualRouter, VirtualGateway, GatewayRoute, BackendGroup)"
     )
     top = "apiVersion: appmesh.k8s.aws/v1beta2\nkind: Mesh\nmetadata: {name: m}\nspex: {}"
-    assert error(top) == "test.yaml#0 Mesh m: spex: unknown field"
+    assert error(top) == "test.yaml#0 Mesh m: spex: unknown field (did you mean spec?)"
 
 
 def test_all_problems_are_reported_together() -> None:
@@ -951,7 +958,8 @@ def test_names_follow_kubernetes_rules() -> None:
 def test_odd_field_names_are_quoted_and_kept_on_one_line() -> None:
     document = obj("VirtualService", "cart", spec='{"new\\nline": 1}')
     assert error(MESH, document) == (
-        'test.yaml#1 VirtualService front/cart: spec["new\\nline"]: unknown field'
+        'test.yaml#1 VirtualService front/cart: spec["new\\nline"]: unknown field (known here: '
+        "awsName, provider, meshRef)"
     )
 
 

@@ -13,7 +13,7 @@ from meshplane.manifests import load_paths, parse_documents, translate
 from meshplane.model.kinds import Kind, ResourceKey
 
 FIXTURES = Path(__file__).parent / "fixtures" / "manifests"
-WEBAPP = FIXTURES / "webapp"
+WEBAPP = Path(__file__).parents[1] / "examples" / "webapp"
 GUIDE = Path("/work/shared/reference/working-with-app-mesh.md")
 
 EXPECTED = {
@@ -160,7 +160,7 @@ spec:
 def test_fixtures_hold_the_guide_examples_verbatim() -> None:
     assert GUIDE.exists(), f"{GUIDE} is missing: the tests need ../shared beside the repository"
     blocks = re.findall(r"```yaml\n(.*?)```", GUIDE.read_text(), re.S)
-    fixtures = [p.read_text() for p in sorted(FIXTURES.rglob("*.yaml"))]
+    fixtures = [p.read_text() for p in sorted([*FIXTURES.rglob("*.yaml"), *WEBAPP.glob("*.yaml")])]
     missing = [block for block in blocks if block not in fixtures]
     assert blocks
     assert missing == []

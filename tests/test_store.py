@@ -198,7 +198,7 @@ def test_second_server_on_same_data_dir_is_refused(tmp_path: Path) -> None:
     first = MeshplaneServer(data).start()
     try:
         second = MeshplaneServer(data)
-        with pytest.raises(RuntimeError, match="in use by another meshplane server"):
+        with pytest.raises(RuntimeError, match=r"in use by another meshplane process \(pid \d+\)"):
             second.start(timeout=20)
     finally:
         first.stop()

@@ -68,12 +68,20 @@ def build_app(
     require_auth: bool = False,
     limits: HttpLimits | None = None,
     manifest_limits: ManifestLimits | None = None,
+    strict_manifests: bool = False,
 ) -> Starlette:
     """The application; without ``tokens``, an open API for ``caller`` (in-process tests).
     With ``tokens``, ``audit_log`` is the log the admin API reads."""
     limits = limits or HttpLimits()
     appmesh = AppMeshApi(service, caller)
-    extensions = ExtensionsApi(service, caller, manifests, proxies=proxies, limits=manifest_limits)
+    extensions = ExtensionsApi(
+        service,
+        caller,
+        manifests,
+        proxies=proxies,
+        limits=manifest_limits,
+        strict_manifests=strict_manifests,
+    )
     cloud_map = CloudMapApi(CloudMapService(service.store, service.partition), caller)
     dns_lookup = DnsLookupApi(Answers(service.store))
     document = openapi_document()

@@ -1,7 +1,8 @@
 """meshplane's own endpoints under ``/meshplane/v1`` (what App Mesh's API has no words for).
 
 - ``POST /meshplane/v1/apply`` and ``POST /meshplane/v1/delete``: Kubernetes manifests
-  ``{"documents": [{"source": "app.yaml", "text": "..."}], "dryRun": false}``
+  ``{"documents": [{"source": "app.yaml", "text": "..."}], "dryRun": false, "strict": false}``
+  (``strict``: unknown fields are errors instead of warnings; always, with ``strict_manifests``)
 - ``GET /meshplane/v1/namespaces``, ``PUT /meshplane/v1/namespaces/{name}`` ``{"labels": {}}``
 - ``GET /meshplane/v1/manifests``: the applied manifests
 - ``GET /meshplane/v1/proxies[?mesh=M&name=N]``: connected proxies and their xDS state
@@ -37,9 +38,9 @@ Handler = Callable[[Request], Any]
 def _documents(body: dict[str, Any], limits: ManifestLimits) -> list[Manifest]:
     """The manifests of an apply/delete body, under ``limits`` (in a worker thread: parsing
     YAML is slow pure Python, and must not hold up the event loop)."""
-    unknown = sorted(set(body) - {"documents", "dryRun"})
+    unknown = sorted(set(body) - {"documents", "dryRun", "strict"})
     if unknown:
-        raise BadRequestError(f"{unknown[0]}: unknown member (expected documents, dryRun)")
+        raise BadRequestError(f"{unknown[0]}: unknown member (expected documents, dryRun, strict)")
     docs = body.get("documents")
     if not isinstance(docs, list):
         raise BadRequestError("documents: is required, a list of {source, text}")
@@ -82,9 +83,11 @@ class ExtensionsApi:
         *,
         proxies: ProxyStatusSource | None = None,
         limits: ManifestLimits | None = None,
+        strict_manifests: bool = False,
     ) -> None:
         self.limits = limits or ManifestLimits()
         self.manifests = manifests
+        self.strict_manifests = strict_manifests
         self.store = manifests.store
         self.caller = caller
         self.proxies = proxies
@@ -114,13 +117,25 @@ class ExtensionsApi:
         dry_run = body.get("dryRun", False)
         if not isinstance(dry_run, bool):
             raise BadRequestError("dryRun: must be true or false")
+        strict = body.get("strict", False)
+        if not isinstance(strict, bool):
+            raise BadRequestError("strict: must be true or false")
         action = "delete manifests" if remove else "apply manifests"
         self.manifests.require(principal_of(request), dry_run=dry_run, action=action)
         manifests = await run_in_threadpool(_documents, body, self.limits)
-        run = self.manifests.delete if remove else self.manifests.apply
-        outcome = await run_in_threadpool(
-            run, manifests, caller=self._caller(request), dry_run=dry_run
-        )
+        caller = self._caller(request)
+        if remove:
+            outcome = await run_in_threadpool(
+                self.manifests.delete, manifests, caller=caller, dry_run=dry_run
+            )
+        else:
+            outcome = await run_in_threadpool(
+                self.manifests.apply,
+                manifests,
+                caller=caller,
+                dry_run=dry_run,
+                strict=strict or self.strict_manifests,
+            )
         return outcome.as_json()
 
     async def list_namespaces(self, _: Request) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from meshplane.cli import output
 from meshplane.cli.audit_commands import audit
 from meshplane.cli.authority_commands import ca, proxy_token
 from meshplane.cli.capture_commands import proxy_init
-from meshplane.cli.common import DEFAULT_SERVER
+from meshplane.cli.common import GLOBAL_OPTIONS, accept_global_options, global_option
 from meshplane.cli.db_commands import db
 from meshplane.cli.fleet_commands import status
 from meshplane.cli.manifest_commands import apply, diff, label
@@ -27,30 +27,21 @@ from meshplane.cli.resource_commands import delete, describe, get
 from meshplane.cli.settings_options import settings_options
 from meshplane.cli.telemetry_commands import stat, top
 from meshplane.cli.token_commands import token
-from meshplane.errors import MeshplaneError
+from meshplane.errors import LocalError, MeshplaneError
 from meshplane.server.settings import DEFAULT_API_PORT, DEFAULT_XDS_PORT, Settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="meshplane")
 @click.option(
-    "--server",
-    metavar="URL",
-    help=f"The meshplane server to talk to [env MESHPLANE_SERVER; default {DEFAULT_SERVER}].",
-)
-@click.option(
-    "--token",
-    metavar="TOKEN",
-    help="API token (<id>.<secret>), needed when the server requires credentials "
-    "[env MESHPLANE_TOKEN].",
-)
-@click.option(
-    "--tls-ca",
-    metavar="FILE",
-    help="CA certificate(s) that signed an https server's certificate [env MESHPLANE_TLS_CA].",
+    "-o",
+    "--output",
+    "fmt",
+    type=click.Choice(output.FORMATS),
+    help="Output format of the subcommand (where it has that format); also taken after it.",
 )
 @click.pass_context
-def cli(ctx: click.Context, server: str | None, token: str | None, tls_ca: str | None) -> None:
+def cli(ctx: click.Context, fmt: str | None) -> None:
     """meshplane: the AWS App Mesh API, manifests and Envoy conventions, self-hosted.
 
     \b
@@ -60,13 +51,18 @@ def cli(ctx: click.Context, server: str | None, token: str | None, tls_ca: str |
       meshplane get virtualnodes --mesh webapp
       aws appmesh list-meshes --endpoint-url http://127.0.0.1:8765
 
-    Exit codes: 0 success, 1 the server refused the request, 2 usage error,
-    3 no server reachable, 4 `diff` found differences.
+    Global options (--server, --token, --tls-ca, -o) go before or after the command.
+
+    \b
+    Exit codes:
+      0  success
+      1  the server refused the request (bad input, not found, conflict, in use)
+      2  usage error (a bad flag or argument)
+      3  no server reachable at --server
+      4  `diff` found differences
+      5  a local problem: a file that cannot be read, a port or data directory in use
     """
-    ctx.ensure_object(dict)
-    ctx.obj["server"] = server
-    ctx.obj["token"] = token
-    ctx.obj["tls_ca"] = tls_ca
+    ctx.ensure_object(dict)["output"] = fmt
 
 
 @cli.command()
@@ -107,6 +103,8 @@ def serve(**values: Any) -> None:
     )
     try:
         asyncio.run(run_server(settings))
+    except LocalError as error:
+        raise output.fail(error.message, output.EXIT_LOCAL) from None
     except MeshplaneError as error:
         raise output.fail(error.message) from None
     except KeyboardInterrupt:
@@ -212,6 +210,8 @@ def demo(
                 lambda text: output.out.print(text, highlight=False),
             )
         )
+    except LocalError as error:
+        raise output.fail(error.message, output.EXIT_LOCAL) from None
     except MeshplaneError as error:
         raise output.fail(error.message) from None
     except KeyboardInterrupt:
@@ -242,6 +242,7 @@ def _demo_hosts(data_dir: Path, api_port: int, xds_port: int, prefix: str) -> No
         pass
 
 
+cli.params[:0] = [global_option(*option, root=True) for option in GLOBAL_OPTIONS]
 for command in (
     apply,
     diff,
@@ -264,6 +265,7 @@ for command in (
     db,
     status,
 ):
+    accept_global_options(command)
     cli.add_command(command)
 
 

@@ -53,25 +53,39 @@ FILE_OPTION = click.option(
 )
 
 
+STRICT_OPTION = click.option(
+    "--strict",
+    is_flag=True,
+    help="Refuse fields the App Mesh CRDs do not name (by default they are ignored with a "
+    "warning naming the closest known field, as App Mesh did).",
+)
+
+
 @click.command()
 @FILE_OPTION
 @click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
+@STRICT_OPTION
 @output_option("table", "json", "yaml")
 @click.pass_context
-def apply(ctx: click.Context, paths: tuple[str, ...], dry_run: bool, fmt: str) -> None:
+def apply(
+    ctx: click.Context, paths: tuple[str, ...], dry_run: bool, strict: bool, fmt: str
+) -> None:
     """Apply App Mesh Kubernetes manifests (appmesh.k8s.aws/v1beta2).
 
     All documents are applied in one transaction: if any is invalid, nothing changes.
-    Re-applying unchanged manifests changes nothing (no version moves).
+    Re-applying unchanged manifests changes nothing (no version moves).  A field the CRDs
+    do not name is ignored with a warning, as App Mesh's controller did; --strict (or the
+    server's --strict-manifests) refuses it instead.
 
     \b
     Examples:
       meshplane apply -f mesh.yaml
       meshplane apply -f manifests/            # every .yaml/.yml/.json below it
+      meshplane apply -f examples/walkthrough/ --strict
       kubectl kustomize overlay | meshplane apply -f -
     """
     documents = read_sources(paths)
-    outcome = run_client(ctx, lambda c: c.apply(documents, dry_run=dry_run))
+    outcome = run_client(ctx, lambda c: c.apply(documents, dry_run=dry_run, strict=strict))
     if fmt != "table":
         output.dump(outcome, fmt)
         return
@@ -80,9 +94,10 @@ def apply(ctx: click.Context, paths: tuple[str, ...], dry_run: bool, fmt: str) -
 
 @click.command()
 @FILE_OPTION
+@STRICT_OPTION
 @output_option("table", "json", "yaml")
 @click.pass_context
-def diff(ctx: click.Context, paths: tuple[str, ...], fmt: str) -> None:
+def diff(ctx: click.Context, paths: tuple[str, ...], strict: bool, fmt: str) -> None:
     """Show what `apply -f` would change, as a unified diff of App Mesh specs.
 
     Exit code 0: no differences; 4: there are differences; 1: the manifests are invalid.
@@ -93,7 +108,9 @@ def diff(ctx: click.Context, paths: tuple[str, ...], fmt: str) -> None:
       meshplane diff -f manifests/ -o json
     """
     documents = read_sources(paths)
-    outcome = run_client(ctx, lambda c: c.apply(documents, dry_run=True))
+    outcome = run_client(ctx, lambda c: c.apply(documents, dry_run=True, strict=strict))
+    for warning in outcome.get("warnings", []):
+        output.err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     changed = [a for a in outcome["actions"] if a["op"] != "unchanged"]
     changed_ns = [n for n in outcome["namespaces"] if n["op"] != "unchanged"]
     if fmt != "table":

@@ -24,6 +24,7 @@ EXIT_ERROR = 1  # the server refused the request (bad input, not found, conflict
 EXIT_USAGE = 2  # click's own usage errors
 EXIT_UNREACHABLE = 3  # no server at --server
 EXIT_DIFF = 4  # `diff`: there are differences (like `kubectl diff`'s 1, kept distinct)
+EXIT_LOCAL = 5  # a local problem: a file cannot be read, a port or data directory is in use
 
 # Piped output is not folded at 80 columns: scripts and logs get whole lines.
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 400)
@@ -62,6 +63,29 @@ def age_iso(value: str | None) -> str:
     from datetime import datetime
 
     return age(datetime.fromisoformat(value).timestamp())
+
+
+_TIME_FIELDS = ("createdAt", "lastUpdatedAt")
+
+
+def iso_time(epoch: float) -> str:
+    """``2026-11-25T10:02:11.123000+00:00``: ISO 8601 with the zone, as the AWS CLI shows."""
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
+def with_iso_times(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with its metadata's epoch timestamps in ISO 8601 (a copy; the rest as is)."""
+    metadata = data.get("metadata")
+    if not isinstance(metadata, dict):
+        return data
+    times = {
+        k: iso_time(v)
+        for k, v in metadata.items()
+        if k in _TIME_FIELDS and isinstance(v, int | float) and not isinstance(v, bool)
+    }
+    return {**data, "metadata": {**metadata, **times}}
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> click.exceptions.Exit:

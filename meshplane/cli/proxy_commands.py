@@ -17,10 +17,16 @@ import httpx
 
 from meshplane.cli import output
 from meshplane.cli.capture_commands import captured_envoy_options, settings_from
-from meshplane.cli.common import _root_option, output_option, run_client, server_url
+from meshplane.cli.common import (
+    ExistingFile,
+    _root_option,
+    output_option,
+    run_client,
+    server_url,
+)
 from meshplane.cli.registrar import Registrar, Registration
 from meshplane.client import Client
-from meshplane.errors import MeshplaneError
+from meshplane.errors import BadRequestError, MeshplaneError, NotFoundError
 from meshplane.model.proxy import InvalidNodeIdError, parse_node_id
 from meshplane.proxy import BootstrapOptions, EnvoyOptions, run_envoy
 from meshplane.proxy.bootstrap import XdsTls
@@ -99,12 +105,12 @@ def _host_port(value: str, option: str) -> tuple[str, int]:
 )
 @click.option(
     "--token-file",
-    type=click.Path(dir_okay=False, exists=True),
+    type=ExistingFile(),
     help="Read the proxy token from this file (keeps it out of the process list).",
 )
 @click.option(
     "--xds-ca",
-    type=click.Path(dir_okay=False, exists=True),
+    type=ExistingFile(),
     help="Speak TLS to the control plane, trusting this CA (PEM): <data dir>/tls/ca.pem with "
     "serve --tls-issue, the operator's CA with serve --tls-cert.",
 )
@@ -388,17 +394,17 @@ async def _find(client: Client, proxy: str) -> dict[str, Any]:
         try:
             identity = parse_node_id(proxy)
         except InvalidNodeIdError as error:
-            raise MeshplaneError(f"{proxy!r}: {error.message}") from None
+            raise BadRequestError(f"{proxy!r}: {error.message}") from None
         proxies = await client.proxies(mesh=identity.mesh, name=identity.name)
     else:
         proxies = await client.proxies(name=proxy)
     found = [p for p in proxies if proxy in (p["nodeId"], p["name"], str(p["stream"]))]
     if not found:
-        raise MeshplaneError(f"no connected proxy {proxy!r} (see meshplane proxy-status)")
+        raise NotFoundError(f"no connected proxy {proxy!r} (see meshplane proxy-status)")
     if len(found) > 1 and len({p["nodeId"] for p in found}) > 1:
-        raise MeshplaneError(f"{proxy!r} names several proxies: use the node id or stream number")
+        raise BadRequestError(f"{proxy!r} names several proxies: use the node id or stream number")
     if not found[0].get("admin"):
-        raise MeshplaneError(f"proxy {proxy!r} did not say where its admin interface listens")
+        raise NotFoundError(f"proxy {proxy!r} did not say where its admin interface listens")
     return found[0]
 
 

@@ -95,6 +95,13 @@ def get(
         registry_get(ctx, kind, name, cm_service, cm_namespace, "table" if fmt == "wide" else fmt)
         return
 
+    if mesh is not None and (namespace or all_namespaces):
+        raise click.UsageError(
+            "--mesh selects App Mesh names, -n/-A Kubernetes names: give one of them"
+        )
+    if namespace and all_namespaces:
+        raise click.UsageError("give -n NAMESPACE or -A, not both")
+
     async def work(client: Client) -> tuple[list[str], list[list[Any]], list[dict[str, Any]]]:
         if namespace or all_namespaces:
             pairs = await _k8s_view(client, kind)
@@ -174,6 +181,7 @@ def get(
 
     columns, rows, datas = run_client(ctx, work)
     if fmt in ("json", "yaml"):
+        datas = [output.with_iso_times(d) for d in datas]
         output.dump(datas[0] if name is not None and len(datas) == 1 else datas, fmt)
     elif not rows:
         output.err.print(f"No {kind.plural} found.")
@@ -284,7 +292,8 @@ def describe(
     cm_namespace: str | None,
     fmt: str,
 ) -> None:
-    """Show one resource in full: names, metadata (ARN, version, times), spec and status.
+    """Show one resource in full: names, metadata (ARN, version, times in ISO 8601), spec
+    and status; a virtual router's routes and a virtual gateway's gateway routes too.
 
     \b
     Examples:
@@ -299,9 +308,18 @@ def describe(
 
     async def work(client: Client) -> dict[str, Any]:
         key = await _resolve(client, kind, name, mesh, namespace, parent)
-        return await client.describe(key)
+        data = await client.describe(key)
+        child = _CHILDREN.get(kind)
+        if child is not None:
+            items = await client.list_resources(child, key.mesh, key.name)
+            data[child.plural] = sorted(item[child.name_field] for item in items)
+        return data
 
-    output.dump(run_client(ctx, work), fmt)
+    output.dump(output.with_iso_times(run_client(ctx, work)), fmt)
+
+
+_CHILDREN = {Kind.VIRTUAL_ROUTER: Kind.ROUTE, Kind.VIRTUAL_GATEWAY: Kind.GATEWAY_ROUTE}
+"""The kind listed under a parent's description (by App Mesh name, as list-routes shows)."""
 
 
 @click.command()

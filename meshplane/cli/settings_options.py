@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
+from meshplane.cli.common import ExistingFile
 from meshplane.server.setting import Kind, Setting
 from meshplane.server.settings import SETTINGS
 
@@ -34,7 +35,7 @@ def _type(setting: Setting) -> Any:
     if kind is Kind.PATH:
         return click.Path(path_type=Path, dir_okay=setting.name.endswith("_dir"))
     if kind is Kind.FILE:
-        return click.Path(path_type=Path, dir_okay=False, exists=True)
+        return ExistingFile(path_type=Path)
     return None  # text, durations and sizes (parsed by Settings.load) and names
 
 

@@ -46,10 +46,10 @@ def _run(
     try:
         with offline_tokens(data_dir) as tokens:
             return offline(tokens)
-    except DataDirLocked:
+    except DataDirLocked as error:
         raise output.fail(
-            f"{data_dir} is in use by a running server: stop it, or work through the API "
-            "with an admin token (--token)"
+            f"{error.message}; or work through the API with an admin token (--token)",
+            output.EXIT_LOCAL,
         ) from None
     except MeshplaneError as error:
         raise output.fail(f"{error.message} ({error.code})") from None

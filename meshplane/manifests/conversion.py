@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +32,7 @@ from meshplane.manifests.membership import (
     designate_mesh,
 )
 from meshplane.manifests.references import expand_backend_groups, resolver
-from meshplane.manifests.schema import Conversion, convert
+from meshplane.manifests.schema import Conversion, convert, unknown_field
 from meshplane.manifests.selectors import parse_labels
 from meshplane.model.kinds import Kind, ResourceKey
 
@@ -86,17 +87,26 @@ class Translation:
     skipped: list[tuple[Manifest, str]]
     owners: dict[ResourceKey, Manifest]
     warnings: list[str] = field(default_factory=list)
+    unknown: list[tuple[Manifest, str]] = field(default_factory=list)
+    """Each field no schema names (in manifests not translated strictly), with its manifest
+    and a message line naming the closest known field. Left out of the resources, as App
+    Mesh's controller ignored them."""
 
 
 def translate(
-    manifests: Sequence[Manifest], *, namespaces: Mapping[str, Mapping[str, str]]
+    manifests: Sequence[Manifest],
+    *,
+    namespaces: Mapping[str, Mapping[str, str]],
+    strict: bool | AbstractSet[tuple[str, str, str, str]] = False,
 ) -> Translation:
     """Translate every manifest; ``ManifestError`` lists all problems found (see module doc).
 
     An object given several times (same group, kind, namespace and name) counts once, the
-    last one winning, as when ``kubectl apply`` meets it again.
+    last one winning, as when ``kubectl apply`` meets it again.  Unknown fields are left out
+    and listed in ``Translation.unknown``, as App Mesh did; they are problems instead in the
+    manifests ``strict`` names (by ``Manifest.identity``), or in every manifest when it is True.
     """
-    return _Translator(namespaces).run(manifests)
+    return _Translator(namespaces, strict).run(manifests)
 
 
 def default_aws_name(manifest: Manifest) -> str:
@@ -125,13 +135,19 @@ class _Problems:
 
 
 class _Translator:
-    def __init__(self, namespaces: Mapping[str, Mapping[str, str]]) -> None:
+    def __init__(
+        self,
+        namespaces: Mapping[str, Mapping[str, str]],
+        strict: bool | AbstractSet[tuple[str, str, str, str]],
+    ) -> None:
+        self.strict = strict
         self.problems = _Problems()
         self.labels = {name: dict(labels) for name, labels in namespaces.items()}
         self.skipped: list[tuple[Manifest, str]] = []
         self.objects: list[tuple[Manifest, Mapping[str, Any]]] = []
         self.resources: dict[ResourceKey, DesiredResource] = {}
         self.warnings: list[str] = []
+        self.unknown: list[tuple[Manifest, str]] = []
         self.gateway_of: dict[tuple[str, str, str], str] = {}
 
     def run(self, manifests: Sequence[Manifest]) -> Translation:
@@ -159,6 +175,7 @@ class _Translator:
             skipped=self.skipped,
             owners={r.key: r.origin for r in ordered},
             warnings=self.warnings,
+            unknown=self.unknown,
         )
 
     def classify(self, manifest: Manifest) -> None:
@@ -177,14 +194,23 @@ class _Translator:
                     f"{SUPPORTED_VERSION} has no kind {manifest.kind} (it has "
                     f"{', '.join(crds.SPECS)})",
                 )
-            for name in manifest.body:
-                if name not in _TOP_LEVEL:
-                    raise FieldProblem((name,), "unknown field")
+            strict = self.strict is True or manifest.identity in (self.strict or ())
+            unknown = [
+                ((name,), unknown_field(name, _TOP_LEVEL))
+                for name in manifest.body
+                if name not in _TOP_LEVEL
+            ]
+            if strict and unknown:
+                raise FieldProblem(*unknown[0])
             _check_names(manifest)
             self.labels_of(manifest)
             spec = manifest.body.get("spec")
             spec = {} if spec is None else spec
-            convert(schema, spec, ("spec",), ("spec",), None)
+            conversion = convert(schema, spec, ("spec",), ("spec",), None, strict=strict)
+            for path, message in conversion.warnings:
+                self.warnings.append(manifest.error(path, message).message)
+            for path, message in [*unknown, *conversion.unknown]:
+                self.unknown.append((manifest, manifest.error(path, message).message))
             check = _WEBHOOKS.get(manifest.kind)
             if check is not None:
                 check(spec, manifest)
@@ -307,9 +333,6 @@ class _Translator:
             raise FieldProblem(
                 path, f"the App Mesh name {key.name!r} must have 1 to {_MAX_NAME} characters{hint}"
             )
-        self.warnings.extend(
-            manifest.error(path, message).message for path, message in conversion.warnings
-        )
         problems = api_problems(key.kind, conversion.value)
         if problems:
             errors = []

@@ -1,8 +1,10 @@
 """A small schema language for the CRD specs, and the walker that checks and converts them.
 
 A schema is a tree of ``Obj``, ``ListOf``, ``Scalar``, ``StringMap`` and ``Selector`` nodes.
-``convert`` walks a spec along its schema: it rejects unknown fields (naming the closest known
-one), missing required fields and wrong JSON types, renames members whose API spelling
+``convert`` walks a spec along its schema: it sets unknown fields aside (``Conversion.unknown``,
+each naming the closest known field: App Mesh's CRDs preserve unknown fields and its controller
+ignores them, so the caller decides whether they are warnings or errors), rejects missing
+required fields and wrong JSON types, renames members whose API spelling
 differs (``certificateARN`` -> ``certificateArn``), leaves out fields the API does not take
 (``podSelector``, ``awsName``…), turns ``*Ref``/``*ARN`` pairs into the API's name member
 through a resolver, and records, for every API path it produces, the CRD path it came from,
@@ -15,7 +17,7 @@ The schemas themselves are in ``meshplane.manifests.crds``; the caller is
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -112,11 +114,14 @@ Resolver = Callable[[Ref, Any, Path, bool], str]
 
 @dataclass
 class Conversion:
-    """The result of converting one spec: API JSON, the path map and warnings."""
+    """The result of converting one spec: API JSON, the path map, warnings and the unknown
+    fields that were left out."""
 
     value: Any
     paths: dict[Path, Path] = field(default_factory=dict)
     warnings: list[tuple[Path, str]] = field(default_factory=list)
+    unknown: list[tuple[Path, str]] = field(default_factory=list)
+    """(CRD path, "unknown field (did you mean ...?)") of each field the schema does not name."""
 
     def crd_path(self, api_path: Path) -> Path:
         """The CRD path an API path came from (longest recorded prefix, rest appended)."""
@@ -128,21 +133,29 @@ class Conversion:
 
 
 def convert(
-    node: Node, value: object, crd_path: Path, api_path: Path, resolver: Resolver | None
+    node: Node,
+    value: object,
+    crd_path: Path,
+    api_path: Path,
+    resolver: Resolver | None,
+    *,
+    strict: bool = False,
 ) -> Conversion:
     """Check ``value`` against ``node`` and build its API form (see the module docstring).
 
-    With ``resolver`` None, references are checked for shape only and become ''.
+    With ``resolver`` None, references are checked for shape only and become ''.  With
+    ``strict``, an unknown field is a problem instead of an entry of ``Conversion.unknown``.
     """
     result = Conversion(None)
-    result.value = _Walker(result, resolver).walk(node, value, crd_path, api_path)
+    result.value = _Walker(result, resolver, strict).walk(node, value, crd_path, api_path)
     return result
 
 
 class _Walker:
-    def __init__(self, result: Conversion, resolver: Resolver | None) -> None:
+    def __init__(self, result: Conversion, resolver: Resolver | None, strict: bool) -> None:
         self.result = result
         self.resolver = resolver
+        self.strict = strict
 
     def walk(self, node: Node, value: object, crd: Path, api: Path | None) -> Any:
         if api is not None:
@@ -166,9 +179,11 @@ class _Walker:
     def walk_object(self, node: Obj, value: object, crd: Path, api: Path | None) -> Any:
         if not isinstance(value, dict):
             raise FieldProblem(crd, f"must be a mapping, not {type_name(value)}")
-        for name in value:
-            if name not in node.fields:
-                raise FieldProblem((*crd, name), _unknown(name, node))
+        strangers = [name for name in value if name not in node.fields]
+        for name in strangers:
+            if self.strict:
+                raise FieldProblem((*crd, name), unknown_field(name, node.fields))
+            self.result.unknown.append(((*crd, name), unknown_field(name, node.fields)))
         out: dict[str, Any] = {}
         for name, spec in node.fields.items():
             if node.ref is not None and name == node.ref.ref_field:
@@ -176,7 +191,7 @@ class _Walker:
             sub = value.get(name)
             if sub is None:
                 if spec.required:
-                    raise FieldProblem((*crd, name), "required")
+                    raise FieldProblem((*crd, name), _required(name, strangers))
                 continue
             if spec.unsupported is not None:
                 raise FieldProblem((*crd, name), spec.unsupported)
@@ -221,7 +236,16 @@ def _scalar(node: Scalar, value: object, path: Path) -> object:
     return value
 
 
-def _unknown(name: str, node: Obj) -> str:
-    close = difflib.get_close_matches(name, list(node.fields), n=1)
-    hint = f" (did you mean {close[0]}?)" if close else ""
-    return f"unknown field{hint}"
+def _required(name: str, strangers: list[str]) -> str:
+    """``required``, naming an unknown field of the same object that looks like a typo of it."""
+    close = difflib.get_close_matches(name, [str(s) for s in strangers], n=1)
+    return f"required (is {close[0]} a misspelling of {name}?)" if close else "required"
+
+
+def unknown_field(name: object, known: Iterable[str]) -> str:
+    """``unknown field (did you mean weight?)``, or the known fields when none is close."""
+    names = list(known)
+    close = difflib.get_close_matches(str(name), names, n=1)
+    if close:
+        return f"unknown field (did you mean {close[0]}?)"
+    return f"unknown field (known here: {', '.join(names)})" if names else "unknown field"

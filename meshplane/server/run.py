@@ -17,7 +17,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -39,7 +39,7 @@ from meshplane.authority.server_tls import ensure_server_certificate
 from meshplane.authority.tokens import KEY_FILE as PROXY_TOKEN_KEY_FILE
 from meshplane.console import ConsoleApi
 from meshplane.control import ControlLoop
-from meshplane.errors import MeshplaneError
+from meshplane.errors import LocalError, MeshplaneError
 from meshplane.model.proxy import InvalidNodeMetadataError, NodeMetadata, ProxyIdentity
 from meshplane.nameserver.server import DnsServer, Upstream, resolv_conf_upstreams
 from meshplane.server.fleet import FleetApi
@@ -74,19 +74,34 @@ from meshplane.xds import SnapshotCache, XdsServer
 log = logging.getLogger("meshplane")
 
 
-class DataDirLocked(MeshplaneError):
-    """Another meshplane server already uses this data directory."""
+class DataDirLocked(LocalError):
+    """Another meshplane process already uses this data directory."""
+
+
+class PortInUse(LocalError):
+    """An address the server or demo must bind is taken."""
 
 
 def lock_data_dir(data_dir: Path) -> IO[str]:
+    """Take the data directory's lock (holding this process's PID), or raise DataDirLocked
+    naming the process that holds it."""
     data_dir.mkdir(parents=True, exist_ok=True)
     handle = (data_dir / "meshplane.lock").open("a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read(32).strip()
         handle.close()
+        if holder.isdigit():
+            raise DataDirLocked(
+                f"data directory {data_dir} is in use by another meshplane process (pid "
+                f"{holder}): stop it (Ctrl-C in its terminal, or kill {holder}) or give "
+                "another --data-dir"
+            ) from None
         raise DataDirLocked(
-            f"data directory {data_dir} is in use by another meshplane server"
+            f"data directory {data_dir} is in use by another meshplane process: stop it "
+            f"(find it with: fuser {data_dir / 'meshplane.lock'}) or give another --data-dir"
         ) from None
     handle.seek(0)
     handle.truncate()
@@ -125,7 +140,7 @@ def open_with_retry(
             delay = min(delay * 2, 10.0)
 
 
-class DnsPortError(MeshplaneError):
+class DnsPortError(LocalError):
     """The DNS server cannot bind its port."""
 
 
@@ -148,7 +163,23 @@ def open_vault(store: Store, settings: StoreSettings) -> SealedVault | None:
     return vault
 
 
-class TlsFilesError(MeshplaneError):
+def check_ports(addresses: Sequence[tuple[str, int, str]]) -> None:
+    """Raise PortInUse for the first (host, port, flag) that cannot be bound now; the message
+    names the flag that moves it."""
+    for host, port, flag in addresses:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host.strip("[]"), port))
+            except OSError as error:
+                raise PortInUse(
+                    f"{host}:{port} is already in use ({error.strerror}; another meshplane "
+                    f"server or demo?): stop what holds it, or choose another port with {flag}"
+                ) from None
+
+
+class TlsFilesError(LocalError):
     """The TLS certificate or key cannot be read."""
 
 
@@ -294,6 +325,7 @@ class Application:
             require_auth=settings.auth is not None and settings.auth.required,
             limits=settings.api.limits,
             manifest_limits=settings.api.manifests,
+            strict_manifests=settings.strict_manifests,
         )
 
     async def _start_lease(self) -> None:
@@ -458,12 +490,26 @@ StartedHook = Callable[["Application"], Awaitable[None]]
 the server stops and :func:`serve` raises that error."""
 
 
-async def serve(settings: Settings, *, on_started: StartedHook | None = None) -> None:
+async def serve(
+    settings: Settings,
+    *,
+    on_started: StartedHook | None = None,
+    extra_ports: Sequence[tuple[str, int, str]] = (),
+) -> None:
     """Run the control plane until SIGTERM/SIGINT (or until ``on_started`` fails): the
-    public start-up of ``meshplane serve`` and ``meshplane demo``."""
+    public start-up of ``meshplane serve`` and ``meshplane demo``.  Every port it binds, and
+    the ``extra_ports`` (host, port, remedy) of what ``on_started`` will start, is checked
+    first (:func:`check_ports`)."""
     quiet_accept_errors(asyncio.get_running_loop())
     application = Application(settings)
     try:
+        check_ports(
+            [
+                (settings.api.host, settings.api.port, "--api-port"),
+                (settings.xds.host, settings.xds.port, "--xds-port"),
+                *extra_ports,
+            ]
+        )
         config = uvicorn.Config(
             application.app,
             host=settings.api.host,

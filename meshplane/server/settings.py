@@ -189,6 +189,17 @@ SETTINGS: tuple[Setting, ...] = (
         choices=LOG_LEVELS,
     ),
     Setting(
+        "strict_manifests",
+        "--strict-manifests",
+        "MESHPLANE_STRICT_MANIFESTS",
+        Kind.BOOL,
+        "Refuse applied manifests with fields the App Mesh CRDs do not name, for every caller "
+        "(`apply --strict` refuses them per call).",
+        "server",
+        default=False,
+        default_text="off: such fields are ignored with a warning, as App Mesh did",
+    ),
+    Setting(
         "require_auth",
         "--require-auth",
         "MESHPLANE_REQUIRE_AUTH",
@@ -606,6 +617,8 @@ class Settings:
     account_id: str = DEFAULT_ACCOUNT_ID
     log_level: str = "info"
     ca: CaSettings = field(default_factory=CaSettings)
+    strict_manifests: bool = False
+    """Unknown fields in applied manifests are errors for every caller (not warnings)."""
     dns: DnsSettings = field(default_factory=DnsSettings)
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
 
@@ -664,6 +677,7 @@ class Settings:
             region=values["region"],
             account_id=values["account_id"],
             log_level=values["log_level"],
+            strict_manifests=values["strict_manifests"],
             dns=DnsSettings(
                 host=values["dns_host"] or host,
                 port=int(values["dns_port"]),

@@ -108,9 +108,18 @@ class ManifestService:
     def __init__(self, store: ManifestStore) -> None:
         self.store = store
 
-    def apply(self, manifests: Sequence[Manifest], *, caller: Caller, dry_run: bool) -> Outcome:
+    def apply(
+        self,
+        manifests: Sequence[Manifest],
+        *,
+        caller: Caller,
+        dry_run: bool,
+        strict: bool = False,
+    ) -> Outcome:
+        """Apply ``manifests`` (see the module text).  Fields their schema does not name are
+        ignored with a warning, as App Mesh did; with ``strict`` they are errors."""
         caller = dataclasses.replace(caller, via="apply")
-        return self._run(manifests, caller=caller, dry_run=dry_run, remove=False)
+        return self._run(manifests, caller=caller, dry_run=dry_run, remove=False, strict=strict)
 
     def delete(self, manifests: Sequence[Manifest], *, caller: Caller, dry_run: bool) -> Outcome:
         caller = dataclasses.replace(caller, via="delete")
@@ -164,6 +173,7 @@ class ManifestService:
         dry_run: bool,
         remove: bool,
         relabel: tuple[str, Mapping[str, str | None]] | None = None,
+        strict: bool = False,
     ) -> Outcome:
         self.require(caller.principal, dry_run=dry_run, action=f"{caller.via} manifests")
         outcome = Outcome(dry_run=dry_run)
@@ -181,7 +191,7 @@ class ManifestService:
                 outcome.namespaces.append({"name": name, "labels": current, "op": "labeled"})
                 tx.put_namespace(Namespace(name, current))
                 _audit_other(tx, caller, "LabelNamespace", f"namespace/{name}")
-            self._reconcile(tx, manifests, caller, outcome, remove, before)
+            self._reconcile(tx, manifests, caller, outcome, remove, before, strict)
             if dry_run:
                 raise _DryRun
 
@@ -197,6 +207,7 @@ class ManifestService:
         outcome: Outcome,
         remove: bool,
         old_labels: dict[str, dict[str, str]],
+        strict: bool,
     ) -> None:
         stored = [manifest_from_store(m) for m in tx.manifests()]
         labels = {ns.name: dict(ns.labels) for ns in tx.namespaces()}
@@ -216,13 +227,20 @@ class ManifestService:
             else:
                 world[manifest.identity] = manifest
         new_world = list(world.values())
-        translation = translate(new_world, namespaces=labels)
+        given = {m.identity for m in manifests}
+        translation = translate(new_world, namespaces=labels, strict=given if strict else False)
         try:
             old: Translation | None = translate(stored, namespaces=old_labels)
         except MeshplaneError:
             old = None
         refs = tuple(m.ref() for m in manifests)
         outcome.warnings.extend(w for w in translation.warnings if w.startswith(refs))
+        if not remove:
+            outcome.warnings.extend(
+                f"{line}; ignored, as App Mesh does (--strict refuses it)"
+                for manifest, line in translation.unknown
+                if manifest.identity in given
+            )
         for manifest, reason in translation.skipped:
             if manifest in manifests:
                 outcome.skipped.append({"manifest": manifest.ref(), "reason": reason})
