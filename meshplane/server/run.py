@@ -164,18 +164,20 @@ def open_vault(store: Store, settings: StoreSettings) -> SealedVault | None:
 
 
 def check_ports(addresses: Sequence[tuple[str, int, str]]) -> None:
-    """Raise PortInUse for the first (host, port, flag) that cannot be bound now; the message
-    names the flag that moves it."""
-    for host, port, flag in addresses:
+    """Raise PortInUse for the first (host, port, remedy) that cannot be bound now; a remedy
+    starting with ``--`` is the flag that moves the port, anything else is said as it is."""
+    for host, port, remedy in addresses:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         with socket.socket(family, socket.SOCK_STREAM) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind((host.strip("[]"), port))
             except OSError as error:
+                if remedy.startswith("--"):
+                    remedy = f"stop what holds it, or choose another port with {remedy}"
                 raise PortInUse(
                     f"{host}:{port} is already in use ({error.strerror}; another meshplane "
-                    f"server or demo?): stop what holds it, or choose another port with {flag}"
+                    f"server or demo?): {remedy}"
                 ) from None
 
 
