@@ -6,6 +6,7 @@ Used by every command module of ``meshplane.cli``.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -44,7 +45,16 @@ def table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         grid.add_column(column, overflow="fold")
     for row in rows:
         grid.add_row(*("" if cell is None else str(cell) for cell in row))
-    out.print(grid)
+    with out.capture() as captured:
+        out.print(grid)
+    # rich pads every cell to its column's width: no line ends in spaces (before any colour
+    # reset), so that copied output and `diff`s of it stay clean
+    text = "".join(_TRAILING.sub(r"\1\2", line) for line in captured.get().splitlines(True))
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+_TRAILING = re.compile(r" +((?:\x1b\[[0-9;]*m)*)(\n?)$")
 
 
 def age(epoch: float | None) -> str:
