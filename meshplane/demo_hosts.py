@@ -116,11 +116,11 @@ async def run_demo_hosts(
 
         async def started(application: Application) -> None:
             """The hosts' applications and captured sidecars, once the control plane listens."""
-            await asyncio.to_thread(
-                demo._apply, application, _manifests(network), "demo-hosts.yaml"
-            )
-            work = settings.store.data_dir.parent / "demo-hosts"
+            work = settings.store.data_dir / "demo-hosts"
             work.mkdir(parents=True, exist_ok=True)
+            manifests = work / "demo-hosts.yaml"
+            manifests.write_text(_manifests(network))
+            await asyncio.to_thread(demo._apply, application, manifests)
             for blue, green in ((100, 0), (50, 50), (0, 100)):
                 manifest = demo.router_manifest(blue, green)
                 (work / f"weights-{blue}-{green}.yaml").write_text(manifest)
