@@ -123,7 +123,7 @@ def test_the_app_mesh_api_stays_strict(server: MeshplaneServer) -> None:
 
 
 def test_the_server_setting_refuses_unknown_fields_for_everyone(tmp_path: Path) -> None:
-    server = MeshplaneServer(tmp_path / "data", extra_args=["--strict-manifests"]).start()
+    server = MeshplaneServer(tmp_path / "data", extra_args=["--strict-manifests"]).start(timeout=90)
     try:
         refused = run("--server", server.url, "apply", "-f", str(WALKTHROUGH))
         assert refused.returncode == 1, refused.stdout + refused.stderr
@@ -158,7 +158,7 @@ def test_global_options_before_or_after_the_subcommand(cli: Cli, tmp_path: Path)
     assert made.returncode == 0, made.stderr
     token = re.search(r"(MP[A-Z0-9]+\.\S+)", made.stdout)
     assert token is not None, made.stdout
-    secured = MeshplaneServer(data, extra_args=["--require-auth"]).start()
+    secured = MeshplaneServer(data, extra_args=["--require-auth"]).start(timeout=90)
     try:
         refused = run("get", "meshes", "--server", secured.url)
         assert refused.returncode == 1, refused.stdout + refused.stderr

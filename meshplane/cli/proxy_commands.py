@@ -369,7 +369,7 @@ def proxy_status(ctx: click.Context, mesh: str | None, fmt: str) -> None:
         output.err.print("No proxies are connected.")
         return
     rows = []
-    for p in proxies:
+    for p in sorted(proxies, key=lambda p: (p["nodeId"], p["stream"])):  # a stable order
         row = [
             p["nodeId"],
             p["peer"],
