@@ -14,8 +14,8 @@ a section):
 - ``console``: a line ``$ CMD`` is a command, the lines after it (up to the next ``$``) its
   expected output.  A command must exit 0 (show another status as ``CMD || echo "exit $?"``).  Output (stdout and
   stderr together) is compared line by line after normalizing each line: runs of spaces count as
-  one, and every word holding a digit — ports, ages, versions, counts, ids, times — or a long
-  upper-case id matches any such word; a line ``...`` stands for any lines (none included).  A
+  one, and every word holding a digit (dots included: ``9.5ms``) — ports, ages, versions,
+  counts, rates, ids, times — or a long upper-case id matches any such word; a line ``...`` stands for any lines (none included).  A
   command whose output does not match is run again for up to 30 s (the mesh converges while
   the demo applies a change); no expected lines: the output is not checked.
 - ``python``: the block runs with ``python -`` of the session (the project's after
@@ -128,7 +128,7 @@ def console_steps(text: str) -> list[tuple[str, list[str]]]:
     return steps
 
 
-_WORD_WITH_DIGIT = re.compile(r"[A-Za-z0-9_]*[0-9][A-Za-z0-9_]*")
+_WORD_WITH_DIGIT = re.compile(r"[A-Za-z0-9_.]*[0-9][A-Za-z0-9_.]*")
 _LONG_ID = re.compile(r"\b[A-Z0-9]{16,}\b")
 
 
@@ -403,3 +403,4 @@ def test_the_extraction_rules() -> None:
     assert not matches(steps[0][1], [*actual, "extra line"])
     assert not matches(["demo blue 25s"], ["demo green 25s"])
     assert matches(["token MPTQ4ZJX2L5N7RCWE3KA created"], ["token MPABCDEFGHJKLMNPQRST created"])
+    assert matches(["client  14.5/s  0.0%  10ms"], ["client  3.25/s  1.5%  9.5ms"])
