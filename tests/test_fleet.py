@@ -170,6 +170,18 @@ def test_a_write_through_a_reaches_a_sidecar_connected_to_b(fleet: Fleet) -> Non
     assert described["spec"]["httpRoute"]["action"]["weightedTargets"][1]["weight"] == 50
 
 
+def test_proxy_status_through_any_replica_shows_the_fleet(fleet: Fleet) -> None:
+    def proxies(server: MeshplaneServer) -> dict[str, str]:
+        listed = httpx.get(f"{server.url}/meshplane/v1/proxies", timeout=5).json()["proxies"]
+        return {p["name"]: p["replica"] for p in listed}
+
+    b_id = fleet_state(fleet.b)["replica"]
+    everyone = {"blue", "green", "client", "probe"}
+    for server in (fleet.a, fleet.b):  # heartbeats every 2 s: each sees the other's proxies
+        fleet.mesh.wait(lambda s=server: set(proxies(s)) == everyone, "every proxy of the fleet")
+        assert proxies(server)["probe"] == b_id  # the probe only knows replica B
+
+
 def test_concurrent_updates_through_both_replicas_lose_no_update(fleet: Fleet) -> None:
     clients = {"a": fleet.a.boto3(), "b": fleet.b.boto3()}
     start = clients["a"].describe_route(

@@ -10,6 +10,7 @@ the CLI.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import gc
 import logging
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import grpc
+import sqlalchemy as sa
 import uvicorn
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
@@ -60,6 +62,7 @@ from meshplane.service.tokens import SecretBox, TokenService
 from meshplane.service.vips import VipAllocator, parse_range
 from meshplane.store import SqlStore, Store, open_store
 from meshplane.store.lease import DutyLease
+from meshplane.store.presence import FleetProxies
 from meshplane.store.sql import StoreUnavailableError, describe_url
 from meshplane.store.vault import API_TOKEN_KEY, PROXY_TOKEN_KEY, SealedVault
 from meshplane.telemetry import (
@@ -72,6 +75,8 @@ from meshplane.telemetry import (
 from meshplane.xds import SnapshotCache, XdsServer
 
 log = logging.getLogger("meshplane")
+PRESENCE_INTERVAL = 2.0
+"""Seconds between two heartbeats of a replica's connected proxies (fleet proxy-status)."""
 
 
 class DataDirLocked(LocalError):
@@ -287,6 +292,8 @@ class Application:
         self.dns = DnsServer(self.answers, upstreams=upstreams, registry=self.registry)
         self.dns_port = settings.dns.port
         self.lease = DutyLease(sql, self.replica)  # the fleet's lease is SQL's
+        self.presence = FleetProxies(sql, self.replica) if sql.postgres else None
+        self._presence_task: asyncio.Task[None] | None = None
         self.leases = LeaseSweeper(self.store, duty=lambda: self.lease.held)
         self.registry.register(RegistryCollector(self.store))
         self.startup: list[Callable[[], Any]] = [
@@ -296,6 +303,7 @@ class Application:
             self._start_dns,
             self._start_xds,
             self.control.start,
+            self._start_presence,
         ]
         self.shutdown: list[Callable[[], Any]] = [
             self.vips.stop,
@@ -304,6 +312,7 @@ class Application:
             self._stop_xds,
             self.control.stop,
             self._stop_lease,
+            self._stop_presence,
         ]
         self.app: Starlette = build_app(
             self.service,
@@ -393,7 +402,47 @@ class Application:
     def proxy_status(
         self, *, mesh: str | None = None, name: str | None = None
     ) -> list[dict[str, Any]]:
-        """Status JSON of the connected proxies (of ``mesh``, named ``name``, if given)."""
+        """Status JSON of the connected proxies (of ``mesh``, named ``name``, if given): on a
+        shared store, those of every replica of the fleet, each with its ``replica``."""
+        local = self._local_proxy_status(mesh=mesh, name=name)
+        if self.presence is None:
+            return local
+        try:
+            others = self.presence.others(mesh, name)
+        except sa.exc.SQLAlchemyError as error:
+            log.warning("the fleet's proxies cannot be read (%s): this replica's only", error)
+            others = []
+        mine: list[dict[str, Any]] = [{**status, "replica": self.replica} for status in local]
+        return mine + others
+
+    async def _publish_proxies(self) -> None:
+        """Every few seconds: this replica's proxies into the database (a heartbeat)."""
+        presence = self.presence
+        assert presence is not None
+        while True:
+            try:
+                await asyncio.to_thread(presence.publish, self._local_proxy_status())
+            except Exception as error:  # the database away: try again at the next beat
+                log.debug("publishing this replica's proxies failed: %s", error)
+            await asyncio.sleep(PRESENCE_INTERVAL)
+
+    async def _start_presence(self) -> None:
+        if self.presence is not None:
+            self._presence_task = asyncio.create_task(self._publish_proxies())
+
+    async def _stop_presence(self) -> None:
+        if self._presence_task is not None:
+            self._presence_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._presence_task
+            self._presence_task = None
+        if self.presence is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.presence.withdraw)
+
+    def _local_proxy_status(
+        self, *, mesh: str | None = None, name: str | None = None
+    ) -> list[dict[str, Any]]:
 
         def match(identity: ProxyIdentity) -> bool:
             return (mesh is None or identity.mesh == mesh) and (

@@ -99,6 +99,17 @@ secrets = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
 )
 
+proxies = sa.Table(
+    "proxies",
+    metadata,
+    sa.Column("replica", sa.String(255), primary_key=True),
+    sa.Column("stream", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("mesh", sa.String(255), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("heartbeat_at", sa.Float, nullable=False),
+)
+
 audit_log = sa.Table(
     "audit_log",
     metadata,
