@@ -209,9 +209,9 @@ def envoy(
       meshplane envoy --resource mesh/demo/virtualNode/client --print-bootstrap
       meshplane envoy --resource mesh/demo/virtualNode/blue --token-file /run/blue.token
       meshplane envoy --resource mesh/demo/virtualNode/blue --xds 10.0.0.5:18000,10.0.0.6:18000
-      ip netns exec mp-blue meshplane envoy --capture --resource mesh/demo/virtualNode/blue \
+      ip netns exec mp-blue meshplane envoy --capture --resource mesh/demo/virtualNode/blue \\
           --xds 198.18.0.1:18000
-      meshplane --token $EDITOR_TOKEN envoy --resource mesh/shop/virtualNode/cart \
+      meshplane --token $EDITOR_TOKEN envoy --resource mesh/shop/virtualNode/cart \\
           --address 127.0.0.4 --attribute version=blue --lease 15
 
     With --capture, the exit code is Envoy's, and the rules are removed when Envoy stops (also
