@@ -357,7 +357,11 @@ def test_every_command_block_of_the_readme_works_as_printed(tmp_path: Path, name
                 demo.wait(10)
     print(f"README: {ran} commands and blocks run; not run:", *skipped, sep="\n  ")
     assert demo is not None, "the README's Quick start no longer starts the demo (scripts/run)"
-    assert "meshplane demo stopped:" in demo_log.read_text(), demo_log.read_text()[-3000:]
+    banner = demo_log.read_text()
+    assert "meshplane demo stopped:" in banner, banner[-3000:]
+    # the banner's commands work as printed on the default port: no --server repeated
+    assert "apply -f .meshplane/data/demo/weights-50-50.yaml" in banner, banner
+    assert "--server" not in banner, banner
     assert not failures, "\n\n".join(failures)
     assert ran >= 10
 
