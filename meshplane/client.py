@@ -9,6 +9,7 @@ cannot be reached raises ``ServerUnreachable``.
 
 from __future__ import annotations
 
+import json as _json
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -183,6 +184,28 @@ class Client:
         """The replica's view of the fleet: its revision and lag, database, duty lease."""
         result: dict[str, Any] = await self._request("GET", "/meshplane/v1/fleet")
         return result
+    async def tap(self, params: Mapping[str, str]) -> AsyncIterator[dict[str, Any]]:
+        """The requests a tap sees, as they happen (``GET /meshplane/v1/tap``), until the
+        server ends the stream or the caller stops iterating."""
+        try:
+            async with self._http.stream(
+                "GET", "/meshplane/v1/tap", params=params, timeout=httpx.Timeout(10, read=None)
+            ) as response:
+                if response.status_code >= 400:
+                    body = await response.aread()
+                    code = response.headers.get("x-amzn-errortype", "").split(":", 1)[0]
+                    try:
+                        message = str(_json.loads(body).get("message", body.decode()))
+                    except ValueError:
+                        message = body.decode(errors="replace")
+                    raise _ERRORS.get(code, errors.MeshplaneError)(message)
+                async for line in response.aiter_lines():
+                    if line.strip():
+                        yield _json.loads(line)
+        except httpx.TransportError as exc:
+            raise ServerUnreachable(
+                f"cannot reach the meshplane server at {self.server} ({exc.__class__.__name__})"
+            ) from None
 
     async def health(self) -> dict[str, Any]:
         result: dict[str, Any] = await self._request("GET", "/healthz")

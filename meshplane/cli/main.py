@@ -25,7 +25,7 @@ from meshplane.cli.proxy_commands import envoy, proxy_config, proxy_log, proxy_s
 from meshplane.cli.registry_commands import dns
 from meshplane.cli.resource_commands import delete, describe, get
 from meshplane.cli.settings_options import settings_options
-from meshplane.cli.telemetry_commands import stat, top
+from meshplane.cli.telemetry_commands import stat, tap, top
 from meshplane.cli.token_commands import token
 from meshplane.errors import LocalError, MeshplaneError
 from meshplane.server.settings import DEFAULT_API_PORT, DEFAULT_XDS_PORT, Settings
@@ -260,6 +260,7 @@ for command in (
     proxy_token,
     ca,
     stat,
+    tap,
     top,
     dns,
     db,

@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -44,8 +44,10 @@ from meshplane.store import registry
 from meshplane.store.protocols import ResourceStore
 from meshplane.store.records import Change
 from meshplane.translate import (
+    AccessLogStream,
     MeshSecurity,
     MeshView,
+    Observability,
     ProxyOptions,
     ProxyResources,
     dependency_key,
@@ -76,6 +78,11 @@ class _Proxy:
     missing: tuple[str, ...] = ()
     """What the published snapshot references but does not hold (``Snapshot.inconsistencies``):
     shown in proxy-status; the stream sends only what resolves."""
+
+
+def _untapped(mesh: str, kind: str, name: str) -> str | None:
+    del mesh, kind, name
+    return None
 
 
 _REGISTRY_KINDS = frozenset(
@@ -148,6 +155,8 @@ class ControlLoop:
         self._task: asyncio.Task[None] | None = None
         self._rotation: asyncio.Task[None] | None = None
         self._secrets_due = asyncio.Event()
+        self._tap: Callable[[str, str, str], str | None] = _untapped
+        """(mesh, kind, name) -> the secret a tapped proxy's access log stream shows"""
         registry = registry if registry is not None else CollectorRegistry()
         Gauge(
             "meshplane_mesh_views",
@@ -220,6 +229,20 @@ class ControlLoop:
             ):
                 self.authorities.forget(target.mesh, target.kind.value, target.name)
 
+    def set_taps(self, secret_of: Callable[[str, str, str], str | None]) -> int:
+        """Tap the proxies for which ``secret_of(mesh, kind, name)`` gives a secret (the one
+        their access log stream must show); the proxies whose tap changed are translated
+        again and republished (their HTTP listeners gain or lose the access log stream over
+        LDS).  Return how many snapshots were republished."""
+        before, self._tap = self._tap, secret_of
+        count = 0
+        for key, entry in list(self._proxies.items()):
+            t = entry.target
+            if before(t.mesh, t.kind.value, t.name) != secret_of(t.mesh, t.kind.value, t.name):
+                self._publish(key, entry)
+                count += 1
+        return count
+
     def problems(self, stream_id: int) -> tuple[str, ...]:
         """What the translation of a stream's proxy left out, and why."""
         key = self._stream_keys.get(stream_id)
@@ -280,7 +303,12 @@ class ControlLoop:
         gets everything else, and each one left out is a problem (by key) in proxy-status."""
 
         def attempt(on: MeshView) -> tuple[tuple[Resource, ...], ProxyResources]:
-            resources = translate_proxy(on, entry.target, entry.options, security)
+            target = entry.target
+            secret = self._tap(target.mesh, target.kind.value, target.name)
+            observability = Observability(
+                access_log=AccessLogStream(secret) if secret is not None else None
+            )
+            resources = translate_proxy(on, target, entry.options, security, observability)
             translated = wrap_resources(on, resources)
             Snapshot(translated)
             return translated, resources

@@ -66,8 +66,10 @@ from meshplane.store.presence import FleetProxies
 from meshplane.store.sql import StoreUnavailableError, describe_url
 from meshplane.store.vault import API_TOKEN_KEY, PROXY_TOKEN_KEY, SealedVault
 from meshplane.telemetry import (
+    AccessLogService,
     MetricsService,
     StreamLimits,
+    TapHub,
     TelemetryApi,
     TelemetryCollector,
     TelemetryStore,
@@ -271,6 +273,10 @@ class Application:
             limits=StreamLimits(max_message_bytes=settings.xds.limits.max_message),
             registry=self.registry,
         )
+        self.taps = TapHub(lambda secret_of: self.control.set_taps(secret_of))
+        self.access_logs = AccessLogService(
+            self.taps, max_message_bytes=settings.xds.limits.max_message
+        )
         self.xds = XdsServer(
             self.cache,
             self.control,
@@ -279,7 +285,7 @@ class Application:
             admit=self.authorizer.admit,
             limits=settings.xds.limits,
             credentials=credentials,
-            handlers=[self.metrics_service.handler()],
+            handlers=[self.metrics_service.handler(), self.access_logs.handler()],
         )
         self.xds_port = settings.xds.port
         self.vips = VipAllocator(self.store, parse_range(settings.dns.vip_range))
@@ -328,7 +334,7 @@ class Application:
                 revocations=self.revocations,
                 on_revoked=lambda: self.xds.close_streams(self.authorizer.revoked),
             ).routes()
-            + TelemetryApi(self.telemetry).routes()
+            + TelemetryApi(self.telemetry, self.taps).routes()
             + ConsoleApi(self.store, self.telemetry, self.partition, self.proxy_status).routes()
             + FleetApi(sql, self.lease, self.replica).routes(),
             tokens=self.tokens,

@@ -6,7 +6,9 @@
 - :mod:`~meshplane.telemetry.service`: the ``StreamMetrics`` gRPC handler;
 - :mod:`~meshplane.telemetry.signals`: rates, error rates, quantiles per edge and node;
 - :mod:`~meshplane.telemetry.exposition`: the golden signals on ``/metrics``;
-- :mod:`~meshplane.telemetry.http`: the JSON endpoint for the CLI and the console.
+- :mod:`~meshplane.telemetry.tap`: access logs on demand (the access log service, taps);
+- :mod:`~meshplane.telemetry.http`: the JSON endpoint and the tap stream for the CLI and the
+  console.
 
 Wired by :mod:`meshplane.server.run`.
 """
@@ -14,12 +16,16 @@ Wired by :mod:`meshplane.server.run`.
 from meshplane.telemetry.exposition import METRIC_NAMES, TelemetryCollector
 from meshplane.telemetry.http import TelemetryApi
 from meshplane.telemetry.service import MetricsService, StreamLimits
+from meshplane.telemetry.tap import AccessLogService, TapFilter, TapHub
 from meshplane.telemetry.window import TelemetrySettings, TelemetryStore
 
 __all__ = [
     "METRIC_NAMES",
+    "AccessLogService",
     "MetricsService",
     "StreamLimits",
+    "TapFilter",
+    "TapHub",
     "TelemetryApi",
     "TelemetryCollector",
     "TelemetrySettings",

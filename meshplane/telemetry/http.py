@@ -1,4 +1,5 @@
-"""The golden signals as JSON: ``GET /meshplane/v1/telemetry?mesh=M[&seconds=S]``.
+"""The golden signals as JSON (``GET /meshplane/v1/telemetry?mesh=M[&seconds=S]``) and the
+tap's stream of requests (``GET /meshplane/v1/tap?mesh=M...``, see :meth:`TelemetryApi.tap`).
 
 Answers ``{"mesh", "seconds", "edges": [...], "nodes": [...], "proxies": [...]}`` (see
 :meth:`meshplane.telemetry.signals.Signal.to_json`) for the last ``seconds`` (default 60, at
@@ -9,21 +10,28 @@ wiring.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import math
+import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from meshplane.api.appmesh import guarded
+from meshplane.api.appmesh import error_response, guarded
 from meshplane.api.auth import principal_of
-from meshplane.errors import BadRequestError
+from meshplane.errors import BadRequestError, MeshplaneError
 from meshplane.service import inputs
 from meshplane.service.access import Role
 from meshplane.telemetry import signals
+from meshplane.telemetry.tap import TapFilter, TapHub, TapSession
 from meshplane.telemetry.window import TelemetryStore
 
 DEFAULT_SECONDS = 60.0
+_STATUS = re.compile(r"^(?:[1-5]xx|[1-5][0-9][0-9])$")
 
 
 def telemetry_json(store: TelemetryStore, mesh: str, seconds: float) -> dict[str, Any]:
@@ -38,11 +46,81 @@ def telemetry_json(store: TelemetryStore, mesh: str, seconds: float) -> dict[str
 
 
 class TelemetryApi:
-    def __init__(self, store: TelemetryStore) -> None:
+    def __init__(
+        self, store: TelemetryStore, hub: TapHub | None = None, max_tap_seconds: float = 3600.0
+    ) -> None:
         self.store = store
+        self.hub = hub
+        self.max_tap_seconds = max_tap_seconds
 
     def routes(self) -> list[BaseRoute]:
-        return [Route("/meshplane/v1/telemetry", guarded(self.telemetry), methods=["GET"])]
+        return [
+            Route("/meshplane/v1/telemetry", guarded(self.telemetry), methods=["GET"]),
+            Route("/meshplane/v1/tap", self.tap, methods=["GET"]),
+        ]
+
+    async def tap(self, request: Request) -> Response:
+        """``GET /meshplane/v1/tap?mesh=M[&node=N&service=S&pathPrefix=P&status=5xx]``: the
+        matching requests as they happen, one JSON object a line (an empty line every 5 s
+        keeps the connection alive); the proxies are tapped while it runs."""
+        try:
+            if self.hub is None:
+                raise BadRequestError("tapping is not available on this server")
+            query = request.query_params
+            allowed = {"mesh", "node", "service", "pathPrefix", "status"}
+            unknown = sorted(set(query) - allowed)
+            if unknown:
+                raise BadRequestError(
+                    f"{unknown[0]}: unknown query parameter (expected {', '.join(sorted(allowed))})"
+                )
+            if "mesh" not in query:
+                raise BadRequestError("mesh: is required")
+            mesh = inputs.resource_name(query["mesh"], "mesh")
+            principal_of(request).require(mesh, Role.VIEWER, f"tap mesh {mesh}")
+            status = query.get("status")
+            if status is not None and not _STATUS.match(status):
+                raise BadRequestError("status: must be a class like 5xx or a code like 503")
+            prefix = query.get("pathPrefix")
+            if prefix is not None and (len(prefix) > 1024 or not prefix.startswith("/")):
+                raise BadRequestError("pathPrefix: must start with / (at most 1024 characters)")
+            node = query.get("node")
+            service = query.get("service")
+            tap_filter = TapFilter(
+                mesh,
+                inputs.resource_name(node, "node") if node else None,
+                inputs.resource_name(service, "service") if service else None,
+                prefix,
+                status,
+            )
+            session = self.hub.open(tap_filter)
+        except MeshplaneError as error:
+            return error_response(error)
+        return StreamingResponse(
+            self._follow(request, session),
+            media_type="application/x-ndjson",
+            headers={"cache-control": "no-store"},
+        )
+
+    async def _follow(self, request: Request, session: TapSession) -> AsyncIterator[bytes]:
+        assert self.hub is not None
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + self.max_tap_seconds
+        try:
+            yield b"\n"
+            while loop.time() < ends:
+                try:
+                    entry = await asyncio.wait_for(session.queue.get(), 5.0)
+                except TimeoutError:
+                    if await request.is_disconnected():
+                        return
+                    yield b"\n"
+                    continue
+                if session.dropped:
+                    entry = {**entry, "droppedBefore": session.dropped}
+                    session.dropped = 0
+                yield json.dumps(entry, separators=(",", ":")).encode() + b"\n"
+        finally:
+            self.hub.close(session)
 
     def seconds(self, raw: str | None) -> float:
         if raw is None:

@@ -18,7 +18,9 @@ from meshplane.model.proxy import ProxyIdentity
 from meshplane.translate.options import (
     MTLS_TAG,
     InvalidNodeMetadataError,
+    AccessLogStream,
     MeshSecurity,
+    Observability,
     ProxyOptions,
 )
 from meshplane.translate.proxy import translate_proxy
@@ -28,11 +30,13 @@ from meshplane.translate.view import MeshView, NamedGatewayRoute, NamedRoute, de
 __all__ = [
     "MTLS_TAG",
     "InvalidNodeMetadataError",
+    "AccessLogStream",
     "MeshSecurity",
     "MeshView",
     "NamedGatewayRoute",
     "NamedRoute",
     "ProxyIdentity",
+    "Observability",
     "ProxyOptions",
     "ProxyResources",
     "dependency_key",

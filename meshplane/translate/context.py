@@ -27,7 +27,7 @@ from meshplane.model import (
     VirtualServiceSpec,
 )
 from meshplane.model.proxy import ProxyIdentity
-from meshplane.translate.options import MeshSecurity, ProxyOptions
+from meshplane.translate.options import MeshSecurity, Observability, ProxyOptions
 from meshplane.translate.view import MeshView, NamedGatewayRoute, NamedRoute
 
 T = TypeVar("T")
@@ -123,7 +123,7 @@ class SharedContext:
 class Context(SharedContext):
     """One proxy's translation in progress (see the module docstring)."""
 
-    __slots__ = ("options", "target")
+    __slots__ = ("observability", "options", "target")
 
     def __init__(
         self,
@@ -132,7 +132,9 @@ class Context(SharedContext):
         options: ProxyOptions,
         mesh_spec: MeshSpec,
         security: MeshSecurity | None = None,
+        observability: Observability | None = None,
     ) -> None:
         super().__init__(view, mesh_spec, security)
         self.target = target
         self.options = options
+        self.observability = observability or Observability()

@@ -54,7 +54,7 @@ from meshplane.model.virtual_gateway import (
     VirtualGatewaySpec,
 )
 from meshplane.translate import clusters, endpoints, gateway_routes, listeners, security
-from meshplane.translate.access_logs import access_logs
+from meshplane.translate.access_logs import access_logs, tap_logs
 from meshplane.translate.context import Context, SharedContext
 from meshplane.translate.plan import HttpBackend, plan_services
 from meshplane.translate.protos import circuit_breakers
@@ -80,7 +80,7 @@ def translate_gateway(ctx: Context) -> ProxyResources:
     backends: dict[str, list[HttpBackend]] = {}
     for backend in plan.http:
         backends.setdefault(backend.service, []).append(backend)
-    logs = access_logs(gateway.logging)
+    logs = access_logs(gateway.logging) + tap_logs(ctx.observability)
     served = _serving_listeners(ctx, gateway, routes)
     out_listeners: list[listener_pb2.Listener] = []
     out_routes: list[route_pb2.RouteConfiguration] = []

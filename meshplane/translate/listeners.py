@@ -43,6 +43,7 @@ from meshplane.model.common import Duration
 from meshplane.model.virtual_gateway import VirtualGatewayListener
 from meshplane.model.virtual_node import Listener
 from meshplane.translate import names
+from meshplane.translate.access_logs import GRPC_ACCESS_LOGGER
 from meshplane.translate.clusters import allow_all_dns_cache
 from meshplane.translate.context import Context, SharedContext
 from meshplane.translate.http_filters import DYNAMIC_FORWARD_PROXY, HEALTH_CHECK, HttpFilters
@@ -202,7 +203,9 @@ def tcp_proxy(
     logs: list[accesslog_pb2.AccessLog],
 ) -> tcp_proxy_pb2.TcpProxy:
     """A TCP proxy to one target or weighted targets."""
-    proxy = tcp_proxy_pb2.TcpProxy(stat_prefix=stat_prefix, access_log=logs)
+    # the tap's logger is an HTTP one (http_grpc): TCP proxies keep the node's file log only
+    file_logs = [log for log in logs if log.name != GRPC_ACCESS_LOGGER]
+    proxy = tcp_proxy_pb2.TcpProxy(stat_prefix=stat_prefix, access_log=file_logs)
     if len(targets) == 1:
         proxy.cluster = targets[0].cluster
     else:

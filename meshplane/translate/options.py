@@ -65,6 +65,25 @@ class MeshSecurity:
 
 
 @dataclass(frozen=True, slots=True)
+class AccessLogStream:
+    """Stream this proxy's HTTP access log to the control plane's access log service (while
+    someone taps it): over ``cluster`` (the bootstrap's ADS cluster), presenting ``secret``
+    (issued by the control plane for this proxy and this tap) as ``x-meshplane-tap``."""
+
+    secret: str
+    cluster: str = "xds_cluster"
+    log_name: str = "meshplane-tap"
+
+
+@dataclass(frozen=True, slots=True)
+class Observability:
+    """What the control plane's own observers ask of one proxy, beyond the mesh's spec:
+    an access log stream while it is tapped (``meshplane tap``)."""
+
+    access_log: AccessLogStream | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ProxyOptions:
     """Where one proxy binds and forwards; every field has the single-host default."""
 

@@ -33,11 +33,11 @@ from envoy.config.route.v3 import route_pb2
 from meshplane.model import Kind, ResourceKey, VirtualNodeSpec
 from meshplane.model.proxy import ProxyIdentity
 from meshplane.translate import capture, clusters, endpoints, listeners, routes, security
-from meshplane.translate.access_logs import access_logs
+from meshplane.translate.access_logs import access_logs, tap_logs
 from meshplane.translate.context import Context, SharedContext
 from meshplane.translate.endpoints import CloudMapTarget
 from meshplane.translate.gateway import translate_gateway
-from meshplane.translate.options import MeshSecurity, ProxyOptions
+from meshplane.translate.options import MeshSecurity, Observability, ProxyOptions
 from meshplane.translate.plan import EgressPlan, Provider, plan_services
 from meshplane.translate.resources import ProxyResources
 from meshplane.translate.view import MeshView
@@ -50,11 +50,13 @@ def translate_proxy(
     target: ProxyIdentity,
     options: ProxyOptions | None = None,
     security: MeshSecurity | None = None,
+    observability: Observability | None = None,
 ) -> ProxyResources:
     """The resources of the proxy running as ``target`` (empty when it is unknown).
 
     ``security`` holds the trust domain and the mesh's mTLS switch (default: the default trust
     domain, mTLS off); listeners and clusters name their SDS secrets after it.
+    ``observability`` switches the control plane's access log stream on (while tapped).
     """
     options = options or ProxyOptions()
     mesh_key = ResourceKey(Kind.MESH, target.mesh, target.mesh)
@@ -63,7 +65,7 @@ def translate_proxy(
         return ProxyResources(
             inputs=frozenset({mesh_key}), problems=(f"mesh {target.mesh!r} does not exist",)
         )
-    ctx = Context(view, target, options, mesh_spec, security)
+    ctx = Context(view, target, options, mesh_spec, security, observability)
     if target.kind is Kind.VIRTUAL_NODE:
         return _translate_node(ctx)
     if target.kind is Kind.VIRTUAL_GATEWAY:
@@ -78,7 +80,7 @@ def _translate_node(ctx: Context) -> ProxyResources:
     if node is None:
         ctx.problem(f"virtual node {name!r} does not exist")
         return _wrap(ctx, ProxyResources())
-    logs = access_logs(node.logging)
+    logs = access_logs(node.logging) + tap_logs(ctx.observability)
     egress = _shared_egress(ctx, node)
     plan = egress.plan
     out_clusters = [clusters.ingress_cluster(ctx, lst) for lst in node.listeners or ()]
@@ -180,7 +182,7 @@ def _shared_egress_listener(
     the nodes of the view with equal logging and egress address."""
     logging = None if node.logging is None else node.logging.model_dump_json()
     address, port = ctx.options.egress_address, ctx.options.egress_port
-    key = ("egress-listener", logging, address, port)
+    key = ("egress-listener", logging, ctx.observability.access_log, address, port)
     build = partial(listeners.egress_http_listener, address=address, port=port, logs=logs)
     return ctx.shared(key, build)
 
