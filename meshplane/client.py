@@ -184,6 +184,7 @@ class Client:
         """The replica's view of the fleet: its revision and lag, database, duty lease."""
         result: dict[str, Any] = await self._request("GET", "/meshplane/v1/fleet")
         return result
+
     async def tap(self, params: Mapping[str, str]) -> AsyncIterator[dict[str, Any]]:
         """The requests a tap sees, as they happen (``GET /meshplane/v1/tap``), until the
         server ends the stream or the caller stops iterating."""

@@ -17,8 +17,8 @@ Used by the control loop (``meshplane.control``) and by tests.
 from meshplane.model.proxy import ProxyIdentity
 from meshplane.translate.options import (
     MTLS_TAG,
-    InvalidNodeMetadataError,
     AccessLogStream,
+    InvalidNodeMetadataError,
     MeshSecurity,
     Observability,
     ProxyOptions,
@@ -29,14 +29,14 @@ from meshplane.translate.view import MeshView, NamedGatewayRoute, NamedRoute, de
 
 __all__ = [
     "MTLS_TAG",
-    "InvalidNodeMetadataError",
     "AccessLogStream",
+    "InvalidNodeMetadataError",
     "MeshSecurity",
     "MeshView",
     "NamedGatewayRoute",
     "NamedRoute",
-    "ProxyIdentity",
     "Observability",
+    "ProxyIdentity",
     "ProxyOptions",
     "ProxyResources",
     "dependency_key",
