@@ -158,7 +158,7 @@ def test_an_access_log_stream_needs_the_tap_secret(setup: Setup) -> None:
     try:
         call = channel.stream_unary(
             "/envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs",
-            request_serializer=lambda m: m.SerializeToString(),
+            request_serializer=lambda m: m if isinstance(m, bytes) else m.SerializeToString(),
             response_deserializer=als_pb2.StreamAccessLogsResponse.FromString,
         )
         for metadata in ((), (("x-meshplane-tap", "0" * 64),)):
