@@ -101,7 +101,7 @@ def test_tap_shows_a_request_and_switches_the_access_log_stream(setup: Setup) ->
             "--path-prefix",
             "/tapped",
             "--max",
-            "2",
+            "1",
             "-o",
             "json",
         ],

@@ -190,7 +190,15 @@ class AdsClient:
             self.responses.put_nowait(response)
 
     async def send(self, request: Any) -> None:
-        await self.call.write(request)
+        try:
+            await self.call.write(request)
+        except grpc.aio.AioRpcError:
+            # The server may end a call before reading any message (it refuses a stream from
+            # its metadata); the write then fails in gRPC's core, and the call's own status,
+            # which the reader task reports (recv, end_code), is the answer to look at.
+            await asyncio.wait({self._reader}, timeout=10)
+            if not self._reader.done():
+                raise
 
     async def recv(self, timeout: float = 5.0) -> Any:
         getter = asyncio.ensure_future(self.responses.get())
