@@ -481,6 +481,34 @@ def _own_paths() -> dict[str, dict[str, Any]]:
                 ],
             }
         },
+        f"{v1}/tap": {
+            "get": {
+                **_own(
+                    "Tap",
+                    "Matching requests as they happen, one JSON object a line (never-ending)",
+                    media="application/x-ndjson",
+                ),
+                "parameters": [
+                    {"name": "mesh", "in": "query", "required": True, "schema": _name_schema()},
+                    {"name": "node", "in": "query", "schema": {"type": "string", "minLength": 1}},
+                    {
+                        "name": "service",
+                        "in": "query",
+                        "schema": {"type": "string", "minLength": 1},
+                    },
+                    {
+                        "name": "pathPrefix",
+                        "in": "query",
+                        "schema": {"type": "string", "pattern": "^/", "maxLength": 1024},
+                    },
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "schema": {"type": "string", "pattern": "^[1-5]([0-9]{2}|xx)$"},
+                    },
+                ],
+            }
+        },
         f"{v1}/dns/lookup": {
             "get": {
                 **_own("DnsLookup", "What the mesh DNS server answers for a name, and why"),
