@@ -40,6 +40,7 @@ from meshplane.authority import DEFAULT_TRUST_DOMAIN
 from meshplane.control.secrets import CertificateIssuer, proxy_secrets
 from meshplane.model.kinds import Kind, ResourceKey
 from meshplane.model.proxy import METADATA_KEY, InvalidNodeMetadataError, ProxyIdentity
+from meshplane.model.tracing import MeshTracing, TracingDefaults
 from meshplane.store import registry
 from meshplane.store.protocols import ResourceStore
 from meshplane.store.records import Change
@@ -141,8 +142,10 @@ class ControlLoop:
         registry: CollectorRegistry | None = None,
         debounce: float = 0.02,
         authorities: CertificateIssuer | None = None,
+        tracing: TracingDefaults | None = None,
     ) -> None:
         self.store = store
+        self.tracing = tracing or TracingDefaults()
         self.cache = cache
         self.debounce = debounce
         self.authorities = authorities
@@ -150,7 +153,7 @@ class ControlLoop:
         self.connections: dict[int, ProxyConnection] = {}
         self._stream_keys: dict[int, str] = {}  # computed once per stream, read per status call
         self._views: dict[str, MeshView] = {}
-        self._security: dict[str, tuple[MeshSecurity, str | None]] = {}
+        self._security: dict[str, tuple[MeshSecurity, MeshTracing | None, tuple[str, ...]]] = {}
         self._revision = store.revision
         self._task: asyncio.Task[None] | None = None
         self._rotation: asyncio.Task[None] | None = None
@@ -262,24 +265,28 @@ class ControlLoop:
                 self._views[mesh] = view
         return view
 
-    def _mesh_security(self, mesh: str) -> tuple[MeshSecurity, str | None]:
-        """The trust domain and the mTLS switch (mesh tag) of ``mesh``, cached per mesh."""
+    def _mesh_security(self, mesh: str) -> tuple[MeshSecurity, MeshTracing | None, tuple[str, ...]]:
+        """The trust domain and the mTLS switch (mesh tag) of ``mesh``, its tracing (mesh tags
+        or the server's default) and the problems of its tags, cached per mesh."""
         cached = self._security.get(mesh)
         if cached is None:
             td = self.authorities.trust_domain if self.authorities else DEFAULT_TRUST_DOMAIN
             record = self.store.get(ResourceKey(Kind.MESH, mesh, mesh))
             tags = {t.key: t.value for t in record.tags} if record is not None else {}
-            cached = MeshSecurity.from_mesh_tags(tags, td)
+            security, mtls_problem = MeshSecurity.from_mesh_tags(tags, td)
+            tracing, tracing_problem = self.tracing.for_mesh(tags)
+            problems = tuple(p for p in (mtls_problem, tracing_problem) if p is not None)
+            cached = (security, tracing, problems)
             if record is not None:  # kept for meshes that exist only (see _view)
                 self._security[mesh] = cached
         return cached
 
     def _publish(self, key: str, entry: _Proxy) -> None:
         started = time.perf_counter()
-        security, tag_problem = self._mesh_security(entry.target.mesh)
+        security, tracing, tag_problems = self._mesh_security(entry.target.mesh)
         view = self._view(entry.target.mesh)
         try:
-            translated, resources, left_out = self._translate(view, entry, security)
+            translated, resources, left_out = self._translate(view, entry, security, tracing)
         except Exception as error:  # not even without the others: keep what it had
             log.exception("translation of %s failed", key)
             entry.problems = (f"internal error building the snapshot: {error}",)
@@ -287,16 +294,18 @@ class ControlLoop:
         entry.discovery = resources.discovery
         entry.resources = self._with_endpoints(translated, entry.discovery, {})
         entry.inputs = resources.inputs | {dependency_key(k) for k in left_out}
-        entry.translation_problems = (
-            resources.problems + tuple(left_out.values()) + ((tag_problem,) if tag_problem else ())
-        )
+        entry.translation_problems = resources.problems + tuple(left_out.values()) + tag_problems
         entry.revision = self._revision
         self._publish_secrets(key, entry, force=True)
         self._translations.inc()
         self._translate_seconds.observe(time.perf_counter() - started)
 
     def _translate(
-        self, view: MeshView, entry: _Proxy, security: MeshSecurity
+        self,
+        view: MeshView,
+        entry: _Proxy,
+        security: MeshSecurity,
+        tracing: MeshTracing | None = None,
     ) -> tuple[tuple[Resource, ...], ProxyResources, dict[ResourceKey, str]]:
         """The proxy's resources on ``view``.  When translating fails, the resources of the
         mesh whose absence lets it succeed are found (by bisection) and left out: the proxy
@@ -306,7 +315,8 @@ class ControlLoop:
             target = entry.target
             secret = self._tap(target.mesh, target.kind.value, target.name)
             observability = Observability(
-                access_log=AccessLogStream(secret) if secret is not None else None
+                access_log=AccessLogStream(secret) if secret is not None else None,
+                tracing=tracing,
             )
             resources = translate_proxy(on, target, entry.options, security, observability)
             translated = wrap_resources(on, resources)

@@ -31,7 +31,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 from meshplane.errors import BadRequestError
 from meshplane.model.kinds import Kind
@@ -112,7 +112,50 @@ _KNOWN = (
     "capture",
     "ingress_port",
     "admin",
+    "tracer",
 )
+TRACER_DRIVERS = ("zipkin", "datadog")
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyTracer:
+    """A tracer the proxy's own bootstrap set up (``meshplane envoy`` with App Mesh's
+    ``ENABLE_ENVOY_JAEGER_TRACING`` or ``ENABLE_ENVOY_DATADOG_TRACING``): Envoy's ``zipkin``
+    or ``datadog`` tracer reporting through the bootstrap's static cluster ``cluster``
+    (``node.metadata.meshplane.tracer``)."""
+
+    driver: Literal["zipkin", "datadog"]
+    cluster: str
+    service_name: str = ""
+    """Default: the virtual node's or gateway's name."""
+    zipkin_json: bool = False
+    """Zipkin spans as JSON (``JAEGER_TRACER_VERSION=JSON``) rather than protobuf."""
+
+    def to_section(self) -> dict[str, Any]:
+        section: dict[str, Any] = {"driver": self.driver, "cluster": self.cluster}
+        if self.service_name:
+            section["service_name"] = self.service_name
+        if self.zipkin_json:
+            section["zipkin_json"] = True
+        return section
+
+    @classmethod
+    def from_section(cls, value: object) -> ProxyTracer:
+        """The tracer of ``node.metadata.meshplane.tracer``; InvalidNodeMetadataError names the
+        bad key."""
+        if not isinstance(value, Mapping):
+            raise InvalidNodeMetadataError(_where("tracer", "must be an object"))
+        driver, cluster = value.get("driver"), value.get("cluster")
+        name, json_format = value.get("service_name", ""), value.get("zipkin_json", False)
+        if driver not in TRACER_DRIVERS:
+            raise InvalidNodeMetadataError(_where("tracer.driver", "must be zipkin or datadog"))
+        if not isinstance(cluster, str) or not 1 <= len(cluster) <= 128:
+            raise InvalidNodeMetadataError(_where("tracer.cluster", "must be a cluster name"))
+        if not isinstance(name, str) or len(name) > 256:
+            raise InvalidNodeMetadataError(_where("tracer.service_name", "must be a string"))
+        if not isinstance(json_format, bool):
+            raise InvalidNodeMetadataError(_where("tracer.zipkin_json", "must be true or false"))
+        return cls("zipkin" if driver == "zipkin" else "datadog", cluster, name, json_format)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +178,8 @@ class NodeMetadata:
     """With ``capture``: the one inbound listener's port."""
     admin: str | None = None
     """The proxy's admin address (``host:port``), shown by ``proxy-status``."""
+    tracer: ProxyTracer | None = None
+    """The tracer the bootstrap set up (App Mesh's tracing switches)."""
     extra: Mapping[str, Any] = field(default_factory=dict, hash=False)
     """Other keys, as sent."""
 
@@ -162,6 +207,7 @@ class NodeMetadata:
         admin = section.get("admin")
         if admin is not None and not isinstance(admin, str):
             raise InvalidNodeMetadataError(_where("admin", "must be a host:port string"))
+        tracer = section.get("tracer")
         resource = section.get("resource")
         if resource is not None and not isinstance(resource, str):
             raise InvalidNodeMetadataError(_where("resource", "must be a string"))
@@ -180,6 +226,7 @@ class NodeMetadata:
             capture=capture,
             ingress_port=None if ingress_port is None else _port("ingress_port", ingress_port),
             admin=admin,
+            tracer=None if tracer is None else ProxyTracer.from_section(tracer),
             extra={k: v for k, v in section.items() if k not in _KNOWN and k != "address"},
         )
 
@@ -212,6 +259,7 @@ class NodeMetadata:
             "capture": self.capture,
             "ingress_port": self.ingress_port,
             "admin": self.admin,
+            "tracer": None if self.tracer is None else self.tracer.to_section(),
         }
         section.update({k: v for k, v in optional.items() if v is not None})
         section.update(self.extra)

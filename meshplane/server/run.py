@@ -262,7 +262,11 @@ class Application:
         )
         self.cache = SnapshotCache()
         self.control = ControlLoop(
-            self.store, self.cache, registry=self.registry, authorities=self.authorities
+            self.store,
+            self.cache,
+            registry=self.registry,
+            authorities=self.authorities,
+            tracing=settings.tracing,
         )
         self.telemetry = TelemetryStore(settings.telemetry)
         self.registry.register(TelemetryCollector(self.telemetry))

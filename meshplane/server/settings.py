@@ -31,6 +31,7 @@ from meshplane.api.limits import HttpLimits
 from meshplane.authority import CaSettings
 from meshplane.authority.server_tls import server_names
 from meshplane.manifests import ManifestLimits
+from meshplane.model.tracing import DEFAULT_SAMPLING, TracingDefaults, parse_collector
 from meshplane.server.setting import Kind, Setting, markdown_table, parse_duration, resolve
 from meshplane.telemetry.window import TelemetrySettings
 from meshplane.xds.limits import XdsLimits
@@ -68,6 +69,22 @@ def _vip_range(value: str) -> str | None:
     if network.num_addresses < 4:
         return f"{value!r} is too small (at least a /30)"
     return None
+
+
+def _collector(value: str) -> str | None:
+    try:
+        parse_collector(value, "the collector")
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+def _percent(value: str) -> str | None:
+    try:
+        number = float(value)
+    except ValueError:
+        return f"{value!r} is not a percentage from 0 to 100"
+    return None if 0 <= number <= 100 else f"{value!r} is not a percentage from 0 to 100"
 
 
 def _upstreams(value: tuple[str, ...]) -> str | None:
@@ -528,6 +545,31 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="CIDR",
         check=_vip_range,
     ),
+    Setting(
+        "tracing_collector",
+        "--tracing-collector",
+        "MESHPLANE_TRACING_COLLECTOR",
+        Kind.TEXT,
+        "OTLP/gRPC collector (`HOST:PORT`) every proxy of a mesh without a "
+        "`meshplane.io/tracing` tag sends its spans to (Envoy's OpenTelemetry tracer); "
+        "unset: only tagged meshes are traced.",
+        "tracing",
+        metavar="HOST:PORT",
+        check=_collector,
+    ),
+    Setting(
+        "tracing_sampling",
+        "--tracing-sampling",
+        "MESHPLANE_TRACING_SAMPLING",
+        Kind.TEXT,
+        "Percent of requests a proxy starts a trace for (0-100) in a traced mesh without a "
+        "`meshplane.io/tracing-sampling` tag.",
+        "tracing",
+        default=str(DEFAULT_SAMPLING),
+        default_text=f"`{DEFAULT_SAMPLING:g}`",
+        metavar="PERCENT",
+        check=_percent,
+    ),
 )
 
 
@@ -621,6 +663,7 @@ class Settings:
     """Unknown fields in applied manifests are errors for every caller (not warnings)."""
     dns: DnsSettings = field(default_factory=DnsSettings)
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
+    tracing: TracingDefaults = field(default_factory=TracingDefaults)
 
     @classmethod
     def load(cls, *, env: Mapping[str, str] | None = None, **given: Any) -> Settings:
@@ -683,6 +726,12 @@ class Settings:
                 port=int(values["dns_port"]),
                 upstreams=_dns_upstreams(values["dns_upstreams"]),
                 vip_range=values["vip_range"].strip(),
+            ),
+            tracing=TracingDefaults(
+                collector=parse_collector(values["tracing_collector"], "--tracing-collector")
+                if values["tracing_collector"]
+                else None,
+                sampling=float(values["tracing_sampling"]),
             ),
             ca=CaSettings(
                 trust_domain=values["trust_domain"],

@@ -14,6 +14,8 @@ from typing import Any
 
 from meshplane.errors import BadRequestError, TooManyTagsError
 from meshplane.model.common import lone_surrogate
+from meshplane.model.kinds import Kind
+from meshplane.model.tracing import check_tracing_tags
 from meshplane.store.records import Tag
 
 MAX_TAGS = 50
@@ -89,6 +91,17 @@ def tags(value: Any, field: str = "tags") -> list[Tag]:
                 raise BadRequestError(f"{where}.{member}: must be Unicode text (a lone surrogate)")
         result[key] = Tag(key, val)
     return list(result.values())
+
+
+def mesh_tags(kind: Kind, tags: list[Tag]) -> list[Tag]:
+    """``tags`` if they may go on a resource of ``kind``: a mesh's ``meshplane.io/tracing*``
+    tags must hold values the data plane can use (BadRequestError naming the tag and rule)."""
+    if kind is Kind.MESH:
+        try:
+            check_tracing_tags({t.key: t.value for t in tags})
+        except ValueError as error:
+            raise BadRequestError(f"tags: {error}") from None
+    return tags
 
 
 def tag_keys(value: Any, field: str = "tagKeys") -> list[str]:

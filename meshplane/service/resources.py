@@ -158,7 +158,7 @@ class ResourceService:
         caller.principal.require(key.mesh, write_role(key.kind), f"create {key}")
         owner = inputs.account_id(mesh_owner)
         token = inputs.client_token(client_token)
-        tag_list = inputs.tags(tags)
+        tag_list = inputs.mesh_tags(key.kind, inputs.tags(tags))
         canonical = canonical_spec(key.kind, spec)
         fingerprint = _fingerprint("create", key, canonical, [(t.key, t.value) for t in tag_list])
 
@@ -289,6 +289,7 @@ class ResourceService:
             merged = {t.key: t for t in record.tags}
             merged.update({t.key: t for t in new_tags})
             inputs.tags([{"key": t.key, "value": t.value} for t in merged.values()])
+            inputs.mesh_tags(key.kind, list(merged.values()))
             _audit(tx, caller, "TagResource", tx.set_tags(key, list(merged.values())))
             return {}
 

@@ -45,6 +45,7 @@ from meshplane.translate.listeners import (
     TCP_PROXY,
     egress_http_manager,
     network_filter,
+    proxy_tracing,
     tcp_proxy,
 )
 from meshplane.translate.plan import EgressPlan, Target
@@ -110,7 +111,8 @@ def outbound_listener(
     """The listener on the egress port that every captured outbound connection reaches."""
     allow_all = ctx.mesh_spec.egressFilter.type == "ALLOW_ALL"
     http = network_filter(
-        HTTP_CONNECTION_MANAGER, egress_http_manager(ctx, ctx.options.egress_port, logs)
+        HTTP_CONNECTION_MANAGER,
+        egress_http_manager(ctx, ctx.options.egress_port, logs, proxy_tracing(ctx)),
     )
     chains: list[listener_components_pb2.FilterChain] = [_http_chain("http", http, None)]
     tcp_ports: set[int] = set()

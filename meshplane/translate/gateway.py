@@ -59,6 +59,7 @@ from meshplane.translate.context import Context, SharedContext
 from meshplane.translate.plan import HttpBackend, plan_services
 from meshplane.translate.protos import circuit_breakers
 from meshplane.translate.resources import ProxyResources
+from meshplane.translate.tracing import tracing_clusters
 from meshplane.translate.view import NamedGatewayRoute
 
 
@@ -111,7 +112,10 @@ def translate_gateway(ctx: Context) -> ProxyResources:
         used, preference.ipPreference if preference is not None else None
     )
     return ProxyResources(
-        clusters=tuple(security.secure_egress(ctx, policy_of, plan, out_clusters)),
+        clusters=(
+            *security.secure_egress(ctx, policy_of, plan, out_clusters),
+            *tracing_clusters(ctx.observability.tracing, ctx.options.tracer),
+        ),
         endpoints=tuple(endpoints.empty_assignments(targets)),
         discovery=targets,
         listeners=tuple(security.secure_ingress(ctx, own_tls, out_listeners)),

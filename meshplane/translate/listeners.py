@@ -19,7 +19,8 @@
   so whatever checks the gateway (a load balancer) gets an answer from the gateway itself.
 
 Every connection manager normalises paths, merges slashes and allows websocket upgrades, as
-App Mesh's do; every listener logs to the node's access log.
+App Mesh's do, and traces when the mesh (or the proxy) has a tracer
+(:mod:`meshplane.translate.tracing`); every listener logs to the node's access log.
 
 Used by :mod:`meshplane.translate.proxy` and :mod:`meshplane.translate.gateway`.
 """
@@ -50,6 +51,7 @@ from meshplane.translate.http_filters import DYNAMIC_FORWARD_PROXY, HEALTH_CHECK
 from meshplane.translate.matches import exact_header
 from meshplane.translate.plan import Target
 from meshplane.translate.protos import ads, duration, pack, socket_address
+from meshplane.translate.tracing import http_tracing
 
 HTTP_CONNECTION_MANAGER = "envoy.filters.network.http_connection_manager"
 TCP_PROXY = "envoy.filters.network.tcp_proxy"
@@ -77,6 +79,7 @@ def ingress_listener(
             names.ingress_route_config(protocol, port),
             logs,
             HttpFilters(),
+            proxy_tracing(ctx),
         )
         if limits is not None and limits.idle is not None:
             manager.stream_idle_timeout.CopyFrom(duration(limits.idle))
@@ -90,8 +93,17 @@ def ingress_listener(
     )
 
 
+def proxy_tracing(ctx: Context) -> hcm_pb2.HttpConnectionManager.Tracing | None:
+    """The tracing of every HTTP connection manager of the proxy ``ctx.target``."""
+    return http_tracing(ctx.observability.tracing, ctx.options.tracer, ctx.target.name)
+
+
 def egress_http_listener(
-    ctx: SharedContext, address: str, port: int, logs: list[accesslog_pb2.AccessLog]
+    ctx: SharedContext,
+    address: str,
+    port: int,
+    logs: list[accesslog_pb2.AccessLog],
+    tracing: hcm_pb2.HttpConnectionManager.Tracing | None = None,
 ) -> listener_pb2.Listener:
     """The HTTP egress listener every sidecar has (the application's HTTP proxy), on
     ``address:port`` (the proxy's egress address and port)."""
@@ -100,21 +112,28 @@ def egress_http_listener(
         address,
         port,
         base_pb2.OUTBOUND,
-        network_filter(HTTP_CONNECTION_MANAGER, egress_http_manager(ctx, port, logs)),
+        network_filter(HTTP_CONNECTION_MANAGER, egress_http_manager(ctx, port, logs, tracing)),
     )
 
 
 def egress_http_manager(
-    ctx: SharedContext, egress_port: int, logs: list[accesslog_pb2.AccessLog]
+    ctx: SharedContext,
+    egress_port: int,
+    logs: list[accesslog_pb2.AccessLog],
+    tracing: hcm_pb2.HttpConnectionManager.Tracing | None = None,
 ) -> hcm_pb2.HttpConnectionManager:
     """The egress connection manager: routes by Host/:authority over ``rds_egress_http_<port>``
-    (explicit and captured sidecars alike)."""
+    (explicit and captured sidecars alike), traced with ``tracing``."""
     filters = HttpFilters()
     if ctx.mesh_spec.egressFilter.type == "ALLOW_ALL":
         forward = dfp_filter_pb2.FilterConfig(dns_cache_config=allow_all_dns_cache(ctx))
         filters.add(DYNAMIC_FORWARD_PROXY, forward)
     manager = _http_manager(
-        names.EGRESS_HTTP_STAT_PREFIX, names.egress_route_config(egress_port), logs, filters
+        names.EGRESS_HTTP_STAT_PREFIX,
+        names.egress_route_config(egress_port),
+        logs,
+        filters,
+        tracing,
     )
     manager.http_protocol_options.allow_absolute_url.CopyFrom(wrappers_pb2.BoolValue(value=True))
     return manager
@@ -160,6 +179,7 @@ def gateway_listener(
         names.ingress_route_config(protocol, port),
         logs,
         filters,
+        proxy_tracing(ctx),
     )
     address = ctx.options.address
     return _listener(
@@ -182,8 +202,9 @@ def _http_manager(
     route_config: str,
     logs: list[accesslog_pb2.AccessLog],
     filters: HttpFilters,
+    tracing: hcm_pb2.HttpConnectionManager.Tracing | None,
 ) -> hcm_pb2.HttpConnectionManager:
-    return _HCM(
+    manager = _HCM(
         stat_prefix=stat_prefix,
         codec_type=_HCM.AUTO,
         rds=hcm_pb2.Rds(config_source=ads(), route_config_name=route_config),
@@ -194,6 +215,9 @@ def _http_manager(
         merge_slashes=True,
         upgrade_configs=[_HCM.UpgradeConfig(upgrade_type="websocket")],
     )
+    if tracing is not None:
+        manager.tracing.CopyFrom(tracing)
+    return manager
 
 
 def tcp_proxy(

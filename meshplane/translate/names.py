@@ -16,6 +16,8 @@ ALLOW_ALL_CLUSTER_SUFFIX = "mesh-allow-all"
 ALLOW_ALL_DNS_CACHE = "meshplane_allow_all"
 ALLOW_ALL_VIRTUAL_HOST = "mesh-allow-all"
 INGRESS_VIRTUAL_HOST = "ingress"
+TRACING_CLUSTER = "meshplane_tracing_collector"
+"""The mesh's OTLP/gRPC trace collector (:mod:`meshplane.translate.tracing`)."""
 
 
 def ingress_listener(address: str, port: int) -> str:

@@ -18,14 +18,21 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, Literal
 
 from meshplane.authority.spiffe import DEFAULT_TRUST_DOMAIN
-from meshplane.model.proxy import InvalidNodeMetadataError, NodeMetadata
+from meshplane.model.proxy import InvalidNodeMetadataError, NodeMetadata, ProxyTracer
+from meshplane.model.tracing import MeshTracing
 
-__all__ = ["MTLS_TAG", "InvalidNodeMetadataError", "MeshSecurity", "ProxyOptions"]
+__all__ = [
+    "MTLS_TAG",
+    "InvalidNodeMetadataError",
+    "MeshSecurity",
+    "ProxyOptions",
+    "ProxyTracer",
+]
 
 MTLS_TAG = "meshplane.io/mtls"
 """The mesh tag that turns on mTLS with the mesh CA everywhere: STRICT, PERMISSIVE or
@@ -78,9 +85,11 @@ class AccessLogStream:
 @dataclass(frozen=True, slots=True)
 class Observability:
     """What the control plane's own observers ask of one proxy, beyond the mesh's spec:
-    an access log stream while it is tapped (``meshplane tap``)."""
+    an access log stream while it is tapped (``meshplane tap``), and the mesh's tracing
+    (``meshplane.io/tracing`` tag or the server's default collector; None: untraced)."""
 
     access_log: AccessLogStream | None = None
+    tracing: MeshTracing | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +113,9 @@ class ProxyOptions:
     tcp_egress_ports: Mapping[str, int] = field(default_factory=dict, hash=False)
     """Local port of a TCP backend, by ``"<service>:<provider port>"`` or ``"<service>"``
     (the latter for the service's first TCP port); by default the provider's port."""
+    tracer: ProxyTracer | None = None
+    """The tracer the proxy's bootstrap set up (App Mesh's tracing switches); it wins over
+    the mesh's tracing."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tcp_egress_ports", MappingProxyType(dict(self.tcp_egress_ports)))
@@ -113,6 +125,7 @@ class ProxyOptions:
         shares one snapshot between the proxies of an identity whose options are equal)."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values["tcp_egress_ports"] = dict(self.tcp_egress_ports)
+        values["tracer"] = None if self.tracer is None else asdict(self.tracer)
         text = json.dumps(values, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -145,4 +158,5 @@ class ProxyOptions:
             tcp_egress_ports=node.tcp_egress_ports or {},
             capture=bool(node.capture),
             ingress_port=node.ingress_port or default.ingress_port,
+            tracer=node.tracer,
         )

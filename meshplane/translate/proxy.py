@@ -40,6 +40,7 @@ from meshplane.translate.gateway import translate_gateway
 from meshplane.translate.options import MeshSecurity, Observability, ProxyOptions
 from meshplane.translate.plan import EgressPlan, Provider, plan_services
 from meshplane.translate.resources import ProxyResources
+from meshplane.translate.tracing import tracing_clusters
 from meshplane.translate.view import MeshView
 
 _WILDCARDS = ("0.0.0.0", "::")
@@ -112,6 +113,7 @@ def _translate_node(ctx: Context) -> ProxyResources:
             else:
                 out_listeners.append(tcp)
     out_clusters = security.secure_egress(ctx, security.node_policies(node), plan, out_clusters)
+    out_clusters.extend(tracing_clusters(ctx.observability.tracing, ctx.options.tracer))
     result = ProxyResources(
         clusters=tuple(out_clusters),
         endpoints=egress.endpoints,
@@ -179,11 +181,16 @@ def _shared_egress_listener(
     ctx: Context, node: VirtualNodeSpec, logs: list[accesslog_pb2.AccessLog]
 ) -> listener_pb2.Listener:
     """The HTTP egress listener (made from the mesh's spec and the node's logging), shared by
-    the nodes of the view with equal logging and egress address."""
+    the nodes of the view with equal logging, egress address and tracing (a traced node's
+    tracer names the node, so it has one of its own)."""
     logging = None if node.logging is None else node.logging.model_dump_json()
     address, port = ctx.options.egress_address, ctx.options.egress_port
-    key = ("egress-listener", logging, ctx.observability.access_log, address, port)
-    build = partial(listeners.egress_http_listener, address=address, port=port, logs=logs)
+    tracing = listeners.proxy_tracing(ctx)
+    traced = None if tracing is None else tracing.SerializeToString(deterministic=True)
+    key = ("egress-listener", logging, ctx.observability.access_log, address, port, traced)
+    build = partial(
+        listeners.egress_http_listener, address=address, port=port, logs=logs, tracing=tracing
+    )
     return ctx.shared(key, build)
 
 

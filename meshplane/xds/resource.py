@@ -9,9 +9,9 @@ mutated after it is wrapped.
 
 Each resource also knows which other resources it references (``refs``): a cluster its
 ClusterLoadAssignment (EDS over ADS) and secrets (SDS over ADS); a listener its route
-configurations (RDS over ADS), clusters (tcp_proxy, inline routes) and secrets; a route
-configuration its clusters.  Snapshots use these for the consistency check and the planner for
-make-before-break ordering.
+configurations (RDS over ADS), clusters (tcp_proxy, inline routes, an OpenTelemetry tracer's
+collector) and secrets; a route configuration its clusters.  Snapshots use these for the
+consistency check and the planner for make-before-break ordering.
 
 Called by producers (translation output), :mod:`meshplane.xds.snapshot`, the planner and the
 protocol handlers.
@@ -28,6 +28,7 @@ from envoy.config.core.v3 import config_source_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
+from envoy.config.trace.v3 import opentelemetry_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
@@ -53,6 +54,7 @@ _HCM_URL = "type.googleapis.com/" + hcm_pb2.HttpConnectionManager.DESCRIPTOR.ful
 _TCP_URL = "type.googleapis.com/" + tcp_proxy_pb2.TcpProxy.DESCRIPTOR.full_name
 _UPSTREAM_TLS_URL = "type.googleapis.com/" + tls_pb2.UpstreamTlsContext.DESCRIPTOR.full_name
 _DOWNSTREAM_TLS_URL = "type.googleapis.com/" + tls_pb2.DownstreamTlsContext.DESCRIPTOR.full_name
+_OTEL_URL = "type.googleapis.com/" + opentelemetry_pb2.OpenTelemetryConfig.DESCRIPTOR.full_name
 
 
 class ResourceError(BadRequestError):
@@ -167,6 +169,7 @@ def _listener_refs(listener: listener_pb2.Listener) -> Iterator[Ref]:
                     yield types.ROUTE, hcm.rds.route_config_name
                 elif hcm.HasField("route_config"):
                     yield from _route_config_refs(hcm.route_config)
+                yield from _tracer_refs(hcm)
             elif config.type_url == _TCP_URL:
                 tcp = tcp_proxy_pb2.TcpProxy()
                 config.Unpack(tcp)
@@ -174,6 +177,17 @@ def _listener_refs(listener: listener_pb2.Listener) -> Iterator[Ref]:
                     yield types.CLUSTER, tcp.cluster
                 for weighted in tcp.weighted_clusters.clusters:
                     yield types.CLUSTER, weighted.name
+
+
+def _tracer_refs(hcm: hcm_pb2.HttpConnectionManager) -> Iterator[Ref]:
+    """The cluster an OpenTelemetry tracer reports to over gRPC (Envoy refuses a listener
+    whose tracer names a cluster it does not have)."""
+    provider = hcm.tracing.provider.typed_config
+    if provider.type_url == _OTEL_URL:
+        config = opentelemetry_pb2.OpenTelemetryConfig()
+        provider.Unpack(config)
+        if config.grpc_service.envoy_grpc.cluster_name:
+            yield types.CLUSTER, config.grpc_service.envoy_grpc.cluster_name
 
 
 def _route_config_refs(config: route_pb2.RouteConfiguration) -> Iterator[Ref]:
