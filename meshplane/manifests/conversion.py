@@ -22,7 +22,7 @@ from typing import Any
 from meshplane.manifests import crds, webhooks
 from meshplane.manifests.apicheck import api_problems
 from meshplane.manifests.documents import APPMESH_GROUP, Manifest
-from meshplane.manifests.errors import FieldProblem, ManifestError, format_path
+from meshplane.manifests.errors import FieldProblem, ManifestError, format_path, shown
 from meshplane.manifests.membership import (
     GatewaySelectors,
     Member,
@@ -33,7 +33,7 @@ from meshplane.manifests.membership import (
 )
 from meshplane.manifests.references import expand_backend_groups, resolver
 from meshplane.manifests.schema import Conversion, convert, unknown_field
-from meshplane.manifests.selectors import parse_labels
+from meshplane.manifests.selectors import check_label_key, parse_labels
 from meshplane.model.kinds import Kind, ResourceKey
 
 SUPPORTED_VERSION = f"{APPMESH_GROUP}/v1beta2"
@@ -216,9 +216,7 @@ class _Translator:
                 check(spec, manifest)
             self.objects.append((manifest, spec))
         elif manifest.api_version == "v1" and manifest.kind == "Namespace":
-            if not _DNS_LABEL.match(manifest.name):
-                raise FieldProblem(("metadata", "name"), f"{manifest.name!r} {_DNS_LABEL_RULE}")
-            labels = self.labels_of(manifest)
+            labels = _namespace_labels(manifest)
             self.labels[manifest.name] = {**self.labels.get(manifest.name, {}), **labels}
         else:
             reason = f"not an App Mesh resource ({manifest.api_version}/{manifest.kind})"
@@ -226,9 +224,7 @@ class _Translator:
 
     @staticmethod
     def labels_of(manifest: Manifest) -> dict[str, str]:
-        metadata = manifest.body.get("metadata")
-        labels = metadata.get("labels") if isinstance(metadata, dict) else None
-        return {} if labels is None else parse_labels(labels, ("metadata", "labels"))
+        return _labels_of(manifest)
 
     def meshes(self) -> list[MeshRecord]:
         records: list[MeshRecord] = []
@@ -331,7 +327,8 @@ class _Translator:
             path = name_path or _name_path(manifest)
             hint = "; set a shorter spec.awsName" if path[0] == "metadata" else ""
             raise FieldProblem(
-                path, f"the App Mesh name {key.name!r} must have 1 to {_MAX_NAME} characters{hint}"
+                path,
+                f"the App Mesh name {shown(key.name)} must have 1 to {_MAX_NAME} characters{hint}",
             )
         problems = api_problems(key.kind, conversion.value)
         if problems:
@@ -352,6 +349,45 @@ class _Translator:
         self.resources[key] = DesiredResource(key, conversion.value, manifest, owner)
 
 
+def namespace_labels(manifest: Manifest) -> dict[str, str]:
+    """The labels of a ``v1`` ``Namespace`` manifest, checked as the API server checks them
+    (the name a DNS label; label keys and values in label syntax), or ``ManifestError``
+    naming the manifest, the field and the rule.  Used by the apply service, which keeps
+    namespaces apart from the App Mesh objects it translates."""
+    try:
+        return _namespace_labels(manifest)
+    except FieldProblem as problem:
+        raise manifest.error(problem.path, problem.message) from None
+
+
+def check_namespace_labels(name: str, labels: Mapping[str, str | None]) -> None:
+    """``BadRequestError`` (a ``ManifestError``) unless ``name`` is a namespace name and
+    ``labels`` (``None`` values remove a label) are valid label keys and values."""
+    try:
+        _check_namespace_name(name)
+        parse_labels({k: v for k, v in labels.items() if v is not None}, ("labels",))
+        for key in labels:
+            check_label_key(key, ("labels",))
+    except FieldProblem as problem:
+        raise ManifestError(f"namespace/{shown(name)}: {problem}") from None
+
+
+def _namespace_labels(manifest: Manifest) -> dict[str, str]:
+    _check_namespace_name(manifest.name)
+    return _labels_of(manifest)
+
+
+def _check_namespace_name(name: str) -> None:
+    if not _DNS_LABEL.match(name):
+        raise FieldProblem(("metadata", "name"), f"{shown(name)} {_DNS_LABEL_RULE}")
+
+
+def _labels_of(manifest: Manifest) -> dict[str, str]:
+    metadata = manifest.body.get("metadata")
+    labels = metadata.get("labels") if isinstance(metadata, dict) else None
+    return {} if labels is None else parse_labels(labels, ("metadata", "labels"))
+
+
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS_LABEL_RULE = (
     "is not a valid name: at most 63 lowercase letters, digits or '-', starting and ending "
@@ -366,12 +402,12 @@ def _check_names(manifest: Manifest) -> None:
     if len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
         raise FieldProblem(
             ("metadata", "name"),
-            f"{name!r} is not a valid name: at most 253 lowercase letters, digits, '-' or '.', "
-            "starting and ending with a letter or digit",
+            f"{shown(name)} is not a valid name: at most 253 lowercase letters, digits, '-' or "
+            "'.', starting and ending with a letter or digit",
         )
     namespace = manifest.namespace
     if namespace is not None and not _DNS_LABEL.match(namespace):
-        raise FieldProblem(("metadata", "namespace"), f"{namespace!r} {_DNS_LABEL_RULE}")
+        raise FieldProblem(("metadata", "namespace"), f"{shown(namespace)} {_DNS_LABEL_RULE}")
 
 
 def _name_path(manifest: Manifest) -> tuple[str, str]:

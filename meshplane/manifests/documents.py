@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from meshplane.manifests.errors import ManifestError, Path, format_path
+from meshplane.manifests.errors import ManifestError, Path, clipped, format_path, shown
 from meshplane.model.common import lone_surrogate
 
 APPMESH_GROUP = "appmesh.k8s.aws"
@@ -95,7 +95,7 @@ class Manifest:
         if self.item is not None:
             where += f" items[{self.item}]"
         name = f"{self.namespace}/{self.name}" if self.namespace is not None else self.name
-        return f"{where} {self.kind} {name}"
+        return f"{where} {clipped(self.kind)} {clipped(name)}"
 
     def error(self, path: Path, message: str) -> ManifestError:
         """A ``ManifestError`` about the field at ``path`` of this manifest."""
@@ -234,7 +234,7 @@ class _Loader(yaml.SafeLoader):
                 identity = (key_node.tag, key_node.value)
                 if identity in seen:
                     raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key_node.value!r}", key_node.start_mark
+                        None, None, f"duplicate key {shown(key_node.value)}", key_node.start_mark
                     )
                 seen.add(identity)
         return super().construct_mapping(node, deep=deep)
@@ -292,7 +292,7 @@ def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
-            raise ValueError(f"duplicate key {key!r}")
+            raise ValueError(f"duplicate key {shown(key)}")
         result[key] = value
     return result
 

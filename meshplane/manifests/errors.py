@@ -38,12 +38,39 @@ class ManifestError(BadRequestError):
         return cls(list(seen))
 
 
+def shown(value: object) -> str:
+    """``repr(value)``, cut to ``SHOWN_CHARACTERS`` with the full length said.
+
+    Messages quote what the user wrote so they can find it, but a 60 MB label value must not
+    come back whole in an error.
+    """
+    text = repr(value)
+    if len(text) <= SHOWN_CHARACTERS:
+        return text
+    size = len(value) if isinstance(value, str | bytes) else len(text)
+    return f"{text[: SHOWN_CHARACTERS - 1]}\u2026 ({size:,} characters)"
+
+
+def clipped(text: str) -> str:
+    """``text`` as it is, or cut to ``SHOWN_CHARACTERS`` with the full length said."""
+    if len(text) <= SHOWN_CHARACTERS:
+        return text
+    return f"{text[: SHOWN_CHARACTERS - 1]}\u2026 ({len(text):,} characters)"
+
+
+SHOWN_CHARACTERS = 320
+"""How much of a user's value an error message quotes: a whole Kubernetes name (253) with its
+namespace (63), never a megabyte."""
+
+
 def format_path(path: Path) -> str:
     """``("spec", "routes", 0, "name")`` -> ``spec.routes[0].name``; odd keys as ``["a b"]``."""
     text = ""
     for part in path:
         if isinstance(part, int):
             text += f"[{part}]"
+        elif len(part) > SHOWN_CHARACTERS:
+            text += f"[{shown(part)}]"
         elif not _PLAIN_KEY.match(part):
             text += f"[{json.dumps(part)}]"
         else:

@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from meshplane.manifests.errors import FieldProblem, Path
+from meshplane.manifests.errors import FieldProblem, Path, shown
 from meshplane.manifests.membership import Member
 from meshplane.manifests.schema import Conversion, Ref, Resolver
 
@@ -60,12 +60,12 @@ def name_from_arn(arn: str, resource_type: str, path: Path) -> str:
     """``arn:aws:appmesh:<region>:<account>:mesh/<mesh>/<type>/<name>`` -> ``<name>``."""
     sections = arn.split(":", 5)
     if len(sections) != 6 or sections[0] != "arn":
-        raise FieldProblem(path, f"invalid ARN {arn!r}")
+        raise FieldProblem(path, f"invalid ARN {shown(arn)}")
     match = _ARN_RESOURCE.fullmatch(sections[5])
     if match is None:
         raise FieldProblem(
             path,
-            f"invalid App Mesh resource {sections[5]!r} in ARN (expected "
+            f"invalid App Mesh resource {shown(sections[5])} in ARN (expected "
             f"mesh/<mesh>/{resource_type}/<name>)",
         )
     if match.group(2) != resource_type:

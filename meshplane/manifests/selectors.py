@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from meshplane.manifests.errors import FieldProblem, Path
+from meshplane.manifests.errors import FieldProblem, Path, shown
 
 _NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
 _NAME_RE = re.compile(f"^{_NAME}$")
@@ -94,7 +94,7 @@ def parse_labels(value: object, path: Path) -> dict[str, str]:
         if not isinstance(label, str):
             raise FieldProblem((*path, key), "must be a string (quote it)")
         if not _VALUE_RE.match(label):
-            raise FieldProblem((*path, key), f"invalid label value {label!r}: {_VALUE_RULE}")
+            raise FieldProblem((*path, key), f"invalid label value {shown(label)}: {_VALUE_RULE}")
         labels[key] = label
     return labels
 
@@ -109,9 +109,11 @@ def check_label_key(key: str, path: Path) -> None:
     """Raise ``FieldProblem`` unless ``key`` is a valid ``[prefix/]name`` label key."""
     prefix, slash, name = key.rpartition("/")
     if slash and (not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN_RE.match(prefix)):
-        raise FieldProblem(path, f"invalid label key {key!r}: the prefix must be a DNS subdomain")
+        raise FieldProblem(
+            path, f"invalid label key {shown(key)}: the prefix must be a DNS subdomain"
+        )
     if not _NAME_RE.match(name):
-        raise FieldProblem(path, f"invalid label key {key!r}: the name must be {_VALUE_RULE}")
+        raise FieldProblem(path, f"invalid label key {shown(key)}: the name must be {_VALUE_RULE}")
 
 
 def _expression(value: object, path: Path) -> Requirement:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from meshplane.manifests.errors import FieldProblem, Path
+from meshplane.manifests.errors import FieldProblem, Path, shown
 
 Spec = Mapping[str, Any]
 _SPEC: Path = ("spec",)
@@ -58,7 +58,7 @@ def check_virtual_router(spec: Spec) -> None:
         if name in first:
             raise FieldProblem(
                 (*_SPEC, "routes", index, "name"),
-                f"duplicate route name {name!r} (also spec.routes[{first[name]}])",
+                f"duplicate route name {shown(name)} (also spec.routes[{first[name]}])",
             )
         first[name] = index
         for kind in ("httpRoute", "http2Route"):

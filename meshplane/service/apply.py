@@ -24,6 +24,7 @@ from typing import Any
 
 from meshplane.errors import MeshplaneError
 from meshplane.manifests import Manifest, Translation, translate
+from meshplane.manifests.conversion import check_namespace_labels, namespace_labels
 from meshplane.model.kinds import Kind, ResourceKey
 from meshplane.service.access import Principal, Role
 from meshplane.service.resources import (
@@ -97,11 +98,6 @@ def manifest_from_store(stored: StoredManifest) -> Manifest:
     return Manifest.stored(stored.kind, stored.namespace, stored.name, stored.body, stored.source)
 
 
-def _labels(body: Mapping[str, Any]) -> dict[str, str]:
-    labels = (body.get("metadata") or {}).get("labels") or {}
-    return {str(k): str(v) for k, v in labels.items()}
-
-
 class ManifestService:
     """Applies and deletes Kubernetes manifests against the store."""
 
@@ -163,6 +159,7 @@ class ManifestService:
         """Set (or with a None value, remove) labels of a namespace, creating it if needed,
         and move the namespace's applied resources to the mesh its labels now select."""
         caller = dataclasses.replace(caller, via="label")
+        check_namespace_labels(name, labels)
         return self._run([], caller=caller, dry_run=False, remove=False, relabel=(name, labels))
 
     def _run(
@@ -215,7 +212,7 @@ class ManifestService:
         for manifest in manifests:
             if manifest.group == "" and manifest.kind == "Namespace":
                 if not remove:
-                    new = _labels(manifest.body)
+                    new = namespace_labels(manifest)
                     op = "unchanged" if labels.get(manifest.name) == new else "configured"
                     if manifest.name not in labels:
                         op = "created"

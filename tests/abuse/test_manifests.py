@@ -32,7 +32,7 @@ def apply(
 
 
 def refused(response: httpx.Response, *words: str) -> None:
-    assert response.status_code == 400, response.text
+    assert response.status_code == 400, response.text[:2000]
     message = response.json()["message"]
     for word in words:
         assert word in message, message[:2000]
@@ -120,3 +120,54 @@ def test_apply_reads_regular_files_only(target: MeshplaneServer, tmp_path: Path)
     big = run_cli(target, "apply", "-f", str(large))
     assert big.returncode == 5, big
     assert "larger than 16777216 bytes (the limit); not read" in big.stderr
+
+
+def test_a_huge_value_is_quoted_short_in_the_error(target: MeshplaneServer) -> None:
+    """A 1 MB label value, label key and name: the error names the field and the rule, quotes
+    the start of the value with its length, and does not send the megabyte back."""
+    huge = "x-" * 500_000 + "!"
+    namespace = (
+        f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ns1\n  labels:\n    mesh: {huge}\n"
+    )
+    response = apply(target, namespace, dry_run=True)
+    refused(response, "metadata.labels.mesh", "invalid label value 'x-x-", "1,000,001 characters")
+    assert len(response.text) < 2_000, len(response.text)
+
+    key = MESH.format(name="keys") + f"  labels:\n    ? {'k' * 300_000}\n    : v\n"
+    response = apply(target, key, dry_run=True)
+    refused(response, "invalid label key 'kkk", "300,000 characters")
+    assert len(response.text) < 2_000, len(response.text)
+
+    name = MESH.format(name="n" * 400_000)
+    response = apply(target, name, dry_run=True)
+    refused(response, "metadata.name", "400,000 characters")
+    assert len(response.text) < 2_000, len(response.text)
+
+
+def test_namespace_labels_are_checked_on_apply_and_on_label(target: MeshplaneServer) -> None:
+    """A v1 Namespace's labels select meshes: bad keys and values are refused by apply and by
+    the label endpoint, naming the field and the rule, and nothing is stored."""
+    bad_value = (
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ns2\n  labels:\n    mesh: 'a b'\n"
+    )
+    refused(apply(target, bad_value, dry_run=False), "metadata.labels.mesh", "at most 63")
+    bad_name = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: NS_2\n"
+    refused(apply(target, bad_name, dry_run=False), "metadata.name", "at most 63 lowercase")
+    names = [
+        n["name"] for n in httpx.get(f"{target.url}/meshplane/v1/namespaces").json()["namespaces"]
+    ]
+    assert "ns2" not in names and "NS_2" not in names
+
+    url = f"{target.url}/meshplane/v1/namespaces/ns3"
+    for labels, words in (
+        ({"mesh": "x" * 64}, ("labels.mesh", "at most 63")),
+        ({"bad key!": "v"}, ("invalid label key 'bad key!'",)),
+        ({"bad key!": None}, ("invalid label key 'bad key!'",)),
+    ):
+        refused(httpx.put(url, json={"labels": labels}, timeout=30), *words)
+    names = [
+        n["name"] for n in httpx.get(f"{target.url}/meshplane/v1/namespaces").json()["namespaces"]
+    ]
+    assert "ns3" not in names
+    fine = httpx.put(url, json={"labels": {"mesh": "m1"}}, timeout=30)
+    assert fine.status_code == 200, fine.text[:2000]
