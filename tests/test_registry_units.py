@@ -3,6 +3,7 @@ the bound on kept operations, and virtual IP allocation (stable, distinct, freed
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import time
 from collections.abc import Iterator
@@ -135,3 +136,35 @@ def test_vips_are_stable_distinct_and_freed(store: SqlStore) -> None:
     }
     with pytest.raises(ValueError, match="--vip-range"):
         vips.parse_range("240.240.0.0/31")
+
+
+async def test_only_the_duty_holder_allocates_and_a_new_holder_catches_up(
+    store: SqlStore,
+) -> None:
+    """In a fleet two allocators could give one free address to two services, so only the
+    holder of the duty lease allocates; a replica that takes the lease later allocates what
+    was created while it did not hold it."""
+    holder = False
+    allocator = vips.VipAllocator(store, vips.parse_range("240.240.0.0/24"), duty=lambda: holder)
+    await allocator.start()
+    try:
+        for name in ("a.local", "b.local"):
+            store.transact(
+                lambda tx, name=name: tx.create(
+                    ResourceKey(Kind.VIRTUAL_SERVICE, "m", name),
+                    {},
+                    mesh_owner="0",
+                    resource_owner="0",
+                )
+            )
+        for _ in range(30):  # three lease polls and more: nothing is allocated
+            await asyncio.sleep(0.1)
+        assert registry.vips(store) == {}
+        holder = True  # this replica takes the lease: the owed allocation runs
+        for _ in range(100):
+            if len(registry.vips(store)) == 2:
+                break
+            await asyncio.sleep(0.1)
+        assert sorted(registry.vips(store)) == [("m", "a.local"), ("m", "b.local")]
+    finally:
+        await allocator.stop()

@@ -292,7 +292,6 @@ class Application:
             handlers=[self.metrics_service.handler(), self.access_logs.handler()],
         )
         self.xds_port = settings.xds.port
-        self.vips = VipAllocator(self.store, parse_range(settings.dns.vip_range))
         self.answers = Answers(self.store)
         upstreams = (
             [Upstream.parse(u) for u in settings.dns.upstreams]
@@ -305,6 +304,9 @@ class Application:
         self.presence = FleetProxies(sql, self.replica) if sql.postgres else None
         self._presence_task: asyncio.Task[None] | None = None
         self.leases = LeaseSweeper(self.store, duty=lambda: self.lease.held)
+        self.vips = VipAllocator(
+            self.store, parse_range(settings.dns.vip_range), duty=lambda: self.lease.held
+        )
         self.registry.register(RegistryCollector(self.store))
         self.startup: list[Callable[[], Any]] = [
             self._start_lease,

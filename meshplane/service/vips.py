@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import ipaddress
 import logging
+from collections.abc import Callable
 
 from meshplane.errors import LimitExceededError
 from meshplane.model.kinds import Kind
@@ -86,19 +87,31 @@ def sync(tx: Transaction, network: Network) -> int:
 
 
 class VipAllocator:
-    """Keeps a VIP for every virtual service: at start, then after each change."""
+    """Keeps a VIP for every virtual service: at start, then after each change.
 
-    def __init__(self, store: Store, network: Network) -> None:
+    In a fleet only the holder of the duty lease allocates (``duty``): two replicas allocating
+    at once could each give one free address to a different service.  A replica that takes
+    the lease later catches up at once, and a change made through any replica reaches the
+    holder through the change feed.
+    """
+
+    def __init__(
+        self, store: Store, network: Network, *, duty: Callable[[], bool] = lambda: True
+    ) -> None:
         self.store = store
         self.network = network
+        self.duty = duty
         self._task: asyncio.Task[None] | None = None
 
     def sync_now(self) -> int:
         return self.store.transact(lambda tx: sync(tx, self.network))
 
     async def start(self) -> None:
-        await asyncio.to_thread(self.sync_now)
-        self._task = asyncio.create_task(self._follow(), name="meshplane-vip-allocator")
+        owed = True
+        if self.duty():
+            await asyncio.to_thread(self.sync_now)
+            owed = False
+        self._task = asyncio.create_task(self._follow(owed), name="meshplane-vip-allocator")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -107,16 +120,25 @@ class VipAllocator:
                 await self._task
             self._task = None
 
-    async def _follow(self) -> None:
+    async def _follow(self, owed: bool) -> None:
+        """``owed``: a sync is due (at start, or after a change to virtual services) and
+        waits for this replica to hold the duty lease."""
         revision = self.store.revision
         while True:
-            await self.store.wait_for_revision(revision)
+            await self.store.wait_for_revision(revision, timeout=_LEASE_POLL if owed else None)
             try:
                 changes = await asyncio.to_thread(self.store.changes_since, revision)
                 if changes:
                     revision = changes[-1].revision
-                if any(c.key.kind is Kind.VIRTUAL_SERVICE for c in changes):
+                owed = owed or any(c.key.kind is Kind.VIRTUAL_SERVICE for c in changes)
+                if owed and self.duty():
                     await asyncio.to_thread(self.sync_now)
+                    owed = False
             except Exception:
                 log.exception("VIP allocation failed; retrying")
+                owed = True
                 await asyncio.sleep(1)
+
+
+_LEASE_POLL = 1.0
+"""Seconds between looks at the duty lease while a sync is owed and no change arrives."""
