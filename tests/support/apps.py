@@ -3,18 +3,38 @@
 :class:`App` is a threaded HTTP/1.1 server that answers with JSON saying which app answered,
 the path and Host it saw and its request headers (and an ``x-app`` header).  Its behaviour can
 be changed while it runs: fail every Nth request (with 503, or ``fail_status``), answer
-slowly, or fail its ``/health`` endpoint.  Used by the mesh end-to-end tests and the
-demo-like fixtures.
+slowly, or fail its ``/health`` endpoint.  With ``forward`` set it calls a backend through its
+sidecar's egress first (passing on the trace context headers it got, as an instrumented
+application does) and answers with the backend's answer inside its own.  Used by the mesh
+end-to-end tests and the demo-like fixtures.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from tests.support.net import ThreadedServer
+
+TRACE_HEADERS = (
+    "traceparent",
+    "tracestate",
+    "x-request-id",
+    "x-b3-traceid",
+    "x-b3-spanid",
+    "x-b3-parentspanid",
+    "x-b3-sampled",
+    "x-b3-flags",
+    "b3",
+    "x-datadog-trace-id",
+    "x-datadog-parent-id",
+    "x-datadog-sampling-priority",
+)
+"""The trace context headers a forwarding app passes on (W3C, Envoy's request id, B3 as
+Zipkin uses, Datadog's)."""
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -32,6 +52,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(status, {"app": app.name, "healthy": app.healthy})
             return
         number = app.count()
+        if app.forward is not None:
+            self._forward(app.forward)
+            return
         if app.delay:
             time.sleep(app.delay)
         status = 200
@@ -49,6 +72,29 @@ class _Handler(BaseHTTPRequestHandler):
                 "headers": {k.lower(): v for k, v in self.headers.items()},
             },
         )
+
+    def _forward(self, forward: tuple[str, int, str]) -> None:
+        """Call ``http://<host>:<port><path>`` with Host ``authority`` (the egress), passing on
+        the trace context, and answer with the backend's status and answer."""
+        host, port, authority = forward
+        headers = {"host": authority}
+        for name in TRACE_HEADERS:
+            value = self.headers.get(name)
+            if value is not None:
+                headers[name] = value
+        connection = http.client.HTTPConnection(host, port, timeout=10)
+        try:
+            connection.request("GET", self.path, headers=headers)
+            response = connection.getresponse()
+            body = response.read()
+            status = response.status
+        finally:
+            connection.close()
+        try:
+            backend: object = json.loads(body)
+        except ValueError:
+            backend = body.decode(errors="replace")
+        self._send(status, {"app": self.server.app.name, "path": self.path, "backend": backend})
 
     def _send(self, status: int, payload: dict[str, object]) -> None:
         body = json.dumps(payload).encode()
@@ -86,6 +132,8 @@ class App(ThreadedServer):
         self.delay = 0.0
         self.status: int | None = None
         self.healthy = True
+        self.forward: tuple[str, int, str] | None = None
+        """(egress host, egress port, Host header): call that backend for each request."""
         self._lock = threading.Lock()
 
     def count(self) -> int:
