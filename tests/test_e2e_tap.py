@@ -67,7 +67,11 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         )
         server = mesh.sidecar("mesh/tap/virtualNode/api", address=address, app_port=app.port)
         client = mesh.sidecar("mesh/tap/virtualNode/web")
-        mesh.wait(lambda: _get(client, "/ready").status_code == 200, "the client's route")
+        # ready without a request from the client sidecar to the server sidecar: a keep-alive
+        # connection opened before the tap keeps the server's filter chain of before the tap
+        # (Envoy's in-place listener update) and its first request would bypass the new logger
+        mesh.wait(lambda: _routed(client, address, port), "the client's route and endpoint")
+        mesh.wait(lambda: _direct(address, port) == 200, "the server sidecar's ingress")
         yield Setup(mesh, client, server, log)
     finally:
         mesh.close()
@@ -79,8 +83,30 @@ def _get(client: Sidecar, path: str) -> httpx.Response:
     )
 
 
+def _routed(client: Sidecar, address: str, port: int) -> bool:
+    """Whether the client sidecar has the route to api.tap.local and the server's endpoint."""
+    _, routes = client.admin_get("/config_dump?resource=dynamic_route_configs")
+    _, hosts = client.admin_get("/clusters")
+    return "api.tap.local" in routes and f"{address}:{port}::health_flags::healthy" in hosts
+
+
+def _direct(address: str, port: int) -> int:
+    """A request straight to the server sidecar's ingress (a connection of its own, closed)."""
+    with httpx.Client(timeout=5) as http:
+        return http.get(f"http://{address}:{port}/ready").status_code
+
+
 def _tapped(sidecar: Sidecar) -> bool:
-    """Whether the proxy's listeners (its config dump) hold the control plane's logger."""
+    """Whether the proxy's active listeners (its config dump) hold the control plane's logger
+    (a listener still warming does not count: it serves nothing yet)."""
+    status, body = sidecar.admin_get("/config_dump?resource=dynamic_listeners")
+    assert status == 200, body
+    listeners = json.loads(body).get("configs", [])
+    return any(GRPC_LOGGER in json.dumps(c.get("active_state", {})) for c in listeners)
+
+
+def _logging(sidecar: Sidecar) -> bool:
+    """Whether any listener of the proxy, active, warming or draining, holds the logger."""
     status, body = sidecar.admin_get("/config_dump?resource=dynamic_listeners")
     assert status == 200, body
     return GRPC_LOGGER in body
@@ -101,7 +127,7 @@ def test_tap_shows_a_request_and_switches_the_access_log_stream(setup: Setup) ->
             "--path-prefix",
             "/tapped",
             "--max",
-            "1",
+            "2",
             "-o",
             "json",
         ],
@@ -135,16 +161,22 @@ def test_tap_shows_a_request_and_switches_the_access_log_stream(setup: Setup) ->
         for pipe in (process.stdout, process.stderr):
             if pipe is not None:
                 pipe.close()
-    assert lines, out
-    entry = lines[0]
-    assert entry["path"] == path, lines
-    assert entry["method"] == "GET" and entry["status"] == 200
-    assert entry["proxy"] in ("virtualNode/web", "virtualNode/api")
-    assert entry["durationMs"] is not None and entry["requestId"]
-    # the tap ended: the proxies stop streaming access logs
+    # one entry from each side of the request: the client's outbound, the server's inbound
+    by_direction = {entry["direction"]: entry for entry in lines}
+    assert len(lines) == 2 and set(by_direction) == {"outbound", "inbound"}, lines
+    assert by_direction["outbound"]["proxy"] == "virtualNode/web", lines
+    assert by_direction["inbound"]["proxy"] == "virtualNode/api", lines
+    for entry in lines:
+        assert entry["path"] == path, lines
+        assert entry["method"] == "GET" and entry["status"] == 200
+        assert entry["durationMs"] is not None and entry["requestId"]
+        assert entry["authority"] == "api.tap.local", entry
+    # the same request, seen on both sides (Envoy propagates x-request-id)
+    assert by_direction["outbound"]["requestId"] == by_direction["inbound"]["requestId"]
+    # the tap ended: the proxies stop streaming access logs, in every listener state
     setup.mesh.wait(
-        lambda: not _tapped(setup.client) and not _tapped(setup.server),
-        "the access log stream switched off again",
+        lambda: not _logging(setup.client) and not _logging(setup.server),
+        "the access log stream switched off again (config dump)",
     )
     # the node's own access log went on all along (Envoy flushes files every few seconds)
     setup.mesh.wait(lambda: path in setup.log.read_text(), "the node's own access log line")

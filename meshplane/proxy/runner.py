@@ -52,6 +52,15 @@ class EnvoyOptions:
     """Hot-restart base id; None uses ``--use-dynamic-base-id``."""
     drain_time: float | None = None
     """``--drain-time-s`` (Envoy's default is 600 s)."""
+    drain_strategy: str = "immediate"
+    """``--drain-strategy``.  ``immediate``: when a listener's filter chain changes over LDS
+    (a tap switched on or off, a node's logging changed), the connections still on the old
+    chain are told at once to close (an idle HTTP/1 connection is closed, HTTP/2 gets a
+    GOAWAY, a busy one closes after its response), so the next request runs through the new
+    chain.  Envoy's default, ``gradual``, spreads that over the whole drain time: a client
+    sidecar's pooled keep-alive connection would go on bypassing a new access logger for up
+    to ``drain_time`` (the tap missed a server sidecar's inbound entries).  A request racing
+    a close is retried by the routes' default retry policy (``reset``)."""
     extra_args: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -181,6 +190,7 @@ def prepare(options: EnvoyOptions) -> tuple[list[str], Path, bool]:
         command += ["--concurrency", str(options.bootstrap.concurrency)]
     if options.drain_time is not None:
         command += ["--drain-time-s", str(max(0, round(options.drain_time)))]
+    command += ["--drain-strategy", options.drain_strategy]
     command += list(options.extra_args)
     return command, run_dir, owned
 

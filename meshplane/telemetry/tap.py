@@ -7,6 +7,13 @@ logger to this server (over LDS) carrying a secret derived for that proxy and th
 (HMAC); when the last session covering it ends, the logger goes away again — an idle mesh
 pays nothing.  :meth:`TapHub.secret_of` is the function the control loop asks.
 
+Envoy applies a listener's new filter chain to connections accepted after the update; a
+keep-alive connection accepted before it (a client sidecar's pooled connection to a server
+sidecar) keeps the chain without the logger until it drains.  The proxies meshplane starts use
+``--drain-strategy immediate`` (:class:`meshplane.proxy.EnvoyOptions`), so such a connection
+closes after its first response once the tap is on; that one response is not tapped on the
+accepting side (the other side's proxy still reports it).
+
 :class:`AccessLogService` serves ``StreamAccessLogs`` on the xDS port: messages arrive as
 bytes (bounded); the first names the node; the stream is accepted only when its
 ``x-meshplane-tap`` metadata is that node's current secret (so entries are attributed to the
