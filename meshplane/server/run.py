@@ -274,12 +274,19 @@ class Application:
             self.telemetry,
             authorize=self.authorizer,
             admit=self.authorizer.admit,
-            limits=StreamLimits(max_message_bytes=settings.xds.limits.max_message),
+            limits=StreamLimits(
+                max_message_bytes=settings.telemetry.max_message,
+                min_interval=settings.telemetry.min_interval,
+            ),
             registry=self.registry,
         )
-        self.taps = TapHub(lambda secret_of: self.control.set_taps(secret_of))
+        self.taps = TapHub(
+            lambda secret_of: self.control.set_taps(secret_of),
+            max_sessions=settings.telemetry.max_taps,
+            queue_size=settings.telemetry.tap_queue,
+        )
         self.access_logs = AccessLogService(
-            self.taps, max_message_bytes=settings.xds.limits.max_message
+            self.taps, max_message_bytes=settings.telemetry.max_message
         )
         self.xds = XdsServer(
             self.cache,

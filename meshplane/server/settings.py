@@ -97,6 +97,7 @@ _IDENTITY = CaSettings()
 _HTTP = HttpLimits()
 _XDS = XdsLimits()
 _MANIFESTS = ManifestLimits()
+_TELEMETRY = TelemetrySettings()
 
 SETTINGS: tuple[Setting, ...] = (
     Setting(
@@ -570,6 +571,101 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="PERCENT",
         check=_percent,
     ),
+    Setting(
+        "telemetry_window",
+        "--telemetry-window",
+        "MESHPLANE_TELEMETRY_WINDOW",
+        Kind.DURATION,
+        "How long the proxies' reported stats are kept in memory (`stat`, `top`, the console).",
+        "telemetry",
+        default=timedelta(seconds=_TELEMETRY.capacity * _TELEMETRY.flush_interval),
+        default_text="`15m`",
+    ),
+    Setting(
+        "telemetry_resolution",
+        "--telemetry-resolution",
+        "MESHPLANE_TELEMETRY_RESOLUTION",
+        Kind.DURATION,
+        "The proxies' stats flush interval the window is kept at (`meshplane envoy`'s "
+        "`--stats-flush-interval`); window / resolution flushes are kept per proxy.",
+        "telemetry",
+        default=timedelta(seconds=_TELEMETRY.flush_interval),
+        default_text="`5s`",
+    ),
+    Setting(
+        "telemetry_stale_after",
+        "--telemetry-stale-after",
+        "MESHPLANE_TELEMETRY_STALE_AFTER",
+        Kind.DURATION,
+        "A proxy silent this long is shown as not reporting (never as zero traffic).",
+        "telemetry",
+        default=timedelta(seconds=_TELEMETRY.stale_after),
+        default_text="`15s`",
+    ),
+    Setting(
+        "telemetry_max_proxies",
+        "--telemetry-max-proxies",
+        "MESHPLANE_TELEMETRY_MAX_PROXIES",
+        Kind.COUNT,
+        "Reporting proxy instances kept; a further one's metrics stream is refused "
+        "(RESOURCE_EXHAUSTED).",
+        "telemetry",
+        default=_TELEMETRY.max_proxies,
+        metavar="N",
+    ),
+    Setting(
+        "telemetry_max_series",
+        "--telemetry-max-series",
+        "MESHPLANE_TELEMETRY_MAX_SERIES",
+        Kind.COUNT,
+        "Series read from one flush of one proxy; the rest are counted as dropped.",
+        "telemetry",
+        default=_TELEMETRY.max_series,
+        metavar="N",
+    ),
+    Setting(
+        "telemetry_max_message",
+        "--telemetry-max-message",
+        "MESHPLANE_TELEMETRY_MAX_MESSAGE",
+        Kind.SIZE,
+        "Largest metrics or access log message; a larger one ends its stream "
+        "(RESOURCE_EXHAUSTED). Also bounded by `--xds-max-message`.",
+        "telemetry",
+        default=_TELEMETRY.max_message,
+        metavar="SIZE",
+    ),
+    Setting(
+        "telemetry_min_interval",
+        "--telemetry-min-interval",
+        "MESHPLANE_TELEMETRY_MIN_INTERVAL",
+        Kind.DURATION,
+        "Flushes of one proxy closer together than this are dropped unread (a flood costs no "
+        "parsing).",
+        "telemetry",
+        default=timedelta(seconds=_TELEMETRY.min_interval),
+        default_text="`0.5s`",
+    ),
+    Setting(
+        "tap_max_sessions",
+        "--tap-max-sessions",
+        "MESHPLANE_TAP_MAX_SESSIONS",
+        Kind.COUNT,
+        "`meshplane tap` sessions open at once; a further one gets 429.",
+        "telemetry",
+        default=_TELEMETRY.max_taps,
+        metavar="N",
+    ),
+    Setting(
+        "tap_queue",
+        "--tap-queue",
+        "MESHPLANE_TAP_QUEUE",
+        Kind.COUNT,
+        "Access log entries buffered per tap for a slow reader; past it entries are dropped "
+        "(counted).",
+        "telemetry",
+        default=_TELEMETRY.tap_queue,
+        metavar="N",
+    ),
 )
 
 
@@ -721,6 +817,7 @@ class Settings:
             account_id=values["account_id"],
             log_level=values["log_level"],
             strict_manifests=values["strict_manifests"],
+            telemetry=_telemetry_settings(values),
             dns=DnsSettings(
                 host=values["dns_host"] or host,
                 port=int(values["dns_port"]),
@@ -743,6 +840,27 @@ class Settings:
                 ca_overlap=values["ca_overlap"],
             ),
         )
+
+
+def _telemetry_settings(values: Mapping[str, Any]) -> TelemetrySettings:
+    window = values["telemetry_window"].total_seconds()
+    resolution = values["telemetry_resolution"].total_seconds()
+    if resolution > window:
+        raise ValueError(
+            "--telemetry-resolution must not be longer than --telemetry-window"
+            f" ({resolution:g}s > {window:g}s)"
+        )
+    return TelemetrySettings.of(
+        window,
+        resolution,
+        stale_after=values["telemetry_stale_after"].total_seconds(),
+        max_proxies=values["telemetry_max_proxies"],
+        max_series=values["telemetry_max_series"],
+        max_message=values["telemetry_max_message"],
+        min_interval=values["telemetry_min_interval"].total_seconds(),
+        max_taps=values["tap_max_sessions"],
+        tap_queue=values["tap_queue"],
+    )
 
 
 def _dns_upstreams(names: tuple[str, ...]) -> tuple[str, ...] | None:

@@ -18,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from meshplane.telemetry.stats import Flush, Series
 
@@ -35,15 +36,32 @@ class ProxyKey:
 
 @dataclass(frozen=True, slots=True)
 class TelemetrySettings:
-    """How much is kept: ``capacity`` flushes per proxy, ``max_proxies`` proxies, at most
-    ``max_series`` series per proxy; a proxy silent for ``stale_after`` seconds is shown as not
-    reporting."""
+    """How much is kept: ``capacity`` flushes per proxy (the window over the proxies' flush
+    interval), ``max_proxies`` proxies, at most ``max_series`` series per proxy; a proxy silent
+    for ``stale_after`` seconds is shown as not reporting.  The streams' bounds:
+    ``max_message`` bytes per metrics or access log message, flushes closer together than
+    ``min_interval`` seconds dropped unread, at most ``max_taps`` taps at once, each buffering
+    up to ``tap_queue`` entries for a slow reader.
+
+    Declared once as ``meshplane serve`` settings (``--telemetry-*``, ``--tap-*``) in
+    :mod:`meshplane.server.settings`; the defaults here are theirs."""
 
     capacity: int = 180
     max_proxies: int = 10_000
     max_series: int = 2_000
     stale_after: float = 15.0
     flush_interval: float = 5.0
+    max_message: int = 4 * 1024 * 1024
+    min_interval: float = 0.5
+    max_taps: int = 16
+    tap_queue: int = 1000
+
+    @classmethod
+    def of(cls, window: float, resolution: float, **given: Any) -> TelemetrySettings:
+        """Settings keeping ``window`` seconds of flushes made every ``resolution`` seconds
+        (``given``: the other fields)."""
+        capacity = max(1, round(window / resolution))
+        return cls(capacity=capacity, flush_interval=resolution, **given)
 
 
 class ProxyWindow:
