@@ -10,7 +10,9 @@ sidecar, passing on the trace context) -> virtual service api -> node api``.
 - bad tag values are refused by the real API (boto3: BadRequestException naming the tag and
   the rule) and change neither the tags nor the proxies;
 - removing the tag takes the tracer and the collector cluster off every proxy (config dump),
-  and a request after that sends no span.
+  and a request after that sends no span;
+- a sidecar started with App Mesh's ``ENABLE_ENVOY_JAEGER_TRACING`` (JSON) traces with Envoy's
+  Zipkin tracer to a real Zipkin-API receiver through its bootstrap's ``jaeger`` cluster.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
+from meshplane.proxy import BootstrapOptions
 from tests.support.mesh import Mesh, Sidecar, next_address
-from tests.support.otlp import OtlpReceiver, ReceivedSpan
+from tests.support.otlp import OtlpReceiver, ReceivedSpan, ZipkinReceiver
 from tests.support.ports import free_port
 
 pytestmark = pytest.mark.e2e
@@ -275,9 +278,64 @@ def test_removing_the_tag_stops_tracing_on_the_proxies(setup: Setup) -> None:
         lambda: all(_traced(p) == (False, False) and _settled(p) for p in setup.proxies),
         "the tracer and the collector cluster gone from every proxy (config dump), drained",
     )
+    for proxy in setup.proxies:  # switching tracing on and off was never refused
+        stats = proxy.stats()
+        assert stats.get("listener_manager.lds.update_rejected") == 0, proxy.resource
+        assert stats.get("cluster_manager.cds.update_rejected") == 0, proxy.resource
     request_id = uuid.uuid4().hex
     assert setup.get(f"/after/{request_id}").status_code == 200
     # and as a check on the receiving side: a traced request's spans arrived within 200 ms of
     # flush interval above; none of this one's arrives in 2 s
     time.sleep(2)
     assert not [s for s in setup.receiver.spans() if request_id in (s.attribute("http.url") or "")]
+
+
+def test_the_jaeger_switch_traces_with_zipkin_to_the_bootstrap_collector(
+    setup: Setup,
+) -> None:
+    with ZipkinReceiver() as zipkin:
+        env = {
+            "APPMESH_RESOURCE_ARN": f"mesh/{MESH}/virtualNode/web",
+            "ENABLE_ENVOY_JAEGER_TRACING": "1",
+            "JAEGER_TRACER_PORT": str(zipkin.port),
+            "JAEGER_TRACER_VERSION": "JSON",
+        }
+        tracer = BootstrapOptions.from_env(env).tracer
+        assert tracer is not None
+        # a second proxy of node web, elsewhere, with its own tracer (the mesh tag is on too:
+        # the proxy's own setting wins)
+        _tag(setup, **{"meshplane.io/tracing": setup.receiver.address})
+        proxy = setup.mesh.sidecar(f"mesh/{MESH}/virtualNode/web", bootstrap={"tracer": tracer})
+        status, body = _post(proxy, "/runtime_modify?tracing.zipkin.min_flush_spans=1")
+        assert status == 200, body
+
+        def zipkin_traced() -> bool:
+            _, listeners = proxy.admin_get("/config_dump?resource=dynamic_listeners")
+            return "envoy.tracers.zipkin" in listeners and OTEL not in listeners
+
+        setup.mesh.wait(zipkin_traced, "the Zipkin tracer on the proxy (LDS)")
+        request_id = uuid.uuid4().hex
+        response = httpx.get(
+            f"http://127.0.0.1:{proxy.egress_port}/zipkin/{request_id}",
+            headers={"host": f"api.{MESH}.local"},
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+
+        def ours() -> list[dict[str, object]]:
+            return [
+                s
+                for s in zipkin.spans()
+                if request_id in str(s.get("tags", {}).get("http.url", ""))  # type: ignore[union-attr]
+            ]
+
+        try:
+            setup.mesh.wait(lambda: bool(ours()), "the egress span at the Zipkin receiver")
+        except AssertionError:
+            stats = {k: v for k, v in proxy.stats().items() if "jaeger" in k and v}
+            raise AssertionError(f"{zipkin.spans()} {stats}") from None
+        (span,) = ours()
+        assert span["kind"] == "CLIENT", span
+        assert span["localEndpoint"]["serviceName"] == f"mesh/{MESH}/virtualNode/web", span  # type: ignore[index]
+        _, clusters = proxy.admin_get("/config_dump?resource=static_clusters")
+        assert '"jaeger"' in clusters

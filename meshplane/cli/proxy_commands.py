@@ -198,7 +198,11 @@ def envoy(
     APPMESH_XDS_ENDPOINT, ENVOY_ADMIN_ACCESS_PORT, ENVOY_LOG_LEVEL, ENVOY_CONCURRENCY,
     ENABLE_ENVOY_STATS_TAGS=1 (appmesh.mesh / appmesh.virtual_node stats tags),
     ENABLE_ENVOY_DOG_STATSD=1 with STATSD_ADDRESS, STATSD_PORT or STATSD_SOCKET_PATH (a
-    DogStatsD sink), ENVOY_STATS_FLUSH_INTERVAL.  Stats stream to the control plane (the
+    DogStatsD sink), ENVOY_STATS_FLUSH_INTERVAL, ENABLE_ENVOY_JAEGER_TRACING=1 with
+    JAEGER_TRACER_ADDRESS, JAEGER_TRACER_PORT, JAEGER_TRACER_VERSION (Envoy's Zipkin tracer),
+    ENABLE_ENVOY_DATADOG_TRACING=1 with DATADOG_TRACER_ADDRESS, DATADOG_TRACER_PORT, DD_SERVICE
+    (ENABLE_ENVOY_XRAY_TRACING is AWS only: a warning; the mesh tag meshplane.io/tracing
+    traces with OpenTelemetry instead).  Stats stream to the control plane (the
     golden signals of meshplane stat/top and /metrics); Envoy's own Prometheus page stays at
     http://<admin>/stats/prometheus.
 
@@ -277,6 +281,8 @@ def envoy(
                 },
             }
         )
+        for warning in options.warnings:
+            output.err.print(f"[yellow]warning:[/] {warning}", highlight=False)
         if print_bootstrap:
             output.dump(build_bootstrap(options), "json")
             return

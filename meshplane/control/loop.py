@@ -19,7 +19,10 @@ Secrets: a snapshot also carries the SDS secrets its listeners and clusters name
 the mesh CA for the proxy's own identity (:mod:`meshplane.control.secrets`).  A rotation task
 sleeps until the next certificate is due (or a CA rotation changes the trust bundle or the
 signing root) and republishes, without translating again, the snapshots whose secrets changed.
-The mesh's ``meshplane.io/mtls`` tag turns mesh-wide mTLS on (``MeshSecurity``).
+The mesh's ``meshplane.io/mtls`` tag turns mesh-wide mTLS on (``MeshSecurity``); its
+``meshplane.io/tracing`` tags (or the server's default collector, ``TracingDefaults``) turn
+tracing on for every proxy of the mesh (``Observability.tracing``).  A change of a mesh's tags
+re-translates its proxies.
 
 Built and started by ``meshplane.server``.
 """

@@ -14,7 +14,11 @@ The translation layer reads the workload's facts from ``node.metadata.meshplane`
 
 :meth:`BootstrapOptions.from_env` reads the App Mesh variables (``APPMESH_RESOURCE_ARN``,
 ``APPMESH_XDS_ENDPOINT``, ``ENVOY_ADMIN_ACCESS_PORT``, ``ENVOY_LOG_LEVEL``,
-``ENVOY_CONCURRENCY``, ...) so existing task definitions keep working.
+``ENVOY_CONCURRENCY``, ...) so existing task definitions keep working, and its tracing switches:
+``ENABLE_ENVOY_JAEGER_TRACING`` (``JAEGER_TRACER_ADDRESS``/``PORT``/``VERSION``: Envoy's Zipkin
+tracer, as App Mesh's agent made it) and ``ENABLE_ENVOY_DATADOG_TRACING``
+(``DATADOG_TRACER_ADDRESS``/``PORT``, ``DD_SERVICE``) add the collector's static cluster and name
+the tracer in the node metadata; ``ENABLE_ENVOY_XRAY_TRACING`` (AWS only) is a warning.
 
 Called by :mod:`meshplane.proxy.runner`, the ``meshplane envoy`` CLI command and tests.
 """
@@ -29,7 +33,8 @@ from typing import Any, Literal
 
 from meshplane.errors import BadRequestError
 from meshplane.model.kinds import Kind
-from meshplane.model.proxy import InvalidNodeIdError, NodeMetadata, parse_node_id
+from meshplane.model.proxy import InvalidNodeIdError, NodeMetadata, ProxyTracer, parse_node_id
+from meshplane.model.tracing import parse_collector
 
 ApiType = Literal["GRPC", "DELTA_GRPC"]
 
@@ -46,6 +51,30 @@ class XdsTls:
     cert_file: str = ""
     key_file: str = ""
     server_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BootstrapTracer:
+    """A tracer of the proxy's own (App Mesh's tracing switches): the static cluster
+    ``tracer.cluster`` to ``host:port`` in the bootstrap, and ``tracer`` in the node metadata,
+    from which the control plane puts Envoy's Zipkin or Datadog tracer on every HTTP connection
+    manager of the proxy (instead of the mesh's OpenTelemetry tracer)."""
+
+    tracer: ProxyTracer
+    host: str
+    port: int
+
+
+XRAY_WARNING = (
+    "ENABLE_ENVOY_XRAY_TRACING is ignored: AWS X-Ray is an AWS service (its daemon sends to "
+    "AWS). Trace with the mesh tag meshplane.io/tracing=<OTLP collector host:port> instead "
+    "(an OpenTelemetry collector can forward to X-Ray), or ENABLE_ENVOY_JAEGER_TRACING / "
+    "ENABLE_ENVOY_DATADOG_TRACING."
+)
+TRACING_CFG_WARNING = (
+    "ENVOY_TRACING_CFG_FILE is ignored: tracing is set by the control plane (the mesh tag "
+    "meshplane.io/tracing) or by ENABLE_ENVOY_JAEGER_TRACING / ENABLE_ENVOY_DATADOG_TRACING."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +120,11 @@ class BootstrapOptions:
     """``<host>:<port>`` (UDP) or ``unix:<path>`` of a DogStatsD agent
     (``ENABLE_ENVOY_DOG_STATSD=1`` with ``STATSD_ADDRESS``/``STATSD_PORT`` or
     ``STATSD_SOCKET_PATH``), as the App Mesh Envoy image added it."""
+    tracer: BootstrapTracer | None = None
+    """The proxy's own tracer (``ENABLE_ENVOY_JAEGER_TRACING`` or
+    ``ENABLE_ENVOY_DATADOG_TRACING``); None: the mesh's tracing applies."""
+    warnings: tuple[str, ...] = ()
+    """What of the environment was ignored, and why (``meshplane envoy`` prints them)."""
     extra_metadata: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -138,6 +172,7 @@ class BootstrapOptions:
                 statsd_port = _int(env, "STATSD_PORT") if env.get("STATSD_PORT") else 8125
                 statsd_host = env.get("STATSD_ADDRESS") or "127.0.0.1"
                 values["dog_statsd"] = f"{statsd_host}:{statsd_port}"
+        values.update(_tracing_from_env(env, overrides.get("resource") or resource or ""))
         if env.get("MESHPLANE_XDS_TOKEN"):
             values["xds_token"] = env["MESHPLANE_XDS_TOKEN"]
         values.update(overrides)
@@ -146,6 +181,62 @@ class BootstrapOptions:
                 "no proxy resource: set APPMESH_RESOURCE_ARN to mesh/<mesh>/virtualNode/<name>"
             )
         return replace(cls(resource=values.pop("resource")), **values)
+
+
+def _tracing_from_env(env: Mapping[str, str], resource: str) -> dict[str, Any]:
+    """``tracer`` and ``warnings`` from App Mesh's tracing switches (one driver at most, as
+    the App Mesh agent required)."""
+    warnings = []
+    if env.get("ENABLE_ENVOY_XRAY_TRACING") == "1":
+        warnings.append(XRAY_WARNING)
+    if env.get("ENVOY_TRACING_CFG_FILE"):
+        warnings.append(TRACING_CFG_WARNING)
+    drivers = [
+        name
+        for name in ("ENABLE_ENVOY_JAEGER_TRACING", "ENABLE_ENVOY_DATADOG_TRACING")
+        if env.get(name) == "1"
+    ]
+    if len(drivers) > 1:
+        raise BootstrapError(
+            f"only one tracer can be configured: {' and '.join(drivers)} are both set"
+        )
+    values: dict[str, Any] = {"warnings": tuple(warnings)} if warnings else {}
+    if drivers == ["ENABLE_ENVOY_JAEGER_TRACING"]:
+        version = (env.get("JAEGER_TRACER_VERSION") or "PROTO").strip().upper()
+        if version not in ("PROTO", "JSON"):
+            raise BootstrapError(f"JAEGER_TRACER_VERSION must be PROTO or JSON, not {version!r}")
+        values["tracer"] = BootstrapTracer(
+            ProxyTracer("zipkin", "jaeger", zipkin_json=version == "JSON"),
+            *_collector(env, "JAEGER_TRACER", 9411),
+        )
+    elif drivers == ["ENABLE_ENVOY_DATADOG_TRACING"]:
+        service = env.get("DD_SERVICE") or _datadog_service(resource)
+        values["tracer"] = BootstrapTracer(
+            ProxyTracer("datadog", "datadog_agent", service_name=service),
+            *_collector(env, "DATADOG_TRACER", 8126),
+        )
+    return values
+
+
+def _collector(env: Mapping[str, str], prefix: str, default_port: int) -> tuple[str, int]:
+    """``<prefix>_ADDRESS`` (default 127.0.0.1) and ``<prefix>_PORT``, checked."""
+    host = (env.get(f"{prefix}_ADDRESS") or "127.0.0.1").strip().strip("[]")
+    port = (env.get(f"{prefix}_PORT") or str(default_port)).strip()
+    where = f"{prefix}_ADDRESS:{prefix}_PORT"
+    try:
+        collector = parse_collector(f"[{host}]:{port}" if ":" in host else f"{host}:{port}", where)
+    except ValueError as error:
+        raise BootstrapError(str(error)) from None
+    return collector.host, collector.port
+
+
+def _datadog_service(resource: str) -> str:
+    """App Mesh's default Datadog service name: ``envoy-<mesh>/<name>``."""
+    try:
+        identity = parse_node_id(resource)
+    except InvalidNodeIdError:
+        return ""
+    return f"envoy-{identity.mesh}/{identity.name}"
 
 
 def _int(env: Mapping[str, str], name: str) -> int:
@@ -200,6 +291,7 @@ def build_bootstrap(options: BootstrapOptions) -> dict[str, Any]:
             "egress_port": options.egress_port,
             "resource": options.resource,
             **({"capture": True, "ingress_port": options.ingress_port} if options.capture else {}),
+            **({"tracer": options.tracer.tracer.to_section()} if options.tracer else {}),
             **dict(options.extra_metadata),
         }
     ).to_node_metadata()
@@ -219,7 +311,7 @@ def build_bootstrap(options: BootstrapOptions) -> dict[str, Any]:
             "lds_config": config_source,
             "cds_config": config_source,
         },
-        "static_resources": {"clusters": [_xds_cluster(options)]},
+        "static_resources": {"clusters": [_xds_cluster(options), *_tracer_clusters(options)]},
         "admin": {
             "address": {
                 "socket_address": {
@@ -304,6 +396,37 @@ def _stats_sinks(options: BootstrapOptions, grpc_service: dict[str, Any]) -> lis
             }
         )
     return sinks
+
+
+def _tracer_clusters(options: BootstrapOptions) -> list[dict[str, Any]]:
+    """The static cluster of the proxy's own tracer (``jaeger`` or ``datadog_agent``, as the
+    App Mesh agent named them), if it has one."""
+    if options.tracer is None:
+        return []
+    name, host, port = options.tracer.tracer.cluster, options.tracer.host, options.tracer.port
+    return [
+        {
+            "name": name,
+            "type": "STATIC" if _is_ip(host) else "STRICT_DNS",
+            "connect_timeout": "1s",
+            "load_assignment": {
+                "cluster_name": name,
+                "endpoints": [
+                    {
+                        "lb_endpoints": [
+                            {
+                                "endpoint": {
+                                    "address": {
+                                        "socket_address": {"address": host, "port_value": port}
+                                    }
+                                }
+                            }
+                        ]
+                    }
+                ],
+            },
+        }
+    ]
 
 
 def _xds_cluster(options: BootstrapOptions) -> dict[str, Any]:

@@ -1,22 +1,28 @@
-"""A real OTLP/gRPC trace receiver for end-to-end tests.
+"""Real trace receivers for end-to-end tests: OTLP/gRPC, and Zipkin's HTTP JSON API.
 
 :class:`OtlpReceiver` is a gRPC server on loopback implementing
 ``opentelemetry.proto.collector.trace.v1.TraceService/Export`` (the ``opentelemetry-proto``
 package's generated service), as an OpenTelemetry collector does.  It keeps the spans it
 receives, each with the ``service.name`` of its resource, up to ``max_spans`` (the rest are
-counted and dropped), and refuses messages over 4 MiB.  Used by ``tests/test_e2e_tracing.py``.
+counted and dropped), and refuses messages over 4 MiB.  :class:`ZipkinReceiver` is an HTTP
+server taking ``POST /api/v2/spans`` (JSON, as Envoy's Zipkin tracer sends with
+``JAEGER_TRACER_VERSION=JSON``), bodies up to 4 MiB.  Used by ``tests/test_e2e_tracing.py``.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from concurrent import futures
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.common.v1 import common_pb2
 
+from tests.support.net import ThreadedServer
 from tests.support.ports import free_port
 
 MAX_MESSAGE = 4 * 1024 * 1024
@@ -118,3 +124,72 @@ class OtlpReceiver:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class _ZipkinHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _ZipkinServer
+
+    def _body(self) -> bytes | None:
+        """The request body (Content-Length or chunked), None when over 4 MiB."""
+        if "chunked" not in (self.headers.get("transfer-encoding") or "").lower():
+            length = int(self.headers.get("content-length") or 0)
+            return self.rfile.read(length) if length <= MAX_MESSAGE else None
+        body = b""
+        while True:
+            size = int(self.rfile.readline(64).split(b";")[0].strip() or b"0", 16)
+            if len(body) + size > MAX_MESSAGE:
+                return None
+            body += self.rfile.read(size)
+            self.rfile.readline(64)  # the CRLF after the chunk
+            if size == 0:
+                return body
+
+    def do_POST(self) -> None:
+        body = self._body() if self.path == "/api/v2/spans" else None
+        if body is None:
+            self.send_response(404 if self.path != "/api/v2/spans" else 413)
+            self.send_header("content-length", "0")
+            self.send_header("connection", "close")
+            self.end_headers()
+            return
+        try:
+            spans = json.loads(body)
+        except ValueError:
+            spans = None
+        if isinstance(spans, list):
+            self.server.receiver.add([s for s in spans if isinstance(s, dict)])
+        self.send_response(202 if isinstance(spans, list) else 400)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+class _ZipkinServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], receiver: ZipkinReceiver) -> None:
+        self.receiver = receiver
+        super().__init__(address, _ZipkinHandler)
+
+
+class ZipkinReceiver(ThreadedServer):
+    """A Zipkin v2 span receiver (JSON) on ``127.0.0.1:<port>``, keeping up to 10,000 spans."""
+
+    def __init__(self) -> None:
+        super().__init__("127.0.0.1", free_port())
+        self._spans: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def add(self, spans: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self._spans.extend(spans[: max(0, 10_000 - len(self._spans))])
+
+    def spans(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._spans)
+
+    def _build(self) -> ThreadingHTTPServer:
+        return _ZipkinServer((self.host, self.port), self)
