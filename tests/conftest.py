@@ -22,8 +22,18 @@ __all__ = [
 ]  # fixtures of tests.support.stores
 
 
-API_SUITES = {"tests.test_api_boto3", "tests.test_api_awscli", "tests.test_cli_manifests"}
-"""Modules whose tests run against a server on each backend (the rest: SQLite only)."""
+API_SUITES = {
+    "tests.test_api_boto3",
+    "tests.test_api_awscli",
+    "tests.test_api_fuzz",
+    "tests.test_audit",
+    "tests.test_auth_api",
+    "tests.test_cli_manifests",
+    "tests.test_cloudmap_api",
+}
+"""Modules whose tests run against a server on each backend (the rest: SQLite only): every
+test of theirs that takes ``backend`` (or ``server``, ``backend_url``, ``fresh_server``) runs
+once per backend, on one PostgreSQL server for the session and a new database per module."""
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -38,13 +48,21 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="module")
-def server(
-    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest, backend: str
-) -> Iterator[MeshplaneServer]:
-    url = None
+def backend_url(request: pytest.FixtureRequest, backend: str) -> str | None:
+    """The database URL of the module's servers: a new database on the session's PostgreSQL
+    server, or None (SQLite in the server's data directory)."""
     if backend == "postgresql":
-        url = request.getfixturevalue("postgres").create_database()
-    srv = MeshplaneServer(tmp_path_factory.mktemp("meshplane") / "data", database_url=url).start()
+        return str(request.getfixturevalue("postgres").create_database())
+    return None
+
+
+@pytest.fixture(scope="module")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, backend_url: str | None
+) -> Iterator[MeshplaneServer]:
+    srv = MeshplaneServer(
+        tmp_path_factory.mktemp("meshplane") / "data", database_url=backend_url
+    ).start()
     try:
         yield srv
     finally:
@@ -86,8 +104,17 @@ def cli(server: MeshplaneServer) -> Cli:
 
 
 @pytest.fixture
-def fresh_server(tmp_path: Path) -> Iterator[MeshplaneServer]:
-    srv = MeshplaneServer(tmp_path / "data").start()
+def fresh_url(request: pytest.FixtureRequest, backend: str) -> str | None:
+    """A new database of the module's backend for one test (None: SQLite)."""
+    if backend == "postgresql":
+        return str(request.getfixturevalue("postgres").create_database())
+    return None
+
+
+@pytest.fixture
+def fresh_server(tmp_path: Path, fresh_url: str | None) -> Iterator[MeshplaneServer]:
+    """A server of its own for one test (on a new database of the module's backend)."""
+    srv = MeshplaneServer(tmp_path / "data", database_url=fresh_url).start()
     try:
         yield srv
     finally:

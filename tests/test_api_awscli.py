@@ -30,9 +30,9 @@ def _aws_binary() -> str:
 
 
 @pytest.fixture(scope="module")
-def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def aws(tmp_path_factory: pytest.TempPathFactory, backend_url: str | None) -> Iterator[Any]:
     tmp = tmp_path_factory.mktemp("awscli")
-    server = MeshplaneServer(tmp / "data").start()
+    server = MeshplaneServer(tmp / "data", database_url=backend_url).start()
     binary = _aws_binary()
     env = {
         **os.environ,

@@ -104,8 +104,8 @@ class Audited:
 
 
 @pytest.fixture(scope="module")
-def audited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Audited]:
-    server, root = auth_server(tmp_path_factory.mktemp("audit") / "data")
+def audited(tmp_path_factory: pytest.TempPathFactory, backend_url: str | None) -> Iterator[Audited]:
+    server, root = auth_server(tmp_path_factory.mktemp("audit") / "data", database_url=backend_url)
     try:
         a = Audited(server, root)
         yield a

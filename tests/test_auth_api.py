@@ -41,8 +41,8 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    server, root = auth_server(tmp_path_factory.mktemp("auth") / "data")
+def world(tmp_path_factory: pytest.TempPathFactory, backend_url: str | None) -> Iterator[World]:
+    server, root = auth_server(tmp_path_factory.mktemp("auth") / "data", database_url=backend_url)
     try:
         w = World(server, root)
         appmesh = root.boto3(server)

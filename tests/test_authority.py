@@ -181,8 +181,13 @@ def test_a_ca_near_its_expiry_rotates_itself(tmp_path: Path) -> None:
         tmp_path, clock, ca_lifetime=timedelta(days=60), ca_rotate_before=timedelta(days=30)
     )
     assert len(certs(ids.trust_bundle("demo"))) == 1
+    assert ids.rotate_if_due("demo") is None  # not yet
+    assert ids.rotate_if_due("other") is None  # no CA: none is made
     clock.advance(days=31)
+    before, after = ids.rotate_if_due("demo") or (None, None)
+    assert before is not None and after is not None and len(after.roots) == 2
     assert len(certs(ids.trust_bundle("demo"))) == 2
+    assert ids.rotate_if_due("demo") is None  # a rotation is under way
 
 
 def _operator_ca(tmp_path: Path) -> tuple[Path, Path, x509.Certificate]:

@@ -481,8 +481,8 @@ def test_dns_forwarding_off_refuses(server: MeshplaneServer) -> None:
     assert dig(server.dns_port, "www.example.org").status == "REFUSED"
 
 
-def test_roles_cover_the_registry(tmp_path: Path) -> None:
-    server, admin = auth_server(tmp_path / "data")
+def test_roles_cover_the_registry(tmp_path: Path, fresh_url: str | None) -> None:
+    server, admin = auth_server(tmp_path / "data", database_url=fresh_url)
     try:
         with admin.http(server) as http:
             editor = create_token(http, "shop", "editor")

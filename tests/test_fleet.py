@@ -6,13 +6,16 @@ updates of one route through both replicas lose no update (each loser gets Confl
 proxy tokens and API tokens made on A work on B; both replicas serve one mesh CA (a rotation on
 A shows on B); SIGKILL of the replica a sidecar is connected to under load fails no request, the
 sidecar reconnects to the other replica and a later weight change reaches it; PostgreSQL
-restarted under writes loses no acknowledged write and the replicas recover without restarts.
+restarted under writes loses no acknowledged write and the replicas recover without restarts;
+SIGKILL of the duty lease holder moves automatic CA rotation to the other replica (a short CA
+lifetime makes a rotation due every few seconds; the audit log names the replica of each).
 Start-up faults: a database that is down is retried with backoff, a replica given another KEK
 refuses to start and says why.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -521,3 +524,84 @@ def test_a_database_that_comes_up_late_is_waited_for(
             postgres.start()
         thread.join()
         server.stop()
+
+
+# the CA rotation duty moves with the lease ---------------------------------------------
+
+SHORT_CA = ["--ca-lifetime", "20s", "--ca-rotate-before", "16s"]
+SHORT_CA += ["--ca-propagation", "1s", "--ca-overlap", "1s"]
+"""A mesh CA due for rotation 4 s after it is made (and after each rotation, 1 s + 1 s later)."""
+
+
+def rotations(server: MeshplaneServer, mesh: str) -> list[dict[str, Any]]:
+    """The ``RotateMeshCa`` entries of the audit log of ``mesh``, oldest first."""
+    entries = httpx.get(
+        f"{server.url}/meshplane/v1/audit", params={"mesh": mesh, "limit": "1000"}, timeout=5
+    ).json()["entries"]
+    return [e for e in entries if e["operation"] == "RotateMeshCa"]
+
+
+def test_sigkill_of_the_lease_holder_moves_ca_rotation_to_the_other_replica(
+    tmp_path: Path, postgres: PostgresServer
+) -> None:
+    url = postgres.create_database()
+    replicas = [
+        MeshplaneServer(tmp_path / name, database_url=url, extra_args=SHORT_CA)
+        for name in ("a", "b")
+    ]
+    mesh = Mesh(tmp_path, server=replicas[0])
+    try:
+        for replica in replicas:
+            replica.start()
+        replicas[0].boto3().create_mesh(meshName="rot")
+        made = httpx.get(f"{replicas[0].url}/meshplane/v1/meshes/rot/ca", timeout=10)
+        assert made.status_code == 200, made.text  # the mesh's CA, made on first use
+
+        def holder() -> MeshplaneServer | None:
+            held = [r for r in replicas if fleet_state(r)["dutyLease"]["held"]]
+            return held[0] if len(held) == 1 else None
+
+        mesh.wait(lambda: holder() is not None, "one holder of the duty lease")
+        dying = holder()
+        assert dying is not None
+        [survivor] = [r for r in replicas if r is not dying]
+        ids = {r.api_port: fleet_state(r)["replica"] for r in replicas}
+        by = {
+            r.api_port: f"meshplane@ca-rotation/{ids[r.api_port]}" for r in replicas
+        }  # who audits a rotation
+        mesh.wait(lambda: len(rotations(survivor, "rot")) >= 1, "a rotation by the holder", 40)
+        before_kill = rotations(survivor, "rot")
+        assert {e["principal"] for e in before_kill} == {by[dying.api_port]}
+        dying.kill()
+        mesh.wait(
+            lambda: any(
+                e["principal"] == by[survivor.api_port] for e in rotations(survivor, "rot")
+            ),
+            "a rotation by the replica that took the lease over",
+            60,
+        )
+        assert fleet_state(survivor)["dutyLease"]["held"]
+        dying.start()  # back as a follower: it sees the CA the survivor rotated
+        assert fleet_state(dying)["dutyLease"]["held"] is False
+
+        def ca(server: MeshplaneServer) -> dict[str, Any]:
+            return dict(httpx.get(f"{server.url}/meshplane/v1/meshes/rot/ca", timeout=10).json())
+
+        mesh.wait(lambda: ca(dying) == ca(survivor), "one CA on both replicas")
+        entries = rotations(dying, "rot")
+        assert entries == rotations(survivor, "rot")[: len(entries)]
+        print("CA rotations:", [(e["principal"], e["resource"]) for e in entries])
+        # each rotation starts from the root the one before made: never two from one root
+        chain = [e["resource"].rsplit("/", 1)[1].split("->") for e in entries]
+        for (_, made_by_previous), (rotated_from, _) in itertools.pairwise(chain):
+            assert rotated_from == made_by_previous, chain
+        assert len({old for old, _ in chain}) == len(chain)
+        # the holder's rotations, then (after the kill) only the survivor's
+        principals = [e["principal"] for e in entries]
+        switch = principals.index(by[survivor.api_port])
+        assert set(principals[:switch]) == {by[dying.api_port]}
+        assert set(principals[switch:]) == {by[survivor.api_port]}
+    finally:
+        mesh.close()
+        for replica in replicas:
+            replica.stop()

@@ -10,8 +10,10 @@ default) and issues a new one after that, or as soon as the mesh's signing root 
 :meth:`~CertificateAuthorities.next_change` tells the control loop when to come back.
 
 :meth:`~CertificateAuthorities.rotate_ca` starts a CA rotation (see
-:mod:`meshplane.authority.ca`); a CA whose root is within ``ca_rotate_before`` of its
-expiry is rotated on its own.
+:mod:`meshplane.authority.ca`); :meth:`~CertificateAuthorities.rotate_if_due` rotates a
+generated CA whose signing root is within ``ca_rotate_before`` of its expiry (the fleet's
+singleton duty ``meshplane.service.ca_rotation`` calls it on the replica holding the duty
+lease).
 
 Thread-safe (one lock); the clock is injected.  Built by ``meshplane.server`` from settings;
 used by the control loop and the API (CA rotation).
@@ -70,6 +72,8 @@ class CaSettings:
             raise ValueError("rotate_after must be between 0 and 1")
         if self.cert_lifetime <= timedelta(0):
             raise ValueError("cert_lifetime must be positive")
+        if not timedelta(0) <= self.ca_rotate_before < self.ca_lifetime:
+            raise ValueError("--ca-rotate-before must be shorter than --ca-lifetime")
         if (self.ca_certificate_file is None) != (self.ca_key_file is None):
             raise ValueError("an operator CA needs both a certificate file and a key file")
 
@@ -88,12 +92,8 @@ class CertificateAuthorities:
         clock: Clock = utc_now,
         *,
         keystore: AuthorityStore | None = None,
-        may_rotate: Callable[[], bool] = lambda: True,
     ) -> None:
         self.settings = settings or CaSettings()
-        self.may_rotate = may_rotate
-        """Whether this replica runs automatic CA rotation now (the fleet's duty lease; the
-        others read the rotated CA from the shared keystore)."""
         self.keystore: AuthorityStore = keystore or KeyStore(directory)
         self.clock = clock
         self._lock = threading.RLock()
@@ -124,15 +124,38 @@ class CertificateAuthorities:
             authority = self._authorities.get(mesh)
             if authority is None:
                 authority = self._load_or_create(mesh, now)
-            elif (
-                self.may_rotate()
-                and authority.next_change(now) is None
-                and not any(r.operator for r in authority.roots)
-                and authority.expires(now) - now < self.settings.ca_rotate_before
-            ):
-                authority = self._rotate(authority, now)
-            self._authorities[mesh] = authority
+                self._authorities[mesh] = authority
             return authority
+
+    def _due(self, authority: MeshAuthority, now: datetime) -> bool:
+        return (
+            authority.next_change(now) is None  # no rotation under way
+            and not any(r.operator for r in authority.roots)
+            and authority.expires(now) - now < self.settings.ca_rotate_before
+        )
+
+    def rotate_if_due(self, mesh: str) -> tuple[MeshAuthority, MeshAuthority] | None:
+        """Rotate the CA of ``mesh`` if its signing root is within ``ca_rotate_before`` of its
+        expiry and no rotation is under way: (the CA before, the CA after), or None.  Never
+        creates a CA; reads the keystore again before rotating (another replica may have)."""
+        if self._operator is not None:  # the operator rotates their CA's files
+            return None
+        with self._lock:
+            now = self.clock()
+            authority = self._authorities.get(mesh)
+            if authority is not None and not self._due(authority, now):
+                return None
+            current = self.keystore.load(mesh, self.trust_domain)
+            if current is None:
+                return None
+            self._authorities[mesh] = current
+            if not self._due(current, now):
+                return None
+            rotated = self._rotate(current, now)
+            self._authorities[mesh] = rotated
+        for listener in self._listeners:
+            listener()
+        return current, rotated
 
     def _load_or_create(self, mesh: str, now: datetime) -> MeshAuthority:
         td = self.trust_domain

@@ -3,7 +3,8 @@
 Through the API by default (with ``--token``: an admin token of the mesh), or offline with
 ``--data-dir``: straight into the data directory's store while the server is stopped, which is
 how the first admin token of a server that requires credentials is made (a new data
-directory is created if there is none).
+directory is created if there is none).  With ``--database-url`` (and the fleet's KEK) too,
+straight into a fleet's PostgreSQL database, while its replicas run or not.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import click
 
 from meshplane.cli import output
 from meshplane.cli.common import output_option, run_client
+from meshplane.cli.settings_options import settings_options
 from meshplane.client import Client
 from meshplane.errors import MeshplaneError
 
@@ -26,11 +28,18 @@ ROLES = ("viewer", "editor", "admin")
 
 T = TypeVar("T")
 
-DATA_DIR_OPTION = click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Work offline on this server data directory (the server must be stopped).",
-)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def offline_options(command: F) -> F:
+    """``--data-dir`` (work offline) and the database settings of ``serve`` it works on."""
+    command = settings_options("database_url", "kek_file")(command)
+    return click.option(
+        "--data-dir",
+        type=click.Path(path_type=Path, file_okay=False),
+        help="Work offline on this server data directory (the server must be stopped; with "
+        "--database-url, on that fleet's database).",
+    )(command)
 
 
 def _run(
@@ -38,13 +47,14 @@ def _run(
     data_dir: Path | None,
     online: Callable[[Client], Any],
     offline: Callable[[OfflineTokens], T],
+    store: dict[str, Any],
 ) -> Any:
     if data_dir is None:
         return run_client(ctx, online)
     from meshplane.server.offline import DataDirLocked, offline_tokens
 
     try:
-        with offline_tokens(data_dir) as tokens:
+        with offline_tokens(data_dir, **store) as tokens:
             return offline(tokens)
     except DataDirLocked as error:
         raise output.fail(
@@ -70,22 +80,26 @@ def token() -> None:
 @click.option("--mesh", "-m", required=True, help="The mesh, or '*' for every mesh.")
 @click.option("--role", type=click.Choice(ROLES), required=True, help="What it may do.")
 @click.option("--description", "-d", help="What the token is for (shown by 'token list').")
-@DATA_DIR_OPTION
+@offline_options
 @output_option("table", "json", "yaml")
 @click.pass_context
 def create(
     ctx: click.Context,
+    /,
     mesh: str,
     role: str,
     description: str | None,
     data_dir: Path | None,
     fmt: str,
+    **store: Any,
 ) -> None:
     """Create a token; its secret is shown this once.
 
     \b
     Examples:
       meshplane token create --data-dir /var/lib/meshplane --mesh '*' --role admin
+      MESHPLANE_KEK=... meshplane token create --data-dir /tmp/x \\
+          --database-url postgresql://meshplane@db/meshplane --mesh '*' --role admin
       meshplane token create --mesh webapp --role editor -d "CI deploys"
       meshplane token create -m webapp --role viewer -o json | jq -r .token
     """
@@ -95,6 +109,7 @@ def create(
         data_dir,
         lambda c: c.create_token(mesh, role, description),
         lambda tokens: tokens.create(mesh, role, description),
+        store,
     )
     if fmt != "table":
         output.dump(result, fmt)
@@ -114,10 +129,12 @@ def create(
 
 @token.command("list")
 @click.option("--mesh", "-m", help="Only the tokens of this mesh ('*': the global tokens).")
-@DATA_DIR_OPTION
+@offline_options
 @output_option("table", "json", "yaml")
 @click.pass_context
-def list_tokens(ctx: click.Context, mesh: str | None, data_dir: Path | None, fmt: str) -> None:
+def list_tokens(
+    ctx: click.Context, /, mesh: str | None, data_dir: Path | None, fmt: str, **store: Any
+) -> None:
     """List the tokens of the meshes you administer (never their secrets).
 
     \b
@@ -126,7 +143,7 @@ def list_tokens(ctx: click.Context, mesh: str | None, data_dir: Path | None, fmt
       meshplane token list --mesh webapp -o json
     """
 
-    tokens = _run(ctx, data_dir, lambda c: c.tokens(mesh), lambda tokens: tokens.list(mesh))
+    tokens = _run(ctx, data_dir, lambda c: c.tokens(mesh), lambda tokens: tokens.list(mesh), store)
     if fmt != "table":
         output.dump(tokens, fmt)
         return
@@ -148,9 +165,9 @@ def list_tokens(ctx: click.Context, mesh: str | None, data_dir: Path | None, fmt
 
 @token.command("revoke")
 @click.argument("token_id", metavar="ID")
-@DATA_DIR_OPTION
+@offline_options
 @click.pass_context
-def revoke(ctx: click.Context, token_id: str, data_dir: Path | None) -> None:
+def revoke(ctx: click.Context, /, token_id: str, data_dir: Path | None, **store: Any) -> None:
     """Revoke a token: it stops working at once.
 
     \b
@@ -159,6 +176,10 @@ def revoke(ctx: click.Context, token_id: str, data_dir: Path | None) -> None:
     """
 
     revoked = _run(
-        ctx, data_dir, lambda c: c.revoke_token(token_id), lambda tokens: tokens.revoke(token_id)
+        ctx,
+        data_dir,
+        lambda c: c.revoke_token(token_id),
+        lambda tokens: tokens.revoke(token_id),
+        store,
     )
     output.out.print(f"token {revoked['id']} revoked", highlight=False)

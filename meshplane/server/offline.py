@@ -23,11 +23,16 @@ from pathlib import Path
 from typing import Any
 
 from meshplane.errors import MeshplaneError
-from meshplane.server.keys import token_key
-from meshplane.server.run import DataDirLocked, lock_data_dir, open_with_retry
+from meshplane.server.run import (
+    DataDirLocked,
+    api_token_box,
+    lock_data_dir,
+    open_vault,
+    open_with_retry,
+)
 from meshplane.server.settings import Settings
 from meshplane.service.access import ALL_MESHES, Grant, Principal, Role
-from meshplane.service.tokens import SecretBox, TokenService, describe
+from meshplane.service.tokens import TokenService, describe
 from meshplane.store import open_store
 
 __all__ = [
@@ -61,20 +66,26 @@ class OfflineTokens:
 
 
 @contextmanager
-def offline_tokens(data_dir: Path) -> Iterator[OfflineTokens]:
-    """The tokens of the server whose data directory is ``data_dir`` (created if missing)."""
-    lock = lock_data_dir(data_dir)
+def offline_tokens(
+    data_dir: Path, *, database_url: str | None = None, kek_file: Path | None = None
+) -> Iterator[OfflineTokens]:
+    """The tokens of the server whose data directory is ``data_dir`` (created if missing), or
+    of the fleet on ``database_url`` (``MESHPLANE_DATABASE_URL``; the token key is then the one
+    sealed in the database under the KEK, and replicas may be running)."""
+    settings = Settings.load(data_dir=data_dir, database_url=database_url, kek_file=kek_file)
+    assert settings.auth is not None
+    shared = settings.store.database_url is not None
+    lock = None if shared else lock_data_dir(data_dir)
     try:
-        settings = Settings.load(data_dir=data_dir)
-        assert settings.auth is not None
-        store = open_store(data_dir=data_dir)
+        store = open_with_retry(settings.store)
         try:
-            box = SecretBox(token_key(settings.auth.key_file))
+            box = api_token_box(open_vault(store, settings.store), settings.auth.key_file)
             yield OfflineTokens(TokenService(store, box, clock=time.time))
         finally:
             store.close()
     finally:
-        lock.close()
+        if lock is not None:
+            lock.close()
 
 
 class KekMissing(MeshplaneError):

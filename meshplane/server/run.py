@@ -53,6 +53,7 @@ from meshplane.server.status import proxy_status_json
 from meshplane.service.access import ANONYMOUS
 from meshplane.service.apply import ManifestService
 from meshplane.service.arns import Partition
+from meshplane.service.ca_rotation import CaRotation
 from meshplane.service.cloudmap import RegistryCollector
 from meshplane.service.dns_answers import Answers
 from meshplane.service.leases import LeaseSweeper
@@ -188,6 +189,14 @@ def check_ports(addresses: Sequence[tuple[str, int, str]]) -> None:
                 ) from None
 
 
+def api_token_box(vault: SealedVault | None, key_file: Path) -> SecretBox:
+    """What seals API token secrets: the key in the database (sealed under the KEK, shared
+    by every replica) when there is a vault, else the data directory's ``token.key``."""
+    if vault is not None:
+        return SecretBox(vault.random_key(API_TOKEN_KEY, TOKEN_KEY_BYTES))
+    return SecretBox(token_key(key_file))
+
+
 class TlsFilesError(LocalError):
     """The TLS certificate or key cannot be read."""
 
@@ -218,10 +227,7 @@ class Application:
         self.manifests = ManifestService(self.store)
         self.tokens: TokenService | None = None
         if settings.auth is not None:
-            if self.vault is not None:
-                box = SecretBox(self.vault.random_key(API_TOKEN_KEY, TOKEN_KEY_BYTES))
-            else:
-                box = SecretBox(token_key(settings.auth.key_file))
+            box = api_token_box(self.vault, settings.auth.key_file)
             self.tokens = TokenService(self.store, box, clock=time.time)
         credentials = None
         if settings.tls is not None:
@@ -244,7 +250,6 @@ class Application:
                 data_dir / "ca",
                 settings.ca,
                 keystore=VaultKeyStore(self.vault),
-                may_rotate=lambda: self.lease.held,
             )
             self.proxy_tokens = TokenKey(self.vault.random_key(PROXY_TOKEN_KEY))
             self.revocations = Revocations(data_dir / REVOCATIONS_FILE, vault=self.vault)
@@ -314,11 +319,15 @@ class Application:
         self.vips = VipAllocator(
             self.store, parse_range(settings.dns.vip_range), duty=lambda: self.lease.held
         )
+        self.ca_rotation = CaRotation(
+            self.store, self.authorities, replica=self.replica, duty=lambda: self.lease.held
+        )
         self.registry.register(RegistryCollector(self.store))
         self.startup: list[Callable[[], Any]] = [
             self._start_lease,
             self.vips.start,
             self.leases.start,
+            self.ca_rotation.start,
             self._start_dns,
             self._start_xds,
             self.control.start,
@@ -327,6 +336,7 @@ class Application:
         self.shutdown: list[Callable[[], Any]] = [
             self.vips.stop,
             self.leases.stop,
+            self.ca_rotation.stop,
             self.dns.stop,
             self._stop_xds,
             self.control.stop,

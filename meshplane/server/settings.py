@@ -342,6 +342,27 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="DURATION",
     ),
     Setting(
+        "ca_lifetime",
+        "--ca-lifetime",
+        "MESHPLANE_CA_LIFETIME",
+        Kind.DURATION,
+        "Lifetime of a generated mesh CA root.",
+        "ca",
+        default=_IDENTITY.ca_lifetime,
+        metavar="DURATION",
+    ),
+    Setting(
+        "ca_rotate_before",
+        "--ca-rotate-before",
+        "MESHPLANE_CA_ROTATE_BEFORE",
+        Kind.DURATION,
+        "A generated mesh CA root this close to its expiry is rotated on its own (by the "
+        "replica that holds the fleet's duty lease).",
+        "ca",
+        default=_IDENTITY.ca_rotate_before,
+        metavar="DURATION",
+    ),
+    Setting(
         "max_request_body",
         "--max-request-body",
         "MESHPLANE_MAX_REQUEST_BODY",
@@ -838,6 +859,8 @@ class Settings:
                 ca_key_file=values["ca_key"],
                 ca_propagation=values["ca_propagation"],
                 ca_overlap=values["ca_overlap"],
+                ca_lifetime=values["ca_lifetime"],
+                ca_rotate_before=values["ca_rotate_before"],
             ),
         )
 

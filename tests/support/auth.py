@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from tests.support.server import MeshplaneServer
+from tests.support.server import TEST_KEK, MeshplaneServer
 
 
 @dataclass(frozen=True)
@@ -58,10 +58,26 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     )
 
 
-def offline_token(data_dir: Path, mesh: str = "*", role: str = "admin") -> Token:
-    """A token written straight into a stopped server's data directory."""
+def offline_token(
+    data_dir: Path, mesh: str = "*", role: str = "admin", *, database_url: str | None = None
+) -> Token:
+    """A token written straight into a stopped server's data directory (or into the database
+    at ``database_url``, sealed under the test replicas' KEK)."""
+    env = {"MESHPLANE_KEK": TEST_KEK} if database_url else None
+    where = ["--database-url", database_url] if database_url else []
     result = run_cli(
-        "token", "create", "--data-dir", str(data_dir), "--mesh", mesh, "--role", role, "-o", "json"
+        "token",
+        "create",
+        "--data-dir",
+        str(data_dir),
+        *where,
+        "--mesh",
+        mesh,
+        "--role",
+        role,
+        "-o",
+        "json",
+        env=env,
     )
     assert result.returncode == 0, result.stderr
     return Token.from_json(json.loads(result.stdout))
@@ -88,8 +104,13 @@ def fingerprint(admin: httpx.Client) -> tuple[Any, ...]:
     return revision, last, tokens, json.dumps(namespaces), json.dumps(manifests, sort_keys=True)
 
 
-def auth_server(data_dir: Path, *extra_args: str) -> tuple[MeshplaneServer, Token]:
-    """A started server that requires credentials, and its first (global admin) token."""
-    admin = offline_token(data_dir)
-    server = MeshplaneServer(data_dir, extra_args=["--require-auth", *extra_args]).start()
+def auth_server(
+    data_dir: Path, *extra_args: str, database_url: str | None = None
+) -> tuple[MeshplaneServer, Token]:
+    """A started server that requires credentials (on the database at ``database_url`` if
+    given, else SQLite in ``data_dir``), and its first (global admin) token."""
+    admin = offline_token(data_dir, database_url=database_url)
+    server = MeshplaneServer(
+        data_dir, extra_args=["--require-auth", *extra_args], database_url=database_url
+    ).start()
     return server, admin
