@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from botocore.exceptions import ClientError
 
@@ -76,8 +77,10 @@ class Fleet:
 
 
 def connected(server: MeshplaneServer) -> set[str]:
+    """The proxies connected to ``server`` itself (not those of the fleet it lists too)."""
     proxies = httpx.get(f"{server.url}/meshplane/v1/proxies", timeout=5).json()["proxies"]
-    return {p["name"] for p in proxies}
+    replica = fleet_state(server)["replica"]
+    return {p["name"] for p in proxies if p["replica"] == replica}
 
 
 def green_weight(client: Sidecar) -> int:
@@ -183,6 +186,29 @@ def test_proxy_status_through_any_replica_shows_the_fleet(fleet: Fleet) -> None:
     for server in (fleet.a, fleet.b):  # heartbeats every 2 s: each sees the other's proxies
         fleet.mesh.wait(lambda s=server: set(proxies(s)) == everyone, "every proxy of the fleet")
         assert proxies(server)["probe"] == b_id  # the probe only knows replica B
+
+
+def test_quiet_proxies_are_not_rewritten_only_the_replica_heartbeats(fleet: Fleet) -> None:
+    url = fleet.a.database_url
+    assert url is not None
+
+    def rows() -> tuple[dict[str, float], dict[str, float]]:
+        with psycopg.connect(url) as conn:
+            written = conn.execute("SELECT name, heartbeat_at FROM proxies").fetchall()
+            beats = conn.execute("SELECT replica, heartbeat_at FROM replicas").fetchall()
+        return dict(written), dict(beats)
+
+    everyone = {"blue", "green", "client", "probe"}
+    fleet.mesh.wait(lambda: set(rows()[0]) == everyone, "every proxy's row")
+    proxies_before, beats_before = rows()
+    assert set(beats_before) == {fleet_state(s)["replica"] for s in (fleet.a, fleet.b)}
+    fleet.mesh.wait(
+        lambda: all(rows()[1][r] > t for r, t in beats_before.items()), "a heartbeat of each"
+    )
+    fleet.mesh.wait(
+        lambda: all(rows()[1][r] > t + 2 for r, t in beats_before.items()), "another one"
+    )
+    assert rows()[0] == proxies_before  # nothing changed: no proxy row was written
 
 
 def test_concurrent_updates_through_both_replicas_lose_no_update(fleet: Fleet) -> None:

@@ -381,7 +381,9 @@ def proxy_status(ctx: click.Context, mesh: str | None, fmt: str) -> None:
             p["peer"],
             p["protocol"],
             *(_state(p["types"], t) for t in ("cds", "eds", "lds", "rds", "sds")),
-            output.age_iso(p["connectedSince"]),
+            output.age_iso(p["connectedSince"])
+            if p.get("replicaAlive", True)
+            else f"lost: replica {p.get('replica')} down",
         ]
         if fmt == "wide":
             nacks = [

@@ -75,11 +75,12 @@ from meshplane.telemetry import (
     TelemetryCollector,
     TelemetryStore,
 )
-from meshplane.xds import SnapshotCache, XdsServer
+from meshplane.xds import ProxyStatus, SnapshotCache, XdsServer
 
 log = logging.getLogger("meshplane")
 PRESENCE_INTERVAL = 2.0
-"""Seconds between two heartbeats of a replica's connected proxies (fleet proxy-status)."""
+"""Seconds between two heartbeats of a replica (fleet proxy-status): each also writes the rows
+of the proxies whose status changed since the one before."""
 
 
 class DataDirLocked(LocalError):
@@ -445,15 +446,35 @@ class Application:
         return mine + others
 
     async def _publish_proxies(self) -> None:
-        """Every few seconds: this replica's proxies into the database (a heartbeat)."""
+        """Every few seconds: this replica's heartbeat, and the rows of its proxies whose status
+        changed since the last beat (connected, disconnected, sent, ACKed, NACKed)."""
         presence = self.presence
         assert presence is not None
+        published: dict[int, tuple[ProxyStatus, tuple[str, ...]]] | None = None
         while True:
             try:
-                await asyncio.to_thread(presence.publish, self._local_proxy_status())
+                if published is None:  # rows an earlier life under this replica id left
+                    await asyncio.to_thread(presence.withdraw)
+                    published = {}
+                current = {
+                    s.stream_id: (s, self.control.problems(s.stream_id)) for s in self.xds.proxies()
+                }
+                changed = [
+                    self._status_json(*state)
+                    for stream, state in current.items()
+                    if published.get(stream) != state
+                ]
+                gone = published.keys() - current.keys()
+                await asyncio.to_thread(self._beat, presence, changed, gone)
+                published = current
             except Exception as error:  # the database away: try again at the next beat
                 log.debug("publishing this replica's proxies failed: %s", error)
             await asyncio.sleep(PRESENCE_INTERVAL)
+
+    @staticmethod
+    def _beat(presence: FleetProxies, changed: list[dict[str, Any]], gone: set[int]) -> None:
+        presence.beat()
+        presence.publish(changed, gone)
 
     async def _start_presence(self) -> None:
         if self.presence is not None:
@@ -478,21 +499,20 @@ class Application:
                 name is None or identity.name == name
             )
 
-        result = []
-        for status in self.xds.proxies(match if mesh is not None or name is not None else None):
-            connection = self.control.connections.get(status.stream_id)
-            try:
-                node = NodeMetadata.from_node_metadata(connection.metadata if connection else None)
-            except InvalidNodeMetadataError:
-                node = None
-            result.append(
-                proxy_status_json(
-                    status,
-                    admin=node.admin if node is not None else None,
-                    problems=self.control.problems(status.stream_id),
-                )
-            )
-        return result
+        return [
+            self._status_json(status, self.control.problems(status.stream_id))
+            for status in self.xds.proxies(match if mesh is not None or name is not None else None)
+        ]
+
+    def _status_json(self, status: ProxyStatus, problems: tuple[str, ...]) -> dict[str, Any]:
+        connection = self.control.connections.get(status.stream_id)
+        try:
+            node = NodeMetadata.from_node_metadata(connection.metadata if connection else None)
+        except InvalidNodeMetadataError:
+            node = None
+        return proxy_status_json(
+            status, admin=node.admin if node is not None else None, problems=problems
+        )
 
     @asynccontextmanager
     async def _lifespan(self, _: Starlette) -> AsyncIterator[None]:

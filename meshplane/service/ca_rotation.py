@@ -61,8 +61,7 @@ class CaRotation:
             before, after = change
             now = self.authorities.clock()
             resource = (
-                f"mesh/{mesh}/ca/{before.signing_root(now).serial:x}"
-                f"->{after.roots[-1].serial:x}"
+                f"mesh/{mesh}/ca/{before.signing_root(now).serial:x}->{after.roots[-1].serial:x}"
             )
             self._audit(mesh, resource)
             log.info("mesh %s: CA rotated (%s), its root was near its expiry", mesh, resource)

@@ -24,7 +24,7 @@ from meshplane.errors import ServiceUnavailableError
 if TYPE_CHECKING:
     from alembic.config import Config
 
-REVISIONS = ("0001", "0002", "0003")
+REVISIONS = ("0001", "0002", "0003", "0004")
 """The migrations' revisions, oldest first (``tests/test_store_migrations.py`` checks them
 against the scripts): known here so that a start-up with nothing to migrate never imports
 Alembic."""

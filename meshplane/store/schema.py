@@ -109,6 +109,16 @@ proxies = sa.Table(
     sa.Column("status", sa.Text, nullable=False),
     sa.Column("heartbeat_at", sa.Float, nullable=False),
 )
+"""The fleet's connected proxies (``meshplane.store.presence``): written when a proxy's status
+changes (``heartbeat_at``: when), alive while its replica's heartbeat is fresh."""
+
+replicas = sa.Table(
+    "replicas",
+    metadata,
+    sa.Column("replica", sa.String(255), primary_key=True),
+    sa.Column("heartbeat_at", sa.Float, nullable=False),
+)
+"""One heartbeat row per running replica of a fleet (``meshplane.store.presence``)."""
 
 audit_log = sa.Table(
     "audit_log",

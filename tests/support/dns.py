@@ -1,5 +1,6 @@
 """DNS helpers for tests: ``dig`` (Debian's dnsutils) as the client, and a minimal upstream
-resolver (a dnspython UDP server on loopback that answers every A question with one address).
+resolver (a dnspython UDP server on loopback that answers every A question with one address, or
+several).
 """
 
 from __future__ import annotations
@@ -64,13 +65,25 @@ def dig(
 
 
 class StubUpstream:
-    """An upstream resolver for forwarding tests: every A question -> ``address``."""
+    """An upstream resolver for forwarding tests: every A question -> ``address`` (and the
+    ``more`` addresses: several records), on ``host``:``port`` (default loopback, a free
+    port)."""
 
-    def __init__(self, address: str = "198.18.0.99") -> None:
+    def __init__(
+        self,
+        address: str = "198.18.0.99",
+        *,
+        more: tuple[str, ...] = (),
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        ttl: int = 60,
+    ) -> None:
         self.address = address
-        self.port = free_port()
+        self.ttl = ttl
+        self.addresses = (address, *more)
+        self.port = port or free_port()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", self.port))
+        self.sock.bind((host, self.port))
         self.sock.settimeout(0.2)
         self.queries: list[str] = []
         self._stop = threading.Event()
@@ -100,7 +113,7 @@ class StubUpstream:
             self.queries.append(question.name.to_text())
             if question.rdtype == 1:
                 response.answer.append(
-                    dns.rrset.from_text(question.name, 60, "IN", "A", self.address)
+                    dns.rrset.from_text(question.name, self.ttl, "IN", "A", *self.addresses)
                 )
             else:
                 response.set_rcode(dns.rcode.NOERROR)
