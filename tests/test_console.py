@@ -343,6 +343,19 @@ def test_security_headers_and_bounded_inputs(console: Console) -> None:
     assert graph.headers["content-type"].startswith("application/json")
     long = httpx.get(f"{url}/meshplane/v1/console/graph", params={"mesh": "x" * 20_000}, timeout=10)
     assert long.status_code in (400, 414, 431)
+    # the signals' window: seconds from 1 to the telemetry window (15 min by default)
+    for what in ("graph", "events"):
+        for window in ("0", "abc", "nan", "901", "1e308"):
+            bad = httpx.get(
+                f"{url}/meshplane/v1/console/{what}",
+                params={"mesh": "demo", "window": window},
+                timeout=10,
+            )
+            assert bad.status_code == 400 and "window" in bad.json()["message"], (window, bad)
+    fine = httpx.get(
+        f"{url}/meshplane/v1/console/graph", params={"mesh": "demo", "window": "900"}, timeout=10
+    )
+    assert fine.status_code == 200 and fine.json()["mesh"] == "demo"
 
 
 def test_the_consoles_data_needs_credentials_when_the_api_does(tmp_path: Path) -> None:

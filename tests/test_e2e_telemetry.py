@@ -7,8 +7,12 @@ the route), through the client's sidecar and the server's sidecar:
 - ``/meshplane/v1/telemetry`` and ``meshplane stat -o json``: the rate on the client ->
   service/route edge and the client -> node edge within 10 % of 50/s while the load runs; the
   error rate 10 % +- 1 point; p99 inside the Envoy histogram bucket of the measured p99;
-- ``/metrics``: exactly 1,000 requests, 100 of them 5xx, on the right edges, and the
-  histogram's p99 bucket;
+- ``/metrics``: the request counter's rate between two scrapes while the load runs within 10 %
+  of 50/s; exactly 1,000 requests, 100 of them 5xx (an error rate of 10 % +- 1 point), on the
+  right edges, and the histogram's p99 bucket;
+- the web console (Playwright driving Debian's Chromium, ``?window=10``): the web -> service
+  row of the graph's text alternative shows the rate within 10 % and the error rate 10 % +- 1
+  point while the load runs, and (``?window=60``) the p99 in the measured p99's bucket after;
 - a sidecar that stops shows as not reporting (never as zero traffic).
 """
 
@@ -21,14 +25,17 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, expect, sync_playwright
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.mesh import Mesh, Sidecar, next_address
 from tests.support.ports import free_port
+from tests.test_console import CHROMIUM, FLAGS
 
 pytestmark = pytest.mark.e2e
 
@@ -127,8 +134,11 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         mesh.close()
 
 
-def _load(setup: Setup, during: Any) -> tuple[list[float], list[int], Any]:
-    """COUNT requests at RATE per second; ``during()`` runs 15 s in; latencies in ms."""
+def _load(
+    setup: Setup, during: Any, scrape: Any
+) -> tuple[list[float], list[int], Any, list[tuple[float, float]]]:
+    """COUNT requests at RATE per second (in worker threads); in this thread ``scrape()`` runs
+    2 s in and again 18.5 s in (timed), ``during()`` 12.5 s in; latencies in ms."""
     latencies: list[float] = [0.0] * COUNT
     statuses: list[int] = [0] * COUNT
     url = f"http://127.0.0.1:{setup.client.egress_port}/work"
@@ -147,22 +157,29 @@ def _load(setup: Setup, during: Any) -> tuple[list[float], list[int], Any]:
         latencies[i] = (time.perf_counter() - began) * 1000
         statuses[i] = response.status_code
 
-    result: list[Any] = []
-
-    def probe() -> None:
-        time.sleep(15.5)
-        result.append(during())
-
-    watcher = threading.Thread(target=probe)
-    watcher.start()
-    try:
+    def run() -> None:
         with ThreadPoolExecutor(max_workers=24) as pool:
             list(pool.map(one, range(COUNT)))
+
+    def at(offset: float) -> None:
+        time.sleep(max(0.0, start + offset - time.monotonic()))
+
+    loader = threading.Thread(target=run)
+    loader.start()
+    scrapes: list[tuple[float, float]] = []
+    try:
+        # Playwright's sync API stays on this thread: the reads happen here, the load there
+        at(2.0)
+        scrapes.append((time.monotonic(), scrape()))
+        at(12.5)
+        result = during()
+        at(18.5)
+        scrapes.append((time.monotonic(), scrape()))
     finally:
+        loader.join()
         for http in clients.values():
             http.close()
-    watcher.join()
-    return latencies, statuses, result[0]
+    return latencies, statuses, result, scrapes
 
 
 def _bucket(value: float) -> tuple[float, float]:
@@ -210,11 +227,62 @@ def _metrics(setup: Setup) -> dict[str, list[Any]]:
     return {f.name: f.samples for f in text_string_to_metric_families(text)}
 
 
-def test_golden_signals_match_the_load(setup: Setup) -> None:
-    def during() -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        return setup.telemetry(10), _stat_json(setup, "route", 10)
+def _web_requests(setup: Setup) -> float:
+    """web -> api.tele.local requests so far in /metrics (the route edge, every class)."""
+    return sum(
+        s.value
+        for s in _metrics(setup)["meshplane_requests"]
+        if s.labels["mesh"] == "tele"
+        and s.labels["source_node"] == "web"
+        and s.labels["route"] == "apis/main"
+    )
 
-    latencies, statuses, (live, stat_live) = _load(setup, during)
+
+def _console_edge(browser: Browser, setup: Setup, window: int) -> dict[str, Any]:
+    """The web -> service api.tele.local row of the console's graph table (its text
+    alternative), read from a fresh page showing ``window`` seconds of signals."""
+    page = browser.new_page()
+    try:
+        page.goto(f"{setup.mesh.server.url}/console?mesh=tele&window={window}")
+        row = page.locator("#graph-edges tbody tr", has_text="service api.tele.local").filter(
+            has_text="calls"
+        )
+        expect(row).to_have_count(1, timeout=15_000)
+        cells = [c.strip() for c in row.locator("td").all_inner_texts()]
+    finally:
+        page.close()
+    source, target, kind, _weight, rate, errors, p99, *_ = cells
+    assert (source, target, kind) == ("node web", "service api.tele.local", "calls"), cells
+    assert errors.endswith("%") and p99.endswith("ms"), cells
+    return {
+        "rate": float(rate),
+        "errorRate": float(errors[:-1]) / 100,
+        "p99": float(p99[:-2]),
+        "cells": cells,
+    }
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: scripts/test installs Debian's chromium")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def test_golden_signals_match_the_load(setup: Setup, browser: Browser) -> None:
+    def during() -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+        live = setup.telemetry(10)
+        stat_live = _stat_json(setup, "route", 10)
+        return live, stat_live, _console_edge(browser, setup, 10)
+
+    latencies, statuses, (live, stat_live, console_live), scrapes = _load(
+        setup, during, lambda: _web_requests(setup)
+    )
     assert statuses.count(503) == COUNT // 10, sorted(set(statuses))
     assert statuses.count(200) == COUNT - COUNT // 10
     measured_p99 = sorted(latencies)[int(COUNT * 0.99) - 1]
@@ -229,18 +297,31 @@ def test_golden_signals_match_the_load(setup: Setup) -> None:
         assert edge["reporting"] is True
         assert abs(edge["rate"] - RATE) <= RATE * 0.10, edge
         assert abs(edge["errorRate"] - 0.10) <= 0.01, edge
+    # the console's text alternative (one decimal shown)
+    assert abs(console_live["rate"] - RATE) <= RATE * 0.10, console_live
+    assert abs(console_live["errorRate"] - 0.10) <= 0.01 + 0.0005, console_live
+    # /metrics: the counter's rate between the two scrapes, as Prometheus' rate() reads it
+    (t1, first), (t2, second) = scrapes
+    metrics_rate = (second - first) / (t2 - t1)
+    assert abs(metrics_rate - RATE) <= RATE * 0.10, (scrapes, metrics_rate)
 
     # after the load (within a flush interval or two): the whole run
     time.sleep(2 * FLUSH + 0.5)
     data = setup.telemetry(60)
     stat = _stat_json(setup, "route", 60)
+    console_after = _console_edge(browser, setup, 60)
     lower, upper = _bucket(measured_p99)
     print(
         f"measured: p99 {measured_p99:.1f} ms; live rates"
         f" {[round(e['rate'], 2) for e in (route_edge, node_edge, *stat_live)]}/s, error rates"
         f" {[e['errorRate'] for e in (route_edge, node_edge, *stat_live)]}; after:"
         f" {[(e['requests'], e['errorRate'], e['latencyMs']) for e in (_edge(data, 'route'), *stat)]}"
+        f"; /metrics rate {metrics_rate:.2f}/s; console live {console_live['cells']},"
+        f" after {console_after['cells']}"
     )
+    # the console after the load: the whole run's error rate and p99 bucket
+    assert abs(console_after["errorRate"] - 0.10) <= 0.01 + 0.0005, console_after
+    assert lower <= console_after["p99"] <= upper, (console_after, measured_p99)
     for edge in (_edge(data, "route"), _edge(data, "edge"), *stat):
         # the load, and the readiness probes sent before it
         assert COUNT <= edge["requests"] <= COUNT + PROBES, edge
@@ -269,6 +350,8 @@ def test_golden_signals_match_the_load(setup: Setup) -> None:
     node_2xx = by_edge.get(("", "", "api", "2xx"), 0)
     node_5xx = by_edge.get(("", "", "api", "5xx"), 0)
     assert route_5xx == COUNT // 10 and node_5xx == COUNT // 10, by_edge
+    for ok, failed in ((route_2xx, route_5xx), (node_2xx, node_5xx)):
+        assert abs(failed / (ok + failed) - 0.10) <= 0.01, by_edge
     # the readiness probes (/health) before the load are counted too
     assert COUNT - COUNT // 10 <= route_2xx <= COUNT, by_edge
     assert COUNT - COUNT // 10 <= node_2xx <= COUNT, by_edge

@@ -111,8 +111,14 @@ export function resources(mesh: string): Promise<{ resources: Resource[] }> {
   return request("GET", `/meshplane/v1/console/resources?mesh=${encodeURIComponent(mesh)}`);
 }
 
-export function graph(mesh: string): Promise<Graph> {
-  return request("GET", `/meshplane/v1/console/graph?mesh=${encodeURIComponent(mesh)}`);
+// `window`: seconds of signals on the edges (the server's default, 60, when null)
+function graphQuery(mesh: string, window: string | null): string {
+  const query = `mesh=${encodeURIComponent(mesh)}`;
+  return window ? `${query}&window=${encodeURIComponent(window)}` : query;
+}
+
+export function graph(mesh: string, window: string | null): Promise<Graph> {
+  return request("GET", `/meshplane/v1/console/graph?${graphQuery(mesh, window)}`);
 }
 
 export function updateRoute(
@@ -130,11 +136,12 @@ export function updateRoute(
 // Server-sent events over fetch (EventSource cannot send the Authorization header).
 export async function follow(
   mesh: string,
+  window: string | null,
   onGraph: (graph: Graph) => void,
   signal: AbortSignal,
 ): Promise<void> {
   const response = await fetch(
-    `/meshplane/v1/console/events?mesh=${encodeURIComponent(mesh)}`,
+    `/meshplane/v1/console/events?${graphQuery(mesh, window)}`,
     { headers: headers({ accept: "text/event-stream" }), signal },
   );
   if (!response.ok || !response.body) throw new ApiError(`event stream: HTTP ${response.status}`);

@@ -167,7 +167,7 @@ function drawTables(graph: api.Graph): void {
     cell(row, e.mtls ? "yes" : "no");
     cell(row, e.health);
   }
-  $("#live").textContent = `live · updated ${new Date().toLocaleTimeString()}`;
+  $("#live").textContent = `live · signals of the last ${signalWindow() ?? "60"} s · updated ${new Date().toLocaleTimeString()}`;
 }
 
 function routeTargets(spec: Record<string, unknown>): { virtualNode: string; weight: number }[] | null {
@@ -275,6 +275,11 @@ async function loadResources(mesh: string): Promise<void> {
   drawWeights(mesh, resourcesCache);
 }
 
+// the seconds of signals the edges show: the page's own ?window=S (the server's 60 s if absent)
+function signalWindow(): string | null {
+  return new URLSearchParams(location.search).get("window");
+}
+
 async function openMesh(mesh: string): Promise<void> {
   current?.abort();
   const controller = new AbortController();
@@ -282,7 +287,7 @@ async function openMesh(mesh: string): Promise<void> {
   shape = "";
   message("");
   try {
-    drawGraph(await api.graph(mesh));
+    drawGraph(await api.graph(mesh, signalWindow()));
     await loadResources(mesh);
     document.body.dataset.ready = "true";
   } catch (error) {
@@ -293,7 +298,7 @@ async function openMesh(mesh: string): Promise<void> {
   for (;;) {
     if (controller.signal.aborted) return;
     try {
-      await api.follow(mesh, drawGraph, controller.signal);
+      await api.follow(mesh, signalWindow(), drawGraph, controller.signal);
     } catch (error) {
       if (controller.signal.aborted) return;
       $("#live").textContent = `reconnecting (${(error as Error).message})`;

@@ -337,6 +337,12 @@ def _own_paths() -> dict[str, dict[str, Any]]:
     )
     mesh_query = {"mesh": _name_schema()}
     mesh = {"name": "mesh", "in": "query", "required": True, "schema": _name_schema()}
+    console_window = {
+        "name": "window",
+        "in": "query",
+        "description": "Seconds of signals (1 to the telemetry window; default 60).",
+        "schema": {"type": "number", "minimum": 1},
+    }
     token_ttl = {"type": "integer", "minimum": 1, "maximum": 366 * 86400}
     return {
         "/healthz": {"get": _own("Health", "Liveness and the store revision", public=True)},
@@ -523,17 +529,22 @@ def _own_paths() -> dict[str, dict[str, Any]]:
                 ],
             }
         },
-        **{
-            f"{v1}/console/{what}": {"get": {**_own(operation, summary), "parameters": [mesh]}}
-            for what, operation, summary in (
-                ("graph", "ConsoleGraph", "The console's service graph of a mesh"),
-                ("resources", "ConsoleResources", "The console's resource list of a mesh"),
-            )
+        f"{v1}/console/graph": {
+            "get": {
+                **_own("ConsoleGraph", "The console's service graph of a mesh"),
+                "parameters": [mesh, console_window],
+            }
+        },
+        f"{v1}/console/resources": {
+            "get": {
+                **_own("ConsoleResources", "The console's resource list of a mesh"),
+                "parameters": [mesh],
+            }
         },
         f"{v1}/console/events": {
             "get": {
                 **_own("ConsoleEvents", "Server-sent events of a mesh", media="text/event-stream"),
-                "parameters": [mesh],
+                "parameters": [mesh, console_window],
             }
         },
         "/console": {

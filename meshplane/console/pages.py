@@ -7,9 +7,10 @@
   Every answer carries a Content-Security-Policy (scripts and styles from the page's own
   origin only, no framing), ``X-Frame-Options: DENY``, ``X-Content-Type-Options: nosniff``
   and ``Referrer-Policy: no-referrer``.
-- ``GET /meshplane/v1/console/graph?mesh=M``: the topology (:mod:`meshplane.console.graph`)
-  with the last minute's signals;
-- ``GET /meshplane/v1/console/events?mesh=M``: the same graph as server-sent events, sent
+- ``GET /meshplane/v1/console/graph?mesh=M[&window=S]``: the topology
+  (:mod:`meshplane.console.graph`) with the signals of the last ``S`` seconds (default 60, at
+  most the telemetry window; the page passes its own ``?window=S`` on);
+- ``GET /meshplane/v1/console/events?mesh=M[&window=S]``: the same graph as server-sent events, sent
   again whenever it changes (checked every second), for at most ``max_stream_seconds``; at
   most ``max_streams`` at once (``TooManyRequestsException`` past it);
 - ``GET /meshplane/v1/console/resources?mesh=M``: every resource of the mesh — kind, name,
@@ -27,6 +28,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import math
 import mimetypes
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -149,7 +151,9 @@ class ConsoleApi:
         query = request.query_params
         unknown = sorted(set(query) - set(allowed))
         if unknown:
-            raise BadRequestError(f"{unknown[0]}: unknown query parameter (expected mesh)")
+            raise BadRequestError(
+                f"{unknown[0]}: unknown query parameter (expected {', '.join(allowed)})"
+            )
         if "mesh" not in query:
             raise BadRequestError("mesh: is required")
         mesh = inputs.resource_name(query["mesh"], "mesh")
@@ -162,19 +166,35 @@ class ConsoleApi:
             raise NotFoundError(f"mesh {mesh!r} not found")
         return records
 
-    def graph_json(self, mesh: str) -> dict[str, Any]:
+    def _window(self, request: Request) -> float:
+        """The ``window`` query parameter: seconds of signals, 1 to the telemetry window."""
+        raw = request.query_params.get("window")
+        if raw is None:
+            return SIGNAL_SECONDS
+        settings = self.telemetry.settings
+        longest = settings.capacity * settings.flush_interval
+        try:
+            value = float(raw)
+        except ValueError:
+            text = f"window: must be a number of seconds (got {raw[:40]!r})"
+            raise BadRequestError(text) from None
+        if not math.isfinite(value) or not 1 <= value <= longest:
+            raise BadRequestError(f"window: must be between 1 and {longest:g} seconds")
+        return value
+
+    def graph_json(self, mesh: str, seconds: float = SIGNAL_SECONDS) -> dict[str, Any]:
         records = self._records(mesh)
         return build_graph(
             mesh,
             records,
-            signals.edges(self.telemetry, mesh, SIGNAL_SECONDS),
+            signals.edges(self.telemetry, mesh, seconds),
             self.proxies(mesh=mesh),
             signals.proxies(self.telemetry, mesh),
         )
 
     async def graph(self, request: Request) -> dict[str, Any]:
-        mesh = self._mesh(request)
-        return await run_in_threadpool(self.graph_json, mesh)
+        mesh = self._mesh(request, ("mesh", "window"))
+        return await run_in_threadpool(self.graph_json, mesh, self._window(request))
 
     async def resources(self, request: Request) -> dict[str, Any]:
         mesh = self._mesh(request)
@@ -250,7 +270,8 @@ class ConsoleApi:
 
     async def events(self, request: Request) -> Response:
         try:
-            mesh = self._mesh(request)
+            mesh = self._mesh(request, ("mesh", "window"))
+            window = self._window(request)
             await run_in_threadpool(self._records, mesh)
             if self._streams >= self.max_streams:
                 raise TooManyRequestsError(
@@ -260,12 +281,12 @@ class ConsoleApi:
             return error_response(error)
         self._streams += 1
         return StreamingResponse(
-            self._stream(request, mesh),
+            self._stream(request, mesh, window),
             media_type="text/event-stream",
             headers={"cache-control": "no-store", "x-accel-buffering": "no"},
         )
 
-    async def _stream(self, request: Request, mesh: str) -> AsyncIterator[bytes]:
+    async def _stream(self, request: Request, mesh: str, window: float) -> AsyncIterator[bytes]:
         try:
             ends = self.clock() + self.max_stream_seconds
             sent = ""
@@ -273,7 +294,7 @@ class ConsoleApi:
             while self.clock() < ends:
                 if await request.is_disconnected():
                     return
-                graph = await run_in_threadpool(self.graph_json, mesh)
+                graph = await run_in_threadpool(self.graph_json, mesh, window)
                 text = json.dumps(graph, separators=(",", ":"))
                 digest = hashlib.sha256(text.encode()).hexdigest()
                 if digest != sent:
