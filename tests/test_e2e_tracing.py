@@ -221,6 +221,49 @@ def test_a_request_through_the_gateway_is_one_trace_with_a_span_per_hop(setup: S
     assert chain[0] == "api" and chain[-1] == "gw" and "web" in chain, chain
 
 
+def test_the_first_proxys_sampling_decision_holds_for_the_whole_trace(setup: Setup) -> None:
+    """At 0 % a request without trace headers is not traced.  One whose caller asks for a
+    trace (``x-client-trace-id``, Envoy's client sampling) is traced at every hop: the first
+    proxy's decision travels in ``x-request-id`` (which the application passes on with
+    ``traceparent``), so the proxies after it follow it rather than sampling again, and
+    traces stay whole at any rate.  The caller's ``traceparent`` names the trace."""
+    _tag(setup, **{"meshplane.io/tracing": setup.receiver.address})
+    _tag(setup, **{"meshplane.io/tracing-sampling": "0"})
+
+    def sampling_zero(proxy: Sidecar) -> bool:
+        _, listeners = proxy.admin_get("/config_dump?resource=dynamic_listeners")
+        return OTEL in listeners and '"random_sampling": {}' in listeners
+
+    setup.mesh.wait(
+        lambda: all(sampling_zero(p) and _settled(p) for p in setup.proxies), "0 % sampling"
+    )
+    caller_trace, caller_span = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    unsampled = uuid.uuid4().hex
+    response = httpx.get(
+        f"http://{setup.gateway.address}:{setup.gateway_port}/unsampled/{unsampled}",
+        headers={"traceparent": f"00-{uuid.uuid4().hex}-{caller_span}-01"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    sampled = uuid.uuid4().hex
+    response = httpx.get(
+        f"http://{setup.gateway.address}:{setup.gateway_port}/sampled/{sampled}",
+        headers={
+            "traceparent": f"00-{caller_trace}-{caller_span}-01",
+            "x-client-trace-id": sampled,
+        },
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    trace = _trace_of(setup.receiver, sampled, 4, setup.proxies)
+    assert {s.trace_id for s in trace} == {caller_trace}
+    assert {s.service for s in trace} == {"gw", "web", "api"}
+    gateway = next(s for s in trace if s.service == "gw")
+    assert gateway.parent_span_id == caller_span
+    # the sampled request's spans are all in, so the unsampled one's would be too: none came
+    assert not [s for s in setup.receiver.spans() if unsampled in (s.attribute("http.url") or "")]
+
+
 def test_bad_tracing_tags_are_refused_by_the_api(setup: Setup) -> None:
     before = [p.config_dump() for p in setup.proxies]
     tags_before = setup.mesh.appmesh.list_tags_for_resource(resourceArn=ARN)["tags"]

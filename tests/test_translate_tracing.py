@@ -348,6 +348,20 @@ def test_the_own_tracer_round_trips_through_node_metadata() -> None:
     parsed = NodeMetadata.from_node_metadata(metadata)
     assert parsed is not None and parsed.tracer == tracer
     assert ProxyOptions.from_node_metadata(metadata).tracer == tracer
-    for bad in ({"driver": "xray", "cluster": "x"}, {"driver": "zipkin"}, "zipkin"):
+    nested: Any = "x"
+    for _ in range(200):
+        nested = {"a": nested}
+    hostile = [
+        {"driver": "xray", "cluster": "x"},
+        {"driver": "zipkin"},
+        "zipkin",
+        ["zipkin", "jaeger"],
+        {"driver": "zipkin", "cluster": nested},
+        {"driver": "zipkin", "cluster": "c" * 60_000},
+        {"driver": "zipkin", "cluster": "jaeger", "service_name": nested},
+        {"driver": "zipkin", "cluster": "jaeger", "zipkin_json": "yes"},
+        {"driver": nested, "cluster": "jaeger"},
+    ]
+    for bad in hostile:
         with pytest.raises(InvalidNodeMetadataError, match="tracer"):
             NodeMetadata.from_node_metadata({"meshplane": {"tracer": bad}})
