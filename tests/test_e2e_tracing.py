@@ -52,8 +52,9 @@ class Setup:
     def proxies(self) -> list[Sidecar]:
         return [self.gateway, self.web, self.api]
 
-    def get(self, path: str) -> httpx.Response:
-        return httpx.get(f"http://{self.gateway.address}:{self.gateway_port}{path}", timeout=10)
+    def get(self, path: str, headers: dict[str, str] | None = None) -> httpx.Response:
+        url = f"http://{self.gateway.address}:{self.gateway_port}{path}"
+        return httpx.get(url, headers=headers, timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -239,20 +240,14 @@ def test_the_first_proxys_sampling_decision_holds_for_the_whole_trace(setup: Set
     )
     caller_trace, caller_span = uuid.uuid4().hex, uuid.uuid4().hex[:16]
     unsampled = uuid.uuid4().hex
-    response = httpx.get(
-        f"http://{setup.gateway.address}:{setup.gateway_port}/unsampled/{unsampled}",
-        headers={"traceparent": f"00-{uuid.uuid4().hex}-{caller_span}-01"},
-        timeout=10,
+    response = setup.get(
+        f"/unsampled/{unsampled}", {"traceparent": f"00-{uuid.uuid4().hex}-{caller_span}-01"}
     )
     assert response.status_code == 200, response.text
     sampled = uuid.uuid4().hex
-    response = httpx.get(
-        f"http://{setup.gateway.address}:{setup.gateway_port}/sampled/{sampled}",
-        headers={
-            "traceparent": f"00-{caller_trace}-{caller_span}-01",
-            "x-client-trace-id": sampled,
-        },
-        timeout=10,
+    response = setup.get(
+        f"/sampled/{sampled}",
+        {"traceparent": f"00-{caller_trace}-{caller_span}-01", "x-client-trace-id": sampled},
     )
     assert response.status_code == 200, response.text
     trace = _trace_of(setup.receiver, sampled, 4, setup.proxies)

@@ -28,6 +28,7 @@ from meshplane.model.tracing import (
     parse_collector,
     tracing_from_tags,
 )
+from meshplane.proxy import BootstrapOptions, build_bootstrap
 from meshplane.translate import (
     MeshView,
     Observability,
@@ -208,28 +209,13 @@ def test_the_proxys_own_tracer_wins_over_the_mesh(driver: str) -> None:
             assert (datadog.collector_cluster, datadog.service_name) == ("jaeger", "front")
 
 
-def _static_cluster(name: str, port: int) -> dict[str, Any]:
-    return {
-        "name": name,
-        "type": "STATIC",
-        "connect_timeout": "1s",
-        "load_assignment": {
-            "cluster_name": name,
-            "endpoints": [
-                {
-                    "lb_endpoints": [
-                        {
-                            "endpoint": {
-                                "address": {
-                                    "socket_address": {"address": "127.0.0.1", "port_value": port}
-                                }
-                            }
-                        }
-                    ]
-                }
-            ],
-        },
-    }
+def _tracer_cluster(env: dict[str, str]) -> dict[str, Any]:
+    """The static collector cluster ``meshplane envoy`` adds for an App Mesh tracing switch."""
+    options = BootstrapOptions.from_env(
+        {"APPMESH_RESOURCE_ARN": "mesh/demo/virtualNode/front", **env}
+    )
+    cluster: dict[str, Any] = build_bootstrap(options)["static_resources"]["clusters"][1]
+    return cluster
 
 
 def test_envoy_accepts_traced_proxies(tmp_path: Path) -> None:
@@ -250,7 +236,7 @@ def test_envoy_accepts_traced_proxies(tmp_path: Path) -> None:
                 "front",
                 options=ProxyOptions(tracer=ProxyTracer("zipkin", "jaeger", "", True)),
             ),
-            [_static_cluster("jaeger", 9411)],
+            [_tracer_cluster({"ENABLE_ENVOY_JAEGER_TRACING": "1"})],
         ),
         (
             "datadog",
@@ -260,7 +246,7 @@ def test_envoy_accepts_traced_proxies(tmp_path: Path) -> None:
                 "front",
                 options=ProxyOptions(tracer=ProxyTracer("datadog", "datadog_agent", "shop")),
             ),
-            [_static_cluster("datadog_agent", 8126)],
+            [_tracer_cluster({"ENABLE_ENVOY_DATADOG_TRACING": "1"})],
         ),
     ]
     for case, resources, extra in cases:

@@ -8,9 +8,10 @@ through the cluster :data:`~meshplane.translate.names.TRACING_CLUSTER` (sent ove
 the rest, so a tag change reaches running proxies, and the ACK-gated ordering brings the
 cluster before the listeners that name it and removes it after them), the service name is
 the virtual node's or virtual gateway's name, and ``random_sampling`` is the mesh's sampling
-percentage.  A request that arrives with a sampled W3C ``traceparent`` continues that trace,
-so gateway -> node -> node is one trace with a span per hop (the application forwards the
-``traceparent`` header it got, as with any tracer).
+percentage.  Each proxy joins the trace named by the W3C ``traceparent`` it receives, and the
+first proxy's sampling decision travels in ``x-request-id``, so gateway -> node -> node is one
+whole trace with a span per hop at any rate (the applications pass both headers on, as with
+Istio); ``x-client-trace-id`` from a caller forces a trace (Envoy's client sampling, 100 %).
 
 A proxy started with one of App Mesh's tracing switches (``meshplane envoy`` with
 ``ENABLE_ENVOY_JAEGER_TRACING`` or ``ENABLE_ENVOY_DATADOG_TRACING``; its node metadata
