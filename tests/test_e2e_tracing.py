@@ -1,7 +1,8 @@
 """Tracing end to end: a gateway and two sidecars (real Envoys), a real OTLP/gRPC receiver.
 
 The mesh is ``gateway gw -> virtual service web -> node web (its app calls api through its
-sidecar, passing on the trace context) -> virtual service api -> node api``.
+sidecar, passing on the trace context) -> virtual service api -> node api``; api's sidecar
+uses delta xDS, the others state of the world.
 
 - tagging the mesh with ``meshplane.io/tracing=<receiver>`` reaches the running proxies (over
   CDS and LDS, no restart); one request through the gateway then gives the receiver one trace
@@ -104,8 +105,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
             },
         )
         api_app, web_app = mesh.app("api"), mesh.app("web")
-        api_proxy = mesh.sidecar(
-            f"mesh/{MESH}/virtualNode/api", address=api_address, app_port=api_app.port
+        api_proxy = mesh.sidecar(  # delta xDS here, state of the world for the others
+            f"mesh/{MESH}/virtualNode/api", address=api_address, app_port=api_app.port, delta=True
         )
         web_proxy = mesh.sidecar(
             f"mesh/{MESH}/virtualNode/web", address=web_address, app_port=web_app.port
