@@ -13,7 +13,9 @@ uses delta xDS, the others state of the world.
 - removing the tag takes the tracer and the collector cluster off every proxy (config dump),
   and a request after that sends no span;
 - a sidecar started with App Mesh's ``ENABLE_ENVOY_JAEGER_TRACING`` (JSON) traces with Envoy's
-  Zipkin tracer to a real Zipkin-API receiver through its bootstrap's ``jaeger`` cluster.
+  Zipkin tracer to a real Zipkin-API receiver through its bootstrap's ``jaeger`` cluster, and
+  one with ``ENABLE_ENVOY_DATADOG_TRACING`` sends its traces to a Datadog agent's endpoint
+  through ``datadog_agent``.
 """
 
 from __future__ import annotations
@@ -378,3 +380,38 @@ def test_the_jaeger_switch_traces_with_zipkin_to_the_bootstrap_collector(
         assert span["localEndpoint"]["serviceName"] == f"mesh/{MESH}/virtualNode/web", span  # type: ignore[index]
         _, clusters = proxy.admin_get("/config_dump?resource=static_clusters")
         assert '"jaeger"' in clusters
+
+
+def test_the_datadog_switch_sends_traces_to_the_agent(setup: Setup) -> None:
+    with ZipkinReceiver() as agent:
+        env = {
+            "APPMESH_RESOURCE_ARN": f"mesh/{MESH}/virtualNode/web",
+            "ENABLE_ENVOY_DATADOG_TRACING": "1",
+            "DATADOG_TRACER_PORT": str(agent.port),
+        }
+        tracer = BootstrapOptions.from_env(env).tracer
+        assert tracer is not None
+        proxy = setup.mesh.sidecar(f"mesh/{MESH}/virtualNode/web", bootstrap={"tracer": tracer})
+
+        def datadog_traced() -> bool:
+            _, listeners = proxy.admin_get("/config_dump?resource=dynamic_listeners")
+            return "envoy.tracers.datadog" in listeners and OTEL not in listeners
+
+        setup.mesh.wait(datadog_traced, "the Datadog tracer on the proxy (LDS)")
+        response = httpx.get(
+            f"http://127.0.0.1:{proxy.egress_port}/datadog/{uuid.uuid4().hex}",
+            headers={"host": f"api.{MESH}.local"},
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+
+        def traces_sent() -> int:
+            return sum(
+                int(headers.get("x-datadog-trace-count", "0"))
+                for path, headers in agent.posts()
+                if path == "/v0.4/traces"
+            )
+
+        setup.mesh.wait(lambda: traces_sent() >= 1, "a trace at the Datadog agent's endpoint")
+        _, clusters = proxy.admin_get("/config_dump?resource=static_clusters")
+        assert '"datadog_agent"' in clusters

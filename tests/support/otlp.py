@@ -6,7 +6,7 @@ package's generated service), as an OpenTelemetry collector does.  It keeps the 
 receives, each with the ``service.name`` of its resource, up to ``max_spans`` (the rest are
 counted and dropped), and refuses messages over 4 MiB.  :class:`ZipkinReceiver` is an HTTP
 server taking ``POST /api/v2/spans`` (JSON, as Envoy's Zipkin tracer sends with
-``JAEGER_TRACER_VERSION=JSON``), bodies up to 4 MiB.  Used by ``tests/test_e2e_tracing.py``.
+``JAEGER_TRACER_VERSION=JSON``) and a Datadog agent's ``POST /v0.4/traces``, bodies up to 4 MiB.  Used by ``tests/test_e2e_tracing.py``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from tests.support.net import ThreadedServer
 from tests.support.ports import free_port
 
 MAX_MESSAGE = 4 * 1024 * 1024
+ZIPKIN_SPANS = "/api/v2/spans"
+DATADOG_TRACES = "/v0.4/traces"
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,12 +148,16 @@ class _ZipkinHandler(BaseHTTPRequestHandler):
                 return body
 
     def do_POST(self) -> None:
-        body = self._body() if self.path == "/api/v2/spans" else None
+        body = self._body()
         if body is None:
-            self.send_response(404 if self.path != "/api/v2/spans" else 413)
-            self.send_header("content-length", "0")
-            self.send_header("connection", "close")
-            self.end_headers()
+            self._answer(413, b"")
+            return
+        self.server.receiver.posted(self.path, {k.lower(): v for k, v in self.headers.items()})
+        if self.path == DATADOG_TRACES:
+            self._answer(200, b"{}")  # an agent answers with its sampling rates
+            return
+        if self.path != ZIPKIN_SPANS:
+            self._answer(404, b"")
             return
         try:
             spans = json.loads(body)
@@ -159,9 +165,15 @@ class _ZipkinHandler(BaseHTTPRequestHandler):
             spans = None
         if isinstance(spans, list):
             self.server.receiver.add([s for s in spans if isinstance(s, dict)])
-        self.send_response(202 if isinstance(spans, list) else 400)
-        self.send_header("content-length", "0")
+        self._answer(202 if isinstance(spans, list) else 400, b"")
+
+    def _answer(self, status: int, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("content-length", str(len(body)))
+        if status == 413:
+            self.send_header("connection", "close")
         self.end_headers()
+        self.wfile.write(body)
 
     def log_message(self, format: str, *args: object) -> None:
         return
@@ -176,12 +188,24 @@ class _ZipkinServer(ThreadingHTTPServer):
 
 
 class ZipkinReceiver(ThreadedServer):
-    """A Zipkin v2 span receiver (JSON) on ``127.0.0.1:<port>``, keeping up to 10,000 spans."""
+    """A Zipkin v2 span receiver (JSON) on ``127.0.0.1:<port>``, keeping up to 10,000 spans;
+    it also answers a Datadog agent's ``/v0.4/traces`` (and records the headers of every POST,
+    up to 10,000: Datadog's ``x-datadog-trace-count`` says how many traces came)."""
 
     def __init__(self) -> None:
         super().__init__("127.0.0.1", free_port())
         self._spans: list[dict[str, Any]] = []
+        self._posts: list[tuple[str, dict[str, str]]] = []
         self._lock = threading.Lock()
+
+    def posted(self, path: str, headers: dict[str, str]) -> None:
+        with self._lock:
+            if len(self._posts) < 10_000:
+                self._posts.append((path, headers))
+
+    def posts(self) -> list[tuple[str, dict[str, str]]]:
+        with self._lock:
+            return list(self._posts)
 
     def add(self, spans: list[dict[str, Any]]) -> None:
         with self._lock:
