@@ -7,8 +7,11 @@ Per mesh directory (mode 0700):
 - ``roots.json``: which roots the mesh has, when each signs and until when it is trusted.
 
 Writes go to a temporary file that is renamed over the old one, so a crash leaves either the
-old state or the new one.  A mesh name that is not a plain file name (App Mesh names have no
-pattern) is stored under ``~<hex of its UTF-8 bytes>``.
+old state or the new one.  Creating a mesh's first CA holds an exclusive lock on
+``<data dir>/ca/.create.lock``: the xDS worker processes of one server (``--xds-workers``)
+share the directory, and the first to need a mesh's CA makes it; the others load that one.
+A mesh name that is not a plain file name (App Mesh names have no pattern) is stored under
+``~<hex of its UTF-8 bytes>``.
 
 An operator-supplied CA (certificate file and key file, see
 :class:`~meshplane.authority.mesh_cas.CaSettings`) is read from where the operator keeps
@@ -23,6 +26,7 @@ Used by :mod:`meshplane.authority.mesh_cas`.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -86,7 +90,15 @@ class KeyStore:
         return str(self.directory)
 
     def create(self, authority: MeshAuthority) -> MeshAuthority:
-        self.save(authority)  # one server owns its data directory
+        """Store ``authority`` as the mesh's first CA, unless another process of this server
+        (an xDS worker) stored one first: then that one."""
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with (self.directory / ".create.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            found = self.load(authority.mesh, authority.trust_domain)
+            if found is not None:
+                return found
+            self.save(authority)
         return authority
 
     def load(self, mesh: str, trust_domain: str) -> MeshAuthority | None:

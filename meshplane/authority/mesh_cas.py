@@ -167,11 +167,12 @@ class CertificateAuthorities:
             authority = self.keystore.create(MeshAuthority(mesh, td, [root]))
         return authority
 
-    def reload(self, meshes: set[str]) -> None:
-        """Another replica changed the CAs of ``meshes`` (a rotation): read them again, and
-        tell the listeners (the control loop re-sends trust bundles and certificates)."""
+    def reload(self, meshes: set[str] | None = None) -> None:
+        """Another replica (or the main process of an xDS worker) changed the CAs of
+        ``meshes`` (None: any) by a rotation: read them again, and tell the listeners (the
+        control loop re-sends trust bundles and certificates)."""
         with self._lock:
-            for mesh in meshes:
+            for mesh in set(self._authorities) if meshes is None else meshes:
                 self._authorities.pop(mesh, None)
         for listener in self._listeners:
             listener()

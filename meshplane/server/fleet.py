@@ -6,8 +6,12 @@
   busy fleet); 503 with the reason otherwise.  ``/healthz`` (``meshplane.api.app``) only says
   the process is alive.
 - ``GET /meshplane/v1/fleet``: this replica's id, the store backend and database (without its
-  password), this replica's revision and the database's (the lag), and the duty lease: whether
-  this replica holds it and which replica does.
+  password), this replica's revision and the database's (the lag), the duty lease: whether
+  this replica holds it and which replica does, and its xDS worker processes
+  (``--xds-workers``): each one's pid, whether it answers, its revision and proxies.
+
+With xDS workers, ``/readyz`` also needs every worker to answer and to have followed the feed
+as far as the main process (within the same grace).
 
 Built by ``meshplane.server.run``.
 """
@@ -15,6 +19,7 @@ Built by ``meshplane.server.run``.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -31,11 +36,20 @@ READY_GRACE = 5.0
 
 
 class FleetApi:
-    def __init__(self, store: SqlStore, lease: DutyLease, replica: str) -> None:
+    def __init__(
+        self,
+        store: SqlStore,
+        lease: DutyLease,
+        replica: str,
+        *,
+        workers: Callable[[], list[dict[str, Any]]] | None = None,
+    ) -> None:
         self.store = store
         self.lease = lease
         self.replica = replica
+        self.workers = workers
         self._caught_up_at = time.monotonic()
+        self._workers_caught_up_at = time.monotonic()
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -52,6 +66,9 @@ class FleetApi:
         revision = self.store.revision
         if database is not None and revision >= database:
             self._caught_up_at = time.monotonic()
+        workers = self.workers() if self.workers is not None else []
+        if all(w["alive"] and w["revision"] >= revision for w in workers):
+            self._workers_caught_up_at = time.monotonic()
         return {
             "replica": self.replica,
             "backend": "postgresql" if self.store.postgres else "sqlite",
@@ -61,6 +78,7 @@ class FleetApi:
             "lag": None if database is None else max(0, database - revision),
             "databaseError": error,
             "dutyLease": {"held": self.lease.held, "holder": self.lease.holder},
+            "xdsWorkers": workers,
         }
 
     async def fleet(self, _: Request) -> Response:
@@ -72,6 +90,13 @@ class FleetApi:
             reason = f"database unavailable: {state['databaseError']}"
         elif state["lag"] and time.monotonic() - self._caught_up_at > READY_GRACE:
             reason = f"behind the change feed by {state['lag']} revisions"
+        elif down := [str(w["worker"]) for w in state["xdsWorkers"] if not w["alive"]]:
+            reason = f"xDS worker {', '.join(down)} not answering"
+        elif time.monotonic() - self._workers_caught_up_at > READY_GRACE:
+            behind = [
+                str(w["worker"]) for w in state["xdsWorkers"] if w["revision"] < state["revision"]
+            ]
+            reason = f"xDS worker {', '.join(behind)} behind the change feed"
         else:
             return JSONResponse({"ready": True, "revision": state["revision"]})
         return JSONResponse({"ready": False, "reason": reason}, status_code=503)

@@ -40,16 +40,15 @@ from meshplane.authority.sealing import Kek, KekError
 from meshplane.authority.server_tls import ensure_server_certificate
 from meshplane.authority.tokens import KEY_FILE as PROXY_TOKEN_KEY_FILE
 from meshplane.console import ConsoleApi
-from meshplane.control import ControlLoop
 from meshplane.errors import LocalError, MeshplaneError
-from meshplane.model.proxy import InvalidNodeMetadataError, NodeMetadata, ProxyIdentity
 from meshplane.nameserver.server import DnsServer, Upstream, resolv_conf_upstreams
 from meshplane.server.fleet import FleetApi
 from meshplane.server.http import guarded_protocol, quiet_accept_errors
 from meshplane.server.keys import token_key
 from meshplane.server.proxy_auth import ProxyAuthorizer
+from meshplane.server.serving import XdsServing
 from meshplane.server.settings import Settings, StoreSettings, TlsSettings, is_loopback
-from meshplane.server.status import proxy_status_json
+from meshplane.server.workers import WorkerMetrics, XdsWorkers
 from meshplane.service.access import ANONYMOUS
 from meshplane.service.apply import ManifestService
 from meshplane.service.arns import Partition
@@ -66,16 +65,9 @@ from meshplane.store.lease import DutyLease
 from meshplane.store.presence import FleetProxies
 from meshplane.store.sql import StoreUnavailableError, describe_url
 from meshplane.store.vault import API_TOKEN_KEY, PROXY_TOKEN_KEY, SealedVault
-from meshplane.telemetry import (
-    AccessLogService,
-    MetricsService,
-    StreamLimits,
-    TapHub,
-    TelemetryApi,
-    TelemetryCollector,
-    TelemetryStore,
-)
-from meshplane.xds import ProxyStatus, SnapshotCache, XdsServer
+from meshplane.telemetry import TapHub, TelemetryApi, TelemetryCollector, TelemetryStore
+from meshplane.telemetry.stats import Flush
+from meshplane.telemetry.window import ProxyKey
 
 log = logging.getLogger("meshplane")
 PRESENCE_INTERVAL = 2.0
@@ -260,50 +252,52 @@ class Application:
             self.proxy_tokens = TokenKey.load_or_create(data_dir / PROXY_TOKEN_KEY_FILE)
             self.revocations = Revocations(data_dir / REVOCATIONS_FILE)
         self._loop: asyncio.AbstractEventLoop | None = None
+        with_workers = settings.xds.workers > 1
         self.authorizer = ProxyAuthorizer(
             self.proxy_tokens,
             required=settings.xds.require_proxy_auth,
-            registry=self.registry,
+            # with workers, /metrics shows theirs (the proxies are authorized there)
+            registry=CollectorRegistry() if with_workers else self.registry,
             revocations=self.revocations,
-        )
-        self.cache = SnapshotCache()
-        self.control = ControlLoop(
-            self.store,
-            self.cache,
-            registry=self.registry,
-            authorities=self.authorities,
-            tracing=settings.tracing,
         )
         self.telemetry = TelemetryStore(settings.telemetry)
         self.registry.register(TelemetryCollector(self.telemetry))
-        self.metrics_service = MetricsService(
-            self.telemetry,
-            authorize=self.authorizer,
-            admit=self.authorizer.admit,
-            limits=StreamLimits(
-                max_message_bytes=settings.telemetry.max_message,
-                min_interval=settings.telemetry.min_interval,
-            ),
-            registry=self.registry,
-        )
-        self.taps = TapHub(
-            lambda secret_of: self.control.set_taps(secret_of),
-            max_sessions=settings.telemetry.max_taps,
-            queue_size=settings.telemetry.tap_queue,
-        )
-        self.access_logs = AccessLogService(
-            self.taps, max_message_bytes=settings.telemetry.max_message
-        )
-        self.xds = XdsServer(
-            self.cache,
-            self.control,
-            self.registry,
-            authorize=self.authorizer,
-            admit=self.authorizer.admit,
-            limits=settings.xds.limits,
-            credentials=credentials,
-            handlers=[self.metrics_service.handler(), self.access_logs.handler()],
-        )
+        self.serving: XdsServing | None = None
+        """The xDS port's services when this process serves it (``--xds-workers 1``)."""
+        self.workers: XdsWorkers | None = None
+        """The xDS worker processes (``--xds-workers N``, N > 1)."""
+        if with_workers:
+            self.workers = XdsWorkers(
+                settings,
+                on_flush=self._worker_flush,
+                on_tap=lambda identity, entry: self.taps.publish(identity, entry),
+                on_gone=self._worker_gone,
+            )
+            self.registry.register(WorkerMetrics(self.workers))
+            self.taps = TapHub(
+                lambda _: self._send_taps(),
+                max_sessions=settings.telemetry.max_taps,
+                queue_size=settings.telemetry.tap_queue,
+            )
+            self.authorities.add_listener(lambda: self._tell_workers(("ca",)))
+        else:
+            self.taps = TapHub(
+                lambda secret_of: self._serving().control.set_taps(secret_of),
+                max_sessions=settings.telemetry.max_taps,
+                queue_size=settings.telemetry.tap_queue,
+            )
+            self.serving = XdsServing(
+                settings.xds,
+                self.store,
+                self.registry,
+                authorities=self.authorities,
+                authorizer=self.authorizer,
+                telemetry=self.telemetry,
+                taps=self.taps,
+                credentials=credentials,
+                tracing=settings.tracing,
+            )
+        self._revisions_task: asyncio.Task[None] | None = None
         self.xds_port = settings.xds.port
         self.answers = Answers(self.store)
         upstreams = (
@@ -331,7 +325,6 @@ class Application:
             self.ca_rotation.start,
             self._start_dns,
             self._start_xds,
-            self.control.start,
             self._start_presence,
         ]
         self.shutdown: list[Callable[[], Any]] = [
@@ -340,7 +333,6 @@ class Application:
             self.ca_rotation.stop,
             self.dns.stop,
             self._stop_xds,
-            self.control.stop,
             self._stop_lease,
             self._stop_presence,
         ]
@@ -356,11 +348,16 @@ class Application:
                 tokens=self.proxy_tokens,
                 authorities=self.authorities,
                 revocations=self.revocations,
-                on_revoked=lambda: self.xds.close_streams(self.authorizer.revoked),
+                on_revoked=self._close_revoked,
             ).routes()
             + TelemetryApi(self.telemetry, self.taps).routes()
             + ConsoleApi(self.store, self.telemetry, self.partition, self.proxy_status).routes()
-            + FleetApi(sql, self.lease, self.replica).routes(),
+            + FleetApi(
+                sql,
+                self.lease,
+                self.replica,
+                workers=self.workers.states if self.workers is not None else None,
+            ).routes(),
             tokens=self.tokens,
             audit_log=self.store,
             require_auth=settings.auth is not None and settings.auth.required,
@@ -384,12 +381,71 @@ class Application:
             self.revocations.reload()
             loop = self._loop
             if loop is not None and not loop.is_closed():
-                loop.call_soon_threadsafe(self.xds.close_streams, self.authorizer.revoked)
+                loop.call_soon_threadsafe(self._close_revoked)
+
+    def _serving(self) -> XdsServing:
+        assert self.serving is not None
+        return self.serving
+
+    def _close_revoked(self) -> int:
+        """A proxy token was revoked: end the streams that were opened with it (how many: of
+        this process; the workers end theirs)."""
+        if self.serving is not None:
+            return self.serving.close_revoked()
+        self._tell_workers(("revoked",))
+        return 0
+
+    def _tell_workers(self, message: tuple[Any, ...]) -> None:
+        if self.workers is not None:
+            self.workers.broadcast(message)
+
+    def _send_taps(self) -> None:
+        """The tapped proxies changed: every worker gets the filters and their key."""
+        assert self.workers is not None
+        filters = [session.filter for session in self.taps.sessions.values()]
+        self.workers.broadcast(("taps", self.taps.key, filters), remember="taps")
+
+    def _worker_flush(self, worker: int, key: ProxyKey, flush: Flush | None) -> None:
+        """A telemetry flush a worker received (None: that proxy's stream ended)."""
+        del worker
+        window = self.telemetry.window(key)
+        if window is None:
+            return
+        if flush is None:
+            window.connected = False
+        else:
+            window.connected = True
+            window.add(flush)
+
+    def _worker_gone(self, worker: int, keys: set[ProxyKey]) -> None:
+        """A worker exited: the metrics streams it had are no longer connected."""
+        for key in keys:
+            self._worker_flush(worker, key, None)
+
+    async def _follow_revisions(self) -> None:
+        """Tell the workers each time this process's store moves (they follow SQLite by
+        catching up with the change table from their own revision)."""
+        assert self.workers is not None
+        revision = self.store.revision
+        while True:
+            revision = await self.store.wait_for_revision(revision)
+            self.workers.broadcast(("revision", revision))
 
     async def _start_xds(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self.xds_port = await self.xds.start(self.settings.xds.host, self.settings.xds.port)
-        log.info("meshplane xDS (ADS) on %s:%d", self.settings.xds.host, self.xds_port)
+        if self.workers is not None:
+            self.xds_port = await self.workers.start()
+            self._revisions_task = asyncio.create_task(self._follow_revisions())
+            log.info(
+                "meshplane xDS (ADS) on %s:%d: %d worker processes (pids %s)",
+                self.settings.xds.host,
+                self.xds_port,
+                self.workers.count,
+                ", ".join(str(pid) for pid in self.workers.pids()),
+            )
+        else:
+            self.xds_port = await self._serving().start()
+            log.info("meshplane xDS (ADS) on %s:%d", self.settings.xds.host, self.xds_port)
         log.info(
             "proxy authentication: %s; mesh CAs in %s (trust domain %s)",
             "required (proxy tokens)"
@@ -427,7 +483,14 @@ class Application:
         )
 
     async def _stop_xds(self) -> None:
-        await self.xds.stop(grace=1.0)
+        if self._revisions_task is not None:
+            self._revisions_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._revisions_task
+        if self.workers is not None:
+            await self.workers.stop()
+        if self.serving is not None:
+            await self.serving.stop()
 
     def proxy_status(
         self, *, mesh: str | None = None, name: str | None = None
@@ -447,29 +510,35 @@ class Application:
 
     async def _publish_proxies(self) -> None:
         """Every few seconds: this replica's heartbeat, and the rows of its proxies whose status
-        changed since the last beat (connected, disconnected, sent, ACKed, NACKed)."""
+        changed since the last beat (connected, disconnected, sent, ACKed, NACKed): this
+        process's, or its xDS workers' (each keeps track of what it reported)."""
         presence = self.presence
         assert presence is not None
-        published: dict[int, tuple[ProxyStatus, tuple[str, ...]]] | None = None
+        synced = False
         while True:
             try:
-                if published is None:  # rows an earlier life under this replica id left
+                if not synced:  # rows an earlier life under this replica id left, or an outage
                     await asyncio.to_thread(presence.withdraw)
-                    published = {}
-                current = {
-                    s.stream_id: (s, self.control.problems(s.stream_id)) for s in self.xds.proxies()
-                }
-                changed = [
-                    self._status_json(*state)
-                    for stream, state in current.items()
-                    if published.get(stream) != state
-                ]
-                gone = published.keys() - current.keys()
+                    self._presence_resync()
+                    synced = True
+                changed, gone = await self._presence_changes()
                 await asyncio.to_thread(self._beat, presence, changed, gone)
-                published = current
-            except Exception as error:  # the database away: try again at the next beat
+            except Exception as error:  # the database away: start over at the next beat
                 log.debug("publishing this replica's proxies failed: %s", error)
+                synced = False
             await asyncio.sleep(PRESENCE_INTERVAL)
+
+    def _presence_resync(self) -> None:
+        """The next changes are every proxy (the rows were withdrawn)."""
+        if self.serving is not None:
+            self.serving.presence_resync()
+        if self.workers is not None:
+            self.workers.presence_resync()
+
+    async def _presence_changes(self) -> tuple[list[dict[str, Any]], set[int]]:
+        if self.workers is not None:
+            return await asyncio.to_thread(self.workers.presence_changes)
+        return self._serving().presence_changes()
 
     @staticmethod
     def _beat(presence: FleetProxies, changed: list[dict[str, Any]], gone: set[int]) -> None:
@@ -493,26 +562,10 @@ class Application:
     def _local_proxy_status(
         self, *, mesh: str | None = None, name: str | None = None
     ) -> list[dict[str, Any]]:
-
-        def match(identity: ProxyIdentity) -> bool:
-            return (mesh is None or identity.mesh == mesh) and (
-                name is None or identity.name == name
-            )
-
-        return [
-            self._status_json(status, self.control.problems(status.stream_id))
-            for status in self.xds.proxies(match if mesh is not None or name is not None else None)
-        ]
-
-    def _status_json(self, status: ProxyStatus, problems: tuple[str, ...]) -> dict[str, Any]:
-        connection = self.control.connections.get(status.stream_id)
-        try:
-            node = NodeMetadata.from_node_metadata(connection.metadata if connection else None)
-        except InvalidNodeMetadataError:
-            node = None
-        return proxy_status_json(
-            status, admin=node.admin if node is not None else None, problems=problems
-        )
+        """The proxies connected to this replica: to this process, or to its xDS workers."""
+        if self.workers is not None:
+            return self.workers.statuses(mesh=mesh, name=name)
+        return self._serving().statuses(mesh=mesh, name=name)
 
     @asynccontextmanager
     async def _lifespan(self, _: Starlette) -> AsyncIterator[None]:

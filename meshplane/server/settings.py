@@ -178,6 +178,19 @@ SETTINGS: tuple[Setting, ...] = (
         default=DEFAULT_XDS_PORT,
     ),
     Setting(
+        "xds_workers",
+        "--xds-workers",
+        "MESHPLANE_XDS_WORKERS",
+        Kind.COUNT,
+        "xDS serving processes sharing the xDS port (SO_REUSEPORT), each following the store "
+        "and translating for the proxies connected to it; the API stays in the main process. "
+        "1: one process serves both.",
+        "server",
+        default=1,
+        metavar="N",
+        check=lambda n: None if n <= 64 else f"{n} is more than 64",
+    ),
+    Setting(
         "region",
         "--region",
         "MESHPLANE_REGION",
@@ -731,6 +744,9 @@ class XdsSettings:
     """Proxies must present a proxy token scoped to the identity they claim (always on when
     ``host`` is not a loopback address)."""
     limits: XdsLimits = field(default_factory=XdsLimits)
+    workers: int = 1
+    """xDS serving processes (``--xds-workers``): 1 serves xDS in the main process; N > 1
+    runs N worker processes on the one port (:mod:`meshplane.server.workers`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -833,6 +849,7 @@ class Settings:
                     keepalive_time=values["xds_keepalive"].total_seconds(),
                     max_connection_idle=values["xds_idle_timeout"].total_seconds(),
                 ),
+                workers=values["xds_workers"],
             ),
             region=values["region"],
             account_id=values["account_id"],

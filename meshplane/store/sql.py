@@ -296,6 +296,11 @@ class SqlStore:
                     time.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
 
+    def follow_now(self) -> None:
+        """Catch up with what other writers committed, now rather than at the next poll (an
+        xDS worker, told by its main process that the SQLite database moved)."""
+        self._request_catch_up()
+
     def _request_catch_up(self) -> None:
         if not self._catch_up_pending.is_set() and not self._closed:
             self._catch_up_pending.set()

@@ -16,6 +16,11 @@ Every proxy meshplane starts streams its stats here (the bootstrap's
 4. Each further message is one flush, read into the proxy's window; flushes closer together
    than ``min_interval`` seconds are dropped unread (a flood costs no parsing).
 
+With ``relay`` set (an xDS worker process, ``--xds-workers``), each flush read and the end of
+each stream (``None``) are also handed to ``relay(key, flush)``: the worker sends them to the
+main process, whose :class:`TelemetryStore` serves ``/metrics``, ``stat``/``top`` and the
+console; the worker's own store then keeps only what the limits need.
+
 Registered on the xDS server's gRPC server by the server wiring
 (:meth:`meshplane.xds.XdsServer` ``services``); :class:`MetricsService` also counts what it
 refused (``meshplane_telemetry_refused_total{reason}``).
@@ -25,7 +30,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +38,7 @@ import grpc
 from google.protobuf.message import DecodeError
 from prometheus_client import CollectorRegistry, Counter
 
-from meshplane.telemetry.stats import read_flush
+from meshplane.telemetry.stats import Flush, read_flush
 from meshplane.telemetry.window import ProxyKey, TelemetryStore
 from meshplane.telemetry.wire import messages
 from meshplane.xds import Authorizer, InvalidNodeIdError, parse_node_id
@@ -42,6 +47,8 @@ from meshplane.xds.producer import Admission
 log = logging.getLogger(__name__)
 
 SERVICE = "envoy.service.metrics.v3.MetricsService"
+Relay = Callable[[ProxyKey, Flush | None], None]
+"""Where a worker process sends each flush (None: the proxy's stream ended)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +68,10 @@ class MetricsService:
         admit: Admission | None = None,
         limits: StreamLimits | None = None,
         registry: CollectorRegistry | None = None,
+        relay: Relay | None = None,
     ) -> None:
         self.store = store
+        self.relay = relay
         self.authorize = authorize
         self.admit = admit
         self.limits = limits or StreamLimits()
@@ -150,19 +159,22 @@ class MetricsService:
                     window.connected = True
                 last = clock()
                 assert window is not None
-                window.add(
-                    read_flush(
-                        message.envoy_metrics,
-                        last,
-                        key.mesh,
-                        key.kind,
-                        key.name,
-                        self.store.settings.max_series,
-                    )
+                flush = read_flush(
+                    message.envoy_metrics,
+                    last,
+                    key.mesh,
+                    key.kind,
+                    key.name,
+                    self.store.settings.max_series,
                 )
+                window.add(flush)
+                if self.relay is not None:
+                    self.relay(key, flush)
         finally:
             if window is not None:
                 window.connected = False
+                if self.relay is not None and key is not None:
+                    self.relay(key, None)
         return messages().StreamMetricsResponse()
 
     async def _open(self, message: Any, metadata: Any, context: Any) -> ProxyKey:

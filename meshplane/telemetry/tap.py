@@ -34,7 +34,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from envoy.service.accesslog.v3 import als_pb2
@@ -94,7 +94,7 @@ class TapHub:
 
     def secret_of(self, mesh: str, kind: str, name: str) -> str | None:
         """The secret of a proxy's access log stream while a session covers it."""
-        return _secret(self.key, [s.filter for s in self.sessions.values()], mesh, kind, name)
+        return tap_secret(self.key, [s.filter for s in self.sessions.values()], mesh, kind, name)
 
     def open(self, tap: TapFilter) -> TapSession:
         if len(self.sessions) >= self.max_sessions:
@@ -114,7 +114,7 @@ class TapHub:
         key = self.key
 
         def secret_of(mesh: str, kind: str, name: str) -> str | None:
-            return _secret(key, filters, mesh, kind, name)
+            return tap_secret(key, filters, mesh, kind, name)
 
         try:
             self.apply(secret_of)
@@ -133,7 +133,8 @@ class TapHub:
                 session.dropped += 1
 
 
-def _secret(key: bytes, filters: list[TapFilter], mesh: str, kind: str, name: str) -> str | None:
+def tap_secret(key: bytes, filters: list[TapFilter], mesh: str, kind: str, name: str) -> str | None:
+    """The secret of a proxy's access log stream under ``filters`` (None: not tapped)."""
     if not any(f.covers(mesh, name) for f in filters):
         return None
     return hmac.new(key, f"{mesh}/{kind}/{name}".encode(), hashlib.sha256).hexdigest()
@@ -178,10 +179,19 @@ def als_method(method: int) -> str:
     return str(base_pb2.RequestMethod.Name(method))
 
 
-class AccessLogService:
-    """``StreamAccessLogs`` feeding a :class:`TapHub`."""
+class TapSink(Protocol):
+    """What the access log service needs of the taps: a :class:`TapHub`, or in an xDS worker
+    process its mirror of the main process's hub (``meshplane.server.worker``)."""
 
-    def __init__(self, hub: TapHub, *, max_message_bytes: int = 4 * 1024 * 1024) -> None:
+    def secret_of(self, mesh: str, kind: str, name: str) -> str | None: ...
+
+    def publish(self, identity: ProxyIdentity, entry: dict[str, Any]) -> None: ...
+
+
+class AccessLogService:
+    """``StreamAccessLogs`` feeding a :class:`TapSink`."""
+
+    def __init__(self, hub: TapSink, *, max_message_bytes: int = 4 * 1024 * 1024) -> None:
         self.hub = hub
         self.max_message_bytes = max_message_bytes
         self.refused = 0

@@ -32,7 +32,7 @@ import inspect
 import itertools
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +85,7 @@ class XdsServer:
         admit: Admission | None = None,
         limits: XdsLimits | None = None,
         handlers: Sequence[grpc.GenericRpcHandler] = (),
+        stream_ids: Iterator[int] | None = None,
     ) -> None:
         self.cache = cache
         self.admit = admit
@@ -103,16 +104,24 @@ class XdsServer:
         self._streams: dict[int, Stream] = {}
         self._controls: dict[int, tuple[object, asyncio.Queue[object]]] = {}
         """stream id -> (its credential from the authorizer, its request queue)"""
-        self._ids = itertools.count(1)
+        self._ids = stream_ids if stream_ids is not None else itertools.count(1)
+        """Stream ids: the xDS worker processes of one server each count in their own
+        residue class, so that ids are unique across the server."""
         # nonces differ between server instances, so a reconnecting client's are never current
         self._nonce_prefix = secrets.token_hex(3) + "-"
         self.port: int | None = None
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        """Start serving on ``host:port`` (0 picks a free port); return the bound port."""
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 0, *, reuse_port: bool = False
+    ) -> int:
+        """Start serving on ``host:port`` (0 picks a free port); return the bound port.
+        ``reuse_port``: bind with ``SO_REUSEPORT`` so that several processes serve one port
+        (the kernel spreads new connections over them: ``--xds-workers``)."""
         limits = self.limits
+        shared = [("grpc.so_reuseport", 1)] if reuse_port else []
         server = grpc.aio.server(
             options=[
+                *shared,
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 5000),
                 ("grpc.keepalive_time_ms", int(limits.keepalive_time * 1000)),
