@@ -29,6 +29,15 @@ change feed to every affected snapshot published) is scraped from ``/metrics`` a
 write, and the server's CPU time (/proc/<pid>/stat) from each write to the last ACK.  Aims:
 convergence under 1 s at 1,000 proxies; under 100 KB per proxy.
 
+Fleet shapes (issue 13): ``--xds-workers N`` runs the server with N xDS worker processes on
+one port; ``--backend postgresql`` puts the store on a real PostgreSQL (a temporary cluster,
+``fsync=on``); ``--replicas 2`` runs two servers on one PostgreSQL database and connects half
+of the simulated proxies to each (the write goes through the first).  Server CPU and memory
+are summed over every serving process (main processes and their workers, both replicas).
+``--matrix`` runs SQLite and PostgreSQL with 1 and 2 xDS workers and PostgreSQL with two
+replicas, one after the other, and prints one table of every figure (``docs/benchmarks.md``
+section 3).
+
 Connecting thousands of streams at once fails some of them with CANCELLED: while the control
 loop translates each new proxy on the event loop, gRPC's server-side backlog of calls not yet
 accepted passes its default limits (1,000 soft, 3,000 hard) and gRPC rejects new calls.  Real
@@ -37,6 +46,8 @@ Envoys retry; the benchmark instead caps how many streams are connecting at a ti
     python -m bench.convergence [--envoys 100] [--clients 1000[,10000]] [--writes 10]
                                 [--large-writes 3] [--client-procs 1] [--burst 500]
                                 [--distinct] [--profile DIR [--py-spy PATH]]
+                                [--xds-workers N] [--backend sqlite|postgresql]
+                                [--replicas 1|2] [--matrix]
 """
 
 from __future__ import annotations
@@ -67,6 +78,7 @@ from bench import machine
 from bench.meshes import COLOR_PORT, consumer_node, provider_node, weight_steps, weights_route
 from meshplane.proxy import BootstrapOptions, EnvoyOptions, EnvoyProcess, start_envoy
 from tests.support.ports import free_port
+from tests.support.postgres import PostgresServer
 from tests.support.server import MeshplaneServer
 
 MESH = "bench"
@@ -214,17 +226,38 @@ def server_pid(server: MeshplaneServer) -> int:
     return server.process.pid
 
 
+def serving_pids(servers: list[MeshplaneServer]) -> list[int]:
+    """Every process that serves: each server's main process and its xDS workers."""
+    pids = []
+    for server in servers:
+        pids.append(server_pid(server))
+        state = _HTTP.get(f"{server.url}/meshplane/v1/fleet").json()
+        pids.extend(int(w["pid"]) for w in state.get("xdsWorkers") or [])
+    return pids
+
+
+def total_cpu(pids: list[int]) -> float:
+    return sum(cpu_seconds(pid) for pid in pids)
+
+
+def total_rss_kib(pids: list[int]) -> int:
+    return sum(rss_kib(pid) for pid in pids)
+
+
 _HTTP = httpx.Client(timeout=120)  # one client: a new one costs ~50 ms (TLS context)
 
 
-def metrics(server: MeshplaneServer) -> dict[str, float]:
-    text = _HTTP.get(f"{server.url}/metrics").text
+def metrics(server: MeshplaneServer | list[MeshplaneServer]) -> dict[str, float]:
+    """The unlabelled samples of ``/metrics`` (summed over ``server`` if several)."""
     out: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if not sample.labels or set(sample.labels) == {"type"}:
-                label = sample.labels.get("type", "")
-                out[sample.name + (f"{{{label}}}" if label else "")] = sample.value
+    for one in server if isinstance(server, list) else [server]:
+        text = _HTTP.get(f"{one.url}/metrics").text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if not sample.labels or set(sample.labels) == {"type"}:
+                    label = sample.labels.get("type", "")
+                    name = sample.name + (f"{{{label}}}" if label else "")
+                    out[name] = out.get(name, 0.0) + sample.value
     return out
 
 
@@ -326,13 +359,15 @@ def summary(
 ) -> str:
     return (
         f"{label:40s} {ms(percentile(convergences, 0.5))} {ms(percentile(convergences, 0.9))} "
+        f"{ms(percentile(convergences, 0.99))} "
         f"{ms(max(convergences))}   {ms(statistics.median(publishes))}"
         f" {ms(statistics.median(apis))}   ({len(convergences)} writes)"
     )
 
 
 HEADER = (
-    f"{'':40s} {'p50 ms':>8s} {'p90 ms':>8s} {'max ms':>8s}   {'publish':>8s} {'API':>8s}"
+    f"{'':40s} {'p50 ms':>8s} {'p90 ms':>8s} {'p99 ms':>8s} {'max ms':>8s}   {'publish':>8s}"
+    f" {'API':>8s}"
     "   publish = control loop, change feed -> every snapshot (median)"
 )
 
@@ -503,7 +538,10 @@ def run_envoys(
 class Clients:
     """``bench.ads_clients`` processes."""
 
-    def __init__(self, server: MeshplaneServer, procs: int) -> None:
+    def __init__(self, servers: list[MeshplaneServer], procs: int) -> None:
+        """``procs`` processes (at least one per server), process ``i`` connecting to server
+        ``i % len(servers)``: the proxies are spread evenly over the servers."""
+        procs = max(procs, len(servers))
         self.procs = [
             subprocess.Popen(
                 [
@@ -511,7 +549,7 @@ class Clients:
                     "-m",
                     "bench.ads_clients",
                     "--target",
-                    f"127.0.0.1:{server.xds_port}",
+                    f"127.0.0.1:{servers[i % len(servers)].xds_port}",
                     "--mesh",
                     MESH,
                 ],
@@ -520,7 +558,7 @@ class Clients:
                 text=True,
                 cwd=Path(__file__).resolve().parent.parent,
             )
-            for _ in range(procs)
+            for i in range(procs)
         ]
         self.used: set[int] = set()
 
@@ -595,50 +633,63 @@ class Writes:
 
 
 def converge_writes(
-    server: MeshplaneServer, clients: Clients, writer: Writer, writes: int
+    servers: list[MeshplaneServer], clients: Clients, writer: Writer, writes: int, pids: list[int]
 ) -> Writes:
     out = Writes()
-    pid = server_pid(server)
     for _ in range(writes):
-        before = metrics(server)
-        cpu0 = cpu_seconds(pid)
+        before = metrics(servers)
+        cpu0 = total_cpu(pids)
         t0, _, api_seconds = writer.write()
         acks = clients.converge(t0)
-        out.server_cpu.append(cpu_seconds(pid) - cpu0)
+        out.server_cpu.append(total_cpu(pids) - cpu0)
         out.lasts.append(max(acks))
         out.medians.append(statistics.median(acks))
-        spent, made = publish_delta(before, metrics(server))
+        spent, made = publish_delta(before, metrics(servers))
         out.publishes.append(spent)
         out.translations.append(made)
         out.apis.append(api_seconds)
-        out.rss_kib.append(rss_kib(pid))
+        out.rss_kib.append(total_rss_kib(pids))
     return out
 
 
 def run_clients(
-    server: MeshplaneServer, count: int, writes: int, procs: int, burst: int, profiler: Profiler
+    servers: list[MeshplaneServer],
+    count: int,
+    writes: int,
+    procs: int,
+    burst: int,
+    profiler: Profiler,
 ) -> dict[str, Any]:
-    print(f"\n== b. {count} simulated ADS clients ({procs} client process(es)), {writes} writes")
-    clients = Clients(server, procs)
-    writer = Writer(server)
+    print(
+        f"\n== b. {count} simulated ADS clients ({max(procs, len(servers))} client process(es)), {writes} writes"
+    )
+    clients = Clients(servers, procs)
+    writer = Writer(servers[0])
+    pids = serving_pids(servers)
     try:
-        rss_start = rss_kib(server_pid(server))
+        rss_start = total_rss_kib(pids)
         warm = clients.connect(0, 1, 1)
         time.sleep(0.5)
-        rss0 = rss_kib(server_pid(server))
-        base = converge_writes(server, clients, writer, 3)
+        rss0 = total_rss_kib(pids)
+        base = converge_writes(servers, clients, writer, 3, pids)
         started = time.monotonic()
         connected = clients.connect(1, count - 1, burst)
         wall = time.monotonic() - started
         time.sleep(1.0)
-        rss1 = rss_kib(server_pid(server))
+        rss1 = total_rss_kib(pids)
         started = time.monotonic()
-        status = proxies(server)
+        status = proxies(servers[0])
         status_seconds = time.monotonic() - started
+        deadline = time.monotonic() + 15  # other replicas' proxies show within a heartbeat
+        while (len(status) != count or not all_synced(status)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+            status = proxies(servers[0])
         if len(status) != count or not all_synced(status):
-            raise RuntimeError("the API's proxy status disagrees with the clients")
-        profiler.start(server_pid(server), f"server-{count}-clients")
-        measured = converge_writes(server, clients, writer, writes)
+            raise RuntimeError(
+                f"the API's proxy status disagrees with the clients ({len(status)} of {count})"
+            )
+        profiler.start(server_pid(servers[0]), f"server-{count}-clients")
+        measured = converge_writes(servers, clients, writer, writes, pids)
         profiler.stop()
     finally:
         clients.close()
@@ -658,17 +709,29 @@ def run_clients(
     per_translation = statistics.median(m.publishes) / max(1, made)
     print(
         f"per write (medians): {made:.0f} translations, publish {per_translation * 1e6:.0f} us "
-        f"per translation; server CPU {cpu:.2f} s = "
+        f"per translation; server CPU ({len(pids)} serving processes) {cpu:.2f} s = "
         f"{cpu / count * 1e6:.0f} us per proxy (translate + push + ACK)"
     )
     print(
-        f"control plane VmRSS: {rss_start / 1024:.0f} MiB at start, {rss0 / 1024:.0f} MiB with "
-        f"1 stream, {rss1 / 1024:.0f} MiB with {count} -> {per_proxy / 1024:.1f} KiB per "
-        f"connected proxy; after each write: "
+        f"control plane VmRSS ({len(pids)} processes): {rss_start / 1024:.0f} MiB at start, "
+        f"{rss0 / 1024:.0f} MiB with 1 stream, {rss1 / 1024:.0f} MiB with {count} -> "
+        f"{per_proxy / 1024:.1f} KiB per connected proxy; after each write: "
         + ", ".join(f"{r / 1024:.0f}" for r in m.rss_kib)
         + " MiB"
     )
-    return {"per_proxy": per_proxy, "p50": percentile(m.lasts, 0.5)}
+    return {
+        "proxies": count,
+        "p50": percentile(m.lasts, 0.5),
+        "p90": percentile(m.lasts, 0.9),
+        "p99": percentile(m.lasts, 0.99),
+        "max": max(m.lasts),
+        "median_proxy_p50": percentile(m.medians, 0.5),
+        "publish": statistics.median(m.publishes),
+        "cpu": cpu,
+        "cpu_per_proxy": cpu / count,
+        "per_proxy": per_proxy,
+        "writes": writes,
+    }
 
 
 # --- main -----------------------------------------------------------------------------
@@ -681,6 +744,89 @@ def raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, want), max(hard, want)))
     except (ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One control-plane shape: the store backend, xDS workers per server, servers."""
+
+    backend: str = "sqlite"
+    workers: int = 1
+    replicas: int = 1
+
+    @property
+    def label(self) -> str:
+        servers = f"{self.replicas} replicas" if self.replicas > 1 else "1 server"
+        return f"{self.backend}, {servers}, {self.workers} xDS worker(s) each"
+
+
+MATRIX = (
+    Shape("sqlite", 1),
+    Shape("sqlite", 2),
+    Shape("postgresql", 1),
+    Shape("postgresql", 2),
+    Shape("postgresql", 1, 2),
+)
+
+
+def run_shape(
+    shape: Shape, args: argparse.Namespace, postgres: PostgresServer | None, profiler: Profiler
+) -> list[dict[str, Any]]:
+    """Part a (one server only) and part b of one shape; part b's figures."""
+    sizes = [int(size) for size in args.clients.split(",") if size.strip()]
+    print(f"\n##### {shape.label}")
+    results = []
+    with tempfile.TemporaryDirectory(prefix="meshplane-bench-") as tmp:
+        url = postgres.create_database() if postgres is not None else None
+        extra = ["--log-level", "warning", "--xds-workers", str(shape.workers)]
+        servers = [
+            MeshplaneServer(Path(tmp) / f"data{i}", extra_args=extra, database_url=url)
+            for i in range(shape.replicas)
+        ]
+        try:
+            for server in servers:
+                server.start()
+            consumers = max([args.envoys, *sizes])
+            seconds = create_mesh(servers[0], consumers, args.distinct)
+            print(
+                f"mesh: {consumers} consumer virtual nodes created through the API in "
+                f"{seconds:.1f} s ({consumers / seconds:.0f}/s)"
+                + (", each with a backend service of its own" if args.distinct else "")
+            )
+            if args.envoys and shape.replicas == 1:
+                servers[0].restart()
+                run_envoys(servers[0], args.envoys, args.writes, args.poll, profiler)
+            for size in sizes:
+                for server in servers:
+                    server.restart()
+                writes = args.writes if size <= 2000 else args.large_writes
+                found = run_clients(servers, size, writes, args.client_procs, args.burst, profiler)
+                results.append({**found, "shape": shape})
+        except BaseException:
+            for server in servers:
+                print(f"--- server log (tail)\n{server.log()[-4000:]}")
+            raise
+        finally:
+            for server in servers:
+                server.stop()
+    return results
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    """The figures of every shape, as docs/benchmarks.md's table has them."""
+    print(
+        "\n| shape | proxies | last ACK p50 / p90 / p99 / max ms | median proxy p50 ms "
+        "| publish ms | server CPU per write | CPU per proxy update | memory per proxy |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in results:
+        print(
+            f"| {r['shape'].label} | {r['proxies']:,} | {r['p50'] * 1000:,.0f} / "
+            f"{r['p90'] * 1000:,.0f} / {r['p99'] * 1000:,.0f} / {r['max'] * 1000:,.0f} "
+            f"({r['writes']} writes) | {r['median_proxy_p50'] * 1000:,.0f} | "
+            f"{r['publish'] * 1000:,.0f} | {r['cpu']:.2f} s | {r['cpu_per_proxy'] * 1e6:.0f} µs "
+            f"| {r['per_proxy'] / 1024:.1f} KiB |"
+        )
 
 
 def main() -> None:
@@ -730,34 +876,45 @@ def main() -> None:
         action="store_true",
         help="each consumer also calls a service of its own: no two have the same backends",
     )
+    parser.add_argument(
+        "--xds-workers", type=int, default=1, help="xDS worker processes of each server"
+    )
+    parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="servers on one PostgreSQL database, the proxies spread over them",
+    )
+    parser.add_argument(
+        "--matrix",
+        action="store_true",
+        help="every shape: SQLite and PostgreSQL with 1 and 2 xDS workers, PostgreSQL with 2 "
+        "replicas (part b only unless --envoys is given)",
+    )
     args = parser.parse_args()
+    if args.replicas > 1 and args.backend != "postgresql":
+        parser.error("--replicas 2 shares one database: add --backend postgresql")
+    if args.matrix and "--envoys" not in sys.argv:
+        args.envoys = 0
     profiler = Profiler(args.py_spy, args.profile)
-    sizes = [int(s) for s in args.clients.split(",") if s.strip()]
     raise_fd_limit()
     print(machine.describe())
-    with tempfile.TemporaryDirectory(prefix="meshplane-bench-") as tmp:
-        server = MeshplaneServer(Path(tmp) / "data", extra_args=["--log-level", "warning"])
-        server.start()
-        try:
-            consumers = max([args.envoys, *sizes])
-            seconds = create_mesh(server, consumers, args.distinct)
-            print(
-                f"mesh: {consumers} consumer virtual nodes created through the API in "
-                f"{seconds:.1f} s ({consumers / seconds:.0f}/s)"
-                + (", each with a backend service of its own" if args.distinct else "")
-            )
-            if args.envoys:
-                server.restart()
-                run_envoys(server, args.envoys, args.writes, args.poll, profiler)
-            for size in sizes:
-                server.restart()
-                writes = args.writes if size <= 2000 else args.large_writes
-                run_clients(server, size, writes, args.client_procs, args.burst, profiler)
-        except BaseException:
-            print(f"--- server log (tail)\n{server.log()[-4000:]}")
-            raise
-        finally:
-            server.stop()
+    shapes = MATRIX if args.matrix else (Shape(args.backend, args.xds_workers, args.replicas),)
+    postgres = None
+    if any(shape.backend == "postgresql" for shape in shapes):
+        postgres = PostgresServer(fsync=True).start()
+    results = []
+    try:
+        for shape in shapes:
+            results.extend(run_shape(shape, args, postgres, profiler))
+    finally:
+        if postgres is not None:
+            postgres.close()
+    if results:
+        print(f"\n{machine.describe()}")
+        print_table(results)
 
 
 if __name__ == "__main__":

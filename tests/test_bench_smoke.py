@@ -49,6 +49,28 @@ def test_convergence_benchmark_runs() -> None:
     assert "KiB per connected proxy" in out
 
 
+def test_convergence_benchmark_runs_on_a_fleet() -> None:
+    """Two replicas on one PostgreSQL, two xDS workers each: the shapes of issue 13."""
+    out = run_bench(
+        "bench.convergence",
+        "--envoys",
+        "0",
+        "--clients",
+        "4",
+        "--writes",
+        "1",
+        "--backend",
+        "postgresql",
+        "--replicas",
+        "2",
+        "--xds-workers",
+        "2",
+    )
+    assert "4 proxies: last ACK (= convergence)" in out
+    assert "server CPU (6 serving processes)" in out
+    assert "| postgresql, 2 replicas, 2 xDS worker(s) each | 4 |" in out
+
+
 @pytest.mark.e2e
 def test_latency_benchmark_runs() -> None:
     missing = [
