@@ -79,6 +79,8 @@ class _Proxy:
     secret_versions: frozenset[tuple[str, str]] = frozenset()
     discovery: tuple[CloudMapTarget, ...] = ()
     """The Cloud Map services whose instances are this proxy's EDS endpoints."""
+    certified: bool = False
+    """Its snapshot holds a certificate of its identity (see ``_publish_secrets``)."""
     missing: tuple[str, ...] = ()
     """What the published snapshot references but does not hold (``Snapshot.inconsistencies``):
     shown in proxy-status; the stream sends only what resolves."""
@@ -413,10 +415,11 @@ class ControlLoop:
         wanted = {name for r in entry.resources for name in r.refs_of(types.SECRET)}
         found = proxy_secrets(self.authorities, entry.target, wanted)
         target = entry.target
-        if self.authorities is not None and not any(
-            s.tls_certificate.HasField("certificate_chain") for s in found.secrets
-        ):  # no longer uses its certificate: do not keep rotating it
+        certified = any(s.tls_certificate.HasField("certificate_chain") for s in found.secrets)
+        if self.authorities is not None and entry.certified and not certified:
+            # no longer uses its certificate: do not keep rotating it
             self.authorities.forget(target.mesh, target.kind.value, target.name)
+        entry.certified = certified
         secrets = tuple(Resource.of(secret) for secret in found.secrets)
         versions = frozenset((r.name, r.version) for r in secrets)
         if not force and versions == entry.secret_versions:

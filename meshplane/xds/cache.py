@@ -34,6 +34,8 @@ def cache_key(node: str | ProxyIdentity) -> str:
     """The entry of ``node``: the node key of an identity or node id, else the string itself."""
     if isinstance(node, ProxyIdentity):
         return node.key
+    if node.count("/") != 3:  # not a node id (a snapshot key with an options digest)
+        return node
     try:
         return node_key(node)
     except InvalidNodeIdError:

@@ -39,11 +39,22 @@ class XdsMetrics:
             registry=registry,
         )
 
+        self._pushes: dict[str, Counter] = {}
+        self._acks: dict[str, Histogram] = {}
+        """Each type's child collectors, looked up once (a push and an ACK per proxy per
+        update: the label lookup showed in profiles at 10,000 proxies)."""
+
     def pushed(self, type_url: str) -> None:
-        self.pushes.labels(type=types.short_name(type_url)).inc()
+        child = self._pushes.get(type_url)
+        if child is None:
+            child = self._pushes[type_url] = self.pushes.labels(type=types.short_name(type_url))
+        child.inc()
 
     def nacked(self, type_url: str) -> None:
         self.nacks.labels(type=types.short_name(type_url)).inc()
 
     def acked(self, type_url: str, seconds: float) -> None:
-        self.ack_latency.labels(type=types.short_name(type_url)).observe(seconds)
+        child = self._acks.get(type_url)
+        if child is None:
+            child = self._acks[type_url] = self.ack_latency.labels(type=types.short_name(type_url))
+        child.observe(seconds)

@@ -32,6 +32,7 @@ import inspect
 import itertools
 import logging
 import secrets
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -191,6 +192,7 @@ class XdsServer:
             else discovery_pb2.DeltaDiscoveryRequest.FromString
         )
         loop = asyncio.get_running_loop()
+        loop_thread = threading.get_ident()
         queue: asyncio.Queue[object] = asyncio.Queue()
         peer = _peer_address(context.peer() or "")
         if self._per_peer.get(peer, 0) >= self.limits.streams_per_peer:
@@ -227,7 +229,10 @@ class XdsServer:
             stream, connection, credential = await self._open(kind, first, context)
 
             def wake() -> None:
-                loop.call_soon_threadsafe(queue.put_nowait, _WAKE)
+                if threading.get_ident() == loop_thread:  # the producer runs on this loop
+                    queue.put_nowait(_WAKE)
+                else:
+                    loop.call_soon_threadsafe(queue.put_nowait, _WAKE)
 
             key = self.snapshot_key(connection)
             unwatch = self.cache.watch(key, wake)
@@ -362,14 +367,20 @@ def _handlers(server: XdsServer) -> grpc.GenericRpcHandler:
         "envoy.service.discovery.v3.AggregatedDiscoveryService",
         {
             "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(
-                sotw, response_serializer=discovery_pb2.DiscoveryResponse.SerializeToString
+                sotw, response_serializer=_serialized
             ),
             "DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(
                 delta_,
-                response_serializer=discovery_pb2.DeltaDiscoveryResponse.SerializeToString,
+                response_serializer=_serialized,
             ),
         },
     )
+
+
+def _serialized(response: Any) -> bytes:
+    """A response as bytes: those the handler made already (state of the world serializes
+    each update's shared body once), or the message serialized."""
+    return response if isinstance(response, bytes) else response.SerializeToString()
 
 
 @dataclass(frozen=True, slots=True)

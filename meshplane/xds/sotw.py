@@ -89,6 +89,39 @@ def _match_reconnect(
     state.unknown = True
 
 
+_BODIES: dict[tuple[str, str], bytes] = {}
+_MAX_BODIES = 4096
+
+
+def _response_body(type_url: str, version: str, content: dict[str, Resource]) -> bytes:
+    """The serialized response without its nonce, made once per (type, content): the version
+    is a hash of the names and versions of the content, and thousands of proxies with the same
+    update get the same bytes (the nonce is appended: a protobuf field may follow the others)."""
+    key = (type_url, version)
+    body = _BODIES.get(key)
+    if body is None:
+        if len(_BODIES) >= _MAX_BODIES:
+            _BODIES.clear()
+        body = _BODIES[key] = discovery_pb2.DiscoveryResponse(
+            version_info=version,
+            resources=[content[name].as_any() for name in sorted(content)],
+            type_url=type_url,
+        ).SerializeToString()
+    return body
+
+
+def _nonce_field(nonce: str) -> bytes:
+    """``DiscoveryResponse.nonce`` (field 5, length-delimited) as protobuf bytes."""
+    data = nonce.encode()
+    size = len(data)
+    out = bytearray(b"\x2a")
+    while size >= 0x80:
+        out.append(size & 0x7F | 0x80)
+        size >>= 7
+    out.append(size)
+    return bytes(out) + data
+
+
 def build(
     type_url: str, state: TypeState, desired: dict[str, Resource | None], snapshot: Snapshot
 ) -> Draft | None:
@@ -109,12 +142,10 @@ def build(
     if not changed and not must_answer:
         return None
     version = content_version(content.values())
-    resources = [content[name].as_any() for name in sorted(content)]
+    body = _response_body(type_url, version, content)
 
-    def make(nonce: str) -> discovery_pb2.DiscoveryResponse:
-        return discovery_pb2.DiscoveryResponse(
-            version_info=version, resources=resources, type_url=type_url, nonce=nonce
-        )
+    def make(nonce: str) -> bytes:
+        return body + _nonce_field(nonce)
 
     return Draft(
         version=version,

@@ -43,8 +43,8 @@ class Draft:
     fingerprint: str
     content: dict[str, Resource]
     removed: frozenset[str]
-    make: Callable[[str], Message]
-    """Builds the response message for a nonce."""
+    make: Callable[[str], Message | bytes]
+    """Builds the response for a nonce: a message, or its serialized bytes."""
     full: bool
     """ACKing it replaces the client's state of the type (state of the world)."""
 
@@ -170,14 +170,16 @@ class Stream:
 
     # -- sending ------------------------------------------------------------------------
 
-    def outgoing(self, snapshot: Snapshot | None, build: Builder) -> list[tuple[str, Message]]:
+    def outgoing(
+        self, snapshot: Snapshot | None, build: Builder
+    ) -> list[tuple[str, Message | bytes]]:
         """The responses to send now (type URL, message), in make-before-break order."""
         self.next_wake = None
         if snapshot is None:
             return []
         desired = plan(snapshot, self.types)
         now = self.clock()
-        out: list[tuple[str, Message]] = []
+        out: list[tuple[str, Message | bytes]] = []
         for type_url in types.ORDER:
             state = self.types.get(type_url)
             if state is None or not state.requested or state.pending is not None:
