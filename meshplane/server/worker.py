@@ -118,6 +118,7 @@ class Worker:
             credentials=credentials,
             relay=self._relay,
             worker=(index, count),
+            tracing=settings.tracing,
         )
 
     def send(self, message: object) -> None:
