@@ -538,9 +538,11 @@ def run_envoys(
 class Clients:
     """``bench.ads_clients`` processes."""
 
-    def __init__(self, servers: list[MeshplaneServer], procs: int) -> None:
+    def __init__(self, servers: MeshplaneServer | list[MeshplaneServer], procs: int) -> None:
         """``procs`` processes (at least one per server), process ``i`` connecting to server
         ``i % len(servers)``: the proxies are spread evenly over the servers."""
+        if not isinstance(servers, list):
+            servers = [servers]
         procs = max(procs, len(servers))
         self.procs = [
             subprocess.Popen(
