@@ -396,13 +396,26 @@ def _alive(pid: int) -> bool:
 
 
 def test_workers_on_postgresql_converge(tmp_path: Path, postgres: PostgresServer) -> None:
-    setup = build(tmp_path, database_url=postgres.create_database(), clients=2)
+    url = postgres.create_database()
+    setup = build(tmp_path, database_url=url, clients=2)
+    other = MeshplaneServer(tmp_path / "b", database_url=url)
     try:
         where = setup.spread()
         assert set(where.values()) == {1, 2}
         converge(setup, 0, 100)
         assert all(app_of(c) == "green" for c in setup.clients)
+        # another replica sees the workers' proxies through the fleet's proxy table
+        other.start()
+        replica = fleet(setup.server)["replica"]
+
+        def seen() -> dict[str, tuple[str, int]]:
+            return {p["name"]: (p["replica"], p.get("worker")) for p in proxies(other)}
+
+        setup.mesh.wait(lambda: set(seen()) == setup.names(), "the fleet's proxies on B")
+        assert {r for r, _ in seen().values()} == {replica}
+        assert {w for _, w in seen().values()} == {1, 2}
     finally:
+        other.stop()
         setup.mesh.close()
 
 
