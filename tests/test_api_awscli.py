@@ -20,6 +20,15 @@ from tests.support.server import MeshplaneServer
 
 pytestmark = pytest.mark.e2e
 
+POSTGRESQL_SUBSET = {
+    "test_create_describe_list_and_query",
+    "test_errors_exit_nonzero_with_the_app_mesh_message",
+    "test_tags_through_the_cli",
+}
+"""The tests that also run against a server on PostgreSQL (``tests/conftest.py``): the rest
+exercise the CLI's own parsing and paging, the same whatever the backend (and cost ~15 s each
+in CLI start-ups)."""
+
 
 def _aws_binary() -> str:
     here = Path(sys.executable).parent / "aws"

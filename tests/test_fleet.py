@@ -15,6 +15,7 @@ refuses to start and says why.
 
 from __future__ import annotations
 
+import base64
 import itertools
 import os
 import subprocess
@@ -31,6 +32,8 @@ import httpx
 import psycopg
 import pytest
 from botocore.exceptions import ClientError
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.support.mesh import Mesh, Sidecar, next_address
 from tests.support.ports import free_port
@@ -297,6 +300,56 @@ def test_an_api_token_made_on_a_works_on_b(fleet: Fleet) -> None:
     with pytest.raises(ClientError) as refused:
         viewer.create_mesh(meshName="not-allowed")
     assert refused.value.response["Error"]["Code"] == "ForbiddenException"
+
+
+def identity_certificate(sidecar: Sidecar) -> x509.Certificate | None:
+    """The sidecar's own SDS certificate (its config dump; the key is redacted there)."""
+    for config in sidecar.config_dump()["configs"]:
+        for secret in config.get("dynamic_active_secrets", []):
+            chain = secret.get("secret", {}).get("tls_certificate", {}).get("certificate_chain")
+            if chain:
+                return x509.load_pem_x509_certificate(base64.b64decode(chain["inline_bytes"]))
+    return None
+
+
+def test_both_replicas_issue_certificates_from_one_mesh_ca(fleet: Fleet) -> None:
+    """Mesh mTLS on: the probe's certificate comes from replica B, the client's and the
+    providers' from replica A; each is signed by the one mesh CA, and traffic crosses."""
+    home = {name: fleet.home(name)[0] for name in ("client", "probe")}
+    assert home["client"] is fleet.a and home["probe"] is fleet.b, home
+    api = fleet.a.boto3()
+    arn = api.describe_mesh(meshName=MESH)["mesh"]["metadata"]["arn"]
+    api.tag_resource(resourceArn=arn, tags=[{"key": "meshplane.io/mtls", "value": "STRICT"}])
+    try:
+        sidecars = {"client": fleet.client, "probe": fleet.probe}
+        fleet.mesh.wait(
+            lambda: all(identity_certificate(s) is not None for s in sidecars.values()),
+            "each sidecar's certificate over SDS",
+        )
+        with httpx.Client(timeout=5) as http:
+            fleet.mesh.wait(
+                lambda: all(outcome(call(http, s, COLOR)) == "blue" for s in sidecars.values()),
+                "mTLS traffic from both",
+            )
+        ca = httpx.get(f"{fleet.b.url}/meshplane/v1/meshes/{MESH}/ca", timeout=10).json()
+        roots = x509.load_pem_x509_certificates(ca["trustBundle"].encode())
+        for name, sidecar in sidecars.items():
+            leaf = identity_certificate(sidecar)
+            assert leaf is not None
+            [issuer] = [r for r in roots if r.subject == leaf.issuer]
+            issuer.public_key().verify(
+                leaf.signature,
+                leaf.tbs_certificate_bytes,
+                ec.ECDSA(leaf.signature_hash_algorithm),
+            )
+            uris = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+            assert f"/virtualNode/{name}" in str(uris.value), (name, uris)
+    finally:
+        api.untag_resource(resourceArn=arn, tagKeys=["meshplane.io/mtls"])
+        with httpx.Client(timeout=5) as http:
+            fleet.mesh.wait(
+                lambda: outcome(call(http, fleet.client, COLOR)) == "blue", "plain text again"
+            )
 
 
 def test_both_replicas_serve_one_mesh_ca_and_a_rotation_on_a_shows_on_b(fleet: Fleet) -> None:
