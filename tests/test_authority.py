@@ -263,3 +263,39 @@ def test_proxy_tokens_are_scoped_signed_and_expire(tmp_path: Path) -> None:
             key.verify(junk, 2000)
     with pytest.raises(ValueError):
         key.issue("s", 0, 0)
+
+
+def test_reload_never_waits_for_a_caller_of_the_keystore(tmp_path: Path) -> None:
+    """``reload`` runs on the store's writer thread; a thread holding the CAs' lock may be
+    waiting for that thread (it creates or rotates a CA): reload must not wait for the lock."""
+    import threading
+
+    clock = Clock()
+    ids = identities(tmp_path, clock)
+    first = ids.authority("demo")
+    ids.keystore.save(
+        first.rotated(
+            clock(),
+            lifetime=ids.settings.ca_lifetime,
+            propagation=ids.settings.ca_propagation,
+            overlap=ids.settings.overlap,
+        )
+    )  # another replica's rotation
+    held, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with ids._lock:
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    held.wait(5)
+    reloaded = threading.Thread(target=ids.reload, args=({"demo"},))
+    reloaded.start()
+    reloaded.join(5)
+    finished = not reloaded.is_alive()
+    release.set()
+    thread.join()
+    assert finished, "reload waited for the lock"
+    assert len(ids.authority("demo").roots) == 2  # read again at its next use

@@ -97,6 +97,12 @@ class CertificateAuthorities:
         self.keystore: AuthorityStore = keystore or KeyStore(directory)
         self.clock = clock
         self._lock = threading.RLock()
+        self._stale: set[str] = set()
+        """Meshes whose CA another replica changed: read again at the next use.  Guarded by
+        its own lock, never held while waiting: :meth:`reload` runs on the store's writer
+        thread, which a caller of the keystore holding ``_lock`` may be waiting for."""
+        self._stale_all = False
+        self._stale_lock = threading.Lock()
         self._authorities: dict[str, MeshAuthority] = {}
         self._issued: dict[str, IssuedCertificate] = {}
         self._operator: Root | None = None
@@ -120,6 +126,7 @@ class CertificateAuthorities:
     def authority(self, mesh: str) -> MeshAuthority:
         """The CA of ``mesh``, created (and stored) on first use."""
         with self._lock:
+            self._drop_stale()
             now = self.clock()
             authority = self._authorities.get(mesh)
             if authority is None:
@@ -141,6 +148,7 @@ class CertificateAuthorities:
         if self._operator is not None:  # the operator rotates their CA's files
             return None
         with self._lock:
+            self._drop_stale()
             now = self.clock()
             authority = self._authorities.get(mesh)
             if authority is not None and not self._due(authority, now):
@@ -169,13 +177,24 @@ class CertificateAuthorities:
 
     def reload(self, meshes: set[str] | None = None) -> None:
         """Another replica (or the main process of an xDS worker) changed the CAs of
-        ``meshes`` (None: any) by a rotation: read them again, and tell the listeners (the
-        control loop re-sends trust bundles and certificates)."""
-        with self._lock:
-            for mesh in set(self._authorities) if meshes is None else meshes:
-                self._authorities.pop(mesh, None)
+        ``meshes`` (None: any; made or rotated one): read them again at their next use, and
+        tell the listeners (the control loop re-sends trust bundles and certificates).  Never
+        waits for ``_lock`` (see ``_stale``)."""
+        with self._stale_lock:
+            if meshes is None:
+                self._stale_all = True
+            else:
+                self._stale |= meshes
         for listener in self._listeners:
             listener()
+
+    def _drop_stale(self) -> None:
+        """Under ``_lock``: forget the CAs another replica changed."""
+        with self._stale_lock:
+            stale, self._stale = self._stale, set()
+            every, self._stale_all = self._stale_all, False
+        for mesh in set(self._authorities) if every else stale:
+            self._authorities.pop(mesh, None)
 
     def add_listener(self, listener: Callable[[], None]) -> None:
         """Call ``listener()`` (from any thread) after a CA rotation is started."""
@@ -236,6 +255,7 @@ class CertificateAuthorities:
     def next_change(self) -> datetime | None:
         """The earliest time a cached certificate is due or a CA's roots change by themselves."""
         with self._lock:
+            self._drop_stale()
             now = self.clock()
             times = [c.rotate_at for c in self._issued.values()]
             times += [t for a in self._authorities.values() if (t := a.next_change(now))]
