@@ -134,3 +134,25 @@ def test_abuse_benchmark_runs() -> None:
     assert "idle (baseline)" in out
     assert "7. 600 xDS streams naming meshes that do not exist" in out
     assert "| 0 (" not in out  # every attack row had probes answered
+
+
+@pytest.mark.e2e
+def test_telemetry_benchmark_runs() -> None:
+    """``bench.telemetry``: three real sidecar pairs (no sink, stats, tracing to an OTLP
+    receiver) under h2load, then simulated proxies streaming a real sidecar's stat set."""
+    assert shutil.which("h2load"), "scripts/test installs h2load (nghttp2-client)"
+    assert shutil.which("nginx") or Path("/usr/sbin/nginx").exists(), "scripts/test installs nginx"
+    out = run_bench(
+        "bench.telemetry",
+        "--rate", "100",
+        "--seconds", "1",
+        "--rounds", "1",
+        "--flush", "1",
+        "--proxies", "20",
+        "--sim-seconds", "4",
+    )  # fmt: skip
+    for mode in ("none", "stats", "tracing"):
+        assert f"\n{mode} " in out, out
+    assert "CPU us/rq" in out and "spans received" in out
+    assert "reporting proxies seen by the control plane: 20 of 20" in out, out
+    assert "KiB per proxy" in out and "us of CPU per proxy per second" in out

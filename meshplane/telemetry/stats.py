@@ -18,6 +18,10 @@ Only the proxy's own mesh is read (egress clusters of another mesh are ignored) 
 own ingress clusters: a proxy cannot report traffic of resources it does not run as.  At most
 ``max_series`` series per flush are kept; the rest are counted as dropped.
 
+A window keeps every flush of a proxy for 15 minutes, so what a flush holds is shared where it
+can be: equal series keys and histogram bounds are one object across flushes and proxies
+(:func:`_shared`, a bounded table), leaving a flush only its numbers.
+
 Called by :mod:`meshplane.telemetry.window`.
 """
 
@@ -119,6 +123,21 @@ def series_of(name: str, mesh: str, kind: str, own: str) -> tuple[Series, str] |
     return Series("edge", node=node), suffix
 
 
+_SHARED: dict[Any, Any] = {}
+_SHARED_LIMIT = 100_000
+
+
+def _shared(value: Any) -> Any:
+    """The one kept object equal to ``value`` (hashable); the table is emptied when full, which
+    only loses sharing.  Used from the server's event loop only."""
+    found = _SHARED.get(value)
+    if found is None:
+        if len(_SHARED) >= _SHARED_LIMIT:
+            _SHARED.clear()
+        found = _SHARED[value] = value
+    return found
+
+
 def read_flush(families: Any, at: float, mesh: str, kind: str, own: str, max_series: int) -> Flush:
     """One :class:`Flush` from a message's ``envoy_metrics`` (``MetricFamily`` messages)."""
     flush = Flush(at)
@@ -132,6 +151,7 @@ def read_flush(families: Any, at: float, mesh: str, kind: str, own: str, max_ser
         if found is None or not family.metric:
             continue
         series, suffix = found
+        series = _shared(series)
         if series not in seen:
             if len(seen) >= max_series:
                 flush.dropped += 1
@@ -142,6 +162,7 @@ def read_flush(families: Any, at: float, mesh: str, kind: str, own: str, max_ser
             if not metric.HasField("histogram"):
                 continue
             bounds, counts = _buckets(metric.histogram)
+            bounds = _shared(bounds)
             old = flush.histograms.get(series)
             if old is not None and old[0] == bounds:  # two ports of one node: add them
                 counts = tuple(a + b for a, b in zip(old[1], counts, strict=True))
@@ -154,7 +175,7 @@ def read_flush(families: Any, at: float, mesh: str, kind: str, own: str, max_ser
         value = metric.counter.value if suffix in COUNTERS else metric.gauge.value
         if value != value or value < 0:  # NaN or negative: not a stat Envoy sends
             continue
-        key = (series, short)
+        key = _shared((series, short))
         flush.values[key] = flush.values.get(key, 0.0) + value
     return flush
 
