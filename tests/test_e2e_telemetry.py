@@ -138,7 +138,7 @@ def _load(
     setup: Setup, during: Any, scrape: Any
 ) -> tuple[list[float], list[int], Any, list[tuple[float, float]]]:
     """COUNT requests at RATE per second (in worker threads); in this thread ``scrape()`` runs
-    2 s in and again 18.5 s in (timed), ``during()`` 12.5 s in; latencies in ms."""
+    1.5 s in and again 15 s in (timed), ``during()`` 15.5 s in; latencies in ms."""
     latencies: list[float] = [0.0] * COUNT
     statuses: list[int] = [0] * COUNT
     url = f"http://127.0.0.1:{setup.client.egress_port}/work"
@@ -169,12 +169,12 @@ def _load(
     scrapes: list[tuple[float, float]] = []
     try:
         # Playwright's sync API stays on this thread: the reads happen here, the load there
-        at(2.0)
+        at(1.5)
         scrapes.append((time.monotonic(), scrape()))
-        at(12.5)
+        at(15.0)
+        scrapes.append((time.monotonic(), scrape()))
+        at(15.5)
         result = during()
-        at(18.5)
-        scrapes.append((time.monotonic(), scrape()))
     finally:
         loader.join()
         for http in clients.values():
