@@ -31,8 +31,14 @@ time over the last part of the run, per reporting proxy.  The window holds a pro
 short to fill it, so the memory per flush of a proxy is measured between two points and the
 full window extrapolated (``--sim-seconds 930`` fills it).
 
-    python -m bench.telemetry [--parts ab] [--rate 500] [--seconds 5] [--rounds 3]
-                              [--proxies 1000] [--sim-seconds 90]
+**(c) meshplane tap.**  A sidecar pair; ``--taps`` times: open ``GET /meshplane/v1/tap`` (a
+plain socket, as the CLI holds it), time until both proxies' *active* listeners hold the gRPC
+access logger (their config dumps), send ``--tap-requests`` requests one at a time and time each
+one's outbound (client sidecar) and inbound (server sidecar) entry read from the tap; close the
+socket and time until the logger is off the active listeners, then out of the draining ones.
+
+    python -m bench.telemetry [--parts abc] [--rate 500] [--seconds 5] [--rounds 3]
+                              [--proxies 1000] [--sim-seconds 90] [--taps 5] [--tap-requests 5]
 
 Not part of the test suite (``tests/test_bench_smoke.py`` runs it at a tiny scale).
 """
@@ -41,11 +47,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import queue
 import shutil
+import socket
 import subprocess
 import tempfile
+import threading
 import time
+import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -532,9 +543,140 @@ def part_b(root: Path, args: argparse.Namespace) -> None:
     )
 
 
+# -- (c) meshplane tap: switching on, entries, switching off --------------------------------
+
+
+def _logging(process: EnvoyProcess, active_only: bool) -> bool:
+    """Whether the proxy's listeners hold the tap's gRPC access logger (active ones only, or
+    in any state)."""
+    dump = json.loads(_admin(process, "/config_dump?resource=dynamic_listeners"))
+    configs = dump.get("configs", [])
+    if active_only:
+        configs = [c.get("active_state", {}) for c in configs]
+    return "envoy.access_loggers.http_grpc" in json.dumps(configs)
+
+
+def _wait(predicate: Any, timeout: float = 30) -> float:
+    """Seconds until ``predicate()`` holds (polled every 5 ms)."""
+    began = time.monotonic()
+    while not predicate():
+        if time.monotonic() - began > timeout:
+            raise TimeoutError("not within 30 s")
+        time.sleep(0.005)
+    return time.monotonic() - began
+
+
+def part_c(root: Path, args: argparse.Namespace) -> None:
+    print(
+        f"\n(c) meshplane tap: {args.taps} taps of one sidecar pair (GET /meshplane/v1/tap),"
+        f" {args.tap_requests} requests each, sent one at a time once both proxies are tapped"
+    )
+    server = MeshplaneServer(root / "data-c", extra_args=["--log-level", "warning"])
+    nginx_port = free_port()
+    nginx: Nginx | None = None
+    server.start()
+    on: list[float] = []
+    off: list[float] = []
+    gone: list[float] = []
+    seen: dict[str, list[float]] = {"outbound": [], "inbound": []}
+    missed: dict[str, int] = {"outbound": 0, "inbound": 0}
+    try:
+        nginx = Nginx(root / "nginx-c", nginx_port)
+        wait_ok(f"http://127.0.0.1:{nginx_port}/", None)
+        pair = make_pair(server, "stats", "tap", nginx_port, 40, args.flush)
+        try:
+            for t in range(args.taps):
+                lines: queue.Queue[str] = queue.Queue()
+                opened = time.monotonic()
+                # a plain socket, closed at the end as a CLI that exits closes it
+                sock = socket.create_connection(("127.0.0.1", server.api_port), timeout=60)
+                query = urllib.parse.urlencode({"mesh": pair.mesh, "pathPrefix": f"/tap-{t}-"})
+                sock.sendall(
+                    f"GET /meshplane/v1/tap?{query} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+                )
+                reader = threading.Thread(target=_read_lines, args=(sock, lines), daemon=True)
+                reader.start()
+                try:
+                    _wait(lambda: _logging(pair.client, True) and _logging(pair.server, True))
+                    on.append(time.monotonic() - opened)
+                    for i in range(args.tap_requests):
+                        path = f"/tap-{t}-{i}"
+                        sent = time.monotonic()
+                        httpx.get(
+                            f"http://127.0.0.1:{pair.egress_port}{path}",
+                            headers={"host": pair.host},
+                            timeout=5,
+                        )
+                        wanted = {"outbound", "inbound"}
+                        while wanted:
+                            left = sent + args.tap_timeout - time.monotonic()
+                            try:
+                                line = lines.get(timeout=max(0.0, left))
+                            except queue.Empty:
+                                break
+                            entry = json.loads(line)
+                            if entry.get("path") == path and entry.get("direction") in wanted:
+                                wanted.discard(entry["direction"])
+                                seen[entry["direction"]].append(time.monotonic() - sent)
+                        for direction in wanted:
+                            missed[direction] += 1
+                finally:
+                    sock.shutdown(socket.SHUT_RDWR)
+                    sock.close()
+                inactive = _wait(
+                    lambda: not _logging(pair.client, True) and not _logging(pair.server, True)
+                )
+                off.append(inactive)
+                gone.append(
+                    inactive
+                    + _wait(
+                        lambda: (
+                            not _logging(pair.client, False) and not _logging(pair.server, False)
+                        )
+                    )
+                )
+        finally:
+            pair.stop()
+    finally:
+        if nginx is not None:
+            nginx.stop()
+        server.stop()
+
+    def ms(values: list[float]) -> str:
+        if not values:
+            return "none"
+        return (
+            f"p50 {percentile(values, 0.5) * 1000:.0f} ms, p90 {percentile(values, 0.9) * 1000:.0f}"
+            f" ms, max {max(values) * 1000:.0f} ms ({len(values)})"
+        )
+
+    print(f"tap opened -> both proxies' active listeners hold the logger: {ms(on)}")
+    for direction in ("outbound", "inbound"):
+        print(
+            f"request sent -> its {direction} entry read from the tap: {ms(seen[direction])};"
+            f" not within {args.tap_timeout:g} s: {missed[direction]}"
+        )
+    print(f"tap closed -> the logger off both proxies' active listeners: {ms(off)}")
+    print(f"tap closed -> ... and gone from their draining listeners too: {ms(gone)}")
+
+
+def _read_lines(sock: socket.socket, lines: queue.Queue[str]) -> None:
+    """The tap's JSON lines (the chunk sizes and headers of the HTTP answer skipped)."""
+    try:
+        with sock.makefile("rb") as stream:
+            for raw in stream:
+                line = raw.decode(errors="replace").strip()
+                if line.startswith("{"):
+                    lines.put(line)
+    except (OSError, ValueError):
+        return
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", default="ab", help="a: data plane, b: control plane")
+    parser.add_argument(
+        "--parts", default="abc", help="a: data plane, b: control plane, c: meshplane tap"
+    )
     parser.add_argument("--rate", type=int, default=500, help="(a) requests/s")
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=5.0, help="(a) per mode, per round")
@@ -543,6 +685,9 @@ def main() -> None:
     parser.add_argument("--flush", type=float, default=5.0, help="stats flush interval, s")
     parser.add_argument("--proxies", type=int, default=1000, help="(b) simulated proxies")
     parser.add_argument("--sim-seconds", type=float, default=90.0, help="(b) how long")
+    parser.add_argument("--taps", type=int, default=5, help="(c) taps opened one after another")
+    parser.add_argument("--tap-requests", type=int, default=5, help="(c) requests per tap")
+    parser.add_argument("--tap-timeout", type=float, default=3.0, help="(c) seconds per entry")
     args = parser.parse_args()
     if "a" in args.parts:
         for tool in ("nginx", "h2load"):
@@ -557,6 +702,8 @@ def main() -> None:
             part_a(root, args)
         if "b" in args.parts:
             part_b(root, args)
+        if "c" in args.parts:
+            part_c(root, args)
 
 
 if __name__ == "__main__":

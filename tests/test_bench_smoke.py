@@ -139,7 +139,7 @@ def test_abuse_benchmark_runs() -> None:
 @pytest.mark.e2e
 def test_telemetry_benchmark_runs() -> None:
     """``bench.telemetry``: three real sidecar pairs (no sink, stats, tracing to an OTLP
-    receiver) under h2load, then simulated proxies streaming a real sidecar's stat set."""
+    receiver) under h2load, simulated proxies streaming a real sidecar's stat set, taps."""
     assert shutil.which("h2load"), "scripts/test installs h2load (nghttp2-client)"
     assert shutil.which("nginx") or Path("/usr/sbin/nginx").exists(), "scripts/test installs nginx"
     out = run_bench(
@@ -150,9 +150,12 @@ def test_telemetry_benchmark_runs() -> None:
         "--flush", "1",
         "--proxies", "20",
         "--sim-seconds", "4",
+        "--taps", "1",
+        "--tap-requests", "2",
     )  # fmt: skip
     for mode in ("none", "stats", "tracing"):
         assert f"\n{mode} " in out, out
     assert "CPU us/rq" in out and "spans received" in out
     assert "reporting proxies seen by the control plane: 20 of 20" in out, out
     assert "KiB per proxy" in out and "us of CPU per proxy per second" in out
+    assert "its outbound entry read from the tap" in out and "tap closed ->" in out

@@ -107,14 +107,20 @@ class TelemetryApi:
         ends = loop.time() + self.max_tap_seconds
         try:
             yield b"\n"
+            written = loop.time()
             while loop.time() < ends:
                 try:
-                    entry = await asyncio.wait_for(session.queue.get(), 5.0)
+                    # a reader that went away is noticed within half a second (the proxies'
+                    # access log streams end with the last tap); a keep-alive line every 5 s
+                    entry = await asyncio.wait_for(session.queue.get(), 0.5)
                 except TimeoutError:
                     if await request.is_disconnected():
                         return
-                    yield b"\n"
+                    if loop.time() - written >= 5.0:
+                        written = loop.time()
+                        yield b"\n"
                     continue
+                written = loop.time()
                 if session.dropped:
                     entry = {**entry, "droppedBefore": session.dropped}
                     session.dropped = 0
