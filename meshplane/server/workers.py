@@ -49,6 +49,7 @@ from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
+from meshplane.errors import LocalError
 from meshplane.server.settings import Settings
 
 log = logging.getLogger("meshplane")
@@ -92,6 +93,10 @@ def _recv_exactly(sock: socket.socket, size: int) -> bytes | None:
 
 class WorkerGone(Exception):
     """The worker exited before it answered."""
+
+
+class WorkersFailed(LocalError):
+    """An xDS worker could not start (its own error is in the log before this one)."""
 
 
 class _Worker:
@@ -170,12 +175,12 @@ class XdsWorkers:
             while not worker.ready.wait(0.1):
                 process = worker.process
                 if process is not None and process.poll() is not None:
-                    raise RuntimeError(
+                    raise WorkersFailed(
                         f"xDS worker {worker.index + 1} exited with status {process.returncode} "
                         "while starting (its error is in the log above)"
                     )
                 if time.monotonic() > deadline:
-                    raise RuntimeError(
+                    raise WorkersFailed(
                         f"xDS worker {worker.index + 1} did not start within {START_TIMEOUT:g} s"
                     )
 
