@@ -313,15 +313,22 @@ def identity_certificate(sidecar: Sidecar) -> x509.Certificate | None:
 
 
 def test_both_replicas_issue_certificates_from_one_mesh_ca(fleet: Fleet) -> None:
-    """Mesh mTLS on: the probe's certificate comes from replica B, the client's and the
-    providers' from replica A; each is signed by the one mesh CA, and traffic crosses."""
-    home = {name: fleet.home(name)[0] for name in ("client", "probe")}
-    assert home["client"] is fleet.a and home["probe"] is fleet.b, home
+    """Mesh mTLS on: the probe's certificate comes from replica B, an anchor's (a sidecar
+    that knows only replica A) from A, and the client's from whichever replica Envoy picked;
+    each is signed by the one mesh CA, and traffic crosses."""
     api = fleet.a.boto3()
+    api.create_virtual_node(
+        meshName=MESH,
+        virtualNodeName="anchor",
+        spec={"backends": [{"virtualService": {"virtualServiceName": COLOR}}]},
+    )
+    anchor = fleet.mesh.sidecar(f"mesh/{MESH}/virtualNode/anchor", xds_ports=[fleet.a.xds_port])
+    fleet.mesh.wait(lambda: "anchor" in connected(fleet.a), "the anchor on replica A")
+    assert fleet.home("probe")[0] is fleet.b
     arn = api.describe_mesh(meshName=MESH)["mesh"]["metadata"]["arn"]
     api.tag_resource(resourceArn=arn, tags=[{"key": "meshplane.io/mtls", "value": "STRICT"}])
     try:
-        sidecars = {"client": fleet.client, "probe": fleet.probe}
+        sidecars = {"anchor": anchor, "client": fleet.client, "probe": fleet.probe}
         fleet.mesh.wait(
             lambda: all(identity_certificate(s) is not None for s in sidecars.values()),
             "each sidecar's certificate over SDS",
@@ -329,7 +336,7 @@ def test_both_replicas_issue_certificates_from_one_mesh_ca(fleet: Fleet) -> None
         with httpx.Client(timeout=5) as http:
             fleet.mesh.wait(
                 lambda: all(outcome(call(http, s, COLOR)) == "blue" for s in sidecars.values()),
-                "mTLS traffic from both",
+                "mTLS traffic from all three",
             )
         ca = httpx.get(f"{fleet.b.url}/meshplane/v1/meshes/{MESH}/ca", timeout=10).json()
         roots = x509.load_pem_x509_certificates(ca["trustBundle"].encode())
@@ -345,6 +352,8 @@ def test_both_replicas_issue_certificates_from_one_mesh_ca(fleet: Fleet) -> None
             uris = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)
             assert f"/virtualNode/{name}" in str(uris.value), (name, uris)
     finally:
+        anchor.stop()  # the fleet's other tests count exactly its four proxies
+        api.delete_virtual_node(meshName=MESH, virtualNodeName="anchor")
         api.untag_resource(resourceArn=arn, tagKeys=["meshplane.io/mtls"])
         with httpx.Client(timeout=5) as http:
             fleet.mesh.wait(
