@@ -31,19 +31,14 @@ from starlette.applications import Starlette
 
 from meshplane.api.app import build_app
 from meshplane.api.authority import AuthorityApi
-from meshplane.authority import CertificateAuthorities, TokenKey
-from meshplane.authority.keystore import VaultKeyStore
-from meshplane.authority.revocations import FILE as REVOCATIONS_FILE
-from meshplane.authority.revocations import VAULT_NAME as REVOCATIONS_VAULT_NAME
-from meshplane.authority.revocations import Revocations
 from meshplane.authority.sealing import Kek, KekError
 from meshplane.authority.server_tls import ensure_server_certificate
-from meshplane.authority.tokens import KEY_FILE as PROXY_TOKEN_KEY_FILE
 from meshplane.console import ConsoleApi
 from meshplane.errors import LocalError, MeshplaneError
 from meshplane.nameserver.server import DnsServer, Upstream, resolv_conf_upstreams
 from meshplane.server.fleet import FleetApi
 from meshplane.server.http import guarded_protocol, quiet_accept_errors
+from meshplane.server.identity_state import IdentityState
 from meshplane.server.keys import token_key
 from meshplane.server.proxy_auth import ProxyAuthorizer
 from meshplane.server.serving import XdsServing
@@ -64,7 +59,7 @@ from meshplane.store import SqlStore, Store, open_store
 from meshplane.store.lease import DutyLease
 from meshplane.store.presence import FleetProxies
 from meshplane.store.sql import StoreUnavailableError, describe_url
-from meshplane.store.vault import API_TOKEN_KEY, PROXY_TOKEN_KEY, SealedVault
+from meshplane.store.vault import API_TOKEN_KEY, SealedVault
 from meshplane.telemetry import TapHub, TelemetryApi, TelemetryCollector, TelemetryStore
 from meshplane.telemetry.stats import Flush
 from meshplane.telemetry.window import ProxyKey
@@ -238,19 +233,13 @@ class Application:
         self.registry = CollectorRegistry()
         data_dir = settings.store.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
-        if self.vault is not None:  # identity state shared by every replica of the database
-            self.authorities = CertificateAuthorities(
-                data_dir / "ca",
-                settings.ca,
-                keystore=VaultKeyStore(self.vault),
-            )
-            self.proxy_tokens = TokenKey(self.vault.random_key(PROXY_TOKEN_KEY))
-            self.revocations = Revocations(data_dir / REVOCATIONS_FILE, vault=self.vault)
+        # identity state: in a fleet, shared by every replica of the database (the vault)
+        self.identity = IdentityState.open(data_dir, settings.ca, self.vault)
+        self.authorities = self.identity.authorities
+        self.proxy_tokens = self.identity.proxy_tokens
+        self.revocations = self.identity.revocations
+        if self.vault is not None:
             self.store.add_secret_listener(self._secrets_changed)
-        else:
-            self.authorities = CertificateAuthorities(data_dir / "ca", settings.ca)
-            self.proxy_tokens = TokenKey.load_or_create(data_dir / PROXY_TOKEN_KEY_FILE)
-            self.revocations = Revocations(data_dir / REVOCATIONS_FILE)
         self._loop: asyncio.AbstractEventLoop | None = None
         with_workers = settings.xds.workers > 1
         self.authorizer = ProxyAuthorizer(
@@ -373,15 +362,7 @@ class Application:
         await asyncio.to_thread(self.lease.stop)
 
     def _secrets_changed(self, names: set[str]) -> None:
-        """Another replica rotated a CA or revoked a proxy token (on the store's thread)."""
-        meshes = {name.removeprefix("ca/") for name in names if name.startswith("ca/")}
-        if meshes:
-            self.authorities.reload(meshes)
-        if REVOCATIONS_VAULT_NAME in names:
-            self.revocations.reload()
-            loop = self._loop
-            if loop is not None and not loop.is_closed():
-                loop.call_soon_threadsafe(self._close_revoked)
+        self.identity.reload(names, self._loop, self._close_revoked)
 
     def _serving(self) -> XdsServing:
         assert self.serving is not None

@@ -28,20 +28,14 @@ from typing import Any
 import grpc
 from prometheus_client import CollectorRegistry, generate_latest
 
-from meshplane.authority import CertificateAuthorities, TokenKey
-from meshplane.authority.keystore import VaultKeyStore
-from meshplane.authority.revocations import FILE as REVOCATIONS_FILE
-from meshplane.authority.revocations import VAULT_NAME as REVOCATIONS_VAULT_NAME
-from meshplane.authority.revocations import Revocations
-from meshplane.authority.tokens import KEY_FILE as PROXY_TOKEN_KEY_FILE
 from meshplane.model.proxy import ProxyIdentity
+from meshplane.server.identity_state import IdentityState
 from meshplane.server.proxy_auth import ProxyAuthorizer
 from meshplane.server.run import _read_tls, open_vault, open_with_retry
 from meshplane.server.serving import XdsServing
 from meshplane.server.settings import Settings
 from meshplane.server.workers import MAX_FRAME, pack, read_frame
 from meshplane.store import SqlStore
-from meshplane.store.vault import PROXY_TOKEN_KEY
 from meshplane.telemetry import TelemetryStore
 from meshplane.telemetry.stats import Flush
 from meshplane.telemetry.tap import TapFilter, tap_secret
@@ -79,19 +73,12 @@ class Worker:
         self.store = store
         vault = open_vault(store, settings.store)
         data_dir = settings.store.data_dir
+        self.identity = IdentityState.open(data_dir, settings.ca, vault)
+        self.authorities = self.identity.authorities
+        proxy_tokens = self.identity.proxy_tokens
+        self.revocations = self.identity.revocations
         if vault is not None:
-            self.authorities = CertificateAuthorities(
-                data_dir / "ca",
-                settings.ca,
-                keystore=VaultKeyStore(vault),
-            )
-            proxy_tokens = TokenKey(vault.random_key(PROXY_TOKEN_KEY))
-            self.revocations = Revocations(data_dir / REVOCATIONS_FILE, vault=vault)
             store.add_secret_listener(self._secrets_changed)
-        else:
-            self.authorities = CertificateAuthorities(data_dir / "ca", settings.ca)
-            proxy_tokens = TokenKey.load_or_create(data_dir / PROXY_TOKEN_KEY_FILE)
-            self.revocations = Revocations(data_dir / REVOCATIONS_FILE)
         self.registry = CollectorRegistry()
         self.authorizer = ProxyAuthorizer(
             proxy_tokens,
@@ -129,15 +116,7 @@ class Worker:
         self.send(("flush", key, flush))
 
     def _secrets_changed(self, names: set[str]) -> None:
-        """Another replica rotated a CA or revoked a proxy token (on the store's thread)."""
-        meshes = {name.removeprefix("ca/") for name in names if name.startswith("ca/")}
-        if meshes:
-            self.authorities.reload(meshes)
-        if REVOCATIONS_VAULT_NAME in names:
-            self.revocations.reload()
-            loop = self._loop
-            if loop is not None and not loop.is_closed():
-                loop.call_soon_threadsafe(self.serving.close_revoked)
+        self.identity.reload(names, self._loop, self.serving.close_revoked)
 
     async def run(self, sock: socket.socket) -> None:
         self._loop = asyncio.get_running_loop()
