@@ -14,13 +14,12 @@ Built and started by ``meshplane.server``.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
 from meshplane.authority import CertificateAuthorities
 from meshplane.model.kinds import Kind
+from meshplane.service.periodic import Periodic
 from meshplane.store.protocols import Store, Transaction
 
 log = logging.getLogger(__name__)
@@ -46,7 +45,13 @@ class CaRotation:
         self.principal = f"{PRINCIPAL}/{replica}"
         self.duty = duty
         self.interval = interval
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic(self.rotate_due, interval=interval, name="CA rotation check")
+
+    async def start(self) -> None:
+        await self._periodic.start()
+
+    async def stop(self) -> None:
+        await self._periodic.stop()
 
     def rotate_due(self) -> list[str]:
         """Rotate every CA that is due (if this replica holds the duty lease); the meshes."""
@@ -73,21 +78,3 @@ class CaRotation:
             tx.audit(self.principal, OPERATION, mesh=mesh, resource=resource, via="lease")
 
         self.store.transact(work)
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="meshplane-ca-rotation")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await asyncio.to_thread(self.rotate_due)
-            except Exception as error:  # the database away: try again at the next check
-                log.warning("CA rotation check failed (%s); retrying", error)

@@ -14,13 +14,12 @@ Cloud Map.  :class:`LeaseSweeper` runs it every ``interval`` seconds; built and 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 
 from meshplane.model.kinds import REGISTRY_MESH, Kind
+from meshplane.service.periodic import Periodic
 from meshplane.store import registry
 from meshplane.store.protocols import Store, Transaction
 
@@ -91,7 +90,13 @@ class LeaseSweeper:
         """Whether this replica runs the fleet's singleton duties now (its duty lease)."""
         self.interval = interval
         self.clock = clock
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic(self._tick, interval=interval, name="lease sweep")
+
+    async def start(self) -> None:
+        await self._periodic.start()
+
+    async def stop(self) -> None:
+        await self._periodic.stop()
 
     def sweep_now(self) -> tuple[int, int]:
         if not self.duty():  # another replica of the fleet sweeps
@@ -107,22 +112,7 @@ class LeaseSweeper:
             return 0, 0
         return self.store.transact(lambda tx: sweep(tx, self.clock()))
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="meshplane-lease-sweeper")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                expired, removed = await asyncio.to_thread(self.sweep_now)
-                if expired or removed:
-                    log.info("instance leases: %d expired, %d removed", expired, removed)
-            except Exception:
-                log.exception("lease sweep failed; retrying")
+    def _tick(self) -> None:
+        expired, removed = self.sweep_now()
+        if expired or removed:
+            log.info("instance leases: %d expired, %d removed", expired, removed)
