@@ -563,6 +563,7 @@ class Clients:
             for i in range(procs)
         ]
         self.used: set[int] = set()
+        self.pids = [proc.pid for proc in self.procs]
 
     def ask(self, commands: dict[int, dict[str, Any]]) -> dict[int, dict[str, Any]]:
         for i, command in commands.items():
@@ -631,6 +632,8 @@ class Writes:
     translations: list[int] = field(default_factory=list)
     server_cpu: list[float] = field(default_factory=list)
     """Server CPU seconds from the write until every proxy ACKed (quiet time excluded)."""
+    client_cpu: list[float] = field(default_factory=list)
+    """The simulated clients' CPU seconds over the same time (quiet time included)."""
     rss_kib: list[int] = field(default_factory=list)
 
 
@@ -641,9 +644,11 @@ def converge_writes(
     for _ in range(writes):
         before = metrics(servers)
         cpu0 = total_cpu(pids)
+        client0 = total_cpu(clients.pids)
         t0, _, api_seconds = writer.write()
         acks = clients.converge(t0)
         out.server_cpu.append(total_cpu(pids) - cpu0)
+        out.client_cpu.append(total_cpu(clients.pids) - client0)
         out.lasts.append(max(acks))
         out.medians.append(statistics.median(acks))
         spent, made = publish_delta(before, metrics(servers))
@@ -708,11 +713,14 @@ def run_clients(
     print(summary(f"{count} proxies: median proxy's ACK", m.medians, m.publishes, m.apis))
     made = statistics.median(m.translations)
     cpu = statistics.median(m.server_cpu)
+    client_cpu = statistics.median(m.client_cpu)
     per_translation = statistics.median(m.publishes) / max(1, made)
     print(
         f"per write (medians): {made:.0f} translations, publish {per_translation * 1e6:.0f} us "
         f"per translation; server CPU ({len(pids)} serving processes) {cpu:.2f} s = "
-        f"{cpu / count * 1e6:.0f} us per proxy (translate + push + ACK)"
+        f"{cpu / count * 1e6:.0f} us per proxy (translate + push + ACK); simulated clients "
+        f"({len(clients.pids)} processes) {client_cpu:.2f} s = {client_cpu / count * 1e6:.0f} us "
+        "per proxy"
     )
     print(
         f"control plane VmRSS ({len(pids)} processes): {rss_start / 1024:.0f} MiB at start, "
@@ -731,6 +739,7 @@ def run_clients(
         "publish": statistics.median(m.publishes),
         "cpu": cpu,
         "cpu_per_proxy": cpu / count,
+        "client_cpu_per_proxy": client_cpu / count,
         "per_proxy": per_proxy,
         "writes": writes,
     }
