@@ -535,21 +535,57 @@ def run_envoys(
 # --- b. simulated ADS clients -------------------------------------------------------
 
 
-class Clients:
-    """``bench.ads_clients`` processes."""
+ROOT = Path(__file__).resolve().parent.parent
+SIMULATORS = ("node", "python")
+SIMULATOR_NAMES = {
+    "node": "node (bench/ads_clients.js, @grpc/grpc-js)",
+    "python": "python (bench/ads_clients.py, grpc.aio)",
+}
 
-    def __init__(self, servers: MeshplaneServer | list[MeshplaneServer], procs: int) -> None:
+
+def simulator_command(simulator: str) -> list[str]:
+    """The command that starts one simulated-client process (``--target``/``--mesh`` follow):
+    ``node bench/ads_clients.js`` (the default) or ``python -m bench.ads_clients``.  Raises
+    ``RuntimeError`` naming the fix when Node.js or the simulator's npm packages are missing."""
+    if simulator == "python":
+        return [sys.executable, "-m", "bench.ads_clients"]
+    if simulator != "node":
+        raise ValueError(f"unknown simulator {simulator!r} (one of {', '.join(SIMULATORS)})")
+    node = shutil.which("node")
+    if node is None:
+        raise RuntimeError(
+            "the node simulator needs Node.js 20+ (`node` is not on PATH): install it, then "
+            "run `bash scripts/setup-venv` (or use --simulator python)"
+        )
+    if not (ROOT / "bench" / "node_modules" / "@grpc" / "grpc-js").is_dir():
+        raise RuntimeError(
+            "the node simulator's packages are not installed (bench/node_modules/@grpc/grpc-js "
+            "is missing): run `bash scripts/setup-venv` (or use --simulator python)"
+        )
+    return [node, str(ROOT / "bench" / "ads_clients.js")]
+
+
+class Clients:
+    """Simulated-client processes: ``bench/ads_clients.js`` (``simulator="node"``) or
+    ``bench.ads_clients`` (``"python"``), one protocol."""
+
+    def __init__(
+        self,
+        servers: MeshplaneServer | list[MeshplaneServer],
+        procs: int,
+        simulator: str = "node",
+    ) -> None:
         """``procs`` processes (at least one per server), process ``i`` connecting to server
         ``i % len(servers)``: the proxies are spread evenly over the servers."""
         if not isinstance(servers, list):
             servers = [servers]
         procs = max(procs, len(servers))
+        command = simulator_command(simulator)
+        self.simulator = simulator
         self.procs = [
             subprocess.Popen(
                 [
-                    sys.executable,
-                    "-m",
-                    "bench.ads_clients",
+                    *command,
                     "--target",
                     f"127.0.0.1:{servers[i % len(servers)].xds_port}",
                     "--mesh",
@@ -558,7 +594,7 @@ class Clients:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
-                cwd=Path(__file__).resolve().parent.parent,
+                cwd=ROOT,
             )
             for i in range(procs)
         ]
@@ -666,11 +702,13 @@ def run_clients(
     procs: int,
     burst: int,
     profiler: Profiler,
+    simulator: str = "node",
 ) -> dict[str, Any]:
     print(
-        f"\n== b. {count} simulated ADS clients ({max(procs, len(servers))} client process(es)), {writes} writes"
+        f"\n== b. {count} simulated ADS clients ({max(procs, len(servers))} {simulator} "
+        f"simulator process(es)), {writes} writes"
     )
-    clients = Clients(servers, procs)
+    clients = Clients(servers, procs, simulator)
     writer = Writer(servers[0])
     pids = serving_pids(servers)
     try:
@@ -742,6 +780,7 @@ def run_clients(
         "client_cpu_per_proxy": client_cpu / count,
         "per_proxy": per_proxy,
         "writes": writes,
+        "simulator": simulator,
     }
 
 
@@ -811,7 +850,9 @@ def run_shape(
                 for server in servers:
                     server.restart()
                 writes = args.writes if size <= 2000 else args.large_writes
-                found = run_clients(servers, size, writes, args.client_procs, args.burst, profiler)
+                found = run_clients(
+                    servers, size, writes, args.client_procs, args.burst, profiler, args.simulator
+                )
                 results.append({**found, "shape": shape})
         except BaseException:
             for server in servers:
@@ -827,16 +868,18 @@ def print_table(results: list[dict[str, Any]]) -> None:
     """The figures of every shape, as docs/benchmarks.md's table has them."""
     print(
         "\n| shape | proxies | last ACK p50 / p90 / p99 / max ms | median proxy p50 ms "
-        "| publish ms | server CPU per write | CPU per proxy update | memory per proxy |"
+        "| publish ms | server CPU per write | CPU per proxy update | memory per proxy "
+        "| simulator: its CPU per proxy update |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
         print(
             f"| {r['shape'].label} | {r['proxies']:,} | {r['p50'] * 1000:,.0f} / "
             f"{r['p90'] * 1000:,.0f} / {r['p99'] * 1000:,.0f} / {r['max'] * 1000:,.0f} "
             f"({r['writes']} writes) | {r['median_proxy_p50'] * 1000:,.0f} | "
             f"{r['publish'] * 1000:,.0f} | {r['cpu']:.2f} s | {r['cpu_per_proxy'] * 1e6:.0f} µs "
-            f"| {r['per_proxy'] / 1024:.1f} KiB |"
+            f"| {r['per_proxy'] / 1024:.1f} KiB | {r['simulator']}: "
+            f"{r['client_cpu_per_proxy'] * 1e6:.0f} µs |"
         )
 
 
@@ -861,6 +904,13 @@ def main() -> None:
         type=int,
         default=1,
         help="simulated-client processes (the clients are spread over them)",
+    )
+    parser.add_argument(
+        "--simulator",
+        choices=SIMULATORS,
+        default="node",
+        help="the simulated clients: node (bench/ads_clients.js, @grpc/grpc-js, about half "
+        "the CPU per update) or python (bench.ads_clients, grpc.aio)",
     )
     parser.add_argument(
         "--burst",
@@ -909,9 +959,16 @@ def main() -> None:
         parser.error("--replicas 2 shares one database: add --backend postgresql")
     if args.matrix and "--envoys" not in sys.argv:
         args.envoys = 0
+    if args.clients.strip():
+        try:
+            simulator_command(args.simulator)
+        except RuntimeError as error:
+            parser.error(str(error))
     profiler = Profiler(args.py_spy, args.profile)
     raise_fd_limit()
     print(machine.describe())
+    if args.clients.strip():
+        print(f"simulated ADS clients: {SIMULATOR_NAMES[args.simulator]}")
     shapes = MATRIX if args.matrix else (Shape(args.backend, args.xds_workers, args.replicas),)
     postgres = None
     if any(shape.backend == "postgresql" for shape in shapes):
@@ -925,6 +982,7 @@ def main() -> None:
             postgres.close()
     if results:
         print(f"\n{machine.describe()}")
+        print(f"simulated ADS clients: {SIMULATOR_NAMES[args.simulator]}")
         print_table(results)
 
 

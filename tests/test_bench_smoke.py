@@ -66,9 +66,25 @@ def test_convergence_benchmark_runs_on_a_fleet() -> None:
         "--xds-workers",
         "2",
     )
+    assert "simulated ADS clients: node (bench/ads_clients.js" in out  # the default
     assert "4 proxies: last ACK (= convergence)" in out
     assert "server CPU (6 serving processes)" in out
     assert "| postgresql, 2 replicas, 2 xDS worker(s) each | 4 |" in out
+
+
+def test_convergence_benchmark_runs_with_the_python_simulator() -> None:
+    out = run_bench(
+        "bench.convergence",
+        "--envoys", "0",
+        "--clients", "4",
+        "--writes", "1",
+        "--simulator", "python",
+    )  # fmt: skip
+    assert "simulated ADS clients: python (bench/ads_clients.py" in out
+    assert "4 simulated ADS clients (1 python simulator process(es))" in out
+    assert "4 proxies: last ACK (= convergence)" in out
+    assert "| sqlite, 1 server, 1 xDS worker(s) each | 4 |" in out
+    assert "| python: " in out
 
 
 @pytest.mark.e2e
