@@ -1,5 +1,10 @@
 """Simulated Envoys for the convergence benchmark: many ADS streams in one asyncio process.
 
+``python -m bench.convergence --simulator python`` runs it; the default simulator is
+``bench/ads_clients.js``, the same client (same command line, protocol and behaviour) in
+Node.js, which costs about a third of this one's CPU per pushed update on the machine the
+server shares with it.
+
 Each simulated proxy opens its own gRPC channel (its own TCP connection, as a real Envoy
 has) and one ``StreamAggregatedResources`` stream with node id
 ``mesh/<mesh>/virtualNode/c<i>`` and the node metadata the meshplane bootstrap writes.  It

@@ -16,10 +16,15 @@ a. **Real Envoys** (``--envoys``, default 100): Envoy 1.40 sidecars for ``c0``..
    (ms since the epoch, set when it applied the update, just before it ACKs) gives the
    per-proxy *applied* time without polling error.
 b. **Simulated ADS clients** (``--clients``, default 1000; ``1000,10000`` for the full run,
-   about 5 minutes): ``bench.ads_clients``
-   processes open one stream (and one TCP connection) per proxy and ACK like Envoy; each
-   reports every stream's last ACK time after the write (CLOCK_MONOTONIC, shared by the
-   processes).  The server's VmRSS is read after one warm-up stream (mesh view built) and
+   about 5 minutes): simulator processes open one stream (and one TCP connection) per proxy
+   and ACK like Envoy; each reports every stream's last ACK time after the write
+   (CLOCK_MONOTONIC, shared by the processes).  ``--simulator node`` (the default) runs
+   ``bench/ads_clients.js`` (Node.js, @grpc/grpc-js, installed in ``bench/node_modules`` by
+   ``scripts/setup-venv``), ``--simulator python`` the same client in Python
+   (``bench.ads_clients``, grpc.aio).  The simulator shares the machine with the server it
+   measures (real Envoys are C++ and would not run on its cores); the Node one costs about a
+   third of the Python one's CPU per update, so it is the default.  The clients' CPU per
+   write is printed next to the server's.  The server's VmRSS is read after one warm-up stream (mesh view built) and
    again once all N are connected and synced: (after - before) / (N - 1) is the control-plane
    memory per connected proxy.  At most ``--burst`` streams connect at once (see below).
 
@@ -45,6 +50,7 @@ Envoys retry; the benchmark instead caps how many streams are connecting at a ti
 
     python -m bench.convergence [--envoys 100] [--clients 1000[,10000]] [--writes 10]
                                 [--large-writes 3] [--client-procs 1] [--burst 500]
+                                [--simulator node|python]
                                 [--distinct] [--profile DIR [--py-spy PATH]]
                                 [--xds-workers N] [--backend sqlite|postgresql]
                                 [--replicas 1|2] [--matrix]

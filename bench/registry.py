@@ -10,8 +10,8 @@ a. **Registrations per second** (``--registrations``, default 2,000): ``Register
    bare request rate).
 b. **Registration -> 1,000 consumers' endpoint ACK** (``--consumers``, default 1,000):
    consumer virtual nodes ``c0``.. call ``cm.bench``, provided by a virtual node discovered
-   through Cloud Map; ``bench.ads_clients`` opens one ADS stream per consumer (ACKing like
-   Envoy).  Each of ``--writes`` registrations is timed from the API call to the last
+   through Cloud Map; ``bench.convergence``'s simulated Envoys (``bench/ads_clients.js``)
+   open one ADS stream per consumer (ACKing like Envoy).  Each of ``--writes`` registrations is timed from the API call to the last
    consumer's ACK of the new ClusterLoadAssignment; ``meshplane_xds_pushes_total{type}`` shows
    that no listener, route or cluster was sent.  Baseline: the same with one consumer.
 c. **DNS** (``--dns-seconds``, default 8): ``dnsperf`` (Debian's package) asks virtual service
