@@ -674,6 +674,8 @@ class Writes:
     translations: list[int] = field(default_factory=list)
     server_cpu: list[float] = field(default_factory=list)
     """Server CPU seconds from the write until every proxy ACKed (quiet time excluded)."""
+    process_cpu: list[list[float]] = field(default_factory=list)
+    """The same, per serving process (in the order of ``serving_pids``)."""
     client_cpu: list[float] = field(default_factory=list)
     """The simulated clients' CPU seconds over the same time (quiet time included)."""
     rss_kib: list[int] = field(default_factory=list)
@@ -685,11 +687,13 @@ def converge_writes(
     out = Writes()
     for _ in range(writes):
         before = metrics(servers)
-        cpu0 = total_cpu(pids)
+        each0 = [cpu_seconds(pid) for pid in pids]
         client0 = total_cpu(clients.pids)
         t0, _, api_seconds = writer.write()
         acks = clients.converge(t0)
-        out.server_cpu.append(total_cpu(pids) - cpu0)
+        each = [cpu_seconds(pid) - before for pid, before in zip(pids, each0, strict=True)]
+        out.process_cpu.append(each)
+        out.server_cpu.append(sum(each))
         out.client_cpu.append(total_cpu(clients.pids) - client0)
         out.lasts.append(max(acks))
         out.medians.append(statistics.median(acks))
@@ -766,6 +770,9 @@ def run_clients(
         f"({len(clients.pids)} processes) {client_cpu:.2f} s = {client_cpu / count * 1e6:.0f} us "
         "per proxy"
     )
+    if len(pids) > 1:
+        shares = [statistics.median(cpus) for cpus in zip(*m.process_cpu, strict=True)]
+        print("server CPU per process (medians): " + ", ".join(f"{c:.2f} s" for c in shares))
     print(
         f"control plane VmRSS ({len(pids)} processes): {rss_start / 1024:.0f} MiB at start, "
         f"{rss0 / 1024:.0f} MiB with 1 stream, {rss1 / 1024:.0f} MiB with {count} -> "

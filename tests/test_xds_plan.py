@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from meshplane.xds import Resource, Snapshot, types
-from meshplane.xds.plan import ClientView, plan
+from meshplane.xds.plan import ClientView, plan, plan_gates
 from tests.support import xds as build
 
 
@@ -103,3 +103,32 @@ def test_removed_listener_and_named_resources_kept_while_subscribed() -> None:
     assert desired[types.ROUTE] == {"rds_ingress": None}  # kept until Envoy unsubscribes
     assert desired[types.ENDPOINT] == {"c1": None}
     assert desired[types.CLUSTER] == {"c1": None}  # the held route still uses it
+
+
+def test_nothing_is_held_back_when_only_a_route_changes() -> None:
+    """An update every cluster of which the client has: the gates hold nothing back, so the
+    server may settle the ACK of the route configuration without planning again."""
+    shared = [
+        build.eds_cluster("c1"),
+        build.endpoints("c1", ("127.0.0.2", 80)),
+        build.eds_cluster("c2"),
+        build.endpoints("c2", ("127.0.0.3", 80)),
+        build.http_listener("lds_ingress", "127.0.0.1", 15000, "rds_ingress"),
+    ]
+    old = Snapshot([*shared, build.route_config("rds_ingress", {"c1": 70, "c2": 30})])
+    new = Snapshot([*shared, build.route_config("rds_ingress", {"c1": 30, "c2": 70})])
+    planned = plan_gates(new, synced(old))
+    assert not planned.held_back
+    assert planned.desired[types.ROUTE]["rds_ingress"] is new.get(types.ROUTE)["rds_ingress"]
+
+
+def test_gates_that_wait_for_an_ack_are_held_back() -> None:
+    old, new = chain("c1"), chain("c2")
+    assert plan_gates(new, synced(old)).held_back  # c1 kept, the routes wait for c2
+    fresh = {
+        types.CLUSTER: ClientView(requested=True, wildcard=True),
+        types.LISTENER: ClientView(requested=True, wildcard=True),
+    }
+    assert plan_gates(old, fresh).held_back  # the listener waits for c1
+    unknown = {types.LISTENER: ClientView(requested=True, wildcard=True, unknown=True)}
+    assert plan_gates(old, unknown).held_back  # the first ACK gates it again

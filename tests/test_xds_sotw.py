@@ -302,3 +302,70 @@ async def test_reconnect_with_unknown_versions_sends_full_state_ungated(
     first, second = await client.recv(), await client.recv()
     assert (first.type_url, names_of(first)) == (types.CLUSTER, ["c1"])
     assert (second.type_url, names_of(second)) == (types.LISTENER, ["lds_ingress"])
+
+
+def weighted(weights: dict[str, int], *, extra: bool = False) -> Snapshot:
+    """c1 and c2 behind one route configuration (and, with ``extra``, a second one)."""
+    return Snapshot(
+        [
+            build.eds_cluster("c1"),
+            build.endpoints("c1", ("127.0.0.2", 80)),
+            build.eds_cluster("c2"),
+            build.endpoints("c2", ("127.0.0.3", 80)),
+            build.http_listener("lds_ingress", "127.0.0.1", 15000, "rds_ingress"),
+            build.route_config("rds_ingress", weights),
+            *([build.route_config("extra", "c1")] if extra else []),
+        ]
+    )
+
+
+async def converge_weighted(client: AdsClient) -> Any:
+    """CDS, EDS, LDS and RDS of :func:`weighted`, everything ACKed; return the RDS response."""
+    await client.send(request(types.CLUSTER, node=NODE))
+    cds = await client.recv()
+    await client.send(request(types.ENDPOINT, ["c1", "c2"]))
+    await client.send(ack(cds))
+    eds = await client.recv()
+    await client.send(ack(eds, ["c1", "c2"]))
+    await client.send(request(types.LISTENER))
+    lds = await client.recv()
+    await client.send(ack(lds))
+    await client.send(request(types.ROUTE, ["rds_ingress"]))
+    rds = await client.recv()
+    await client.send(ack(rds, ["rds_ingress"]))
+    return rds
+
+
+async def test_route_only_updates_follow_each_other(
+    cache: SnapshotCache, server: XdsServer, client: AdsClient
+) -> None:
+    """A route change's ACK holds nothing back, and the server settles it without planning
+    again: the next change still goes out, and the status shows the last one acked."""
+    cache.set_snapshot(NODE, weighted({"c1": 90, "c2": 10}))
+    await converge_weighted(client)
+    for weights in ({"c1": 50, "c2": 50}, {"c1": 10, "c2": 90}, {"c1": 60, "c2": 40}):
+        snapshot = weighted(weights)
+        cache.set_snapshot(NODE, snapshot)
+        rds = await client.recv()
+        assert rds.type_url == types.ROUTE
+        assert rds.version_info == snapshot.version(types.ROUTE)
+        await client.send(ack(rds, ["rds_ingress"]))
+    await client.quiet(0.3)  # the ACKs ask for nothing more
+    [status] = server.proxies()
+    route = status.types[types.ROUTE]
+    assert route.acked_version == snapshot.version(types.ROUTE) and not route.in_flight
+
+
+async def test_an_ack_that_subscribes_to_more_is_answered(
+    cache: SnapshotCache, client: AdsClient
+) -> None:
+    """An ACK that also changes the subscription is not settled quietly: the new name goes
+    out."""
+    cache.set_snapshot(NODE, weighted({"c1": 90, "c2": 10}, extra=True))
+    await converge_weighted(client)
+    cache.set_snapshot(NODE, weighted({"c1": 50, "c2": 50}, extra=True))
+    rds = await client.recv()
+    assert names_of(rds) == ["rds_ingress"]
+    await client.send(ack(rds, ["rds_ingress", "extra"]))
+    more = await client.recv()
+    assert more.type_url == types.ROUTE and names_of(more) == ["extra", "rds_ingress"]

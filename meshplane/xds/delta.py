@@ -71,6 +71,21 @@ def handle(
             state.held.pop(name, None)
 
 
+def is_quiet_ack(
+    stream: Stream, request: discovery_pb2.DeltaDiscoveryRequest, snapshot: Snapshot | None
+) -> bool:
+    """``request`` only ACKs the response in flight (no error, no subscription change) and
+    that ACK leaves nothing to send (:meth:`Stream.settles_quietly`): :func:`handle` would only
+    settle it."""
+    return (
+        not request.HasField("error_detail")
+        and not request.resource_names_subscribe
+        and not request.resource_names_unsubscribe
+        and not request.initial_resource_versions
+        and stream.settles_quietly(snapshot, request.type_url, request.response_nonce)
+    )
+
+
 def build(
     type_url: str, state: TypeState, desired: dict[str, Resource | None], snapshot: Snapshot
 ) -> Draft | None:

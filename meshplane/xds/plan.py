@@ -74,9 +74,27 @@ class ClientView:
         return set(snapshot_names) | self.names if self.wildcard else set(self.names)
 
 
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The desired content per type, and whether the gates held anything back."""
+
+    desired: dict[str, Desired]
+    held_back: bool
+    """Something of S waits for an ACK (a listener or route configuration for its clusters, an
+    old cluster for what still points at it, a type whose client state is unknown).  When
+    nothing is held back, an ACK of what was sent for this plan cannot change it."""
+
+
 def plan(snapshot: Snapshot, views: Mapping[str, ClientView]) -> dict[str, Desired]:
     """The desired content of every type of :data:`types.ORDER` (see the module docstring)."""
-    return _Planner(snapshot, views).run()
+    return plan_gates(snapshot, views).desired
+
+
+def plan_gates(snapshot: Snapshot, views: Mapping[str, ClientView]) -> Plan:
+    """:func:`plan`, and whether its gates held anything back."""
+    planner = _Planner(snapshot, views)
+    desired = planner.run()
+    return Plan(desired, planner.held_back)
 
 
 class _Planner:
@@ -84,6 +102,7 @@ class _Planner:
         self.s = snapshot
         self.views = {t: views.get(t) or ClientView() for t in types.ORDER}
         self._ready: dict[str, bool] = {}
+        self.held_back = any(view.unknown for view in self.views.values())
 
     def run(self) -> dict[str, Desired]:
         return {
@@ -146,6 +165,7 @@ class _Planner:
         for name in view.acked:
             if name not in current and (content_unknown or name in referenced):
                 desired[name] = None
+                self.held_back = True
         return desired
 
     def endpoints(self) -> Desired:
@@ -169,8 +189,10 @@ class _Planner:
                 desired[name] = resource  # the client has it: nothing to gate
             elif view.unknown or self.clusters_ready(resource):
                 desired[name] = resource
-            elif name in view.acked:
-                desired[name] = None
+            else:
+                self.held_back = True
+                if name in view.acked:
+                    desired[name] = None
         return desired
 
     def named(self, type_url: str, *, gated: bool) -> Desired:
@@ -186,6 +208,8 @@ class _Planner:
                 or self.clusters_ready(resource)
             ):
                 desired[name] = resource
-            elif name in view.acked:
-                desired[name] = None
+            else:
+                self.held_back = self.held_back or resource is not None
+                if name in view.acked:
+                    desired[name] = None
         return desired

@@ -185,6 +185,9 @@ class XdsServer:
     ) -> None:
         """Run one ADS stream until the client goes away."""
         handle: Callable[[Stream, Any, Any], None] = sotw.handle if kind == "sotw" else delta.handle
+        quiet_ack: Callable[[Stream, Any, Any], bool] = (
+            sotw.is_quiet_ack if kind == "sotw" else delta.is_quiet_ack
+        )
         build: Builder = sotw.build if kind == "sotw" else delta.build
         parse = (
             discovery_pb2.DiscoveryRequest.FromString
@@ -212,7 +215,8 @@ class XdsServer:
                     self.admit(context.invocation_metadata() or (), _peer_cert(context))
                 except PermissionError as error:
                     await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(error))
-            reader = asyncio.create_task(_read(requests, queue, parse))
+            settle: list[Callable[[Any], bool]] = []
+            reader = asyncio.create_task(_read(requests, queue, parse, settle))
             try:
                 first = await asyncio.wait_for(
                     queue.get(), timeout=self.limits.first_request_timeout
@@ -236,6 +240,20 @@ class XdsServer:
 
             key = self.snapshot_key(connection)
             unwatch = self.cache.watch(key, wake)
+            opened = stream
+
+            def settle_quietly(request: Any) -> bool:
+                """Settle an ACK in the reader when it cannot make anything go out (most of
+                them: one per response), without waking this task to plan again."""
+                if not queue.empty():  # requests are handled in order
+                    return False
+                snapshot = self.cache.get(key)
+                if not quiet_ack(opened, request, snapshot):
+                    return False
+                handle(opened, request, snapshot)
+                return True
+
+            settle.append(settle_quietly)
             self._streams[stream.stream_id] = stream
             self._controls[stream.stream_id] = (credential, queue)
             self.metrics.connected.inc()
@@ -395,8 +413,13 @@ _INLINE_PARSE = 64 * 1024
 
 
 async def _read(
-    requests: AsyncIterator[bytes], queue: asyncio.Queue[object], parse: Callable[[bytes], Any]
+    requests: AsyncIterator[bytes],
+    queue: asyncio.Queue[object],
+    parse: Callable[[bytes], Any],
+    settle: list[Callable[[Any], bool]],
 ) -> None:
+    """Parse requests into ``queue``; once the stream is open, ``settle[0]`` may take a request
+    (a quiet ACK) instead."""
     try:
         async for raw in requests:
             try:
@@ -407,6 +430,8 @@ async def _read(
             except Exception as error:  # DecodeError: not a DiscoveryRequest
                 queue.put_nowait(_Invalid(f"the request is not a valid message: {error}"))
                 return
+            if settle and settle[0](request):
+                continue
             queue.put_nowait(request)
     except asyncio.CancelledError:
         raise

@@ -61,6 +61,26 @@ def handle(
         state.force.update(state.names & state.acked.keys())
 
 
+def is_quiet_ack(
+    stream: Stream, request: discovery_pb2.DiscoveryRequest, snapshot: Snapshot | None
+) -> bool:
+    """``request`` only ACKs the response in flight (no error, the same subscription) and
+    that ACK leaves nothing to send (:meth:`Stream.settles_quietly`): :func:`handle` would only
+    settle it."""
+    type_url = request.type_url
+    if request.HasField("error_detail") or not stream.settles_quietly(
+        snapshot, type_url, request.response_nonce
+    ):
+        return False
+    state = stream.types[type_url]
+    names = set(request.resource_names)
+    if names and not state.ever_named:
+        return False
+    wildcard = "*" in names or (not names and not state.ever_named)
+    names.discard("*")
+    return wildcard == state.wildcard and names == state.names
+
+
 def _subscribe(state: TypeState, names: list[str]) -> None:
     if names:
         state.ever_named = True

@@ -27,7 +27,7 @@ from meshplane.model.proxy import ProxyIdentity
 from meshplane.xds import types
 from meshplane.xds._proto import Message
 from meshplane.xds.metrics import XdsMetrics
-from meshplane.xds.plan import ClientView, plan
+from meshplane.xds.plan import ClientView, plan_gates
 from meshplane.xds.resource import Resource
 from meshplane.xds.snapshot import Snapshot
 from meshplane.xds.status import Nack, ProxyStatus, TypeStatus
@@ -108,6 +108,10 @@ class Stream:
         self.clock = clock
         self.types: dict[str, TypeState] = {}
         self.next_wake: float | None = None
+        self.settled: Snapshot | None = None
+        """The snapshot of the last :meth:`outgoing` when it held nothing back: until the
+        snapshot changes, an ACK of what went out cannot make anything else go out
+        (:meth:`settles_quietly`)."""
         self._nonces = itertools.count(1)
         self._nonce_prefix = f"{nonce_prefix}{stream_id}-"
 
@@ -175,22 +179,33 @@ class Stream:
     ) -> list[tuple[str, Message | bytes]]:
         """The responses to send now (type URL, message), in make-before-break order."""
         self.next_wake = None
+        self.settled = None
         if snapshot is None:
             return []
-        desired = plan(snapshot, self.types)
+        planned = plan_gates(snapshot, self.types)
+        desired = planned.desired
+        held_back = planned.held_back
         now = self.clock()
         out: list[tuple[str, Message | bytes]] = []
         for type_url in types.ORDER:
             state = self.types.get(type_url)
-            if state is None or not state.requested or state.pending is not None:
+            if state is None or not state.requested:
+                continue
+            if state.pending is not None:
+                held_back = True
                 continue
             if self._first_answer_incomplete(type_url, state, desired[type_url], snapshot):
+                held_back = True
                 continue
             draft = build(type_url, state, desired[type_url], snapshot)
-            if draft is None or draft.fingerprint == state.rejected_fingerprint:
+            if draft is None:
+                continue
+            if draft.fingerprint == state.rejected_fingerprint:
+                held_back = True
                 continue
             if state.hold_until > now:
                 self.next_wake = min(self.next_wake or state.hold_until, state.hold_until)
+                held_back = True
                 continue
             nonce = f"{self._nonce_prefix}{next(self._nonces)}"
             state.pending = Pending(nonce=nonce, draft=draft, sent_at=now)
@@ -212,7 +227,18 @@ class Stream:
                 f" removed {sorted(draft.removed)}" if draft.removed else "",
             )
             out.append((type_url, draft.make(nonce)))
+        if not held_back:
+            self.settled = snapshot
         return out
+
+    def settles_quietly(self, snapshot: Snapshot | None, type_url: str, nonce: str) -> bool:
+        """An ACK of ``nonce`` for ``type_url`` would leave nothing to send: the response is the
+        one in flight, and the last :meth:`outgoing` ran on ``snapshot`` and held nothing back
+        (the server then settles it without planning again)."""
+        if snapshot is None or snapshot is not self.settled:
+            return False
+        state = self.types.get(type_url)
+        return state is not None and state.pending is not None and state.pending.nonce == nonce
 
     def _first_answer_incomplete(
         self, type_url: str, state: TypeState, desired: dict[str, Resource | None], s: Snapshot
