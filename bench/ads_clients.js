@@ -579,6 +579,16 @@ async function answer(fleet, line) {
   } catch (error) {
     return { error: `not a JSON command: ${error.message}` };
   }
+  if (command === null || typeof command !== 'object' || Array.isArray(command)) {
+    return { error: 'not a JSON command: a command is an object' };
+  }
+  const numbers = { connect: ['start', 'count'], converge: ['t0'] }[command.cmd] || [];
+  const wrong = numbers.filter((key) => typeof command[key] !== 'number');
+  if (wrong.length) {
+    return {
+      error: `${command.cmd} needs numbers ${numbers.join(', ')} (wrong: ${wrong.join(', ')})`,
+    };
+  }
   try {
     if (command.cmd === 'connect') {
       return await fleet.connect(

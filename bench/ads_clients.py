@@ -53,6 +53,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import struct_pb2
+from google.protobuf.message import DecodeError
 
 from meshplane.xds import types
 
@@ -163,7 +164,15 @@ class Proxy:
         call = self.stub.StreamAggregatedResources(self._requests())
         try:
             async for response in call:
-                self.on_response(response)
+                try:
+                    self.on_response(response)
+                except DecodeError as error:
+                    self.error = (
+                        f"malformed resource in {response.type_url} {response.version_info}: "
+                        f"{error}"
+                    )
+                    call.cancel()
+                    return
         except asyncio.CancelledError:
             raise
         except grpc.aio.AioRpcError as error:
@@ -254,6 +263,36 @@ class Fleet:
         await asyncio.gather(*(p.close() for p in self.proxies))
 
 
+async def answer(fleet: Fleet, line: str) -> dict[str, Any] | None:
+    """The answer to one command line; ``None`` for ``close``."""
+    try:
+        command = json.loads(line)
+    except ValueError as error:
+        return {"error": f"not a JSON command: {error}"}
+    if not isinstance(command, dict):
+        return {"error": "not a JSON command: a command is an object"}
+    cmd = command.get("cmd")
+    numbers = {"connect": ("start", "count"), "converge": ("t0",)}.get(cmd, ())
+    wrong = [k for k in numbers if not isinstance(command.get(k), (int, float))]
+    if wrong:
+        return {"error": f"{cmd} needs numbers {', '.join(numbers)} (wrong: {', '.join(wrong)})"}
+    try:
+        if cmd == "connect":
+            return await fleet.connect(
+                command["start"],
+                command["count"],
+                command.get("burst", 1_000_000),
+                command.get("timeout", 600),
+            )
+        if cmd == "converge":
+            return await fleet.converge(command["t0"], command.get("timeout", 600))
+        if cmd == "close":
+            return None
+        return {"error": f"unknown command {cmd!r}"}
+    except (RuntimeError, TimeoutError) as error:
+        return {"error": str(error)}
+
+
 async def serve(target: str, mesh: str) -> None:
     loop = asyncio.get_running_loop()
     fleet = Fleet(target, mesh)
@@ -262,24 +301,10 @@ async def serve(target: str, mesh: str) -> None:
             line = await loop.run_in_executor(None, sys.stdin.readline)
             if not line:
                 return
-            command = json.loads(line)
-            try:
-                if command["cmd"] == "connect":
-                    answer = await fleet.connect(
-                        command["start"],
-                        command["count"],
-                        command.get("burst", 1_000_000),
-                        command.get("timeout", 600),
-                    )
-                elif command["cmd"] == "converge":
-                    answer = await fleet.converge(command["t0"], command.get("timeout", 600))
-                elif command["cmd"] == "close":
-                    return
-                else:
-                    answer = {"error": f"unknown command {command['cmd']!r}"}
-            except (RuntimeError, TimeoutError) as error:
-                answer = {"error": str(error)}
-            sys.stdout.write(json.dumps(answer) + "\n")
+            reply = await answer(fleet, line)
+            if reply is None:
+                return
+            sys.stdout.write(json.dumps(reply) + "\n")
             sys.stdout.flush()
     finally:
         await fleet.close()

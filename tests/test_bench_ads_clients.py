@@ -113,10 +113,13 @@ def listeners_v1() -> list[Message]:
 
 
 class ScriptedAds(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignore[misc]
-    """Serves every stream the same script and records its requests by node id."""
+    """Serves every stream the same script and records its requests by node id.  ``fault``
+    answers the first request otherwise: ``deny`` (PERMISSION_DENIED), ``malformed`` (a
+    Cluster that does not parse), ``oversized`` (a 5 MB response, over gRPC's 4 MB default),
+    ``silent`` (nothing, ever)."""
 
-    def __init__(self, deny: bool = False) -> None:
-        self.deny = deny
+    def __init__(self, fault: str | None = None) -> None:
+        self.fault = fault
         self.requests: dict[str, list[Any]] = {}
         self.push = asyncio.Event()
 
@@ -131,8 +134,20 @@ class ScriptedAds(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ign
 
         await read(1)
         self.requests[got[0].node.id] = got
-        if self.deny:
+        if self.fault == "deny":
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, "denied by the test")
+        elif self.fault in ("malformed", "oversized"):
+            value = b"\xff\xff" if self.fault == "malformed" else b"\n" * (5 << 20)
+            broken = any_pb2.Any(type_url=types.CLUSTER, value=value)
+            await context.write(
+                discovery_pb2.DiscoveryResponse(
+                    type_url=types.CLUSTER, version_info="c1", nonce="n1", resources=[broken]
+                )
+            )
+        if self.fault is not None:
+            async for request in request_iterator:
+                got.append(request)
+            return
         await context.write(response(types.CLUSTER, "c1", "n1", clusters_v1()))
         await read(3)  # EDS subscription, CDS ACK, LDS request
         await context.write(response(types.LISTENER, "l1", "n2", listeners_v1()))
@@ -264,6 +279,16 @@ async def test_simulator_requests_are_envoys(simulator: str) -> None:
         assert all(0 <= ack < 600 for ack in converged["acks"]), converged
         unknown = await clients.ask({"cmd": "rewind"})
         assert unknown == {"error": "unknown command 'rewind'"}
+        assert clients.process.stdin is not None and clients.process.stdout is not None
+        clients.process.stdin.write(b"{not json\n")
+        garbled = json.loads(await asyncio.wait_for(clients.process.stdout.readline(), 60))
+        assert garbled["error"].startswith("not a JSON command: "), garbled
+        assert await clients.ask({"cmd": "converge"}) == {
+            "error": "converge needs numbers t0 (wrong: t0)"
+        }
+        assert await clients.ask({"cmd": "connect", "start": "0"}) == {
+            "error": "connect needs numbers start, count (wrong: start, count)"
+        }
     finally:
         code = await clients.close()
         await server.stop(None)
@@ -280,21 +305,33 @@ async def test_simulator_requests_are_envoys(simulator: str) -> None:
     )
 
 
+FAULTS = {
+    "deny": ": PERMISSION_DENIED: denied by the test (",
+    "malformed": f": malformed resource in {types.CLUSTER} c1: ",
+    "oversized": ": RESOURCE_EXHAUSTED: ",
+}
+
+
 @pytest.mark.parametrize("simulator", SIMULATORS)
-async def test_simulator_reports_a_failed_stream(simulator: str) -> None:
-    servicer = ScriptedAds(deny=True)
+@pytest.mark.parametrize("fault", [*FAULTS, "silent"])
+async def test_simulator_reports_a_failed_stream(simulator: str, fault: str) -> None:
+    """A refused stream, a response that does not parse, one over the size limit: the stream
+    fails and the command answers which; a server that never answers: the command times out."""
+    servicer = ScriptedAds(fault)
     server, port = await serve(servicer)
     clients = await Simulator.start(simulator, port)
     try:
-        answer = await clients.ask({"cmd": "connect", "start": 0, "count": 1})
+        answer = await clients.ask({"cmd": "connect", "start": 0, "count": 1, "timeout": 1})
     finally:
         code = await clients.close()
         await server.stop(None)
     assert code == 0
-    assert answer["error"].startswith(
-        f"1 streams failed, e.g. mesh/{MESH}/virtualNode/c0: PERMISSION_DENIED: "
-        "denied by the test ("
-    ), answer
+    if fault == "silent":
+        assert answer == {"error": "1 of 1 proxies not done"}
+    else:
+        assert answer["error"].startswith(
+            f"1 streams failed, e.g. mesh/{MESH}/virtualNode/c0{FAULTS[fault]}"
+        ), answer
 
 
 def test_node_simulator_missing_says_how_to_install(
