@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import gc
 import logging
 import os
 import signal
@@ -36,6 +35,7 @@ from meshplane.authority.server_tls import ensure_server_certificate
 from meshplane.console import ConsoleApi
 from meshplane.errors import LocalError, MeshplaneError
 from meshplane.nameserver.server import DnsServer, Upstream, resolv_conf_upstreams
+from meshplane.server import gc_pacing
 from meshplane.server.fleet import FleetApi
 from meshplane.server.http import guarded_protocol, quiet_accept_errors
 from meshplane.server.identity_state import IdentityState
@@ -553,11 +553,11 @@ class Application:
         for hook in self.startup:
             await hook()
         # Everything built so far lives as long as the process: keep it out of the collector's
-        # way, and collect less often (translation allocates many short-lived protobufs; full
-        # collections of a large heap stalled the event loop for hundreds of milliseconds).
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(50_000, 50, 100)
+        # way, and collect at idle moments of the xDS server (when this process serves it).
+        serving = self.serving
+        pacing = asyncio.create_task(
+            gc_pacing.pace(lambda: serving.xds.activity if serving is not None else 0)
+        )
         log.info(
             "meshplane API on %s://%s:%d (data: %s)",
             "https" if self.settings.tls is not None else "http",
@@ -571,6 +571,7 @@ class Application:
         try:
             yield
         finally:
+            pacing.cancel()
             for hook in reversed(self.shutdown):
                 await hook()
 

@@ -15,7 +15,6 @@ socket reads EOF (the main process died, however), and when its parent process c
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import signal
@@ -29,6 +28,7 @@ import grpc
 from prometheus_client import CollectorRegistry, generate_latest
 
 from meshplane.model.proxy import ProxyIdentity
+from meshplane.server import gc_pacing
 from meshplane.server.identity_state import IdentityState
 from meshplane.server.proxy_auth import ProxyAuthorizer
 from meshplane.server.run import _read_tls, open_vault, open_with_retry
@@ -122,9 +122,8 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         reader, self._writer = await asyncio.open_unix_connection(sock=sock)
         port = await self.serving.start(reuse_port=True)
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(50_000, 50, 100)
+        xds = self.serving.xds
+        pacing = asyncio.create_task(gc_pacing.pace(lambda: xds.activity))
         watch = asyncio.create_task(_watch_parent(self.parent))
         self.send(("ready", port))
         log.info("xDS worker %d serving %s:%d", self.index + 1, self.settings.xds.host, port)
@@ -144,6 +143,7 @@ class Worker:
                 self._handle(message)
         finally:
             watch.cancel()
+            pacing.cancel()
             await self.serving.stop()
             self._writer.close()
             await asyncio.to_thread(self.store.close)

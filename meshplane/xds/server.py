@@ -102,6 +102,9 @@ class XdsServer:
         """Further gRPC services served on the same port (Envoy's metrics and access log
         services), added by the server wiring."""
         self._server: grpc.aio.Server | None = None
+        self.activity = 0
+        """Requests handled and responses sent so far, on every stream (the process paces its
+        garbage collection by it: :mod:`meshplane.server.gc_pacing`)."""
         self._streams: dict[int, Stream] = {}
         self._controls: dict[int, tuple[object, asyncio.Queue[object]]] = {}
         """stream id -> (its credential from the authorizer, its request queue)"""
@@ -251,6 +254,7 @@ class XdsServer:
                 if not quiet_ack(opened, request, snapshot):
                     return False
                 handle(opened, request, snapshot)
+                self.activity += 1
                 return True
 
             settle.append(settle_quietly)
@@ -273,8 +277,10 @@ class XdsServer:
                         await context.abort(grpc.StatusCode.PERMISSION_DENIED, item.reason)
                     if item is not _WAKE:
                         handle(stream, item, snapshot)
+                        self.activity += 1
                 for _, response in stream.outgoing(snapshot, build):
                     await context.write(response)
+                    self.activity += 1
                 if timer is not None:
                     timer.cancel()
                     timer = None
