@@ -154,3 +154,70 @@ async def test_consumers_with_the_same_backends_share_serialized_resources(
         assert all(x is y for x, y in zip(after, egress("c2"), strict=True))
     finally:
         await loop.stop()
+
+
+async def test_a_change_to_many_proxies_lets_the_event_loop_run(
+    embedded_store: SqlStore, monkeypatch: Any
+) -> None:
+    """A change that touches many proxies is published in steps: other tasks run between them,
+    ``revision`` moves only once every snapshot is published, and a proxy that disconnects
+    meanwhile is not published again."""
+    monkeypatch.setattr("meshplane.control.loop.PUBLISH_STEP", 2)
+    service = ResourceService(embedded_store, Partition("us-east-1", "000000000000"))
+
+    def key(kind: Kind, name: str) -> ResourceKey:
+        return ResourceKey(kind, "m", name)
+
+    service.create(ResourceKey(Kind.MESH, "m", "m"), None, caller=CALLER)
+    service.create(key(Kind.VIRTUAL_NODE, "a"), node_spec("10.0.0.1"), caller=CALLER)
+    service.create(
+        key(Kind.VIRTUAL_SERVICE, "a.svc"),
+        {"provider": {"virtualNode": {"virtualNodeName": "a"}}},
+        caller=CALLER,
+    )
+    consumers = [f"c{i}" for i in range(7)]
+    for i, name in enumerate(consumers):
+        service.create(
+            key(Kind.VIRTUAL_NODE, name), node_spec(f"10.0.1.{i + 1}", ("a.svc",)), caller=CALLER
+        )
+    cache = SnapshotCache()
+    registry = CollectorRegistry()
+    loop = ControlLoop(embedded_store, cache, registry=registry, debounce=0.01)
+    await loop.start()
+    try:
+        for i, name in enumerate(consumers):
+            await loop.proxy_connected(connection(i + 1, f"mesh/m/virtualNode/{name}"))
+        before = translations(registry)
+        seen: list[tuple[int, float]] = []  # (revision, translations) each time this task runs
+        leaving = connection(7, "mesh/m/virtualNode/c6")
+
+        async def watch() -> None:
+            while True:
+                done = translations(registry) - before
+                seen.append((loop.revision, done))
+                if 0 < done < len(consumers) and leaving.stream_id in loop.connections:
+                    await loop.proxy_disconnected(leaving)
+                await asyncio.sleep(0)
+
+        watcher = asyncio.create_task(watch())
+        revision = embedded_store.revision
+        await asyncio.to_thread(
+            lambda: service.update(
+                key(Kind.VIRTUAL_NODE, "a"), node_spec("10.1.1.1"), caller=CALLER
+            )
+        )
+        await settle(loop, embedded_store)
+        watcher.cancel()
+        middle = [(r, done) for r, done in seen if 0 < done < len(consumers) - 1]
+        assert middle, "the event loop did not run while the change was published"
+        assert all(r == revision for r, _ in middle)  # not yet caught up
+        # c6 left half way: published no more (and its snapshot is gone)
+        assert translations(registry) - before < len(consumers)
+        assert cache.get("mesh/m/virtualNode/c6") is None
+        for name in consumers[:6]:
+            snapshot = cache.get(f"mesh/m/virtualNode/{name}")
+            assert snapshot is not None
+            [cluster] = [r for n, r in snapshot.get(types.CLUSTER).items() if "_a_" in n]
+            assert b"10.1.1.1" in cluster.body
+    finally:
+        await loop.stop()

@@ -103,6 +103,13 @@ _WRAPPED = "control.resources"
 """The view memo's key for the :class:`Resource` of each shared message, by ``id``."""
 
 
+PUBLISH_STEP = 500
+"""Translations between two turns of the event loop while a change is published: a change that
+touches 10,000 proxies holds the loop (the API, the streams) for tens of milliseconds at a
+time, not for the whole second of translating them.  Smaller steps cost more CPU per proxy:
+the streams' pushes batch less (``docs/benchmarks.md``, section 3b)."""
+
+
 def wrap_resources(view: MeshView, resources: ProxyResources) -> tuple[Resource, ...]:
     """The :class:`Resource` of each message of a translation on ``view``.  A message that is
     shared with other translations on the view (``resources.shared``) is serialized once, the
@@ -160,6 +167,9 @@ class ControlLoop:
         self._views: dict[str, MeshView] = {}
         self._security: dict[str, tuple[MeshSecurity, MeshTracing | None, tuple[str, ...]]] = {}
         self._revision = store.revision
+        """The revision of the views (and of the translations made from them)."""
+        self._published = self._revision
+        """The revision every affected snapshot has been published for (:attr:`revision`)."""
         self._task: asyncio.Task[None] | None = None
         self._rotation: asyncio.Task[None] | None = None
         self._secrets_due = asyncio.Event()
@@ -493,7 +503,8 @@ class ControlLoop:
             if self.debounce:
                 await asyncio.sleep(self.debounce)  # let a burst of writes land together
             try:
-                self.apply(await asyncio.to_thread(self.store.changes_since, self._revision))
+                changes = await asyncio.to_thread(self.store.changes_since, self._revision)
+                await self.apply_stepwise(changes)
             except Exception:
                 log.exception("control loop failed to apply changes; retrying")
                 await asyncio.sleep(1)
@@ -501,6 +512,27 @@ class ControlLoop:
     def apply(self, changes: Iterable[Change]) -> None:
         """Bring views and affected snapshots up to date with ``changes``."""
         started = time.perf_counter()
+        by_mesh, registry_changed = self._apply_views(changes)
+        for snapshot, entry in self._affected(by_mesh):
+            self._publish(snapshot, entry)
+        self._applied(started, by_mesh, registry_changed)
+
+    async def apply_stepwise(self, changes: Iterable[Change]) -> None:
+        """:meth:`apply`, letting the event loop run every :data:`PUBLISH_STEP` translations
+        (the streams of the proxies published so far push meanwhile)."""
+        started = time.perf_counter()
+        by_mesh, registry_changed = self._apply_views(changes)
+        for done, (snapshot, entry) in enumerate(self._affected(by_mesh), 1):
+            if self._proxies.get(snapshot) is not entry:
+                continue  # disconnected while the others were published
+            self._publish(snapshot, entry)
+            if done % PUBLISH_STEP == 0:
+                await asyncio.sleep(0)
+        self._applied(started, by_mesh, registry_changed)
+
+    def _apply_views(self, changes: Iterable[Change]) -> tuple[dict[str, set[ResourceKey]], bool]:
+        """Move the revision and the mesh views to ``changes``; return the changed keys by
+        mesh and whether the registry changed."""
         by_mesh: dict[str, set[ResourceKey]] = {}
         registry_changed = False
         for change in changes:
@@ -527,18 +559,28 @@ class ControlLoop:
                 del self._views[mesh]
             else:
                 self._views[mesh] = view.with_changes(upserts, removals)
-        for snapshot, entry in list(self._proxies.items()):
-            changed = by_mesh.get(entry.target.mesh)
-            if not changed:
-                continue
-            touched = {dependency_key(k) for k in changed}
-            if touched & entry.inputs or not entry.inputs:
-                self._publish(snapshot, entry)
+        return by_mesh, registry_changed
+
+    def _affected(self, by_mesh: dict[str, set[ResourceKey]]) -> list[tuple[str, _Proxy]]:
+        """The proxies (snapshot key, entry) whose translation read one of the changed keys."""
+        touched = {mesh: {dependency_key(k) for k in keys} for mesh, keys in by_mesh.items()}
+        return [
+            (snapshot, entry)
+            for snapshot, entry in self._proxies.items()
+            if entry.target.mesh in touched
+            and (not entry.inputs or not touched[entry.target.mesh].isdisjoint(entry.inputs))
+        ]
+
+    def _applied(
+        self, started: float, by_mesh: dict[str, set[ResourceKey]], registry_changed: bool
+    ) -> None:
         if registry_changed:
             self.refresh_endpoints()
         if by_mesh or registry_changed:
             self._change_to_publish.observe(time.perf_counter() - started)
+        self._published = self._revision
 
     @property
     def revision(self) -> int:
-        return self._revision
+        """The last revision of the store whose changes are all published."""
+        return self._published

@@ -97,10 +97,14 @@ def plan_gates(snapshot: Snapshot, views: Mapping[str, ClientView]) -> Plan:
     return Plan(desired, planner.held_back)
 
 
+_NOTHING = ClientView()
+"""The view of a type the client has not asked for (read only)."""
+
+
 class _Planner:
     def __init__(self, snapshot: Snapshot, views: Mapping[str, ClientView]) -> None:
         self.s = snapshot
-        self.views = {t: views.get(t) or ClientView() for t in types.ORDER}
+        self.views = {t: views.get(t) or _NOTHING for t in types.ORDER}
         self._ready: dict[str, bool] = {}
         self.held_back = any(view.unknown for view in self.views.values())
 
@@ -153,17 +157,18 @@ class _Planner:
         view = self.views[types.CLUSTER]
         current = self.s.get(types.CLUSTER)
         desired: Desired = dict(current)
-        if view.unknown:
+        gone = [name for name in view.acked if name not in current]
+        if view.unknown or not gone:
             return desired
         holders = (self.views[types.LISTENER], self.views[types.ROUTE])
-        content_unknown = any(set(v.acked) - set(v.held) for v in holders)
+        content_unknown = any(not (v.acked.keys() <= v.held.keys()) for v in holders)
         referenced: set[str] = set()
         for holder in holders:
             for group in (holder.held, holder.in_flight, holder.rejected):
                 for resource in group.values():
                     referenced.update(resource.refs_of(types.CLUSTER))
-        for name in view.acked:
-            if name not in current and (content_unknown or name in referenced):
+        for name in gone:
+            if content_unknown or name in referenced:
                 desired[name] = None
                 self.held_back = True
         return desired
