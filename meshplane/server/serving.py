@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -30,6 +32,40 @@ from meshplane.telemetry.tap import TapSink
 from meshplane.xds import ProxyStatus, SnapshotCache, XdsServer
 
 log = logging.getLogger("meshplane")
+
+BUSY_MESSAGES = 1_000
+"""xDS messages between two :meth:`XdsServing.presence_changes` calls above which the xDS
+server counts as busy (a change converging over many proxies)."""
+PRESENCE_DEFER_MAX = 10.0
+"""Seconds the fleet's proxy rows may wait while the xDS server is busy."""
+
+
+class BusyGate:
+    """Says when to hold back a periodic report: while ``count()`` (a running total of work
+    done) moved by more than ``busy`` since the last question, for at most ``limit`` seconds
+    since the last report that went out."""
+
+    def __init__(
+        self,
+        count: Callable[[], int],
+        *,
+        busy: int,
+        limit: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._count, self._busy, self._limit, self._clock = count, busy, limit, clock
+        self._seen = count()
+        self._reported = clock()
+
+    def hold(self) -> bool:
+        """Whether to hold the report back now (else it counts as sent)."""
+        count, now = self._count(), self._clock()
+        busy = count - self._seen > self._busy
+        self._seen = count
+        if busy and now - self._reported < self._limit:
+            return True
+        self._reported = now
+        return False
 
 
 class XdsServing:
@@ -83,6 +119,10 @@ class XdsServing:
         )
         self.port = settings.port
         self._published: dict[int, tuple[ProxyStatus, tuple[str, ...]]] = {}
+        xds = self.xds
+        self._presence_gate = BusyGate(
+            lambda: xds.activity, busy=BUSY_MESSAGES, limit=PRESENCE_DEFER_MAX
+        )
 
     async def start(self, *, reuse_port: bool = False) -> int:
         """Serve the xDS port and follow the store; return the bound port."""
@@ -116,7 +156,15 @@ class XdsServing:
     def presence_changes(self) -> tuple[list[dict[str, Any]], set[int]]:
         """For the fleet's proxy table: the status JSON of the proxies whose status changed
         (connected, sent, ACKed, NACKed, problems) since the last call, and the streams that
-        ended since."""
+        ended since.
+
+        While the xDS server is busy (over :data:`BUSY_MESSAGES` messages since the last call:
+        a change converging over thousands of proxies), nothing is reported for up to
+        :data:`PRESENCE_DEFER_MAX` seconds: the rows of every proxy would change twice in the
+        middle of the burst (sent, then ACKed), and writing them takes the cores the burst
+        needs.  The next call reports what changed meanwhile."""
+        if self._presence_gate.hold():
+            return [], set()
         current = {s.stream_id: (s, self.control.problems(s.stream_id)) for s in self.xds.proxies()}
         changed = [
             self._status_json(*state)
