@@ -765,7 +765,7 @@ def run_clients(
     per_translation = statistics.median(m.publishes) / max(1, made)
     print(
         f"per write (medians): {made:.0f} translations, publish {per_translation * 1e6:.0f} us "
-        f"per translation; server CPU ({len(pids)} serving processes) {cpu:.2f} s = "
+        f"per translation (wall, pushes in between); server CPU ({len(pids)} serving processes) {cpu:.2f} s = "
         f"{cpu / count * 1e6:.0f} us per proxy (translate + push + ACK); simulated clients "
         f"({len(clients.pids)} processes) {client_cpu:.2f} s = {client_cpu / count * 1e6:.0f} us "
         "per proxy"
