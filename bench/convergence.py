@@ -20,7 +20,7 @@ b. **Simulated ADS clients** (``--clients``, default 1000; ``1000,10000`` for th
    and ACK like Envoy; each reports every stream's last ACK time after the write
    (CLOCK_MONOTONIC, shared by the processes).  ``--simulator node`` (the default) runs
    ``bench/ads_clients.js`` (Node.js, @grpc/grpc-js, installed in ``bench/node_modules`` by
-   ``scripts/setup-venv``), ``--simulator python`` the same client in Python
+   ``scripts/setup-venv --with-bench``), ``--simulator python`` the same client in Python
    (``bench.ads_clients``, grpc.aio).  The simulator shares the machine with the server it
    measures (real Envoys are C++ and would not run on its cores); the Node one costs about a
    third of the Python one's CPU per update, so it is the default.  The clients' CPU per
@@ -561,12 +561,12 @@ def simulator_command(simulator: str) -> list[str]:
     if node is None:
         raise RuntimeError(
             "the node simulator needs Node.js 20+ (`node` is not on PATH): install it, then "
-            "run `bash scripts/setup-venv` (or use --simulator python)"
+            "run `bash scripts/setup-venv --with-bench` (or use --simulator python)"
         )
     if not (ROOT / "bench" / "node_modules" / "@grpc" / "grpc-js").is_dir():
         raise RuntimeError(
             "the node simulator's packages are not installed (bench/node_modules/@grpc/grpc-js "
-            "is missing): run `bash scripts/setup-venv` (or use --simulator python)"
+            "is missing): run `bash scripts/setup-venv --with-bench` (or use --simulator python)"
         )
     return [node, str(ROOT / "bench" / "ads_clients.js")]
 

@@ -342,13 +342,13 @@ def test_node_simulator_missing_says_how_to_install(
     monkeypatch.setattr(bench.convergence, "ROOT", tmp_path)  # no bench/node_modules there
     with pytest.raises(
         RuntimeError,
-        match=r"bench/node_modules/@grpc/grpc-js is missing\): run `bash scripts/setup-venv`",
+        match=r"bench/node_modules/@grpc/grpc-js is missing\): run `bash scripts/setup-venv --with-bench`",
     ):
         simulator_command("node")
     monkeypatch.setenv("PATH", str(tmp_path))  # no node on PATH
     with pytest.raises(
         RuntimeError,
-        match=r"`node` is not on PATH\): install it, then run `bash scripts/setup-venv`",
+        match=r"`node` is not on PATH\): install it, then run `bash scripts/setup-venv --with-bench`",
     ):
         simulator_command("node")
     assert simulator_command("python")[1:] == ["-m", "bench.ads_clients"]
