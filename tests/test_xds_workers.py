@@ -113,17 +113,17 @@ class Setup:
     def names(self) -> set[str]:
         return {"blue", "green", *(f"web{i}" for i in range(len(self.clients)))}
 
-    def spread(self) -> dict[str, int]:
-        """Restart client sidecars until the proxies are on both workers (the kernel picks a
-        worker per connection); the proxies' workers."""
+    def spread(self, apart_from: str = "green") -> dict[str, int]:
+        """Restart web0 until the proxies are on both workers and web0 is on another worker
+        than ``apart_from`` (the kernel picks a worker per connection); the proxies' workers."""
         for _ in range(12):
             self.mesh.wait(
                 lambda: set(workers_of(self.server)) == self.names(), "every proxy connected"
             )
             where = workers_of(self.server)
-            if set(where.values()) == {1, 2} and where["green"] != where["web0"]:
+            if set(where.values()) == {1, 2} and where[apart_from] != where["web0"]:
                 return where
-            # move web0 (or another client on green's worker) by reconnecting it
+            # move web0 to the other worker by reconnecting it
             self.clients[0] = self._restart(self.clients[0], "web0")
         raise AssertionError(f"the proxies stayed on one worker: {workers_of(self.server)}")
 
@@ -267,8 +267,9 @@ def test_proxy_status_status_and_readyz_show_the_workers(setup: Setup) -> None:
 
 
 def test_strict_mtls_between_proxies_on_different_workers(setup: Setup) -> None:
-    where = setup.spread()
-    client = next(c for i, c in enumerate(setup.clients) if where[f"web{i}"] != where["blue"])
+    where = setup.spread(apart_from="blue")
+    client = setup.clients[0]
+    assert where["web0"] != where["blue"]
     assert app_of(client) == "blue"  # through the mTLS listener of blue
     for sidecar in (client, setup.blue):
         certs = json.loads(sidecar.admin_get("/certs")[1])["certificates"]
