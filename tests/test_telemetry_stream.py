@@ -91,6 +91,21 @@ class Harness:
             return error.code()
         return grpc.StatusCode.OK
 
+    async def hold(self, token_for: str | None = None) -> grpc.StatusCode:
+        """How a stream ends that stays open and sends nothing.  A stream refused from its
+        metadata is refused before anything is read, so there is nothing to send; a write
+        racing that refusal would fail in gRPC's core, and the client would then end the call
+        as INTERNAL instead of with the server's status."""
+        assert self.channel is not None
+        metadata = (
+            (("authorization", f"Bearer {KEY.issue(token_for, NOW, 60)[0]}"),) if token_for else ()
+        )
+        call = self.channel.stream_unary(STREAM_METRICS, request_serializer=None)(metadata=metadata)
+        try:
+            return await asyncio.wait_for(call.code(), 30)
+        finally:
+            call.cancel()
+
     def refused(self, reason: str) -> float:
         value = self.registry.get_sample_value(
             "meshplane_telemetry_refused_total", {"reason": reason}
@@ -134,8 +149,8 @@ def _registry(store: TelemetryStore) -> CollectorRegistry:
 async def test_authentication_like_ads() -> None:
     async with Harness(required=True) as h:
         raw = flush(WEB, {})
-        # no token: refused before the message is read
-        assert await h.send([raw]) == grpc.StatusCode.PERMISSION_DENIED
+        # no token: refused from the metadata alone, before any message is read
+        assert await h.hold() == grpc.StatusCode.PERMISSION_DENIED
         assert h.refused("unauthenticated") == 1
         other = "mesh/tele/virtualNode/api"
         assert await h.send([raw], token_for=other) == grpc.StatusCode.PERMISSION_DENIED
