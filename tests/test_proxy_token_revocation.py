@@ -146,7 +146,10 @@ async def test_revoking_cuts_off_a_real_envoy_and_only_it(tmp_path: Path) -> Non
             # the Envoy is disconnected and stays out (it retries and is refused)
             mesh.wait(lambda: _connected(sidecar) == 0, "the sidecar to be disconnected")
             await asyncio.sleep(2)
-            assert _connected(sidecar) == 0
+            # still out: Envoy sets connected_state as it opens each retried stream, before the
+            # server has refused it, so out is a moment it reads 0 (an admitted stream reads 1
+            # until it ends), not any one reading
+            mesh.wait(lambda: _connected(sidecar) == 0, "the sidecar still disconnected")
             assert "was revoked" in mesh.server.log()
             # the stream holding the other token is untouched: the one stream left for A
             streams = await _streams(mesh, "a")
