@@ -283,6 +283,7 @@ def test_golden_signals_match_the_load(setup: Setup, browser: Browser) -> None:
     latencies, statuses, (live, stat_live, console_live), scrapes = _load(
         setup, during, lambda: _web_requests(setup)
     )
+    ended = time.monotonic()  # every request of the load has been answered
     assert statuses.count(503) == COUNT // 10, sorted(set(statuses))
     assert statuses.count(200) == COUNT - COUNT // 10
     measured_p99 = sorted(latencies)[int(COUNT * 0.99) - 1]
@@ -305,8 +306,17 @@ def test_golden_signals_match_the_load(setup: Setup, browser: Browser) -> None:
     metrics_rate = (second - first) / (t2 - t1)
     assert abs(metrics_rate - RATE) <= RATE * 0.10, (scrapes, metrics_rate)
 
-    # after the load (within a flush interval or two): the whole run
-    time.sleep(2 * FLUSH + 0.5)
+    # after the load: the whole run, once both sidecars have reported a flush taken after it
+    # (received over a flush interval after the load ended; a busy machine may delay one)
+    def flushed_after_the_load() -> bool:
+        asked = time.monotonic()
+        ages = {p["name"]: p["lastReportSecondsAgo"] for p in setup.telemetry(60)["proxies"]}
+        return all(
+            ages.get(name) is not None and ages[name] < asked - ended - FLUSH
+            for name in ("web", "api")
+        )
+
+    setup.mesh.wait(flushed_after_the_load, "a flush of both sidecars after the load")
     data = setup.telemetry(60)
     stat = _stat_json(setup, "route", 60)
     console_after = _console_edge(browser, setup, 60)
