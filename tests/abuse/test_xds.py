@@ -107,16 +107,29 @@ def test_a_stream_that_never_sends_is_closed(open_target: MeshplaneServer) -> No
 
 
 def test_one_peer_cannot_open_more_streams_than_its_limit(open_target: MeshplaneServer) -> None:
-    async def attack() -> list[tuple[grpc.StatusCode, str]]:
-        request = discovery_request("mesh/nomesh/virtualNode/n")
-        return await asyncio.gather(
-            *(ads_call(xds(open_target), [request], hold=3.0) for _ in range(45))
-        )
+    def open_streams() -> int:
+        url = f"{open_target.url}/meshplane/v1/proxies"
+        answer = httpx.get(url, params={"mesh": "limited"}, timeout=30)
+        return len(answer.json()["proxies"])
 
-    ends = asyncio.run(attack())
-    refused = [e for e in ends if e[0] is grpc.StatusCode.RESOURCE_EXHAUSTED]
-    kept = [e for e in ends if e[0] is grpc.StatusCode.OK]
-    assert len(kept) == 40 and len(refused) == 5, ends
+    async def attack() -> tuple[list[tuple[grpc.StatusCode, str]], ...]:
+        request = discovery_request("mesh/limited/virtualNode/n")
+        # the limit's worth of streams at once, each sending a request and held open
+        held = asyncio.gather(
+            *(ads_call(xds(open_target), [request], hold=10.0) for _ in range(40))
+        )
+        for _ in range(600):
+            if await asyncio.to_thread(open_streams) == 40 or held.done():
+                break
+            await asyncio.sleep(0.05)
+        # Five more, refused from the stream alone, before any request is read; they send none,
+        # as a write racing that refusal ends the call as INTERNAL in grpcio's aio client.
+        over = await asyncio.gather(*(ads_call(xds(open_target), []) for _ in range(5)))
+        return await held, over
+
+    kept, refused = asyncio.run(attack())
+    assert all(code is grpc.StatusCode.OK for code, _ in kept), kept
+    assert all(code is grpc.StatusCode.RESOURCE_EXHAUSTED for code, _ in refused), refused
     assert "40 open ADS streams (the limit)" in refused[0][1]
 
 
