@@ -84,6 +84,11 @@ def workers_of(server: MeshplaneServer) -> dict[str, int]:
     return {p["name"]: int(p["worker"]) for p in proxies(server)}
 
 
+def all_synced(server: MeshplaneServer) -> bool:
+    """Every proxy has acknowledged what it was sent, of every type."""
+    return all(all(t["synced"] for t in p["types"].values()) for p in proxies(server))
+
+
 def fleet(server: MeshplaneServer) -> dict[str, Any]:
     return dict(httpx.get(f"{server.url}/meshplane/v1/fleet", timeout=10).json())
 
@@ -124,6 +129,10 @@ class Setup:
             )
             where = workers_of(self.server)
             if set(where.values()) == {1, 2} and where[apart_from] != where["web0"]:
+                # a restarted web0 is listed from its first request on: wait for it to be
+                # served (every type acknowledged) and to route again before tests use it
+                self.mesh.wait(lambda: all_synced(self.server), "every proxy synced")
+                self.mesh.wait(lambda: get(self.clients[0]).status_code == 200, "web0 routing")
                 return where
             # move web0 to the other worker by reconnecting it
             self.clients[0] = self._restart(self.clients[0], "web0")
