@@ -198,7 +198,8 @@ def test_registry_drives_endpoints(world: World) -> None:
 
 
 def test_router_splits_between_dns_and_cloud_map_nodes(world: World) -> None:
-    world.register("blue-1")
+    world.register("blue-1")  # already there after the test above; new when run alone
+    world.mesh.wait(lambda: world.seen(5) == {"blue-1"}, "blue-1 serving colors.cm")
     seen = counted(world.client, "split.cm", 60)
     assert set(seen) == {"plain", "blue-1"}, seen
 
