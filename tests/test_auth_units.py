@@ -13,7 +13,7 @@ import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from meshplane.api import sigv4
@@ -69,7 +69,7 @@ names = st.text(min_size=1, max_size=12)
 query_values = st.text(max_size=12)
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     segments=st.lists(names, min_size=1, max_size=4),
     query=st.lists(st.tuples(st.sampled_from(["limit", "nextToken", "a b", "x"]), query_values)),
