@@ -20,6 +20,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -440,3 +441,40 @@ def test_worker_count_is_checked() -> None:
             timeout=60,
         )
         assert out.returncode != 0 and "--xds-workers" in out.stderr, (bad, out.stderr)
+
+
+def test_a_hung_worker_does_not_stall_the_main_process(tmp_path: Path) -> None:
+    """``/metrics`` and ``/meshplane/v1/proxies`` ask every worker (and wait for up to 5 s for
+    one that does not answer) off the event loop: while they wait for a SIGSTOPped worker,
+    the main process answers everything else."""
+    server = MeshplaneServer(tmp_path / "data", extra_args=["--xds-workers", "2"]).start()
+    stopped: int | None = None
+    try:
+        stopped = int(fleet(server)["xdsWorkers"][0]["pid"])
+        os.kill(stopped, signal.SIGSTOP)
+        finished: list[str] = []
+
+        def fetch(path: str) -> None:
+            response = httpx.get(f"{server.url}{path}", timeout=30)
+            assert response.status_code == 200, response.text
+            finished.append(path)
+
+        slow = [
+            threading.Thread(target=fetch, args=(path,))
+            for path in ("/metrics", "/meshplane/v1/proxies")
+        ]
+        for thread in slow:
+            thread.start()
+        time.sleep(0.5)  # both requests are with the server, waiting for the stopped worker
+        fetch("/healthz")
+        fetch("/v20190125/meshes")
+        for thread in slow:
+            thread.join(30)
+        # the requests that did not need the workers were answered while the others waited
+        assert finished[:2] == ["/healthz", "/v20190125/meshes"], finished
+        assert sorted(finished[2:]) == ["/meshplane/v1/proxies", "/metrics"], finished
+        assert "xDS worker 1 did not answer metrics" in server.log()
+    finally:
+        if stopped is not None:
+            os.kill(stopped, signal.SIGCONT)
+        server.stop()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -60,6 +60,7 @@ def build_app(
     manifests: ManifestService,
     *,
     registry: CollectorRegistry | None = None,
+    before_metrics: Callable[[], Awaitable[None]] | None = None,
     proxies: ProxyStatusSource | None = None,
     lifespan: Any = None,
     extra_routes: Sequence[BaseRoute] = (),
@@ -71,7 +72,9 @@ def build_app(
     strict_manifests: bool = False,
 ) -> Starlette:
     """The application; without ``tokens``, an open API for ``caller`` (in-process tests).
-    With ``tokens``, ``audit_log`` is the log the admin API reads."""
+    With ``tokens``, ``audit_log`` is the log the admin API reads; ``before_metrics`` is awaited
+    before each ``/metrics`` scrape (collectors that need other processes fetch there, so that
+    the scrape itself never waits on the event loop)."""
     limits = limits or HttpLimits()
     appmesh = AppMeshApi(service, caller)
     extensions = ExtensionsApi(
@@ -93,6 +96,8 @@ def build_app(
         return json_response({"status": "ok", "revision": service.store.revision})
 
     async def metrics(_: Request) -> Response:
+        if before_metrics is not None:
+            await before_metrics()  # e.g. the xDS workers' metrics, fetched off the loop
         data = generate_latest(registry) if registry is not None else b""
         return Response(data, media_type=CONTENT_TYPE_LATEST)
 

@@ -186,7 +186,8 @@ class ExtensionsApi:
         proxies: list[dict[str, Any]] = []
         if self.proxies is not None:
             filters = {k: v for k, v in (("mesh", mesh), ("name", name)) if v is not None}
-            proxies = self.proxies(**filters)
+            # off the event loop: with xDS workers or replicas this asks other processes
+            proxies = await run_in_threadpool(self.proxies, **filters)
         return {
             "proxies": [
                 p

@@ -255,6 +255,8 @@ class Application:
         """The xDS port's services when this process serves it (``--xds-workers 1``)."""
         self.workers: XdsWorkers | None = None
         """The xDS worker processes (``--xds-workers N``, N > 1)."""
+        self.worker_metrics: WorkerMetrics | None = None
+        """Their metrics, summed into this process's ``/metrics``."""
         if with_workers:
             self.workers = XdsWorkers(
                 settings,
@@ -262,7 +264,8 @@ class Application:
                 on_tap=lambda identity, entry: self.taps.publish(identity, entry),
                 on_gone=self._worker_gone,
             )
-            self.registry.register(WorkerMetrics(self.workers))
+            self.worker_metrics = WorkerMetrics(self.workers)
+            self.registry.register(self.worker_metrics)
             self.taps = TapHub(
                 lambda _: self._send_taps(),
                 max_sessions=settings.telemetry.max_taps,
@@ -330,6 +333,7 @@ class Application:
             self.caller,
             self.manifests,
             registry=self.registry,
+            before_metrics=self.worker_metrics.refresh if self.worker_metrics else None,
             proxies=self.proxy_status,
             lifespan=self._lifespan,
             extra_routes=AuthorityApi(

@@ -398,14 +398,22 @@ class WorkerMetrics(Collector):
 
     def __init__(self, workers: XdsWorkers) -> None:
         self.workers = workers
+        self._texts: list[str] = []
+
+    async def refresh(self) -> None:
+        """Ask the workers for their metrics in a thread (a hung worker is waited for up to
+        :data:`ASK_TIMEOUT` there, not on the event loop); :meth:`collect` sums what came."""
+        answers = await asyncio.to_thread(self.workers.ask, "metrics")
+        self._texts = [text for _, text in answers]
 
     def describe(self) -> list[Metric]:
         return []  # families known only once the workers answer
 
     def collect(self) -> Iterator[Metric]:
+        """The sums of the workers' metrics as of the last :meth:`refresh`."""
         families: dict[str, Metric] = {}
         totals: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
-        for _, text in self.workers.ask("metrics"):
+        for text in self._texts:
             for family in text_string_to_metric_families(text):
                 found = families.setdefault(
                     family.name, Metric(family.name, family.documentation, family.type)
