@@ -168,6 +168,13 @@ def test_proxy_tokens_and_the_ca_through_the_api(tmp_path: Path) -> None:
             rotated = http.post("/meshplane/v1/meshes/demo/ca/rotate").json()
             assert rotated["trustBundle"].count("BEGIN CERTIFICATE") == 2
             assert [r["signing"] for r in rotated["roots"]] == [True, False]
+            # a rotation asked for is audited like a scheduled one: who, which roots
+            old, new = (r["serial"] for r in rotated["roots"])
+            entries = http.get("/meshplane/v1/audit", params={"mesh": "demo"}).json()["entries"]
+            audited = [e for e in entries if e["operation"] == "RotateMeshCa"]
+            assert [e["resource"] for e in audited] == [f"mesh/demo/ca/{old}->{new}"], entries
+            assert audited[0]["via"] == "api" and audited[0]["principal"], audited
+            assert http.post("/meshplane/v1/meshes/nope/ca/rotate").status_code == 404
             assert http.get("/meshplane/v1/meshes/nope/ca").status_code == 404
     finally:
         server.stop()

@@ -12,7 +12,9 @@
 - ``GET /meshplane/v1/meshes/{mesh}/ca``: the mesh's trust bundle (PEM) and its roots —
   public material, for clients outside the mesh that must trust its proxies.
 - ``POST /meshplane/v1/meshes/{mesh}/ca/rotate``: start a CA rotation (new root trusted at
-  once, signing after the propagation delay, old root trusted for the overlap).
+  once, signing after the propagation delay, old root trusted for the overlap), audited as
+  ``RotateMeshCa`` on ``mesh/<mesh>/ca/<old serial>-><new serial>`` (hex serials of the
+  signing roots), as the scheduled rotation (:mod:`meshplane.service.ca_rotation`) is.
 
 Who may call (the caller's principal from ``meshplane.api.auth``): creating or revoking a
 proxy token needs the editor role on its mesh, reading a CA the viewer role, rotating it the
@@ -163,22 +165,31 @@ class AuthorityApi:
     async def describe_ca(self, request: Request) -> dict[str, Any]:
         mesh = inputs.resource_name(request.path_params["mesh"], "mesh")
         self._check(request, mesh, Role.VIEWER, f"read the CA of mesh {mesh}")
-        return await run_in_threadpool(self._ca, mesh, False)
+        return await run_in_threadpool(self._ca, mesh)
 
     async def rotate_ca(self, request: Request) -> dict[str, Any]:
         mesh = inputs.resource_name(request.path_params["mesh"], "mesh")
         self._check(request, mesh, Role.ADMIN, f"rotate the CA of mesh {mesh}")
-        return await run_in_threadpool(self._ca, mesh, True)
+        return await run_in_threadpool(self._ca, mesh, principal_of(request).id)
 
-    def _ca(self, mesh: str, rotate: bool) -> dict[str, Any]:
+    def _ca(self, mesh: str, rotated_by: str | None = None) -> dict[str, Any]:
+        """The CA of ``mesh`` as JSON; rotated first (and audited) when ``rotated_by`` is the
+        principal asking for it."""
         if self.authorities is None:
             raise MeshplaneError("this server has no certificate authority")
         try:
-            authority = (
-                self.authorities.rotate_ca(mesh) if rotate else self.authorities.authority(mesh)
-            )
+            before = self.authorities.authority(mesh)
+            now = self.authorities.clock()
+            old = before.signing_root(now).serial
+            authority = before if rotated_by is None else self.authorities.rotate_ca(mesh)
         except AuthorityError as error:
             raise BadRequestError(str(error)) from None
+        if rotated_by is not None:
+            resource = f"mesh/{mesh}/ca/{old:x}->{authority.roots[-1].serial:x}"
+            self.store.transact(
+                lambda tx: tx.audit(rotated_by, "RotateMeshCa", mesh=mesh, resource=resource)
+            )
+            log.warning("mesh %s: CA rotated by %s (%s)", mesh, rotated_by, resource)
         now = self.authorities.clock()
         signing = authority.signing_root(now)
         return {
