@@ -33,7 +33,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -511,15 +511,17 @@ class ControlLoop:
 
     def apply(self, changes: Iterable[Change]) -> None:
         """Bring views and affected snapshots up to date with ``changes``."""
-        started = time.perf_counter()
-        by_mesh, registry_changed = self._apply_views(changes)
-        for snapshot, entry in self._affected(by_mesh):
-            self._publish(snapshot, entry)
-        self._applied(started, by_mesh, registry_changed)
+        for _ in self._steps(changes):
+            pass
 
     async def apply_stepwise(self, changes: Iterable[Change]) -> None:
         """:meth:`apply`, letting the event loop run every :data:`PUBLISH_STEP` translations
         (the streams of the proxies published so far push meanwhile)."""
+        for _ in self._steps(changes):
+            await asyncio.sleep(0)
+
+    def _steps(self, changes: Iterable[Change]) -> Iterator[None]:
+        """Apply ``changes``, yielding after every :data:`PUBLISH_STEP` proxies published."""
         started = time.perf_counter()
         by_mesh, registry_changed = self._apply_views(changes)
         for done, (snapshot, entry) in enumerate(self._affected(by_mesh), 1):
@@ -527,7 +529,7 @@ class ControlLoop:
                 continue  # disconnected while the others were published
             self._publish(snapshot, entry)
             if done % PUBLISH_STEP == 0:
-                await asyncio.sleep(0)
+                yield
         self._applied(started, by_mesh, registry_changed)
 
     def _apply_views(self, changes: Iterable[Change]) -> tuple[dict[str, set[ResourceKey]], bool]:
