@@ -168,3 +168,49 @@ async def test_only_the_duty_holder_allocates_and_a_new_holder_catches_up(
         assert sorted(registry.vips(store)) == [("m", "a.local"), ("m", "b.local")]
     finally:
         await allocator.stop()
+
+
+def test_one_name_in_two_meshes_shares_its_vip_until_the_last_goes(store: SqlStore) -> None:
+    """The one DNS server answers every mesh: a name must mean the same address in all of
+    them (each proxy routes it to its own mesh's service), and that address stays taken
+    while any mesh has the name."""
+    network = vips.parse_range("240.240.0.0/29")
+
+    def add(mesh: str, name: str) -> None:
+        store.transact(
+            lambda tx: tx.create(
+                ResourceKey(Kind.VIRTUAL_SERVICE, mesh, name),
+                {},
+                mesh_owner="0",
+                resource_owner="0",
+            )
+        )
+
+    def delete(mesh: str, name: str) -> None:
+        store.transact(lambda tx: tx.delete(ResourceKey(Kind.VIRTUAL_SERVICE, mesh, name)))
+
+    add("staging", "color.local")
+    add("staging", "db.local")
+    store.transact(lambda tx: vips.sync(tx, network))
+    add("prod", "color.local")
+    add("prod", "Color.local")  # names are exact: another service, another address
+    assert store.transact(lambda tx: vips.sync(tx, network)) == 2
+    given = registry.vips(store)
+    assert given[("prod", "color.local")] == given[("staging", "color.local")]
+    assert len({given[("staging", k)] for k in ("color.local", "db.local")}) == 2
+    assert given[("prod", "Color.local")] not in {
+        given[("staging", "color.local")],
+        given[("staging", "db.local")],
+    }
+    delete("staging", "color.local")
+    store.transact(lambda tx: vips.sync(tx, network))
+    add("staging", "new.local")
+    store.transact(lambda tx: vips.sync(tx, network))
+    after = registry.vips(store)
+    # prod still has color.local's address: nobody else got it
+    assert after[("prod", "color.local")] == given[("prod", "color.local")]
+    assert ("staging", "color.local") not in after
+    assert len(set(after.values())) == len(after) == 4
+    delete("prod", "color.local")
+    store.transact(lambda tx: vips.sync(tx, network))
+    assert given[("prod", "color.local")] not in registry.vips(store).values()

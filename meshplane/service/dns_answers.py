@@ -58,7 +58,7 @@ class Answer:
 @dataclass(slots=True)
 class _Index:
     revision: int = -1
-    vips: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (mesh, ip)
+    vips: dict[str, tuple[list[str], str]] = field(default_factory=dict)  # name -> (meshes, ip)
     zones: dict[str, Record] = field(default_factory=dict)  # DNS namespace name -> record
     services: dict[tuple[str, str], Record] = field(default_factory=dict)  # (ns id, name)
 
@@ -81,7 +81,9 @@ class Answers:
             return self._index
         index = _Index(revision)
         for (mesh, service), ip in sorted(registry.vips(self.store).items()):
-            index.vips.setdefault(_norm(service), (mesh, ip))
+            meshes, first = index.vips.setdefault(_norm(service), ([], ip))
+            if ip == first:  # one address in every mesh (meshplane.service.vips)
+                meshes.append(mesh)
         for namespace in registry.namespaces(self.store):
             if namespace.spec.get("Type") in ("DNS_PRIVATE", "DNS_PUBLIC"):
                 index.zones[_norm(str(namespace.spec["Name"]))] = namespace
@@ -99,8 +101,9 @@ class Answers:
         qname = _norm(name)
         found = index.vips.get(qname)
         if found is not None:
-            mesh, ip = found
-            why = f"virtual service {qname} of mesh {mesh}: its VIP"
+            meshes, ip = found
+            of = f"mesh {meshes[0]}" if len(meshes) == 1 else f"meshes {', '.join(meshes)}"
+            why = f"virtual service {qname} of {of}: its VIP"
             if rdtype in ("A", "ANY"):
                 return Answer("NOERROR", (("A", VIP_TTL, ip),), zone=qname, reason=why)
             return Answer("NOERROR", zone=qname, reason=f"{why} is IPv4 only: no {rdtype} record")

@@ -4,8 +4,12 @@ auto-allocation) for every virtual service, kept in the store.
 A virtual service's VIP is allocated once, in a store transaction of its own right after the
 service appears, and kept for as long as the service exists, across restarts (it is a record
 of kind ``VIRTUAL_IP``, :mod:`meshplane.store.registry`); it is freed when the service is
-deleted.  The first choice is a hash of ``mesh/name`` inside the range, so a name tends to get
-the same address in another control plane too; a taken address moves to the next free one.
+deleted.  Virtual services of the same name in different meshes share one address (each
+proxy only knows its own mesh's service behind it, so the one DNS server answers every mesh
+alike: staging and production meshes with the same names both work); the address is freed
+when the last of them goes.  The first choice is a hash of the name inside the range, so a
+name tends to get the same address in another control plane too; a taken address moves to the
+next free one.
 A range that is changed later keeps the VIPs already given and allocates new ones from the
 new range.  :class:`VipAllocator` follows the change feed; built and started by
 ``meshplane.server``; read by the DNS server and the control loop.
@@ -44,10 +48,11 @@ def parse_range(text: str) -> Network:
     return network
 
 
-def allocate(mesh: str, name: str, taken: set[str], network: Network) -> str:
-    """The VIP for ``mesh``/``name``: its hashed slot in ``network``, or the next free one."""
+def allocate(name: str, taken: set[str], network: Network) -> str:
+    """A new VIP for the virtual service ``name``: its hashed slot in ``network``, or the next
+    free one."""
     size = network.num_addresses - 2  # neither the network nor the broadcast address
-    digest = hashlib.sha256(f"{mesh}/{name}".encode()).digest()
+    digest = hashlib.sha256(name.encode()).digest()
     start = int.from_bytes(digest[:8], "big") % size
     for step in range(min(size, len(taken) + 1)):
         address = str(network[1 + (start + step) % size])
@@ -60,16 +65,20 @@ def sync(tx: Transaction, network: Network) -> int:
     """Allocate a VIP for each virtual service without one, free those of services that are
     gone; return how many changed."""
     vips = registry.vips(tx)
-    taken = set(vips.values())
     services = {(r.key.mesh, r.key.name) for r in tx.list_kind(Kind.VIRTUAL_SERVICE)}
     changed = 0
     for mesh, name in sorted(set(vips) - services):
         tx.delete(registry.vip_key(mesh, name))
-        taken.discard(vips[(mesh, name)])
+        del vips[(mesh, name)]
         tx.audit(PRINCIPAL, "FreeVirtualIp", mesh=mesh, resource=f"vip/{mesh}/{name}", via="vip")
         changed += 1
+    taken = set(vips.values())  # an address is free once no service of any mesh has it
+    shared: dict[str, str] = {}  # name -> the address its services in other meshes have
+    for (_, name), address in sorted(vips.items()):
+        shared.setdefault(name, address)
     for mesh, name in sorted(services - set(vips)):
-        address = allocate(mesh, name, taken, network)
+        address = shared.get(name) or allocate(name, taken, network)
+        shared.setdefault(name, address)
         taken.add(address)
         record = tx.create(
             registry.vip_key(mesh, name), {"ip": address}, mesh_owner="", resource_owner=""
