@@ -48,7 +48,7 @@ from meshplane.service.access import ANONYMOUS
 from meshplane.service.apply import ManifestService
 from meshplane.service.arns import Partition
 from meshplane.service.ca_rotation import CaRotation
-from meshplane.service.cloudmap import RegistryCollector
+from meshplane.service.cloudmap_metrics import RegistryCollector
 from meshplane.service.dns_answers import Answers
 from meshplane.service.leases import LeaseSweeper
 from meshplane.service.resources import Caller, ResourceService

@@ -4,7 +4,8 @@ Each function checks one member of a decoded JSON 1.1 request body and returns i
 the service uses, or raises ``InvalidInputError`` naming the member and the rule.  The limits
 and patterns are those of botocore's ``servicediscovery`` 2017-03-14 model (a test compares
 them) and of the RegisterInstance documentation (30 custom attributes, 5,000 characters).
-Used by :mod:`meshplane.service.cloudmap`.
+Used by the Cloud Map operation groups (``meshplane.service.cloudmap_*``) and
+:mod:`meshplane.service.cloudmap`.
 """
 
 from __future__ import annotations
