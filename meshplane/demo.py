@@ -29,7 +29,7 @@ from pathlib import Path
 from meshplane.manifests import parse_documents
 from meshplane.proxy import BootstrapOptions, EnvoyOptions, EnvoyProcess, start_envoy
 from meshplane.server import Application, Settings, serve
-from meshplane.server.settings import DEFAULT_API_PORT
+from meshplane.server.settings_server import DEFAULT_API_PORT
 
 log = logging.getLogger("meshplane.demo")
 

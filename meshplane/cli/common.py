@@ -18,7 +18,7 @@ from meshplane.cli import output
 from meshplane.client import Client, ServerUnreachable, connect
 from meshplane.errors import LocalError, MeshplaneError
 from meshplane.manifests import ManifestError, ManifestLimits, files_under, read_file
-from meshplane.server.settings import DEFAULT_API_PORT, DEFAULT_HOST
+from meshplane.server.settings_server import DEFAULT_API_PORT, DEFAULT_HOST
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -28,7 +28,8 @@ from meshplane.cli.settings_options import settings_options
 from meshplane.cli.telemetry_commands import stat, tap, top
 from meshplane.cli.token_commands import token
 from meshplane.errors import LocalError, MeshplaneError
-from meshplane.server.settings import DEFAULT_API_PORT, DEFAULT_XDS_PORT, Settings
+from meshplane.server.settings import Settings
+from meshplane.server.settings_server import DEFAULT_API_PORT, DEFAULT_XDS_PORT
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -31,7 +31,7 @@ from meshplane.model.proxy import InvalidNodeIdError, parse_node_id
 from meshplane.proxy import BootstrapOptions, EnvoyOptions, run_envoy
 from meshplane.proxy.bootstrap import XdsTls
 from meshplane.proxy.sidecar import run_captured
-from meshplane.server.settings import DEFAULT_XDS_PORT
+from meshplane.server.settings_server import DEFAULT_XDS_PORT
 
 
 def _host_port(value: str, option: str) -> tuple[str, int]:

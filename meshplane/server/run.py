@@ -42,7 +42,8 @@ from meshplane.server.identity_state import IdentityState
 from meshplane.server.keys import token_key
 from meshplane.server.proxy_auth import ProxyAuthorizer
 from meshplane.server.serving import XdsServing
-from meshplane.server.settings import Settings, StoreSettings, TlsSettings, is_loopback
+from meshplane.server.settings import Settings, is_loopback
+from meshplane.server.settings_sections import StoreSettings, TlsSettings
 from meshplane.server.workers import WorkerMetrics, XdsWorkers
 from meshplane.service.access import ANONYMOUS
 from meshplane.service.apply import ManifestService

@@ -23,7 +23,7 @@ from meshplane.control import ControlLoop
 from meshplane.model.proxy import InvalidNodeMetadataError, NodeMetadata, ProxyIdentity
 from meshplane.model.tracing import TracingDefaults
 from meshplane.server.proxy_auth import ProxyAuthorizer
-from meshplane.server.settings import XdsSettings
+from meshplane.server.settings_sections import XdsSettings
 from meshplane.server.status import proxy_status_json
 from meshplane.store import ResourceStore
 from meshplane.telemetry import AccessLogService, MetricsService, StreamLimits, TelemetryStore
