@@ -23,14 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from meshplane.errors import MeshplaneError
-from meshplane.server.run import (
+from meshplane.server.settings import Settings
+from meshplane.server.startup import (
     DataDirLocked,
     api_token_box,
     lock_data_dir,
     open_vault,
     open_with_retry,
 )
-from meshplane.server.settings import Settings
 from meshplane.service.access import ALL_MESHES, Grant, Principal, Role
 from meshplane.service.tokens import TokenService, describe
 from meshplane.store import open_store

@@ -3,47 +3,51 @@
 The one place where components are built and connected (nothing happens at import time).
 The API (uvicorn) and the xDS server (grpc.aio) share one asyncio event loop; SIGTERM and
 SIGINT stop both cleanly.  API authentication (``meshplane.api.auth``) is on unless the
-server binds loopback only; with ``--tls-cert``/``--tls-key`` both ports speak TLS.  Called by
-the CLI.
+server binds loopback only; with ``--tls-cert``/``--tls-key`` both ports speak TLS.  What is
+checked and opened before the components are built is in :mod:`meshplane.server.startup`; the
+publishing of this replica's proxies to the fleet in :mod:`meshplane.server.presence`.  Called
+by the CLI.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
-import os
 import signal
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from pathlib import Path
 from typing import IO, Any
 
 import grpc
-import sqlalchemy as sa
 import uvicorn
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 
 from meshplane.api.app import build_app
 from meshplane.api.authority import AuthorityApi
-from meshplane.authority.sealing import Kek, KekError
 from meshplane.authority.server_tls import ensure_server_certificate
 from meshplane.console import ConsoleApi
-from meshplane.errors import LocalError, MeshplaneError
+from meshplane.errors import LocalError
 from meshplane.nameserver.server import DnsServer, Upstream, resolv_conf_upstreams
 from meshplane.server import gc_pacing
 from meshplane.server.fleet import FleetApi
 from meshplane.server.http import guarded_protocol, quiet_accept_errors
 from meshplane.server.identity_state import IdentityState
-from meshplane.server.keys import token_key
+from meshplane.server.presence import ReplicaProxies
 from meshplane.server.proxy_auth import ProxyAuthorizer
 from meshplane.server.serving import XdsServing
 from meshplane.server.settings import Settings, is_loopback
-from meshplane.server.settings_sections import StoreSettings, TlsSettings
+from meshplane.server.startup import (
+    _read_tls,
+    api_token_box,
+    check_ports,
+    lock_data_dir,
+    open_vault,
+    open_with_retry,
+)
 from meshplane.server.workers import WorkerMetrics, XdsWorkers
 from meshplane.service.access import ANONYMOUS
 from meshplane.service.apply import ManifestService
@@ -53,148 +57,21 @@ from meshplane.service.cloudmap_metrics import RegistryCollector
 from meshplane.service.dns_answers import Answers
 from meshplane.service.leases import LeaseSweeper
 from meshplane.service.resources import Caller, ResourceService
-from meshplane.service.tokens import KEY_BYTES as TOKEN_KEY_BYTES
-from meshplane.service.tokens import SecretBox, TokenService
+from meshplane.service.tokens import TokenService
 from meshplane.service.vips import VipAllocator, parse_range
-from meshplane.store import SqlStore, Store, open_store
+from meshplane.store import Store
 from meshplane.store.lease import DutyLease
 from meshplane.store.presence import FleetProxies
-from meshplane.store.sql import StoreUnavailableError, describe_url
-from meshplane.store.vault import API_TOKEN_KEY, SealedVault
+from meshplane.store.sql import describe_url
 from meshplane.telemetry import TapHub, TelemetryApi, TelemetryCollector, TelemetryStore
 from meshplane.telemetry.stats import Flush
 from meshplane.telemetry.window import ProxyKey
 
 log = logging.getLogger("meshplane")
-PRESENCE_INTERVAL = 2.0
-"""Seconds between two heartbeats of a replica (fleet proxy-status): each also writes the rows
-of the proxies whose status changed since the one before."""
-
-
-class DataDirLocked(LocalError):
-    """Another meshplane process already uses this data directory."""
-
-
-class PortInUse(LocalError):
-    """An address the server or demo must bind is taken."""
-
-
-def lock_data_dir(data_dir: Path) -> IO[str]:
-    """Take the data directory's lock (holding this process's PID), or raise DataDirLocked
-    naming the process that holds it."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    handle = (data_dir / "meshplane.lock").open("a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read(32).strip()
-        handle.close()
-        if holder.isdigit():
-            raise DataDirLocked(
-                f"data directory {data_dir} is in use by another meshplane process (pid "
-                f"{holder}): stop it (Ctrl-C in its terminal, or kill {holder}) or give "
-                "another --data-dir"
-            ) from None
-        raise DataDirLocked(
-            f"data directory {data_dir} is in use by another meshplane process: stop it "
-            f"(find it with: fuser {data_dir / 'meshplane.lock'}) or give another --data-dir"
-        ) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"{os.getpid()}\n")
-    handle.flush()
-    return handle
-
-
-class DatabaseUnreachable(MeshplaneError):
-    """The database did not answer within the start-up wait."""
-
-
-def open_with_retry(
-    settings: StoreSettings, sleep: Callable[[float], None] = time.sleep
-) -> SqlStore:
-    """Open the store; while its database cannot be reached, say so and retry with backoff
-    for up to ``settings.database_wait`` seconds."""
-    deadline = time.monotonic() + settings.database_wait
-    delay = 0.5
-    while True:
-        try:
-            return open_store(data_dir=settings.data_dir, url=settings.database_url)
-        except StoreUnavailableError as error:
-            where = describe_url(settings.database_url or "")
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise DatabaseUnreachable(
-                    f"database {where} could not be reached for {settings.database_wait:g} s "
-                    f"({error.message.split(';')[0]}); is it running, and is the URL right? "
-                    "(--database-wait / MESHPLANE_DATABASE_WAIT sets how long start-up waits)"
-                ) from None
-            log.error(
-                "database %s: %s; retrying in %.1f s", where, error.message.split(";")[0], delay
-            )
-            sleep(min(delay, max(left, 0.05)))
-            delay = min(delay * 2, 10.0)
 
 
 class DnsPortError(LocalError):
     """The DNS server cannot bind its port."""
-
-
-def open_vault(store: Store, settings: StoreSettings) -> SealedVault | None:
-    """The sealed identity state in the database when a KEK is given (checked: a replica
-    given another KEK than the one that sealed the state refuses to start); None without."""
-    kek = Kek.load(settings.kek_file, settings.kek)
-    if kek is None:
-        if store.postgres:
-            raise KekError(
-                "a PostgreSQL store is shared by replicas, and so are the mesh CAs and token "
-                "keys sealed in it: give every replica the same key-encryption key with "
-                "--kek-file FILE or MESHPLANE_KEK (make one: openssl rand -hex 32 > FILE; "
-                "chmod 600 FILE)"
-            )
-        return None
-    vault = SealedVault(store, kek)
-    vault.check()
-    log.info("identity state: in the database, sealed under key-encryption key %s", kek.id)
-    return vault
-
-
-def check_ports(addresses: Sequence[tuple[str, int, str]]) -> None:
-    """Raise PortInUse for the first (host, port, remedy) that cannot be bound now; a remedy
-    starting with ``--`` is the flag that moves the port, anything else is said as it is."""
-    for host, port, remedy in addresses:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        with socket.socket(family, socket.SOCK_STREAM) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind((host.strip("[]"), port))
-            except OSError as error:
-                if remedy.startswith("--"):
-                    remedy = f"stop what holds it, or choose another port with {remedy}"
-                raise PortInUse(
-                    f"{host}:{port} is already in use ({error.strerror}; another meshplane "
-                    f"server or demo?): {remedy}"
-                ) from None
-
-
-def api_token_box(vault: SealedVault | None, key_file: Path) -> SecretBox:
-    """What seals API token secrets: the key in the database (sealed under the KEK, shared
-    by every replica) when there is a vault, else the data directory's ``token.key``."""
-    if vault is not None:
-        return SecretBox(vault.random_key(API_TOKEN_KEY, TOKEN_KEY_BYTES))
-    return SecretBox(token_key(key_file))
-
-
-class TlsFilesError(LocalError):
-    """The TLS certificate or key cannot be read."""
-
-
-def _read_tls(tls: TlsSettings) -> tuple[bytes, bytes]:
-    try:
-        return tls.cert_file.read_bytes(), tls.key_file.read_bytes()
-    except OSError as error:
-        raise TlsFilesError(f"{error.filename}: cannot read ({error.strerror})") from None
 
 
 class Application:
@@ -302,7 +179,9 @@ class Application:
         self.dns_port = settings.dns.port
         self.lease = DutyLease(sql, self.replica)  # the fleet's lease is SQL's
         self.presence = FleetProxies(sql, self.replica) if sql.postgres else None
-        self._presence_task: asyncio.Task[None] | None = None
+        self.proxies = ReplicaProxies(
+            self.presence, self.replica, serving=self.serving, workers=self.workers
+        )
         self.leases = LeaseSweeper(self.store, duty=lambda: self.lease.held)
         self.vips = VipAllocator(
             self.store, parse_range(settings.dns.vip_range), duty=lambda: self.lease.held
@@ -318,7 +197,7 @@ class Application:
             self.ca_rotation.start,
             self._start_dns,
             self._start_xds,
-            self._start_presence,
+            self.proxies.start,
         ]
         self.shutdown: list[Callable[[], Any]] = [
             self.vips.stop,
@@ -327,7 +206,7 @@ class Application:
             self.dns.stop,
             self._stop_xds,
             self._stop_lease,
-            self._stop_presence,
+            self.proxies.stop,
         ]
         self.app: Starlette = build_app(
             self.service,
@@ -483,75 +362,7 @@ class Application:
     ) -> list[dict[str, Any]]:
         """Status JSON of the connected proxies (of ``mesh``, named ``name``, if given): on a
         shared store, those of every replica of the fleet, each with its ``replica``."""
-        local = self._local_proxy_status(mesh=mesh, name=name)
-        if self.presence is None:
-            return local
-        try:
-            others = self.presence.others(mesh, name)
-        except sa.exc.SQLAlchemyError as error:
-            log.warning("the fleet's proxies cannot be read (%s): this replica's only", error)
-            others = []
-        mine: list[dict[str, Any]] = [{**status, "replica": self.replica} for status in local]
-        return mine + others
-
-    async def _publish_proxies(self) -> None:
-        """Every few seconds: this replica's heartbeat, and the rows of its proxies whose status
-        changed since the last beat (connected, disconnected, sent, ACKed, NACKed): this
-        process's, or its xDS workers' (each keeps track of what it reported)."""
-        presence = self.presence
-        assert presence is not None
-        synced = False
-        while True:
-            try:
-                if not synced:  # rows an earlier life under this replica id left, or an outage
-                    await asyncio.to_thread(presence.withdraw)
-                    self._presence_resync()
-                    synced = True
-                changed, gone = await self._presence_changes()
-                await asyncio.to_thread(self._beat, presence, changed, gone)
-            except Exception as error:  # the database away: start over at the next beat
-                log.debug("publishing this replica's proxies failed: %s", error)
-                synced = False
-            await asyncio.sleep(PRESENCE_INTERVAL)
-
-    def _presence_resync(self) -> None:
-        """The next changes are every proxy (the rows were withdrawn)."""
-        if self.serving is not None:
-            self.serving.presence_resync()
-        if self.workers is not None:
-            self.workers.presence_resync()
-
-    async def _presence_changes(self) -> tuple[list[dict[str, Any]], set[int]]:
-        if self.workers is not None:
-            return await asyncio.to_thread(self.workers.presence_changes)
-        return self._serving().presence_changes()
-
-    @staticmethod
-    def _beat(presence: FleetProxies, changed: list[dict[str, Any]], gone: set[int]) -> None:
-        presence.beat()
-        presence.publish(changed, gone)
-
-    async def _start_presence(self) -> None:
-        if self.presence is not None:
-            self._presence_task = asyncio.create_task(self._publish_proxies())
-
-    async def _stop_presence(self) -> None:
-        if self._presence_task is not None:
-            self._presence_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._presence_task
-            self._presence_task = None
-        if self.presence is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(self.presence.withdraw)
-
-    def _local_proxy_status(
-        self, *, mesh: str | None = None, name: str | None = None
-    ) -> list[dict[str, Any]]:
-        """The proxies connected to this replica: to this process, or to its xDS workers."""
-        if self.workers is not None:
-            return self.workers.statuses(mesh=mesh, name=name)
-        return self._serving().statuses(mesh=mesh, name=name)
+        return self.proxies.statuses(mesh=mesh, name=name)
 
     @asynccontextmanager
     async def _lifespan(self, _: Starlette) -> AsyncIterator[None]:

@@ -31,9 +31,9 @@ from meshplane.model.proxy import ProxyIdentity
 from meshplane.server import gc_pacing
 from meshplane.server.identity_state import IdentityState
 from meshplane.server.proxy_auth import ProxyAuthorizer
-from meshplane.server.run import _read_tls, open_vault, open_with_retry
 from meshplane.server.serving import XdsServing
 from meshplane.server.settings import Settings
+from meshplane.server.startup import _read_tls, open_vault, open_with_retry
 from meshplane.server.workers import MAX_FRAME, pack, read_frame
 from meshplane.store import SqlStore
 from meshplane.telemetry import TelemetryStore
