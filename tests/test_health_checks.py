@@ -9,10 +9,12 @@ import asyncio
 import http.server
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from meshplane.model.kinds import REGISTRY_MESH
@@ -23,6 +25,7 @@ from meshplane.service.cloudmap import CloudMapService
 from meshplane.service.health_checks import HealthChecker, Target
 from meshplane.service.resources import Caller
 from meshplane.store import SqlStore
+from tests.support.server import MeshplaneServer
 
 CALLER = Caller("000000000000", ANONYMOUS)
 
@@ -246,3 +249,53 @@ def test_a_check_is_bounded_however_the_instance_answers() -> None:
             thread.join(10)
         for sock in sockets:
             sock.close()
+
+
+def test_the_server_checks_instances_registered_through_boto3(tmp_path: Path) -> None:
+    """``meshplane serve --health-check-interval 1s``: a TCP-checked instance registered with
+    boto3 goes UNHEALTHY while nothing listens at its address, and HEALTHY once something
+    does; DNS-facing discovery follows."""
+    server = MeshplaneServer(tmp_path / "data", extra_args=["--health-check-interval", "1s"])
+    server.start()
+    port = closed_port()
+    try:
+        sd = server.cloudmap()
+        op = sd.create_public_dns_namespace(Name="checked.example.com")["OperationId"]
+        ns = sd.get_operation(OperationId=op)["Operation"]["Targets"]["NAMESPACE"]
+        srv = sd.create_service(
+            Name="db",
+            NamespaceId=ns,
+            DnsConfig={"DnsRecords": [{"Type": "A", "TTL": 10}]},
+            HealthCheckConfig={"Type": "TCP", "FailureThreshold": 2},
+        )["Service"]["Id"]
+        sd.register_instance(
+            ServiceId=srv,
+            InstanceId="db-1",
+            Attributes={"AWS_INSTANCE_IPV4": "127.0.0.1", "AWS_INSTANCE_PORT": str(port)},
+        )
+
+        def becomes(want: str) -> None:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                if sd.get_instances_health_status(ServiceId=srv)["Status"]["db-1"] == want:
+                    return
+                time.sleep(0.2)
+            raise AssertionError(f"db-1 did not become {want}\n{server.log()[-2000:]}")
+
+        becomes("UNHEALTHY")
+        found = sd.discover_instances(
+            NamespaceName="checked.example.com", ServiceName="db", HealthStatus="HEALTHY"
+        )
+        assert found["Instances"] == []
+        up = socket.socket()
+        up.bind(("127.0.0.1", port))
+        up.listen(16)
+        try:
+            becomes("HEALTHY")
+        finally:
+            up.close()
+        audit = httpx.get(f"{server.url}/meshplane/v1/audit", timeout=10).json()["entries"]
+        checked = [e for e in audit if e["operation"] == "UpdateInstanceHealthStatus"]
+        assert [e["resource"] for e in checked] == ["cloudmap/instance/db-1"] * 2, checked
+    finally:
+        server.stop()

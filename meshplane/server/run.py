@@ -55,6 +55,7 @@ from meshplane.service.arns import Partition
 from meshplane.service.ca_rotation import CaRotation
 from meshplane.service.cloudmap_metrics import RegistryCollector
 from meshplane.service.dns_answers import Answers
+from meshplane.service.health_checks import HealthChecker
 from meshplane.service.leases import LeaseSweeper
 from meshplane.service.resources import Caller, ResourceService
 from meshplane.service.tokens import TokenService
@@ -183,6 +184,12 @@ class Application:
             self.presence, self.replica, serving=self.serving, workers=self.workers
         )
         self.leases = LeaseSweeper(self.store, duty=lambda: self.lease.held)
+        self.health_checks = HealthChecker(
+            self.store,
+            replica=self.replica,
+            interval=settings.dns.health_check_interval,
+            duty=lambda: self.lease.held,
+        )
         self.vips = VipAllocator(
             self.store, parse_range(settings.dns.vip_range), duty=lambda: self.lease.held
         )
@@ -194,6 +201,7 @@ class Application:
             self._start_lease,
             self.vips.start,
             self.leases.start,
+            self.health_checks.start,
             self.ca_rotation.start,
             self._start_dns,
             self._start_xds,
@@ -202,6 +210,7 @@ class Application:
         self.shutdown: list[Callable[[], Any]] = [
             self.vips.stop,
             self.leases.stop,
+            self.health_checks.stop,
             self.ca_rotation.stop,
             self.dns.stop,
             self._stop_xds,

@@ -165,6 +165,7 @@ class Settings:
                 port=int(values["dns_port"]),
                 upstreams=_dns_upstreams(values["dns_upstreams"]),
                 vip_range=values["vip_range"].strip(),
+                health_check_interval=values["health_check_interval"].total_seconds(),
             ),
             tracing=TracingDefaults(
                 collector=parse_collector(values["tracing_collector"], "--tracing-collector")

@@ -1,5 +1,6 @@
 """The ``dns`` settings of ``meshplane serve``: the mesh DNS server's port and address, where
-it forwards the names that are not the mesh's, and the range of virtual IPs.
+it forwards the names that are not the mesh's, the range of virtual IPs, and how often the
+Cloud Map instances of services with ``HealthCheckConfig`` are checked.
 
 Declarations only (:class:`~meshplane.server.setting.Setting`), with the checks of their
 values; part of :data:`meshplane.server.settings.SETTINGS`, whose ``Settings.load`` builds
@@ -9,12 +10,20 @@ values; part of :data:`meshplane.server.settings.SETTINGS`, whose ``Settings.loa
 from __future__ import annotations
 
 import ipaddress
+from datetime import timedelta
 from typing import Any
 
 from meshplane.server.setting import Kind, Setting
 
 DEFAULT_DNS_PORT = 15053
 DEFAULT_VIP_RANGE = "240.240.0.0/16"
+DEFAULT_HEALTH_CHECK_INTERVAL = timedelta(seconds=30)
+
+
+def _health_check_interval(value: timedelta) -> str | None:
+    if not timedelta(seconds=1) <= value <= timedelta(hours=1):
+        return f"{value.total_seconds():g}s is not between 1s and 1h"
+    return None
 
 
 def _dns_port(value: Any) -> str | None:
@@ -84,5 +93,17 @@ SETTINGS: tuple[Setting, ...] = (
         default=DEFAULT_VIP_RANGE,
         metavar="CIDR",
         check=_vip_range,
+    ),
+    Setting(
+        "health_check_interval",
+        "--health-check-interval",
+        "MESHPLANE_HEALTH_CHECK_INTERVAL",
+        Kind.DURATION,
+        "How often each instance of a Cloud Map service with HealthCheckConfig is checked "
+        "(HTTP, HTTPS or TCP, as Route 53 does).",
+        "dns",
+        default=DEFAULT_HEALTH_CHECK_INTERVAL,
+        metavar="DURATION",
+        check=_health_check_interval,
     ),
 )

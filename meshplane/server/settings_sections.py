@@ -61,6 +61,8 @@ class DnsSettings:
     port: int = DEFAULT_DNS_PORT
     upstreams: tuple[str, ...] | None = None
     vip_range: str = DEFAULT_VIP_RANGE
+    health_check_interval: float = 30.0
+    """Seconds between two checks of a Cloud Map instance with ``HealthCheckConfig``."""
 
 
 @dataclass(frozen=True, slots=True)
