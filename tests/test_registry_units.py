@@ -8,6 +8,7 @@ import ipaddress
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -214,3 +215,28 @@ def test_one_name_in_two_meshes_shares_its_vip_until_the_last_goes(store: SqlSto
     delete("prod", "color.local")
     store.transact(lambda tx: vips.sync(tx, network))
     assert given[("prod", "color.local")] not in registry.vips(store).values()
+
+
+def test_addresses_given_apart_before_names_were_shared_move_together(store: SqlStore) -> None:
+    """An older release gave ``color.local`` of two meshes two addresses; the DNS server
+    answers the first mesh's, so the other mesh's clients reached nothing.  The next sync
+    moves the other to the first's address, audited, and frees the old one."""
+    network = vips.parse_range("240.240.0.0/29")
+
+    def legacy(tx: Any) -> None:
+        for mesh, ip in (("a", "240.240.0.3"), ("b", "240.240.0.5")):
+            key = ResourceKey(Kind.VIRTUAL_SERVICE, mesh, "color.local")
+            tx.create(key, {}, mesh_owner="0", resource_owner="0")
+            tx.create(
+                registry.vip_key(mesh, "color.local"), {"ip": ip}, mesh_owner="", resource_owner=""
+            )
+
+    store.transact(legacy)
+    assert store.transact(lambda tx: vips.sync(tx, network)) == 1
+    assert registry.vips(store) == {
+        ("a", "color.local"): "240.240.0.3",
+        ("b", "color.local"): "240.240.0.3",
+    }
+    moved = [e for e in store.audit_log(meshes=["b"]) if e.operation == "MoveVirtualIp"]
+    assert [e.resource for e in moved] == ["vip/b/color.local"]
+    assert store.transact(lambda tx: vips.sync(tx, network)) == 0

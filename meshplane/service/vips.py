@@ -9,7 +9,8 @@ proxy only knows its own mesh's service behind it, so the one DNS server answers
 alike: staging and production meshes with the same names both work); the address is freed
 when the last of them goes.  The first choice is a hash of the name inside the range, so a
 name tends to get the same address in another control plane too; a taken address moves to the
-next free one.
+next free one.  Services given different addresses for one name before (older releases) move
+to the first mesh's address, the one the DNS server answers.
 A range that is changed later keeps the VIPs already given and allocates new ones from the
 new range.  :class:`VipAllocator` follows the change feed; built and started by
 ``meshplane.server``; read by the DNS server and the control loop.
@@ -72,10 +73,29 @@ def sync(tx: Transaction, network: Network) -> int:
         del vips[(mesh, name)]
         tx.audit(PRINCIPAL, "FreeVirtualIp", mesh=mesh, resource=f"vip/{mesh}/{name}", via="vip")
         changed += 1
-    taken = set(vips.values())  # an address is free once no service of any mesh has it
     shared: dict[str, str] = {}  # name -> the address its services in other meshes have
     for (_, name), address in sorted(vips.items()):
         shared.setdefault(name, address)
+    for (mesh, name), address in sorted(vips.items()):
+        if address == shared[name]:
+            continue
+        # given before names were shared: the DNS server answers the first mesh's address, so
+        # this one was reached by no name; it moves to the shared one
+        key = registry.vip_key(mesh, name)
+        record = tx.get(key)
+        assert record is not None
+        moved = tx.update(key, {**record.spec, "ip": shared[name]})
+        vips[(mesh, name)] = shared[name]
+        tx.audit(
+            PRINCIPAL,
+            "MoveVirtualIp",
+            mesh=mesh,
+            resource=f"vip/{mesh}/{name}",
+            version=moved.version,
+            via="vip",
+        )
+        changed += 1
+    taken = set(vips.values())  # an address is free once no service of any mesh has it
     for mesh, name in sorted(services - set(vips)):
         address = shared.get(name) or allocate(name, taken, network)
         shared.setdefault(name, address)
