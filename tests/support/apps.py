@@ -57,6 +57,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if app.delay:
             time.sleep(app.delay)
+            with app._lock:
+                app.slept += 1
         status = 200
         if app.fail_every and number % app.fail_every == 0:
             status = app.fail_status
@@ -130,6 +132,8 @@ class App(ThreadedServer):
         self.fail_every = 0
         self.fail_status = 503
         self.delay = 0.0
+        self.slept = 0
+        """Requests whose ``delay`` is over (whether or not their answer could still be sent)."""
         self.status: int | None = None
         self.healthy = True
         self.forward: tuple[str, int, str] | None = None
